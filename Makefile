@@ -1,0 +1,43 @@
+# bert-tickets: `make install && make test`; `make find TASK=mnli SPARSITY=0.7`; `make demo` (offline).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build here (a local wheel); on a GPU machine: make install TORCH="torch==2.13.0" picks PyPI's CUDA build.
+TORCH ?= torch==2.13.0
+
+TASK ?= mnli
+SPARSITY ?= 0.7
+CONFIG ?= paper
+MODEL ?=
+DATA_DIR ?=
+OUTPUT_DIR ?= runs
+ARGS ?=
+DEMO_DATA := $(or $(DATA_DIR),$(wildcard ../shared/data/glue))
+
+.PHONY: install test lint find demo clean
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, so that nothing below pulls another (CUDA) build of it
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+
+test:
+	$(BIN)/python -m pytest -q
+
+lint:
+	$(BIN)/ruff check bert_tickets tasks configs scripts tests
+
+find:
+	$(BIN)/bert-tickets find --task $(TASK) --sparsity $(SPARSITY) --config $(CONFIG) \
+		$(if $(MODEL),--model $(MODEL)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --output-dir $(OUTPUT_DIR) $(ARGS)
+
+# The main job, offline and small: MiniLM on local SST-2, IMP to 50% sparsity, a few minutes on 2 CPU cores.
+demo:
+	@test -n "$(DEMO_DATA)" || { echo "make demo needs GLUE files: pass DATA_DIR=/path/to/glue_data (../shared/data/glue was not found)" >&2; exit 2; }
+	$(BIN)/bert-tickets find --task sst2 --sparsity 0.5 --config minilm --data-dir $(DEMO_DATA) \
+		--output-dir $(OUTPUT_DIR) --rate 0.25 --max-steps 60 --max-train-samples 2000 --max-eval-samples 872 $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

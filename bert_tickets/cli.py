@@ -1,0 +1,120 @@
+"""The `bert-tickets` command. Bad input: one line on stderr, exit code 2, earlier results untouched."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from bert_tickets.errors import UserError
+
+# Command-line flag -> config key. Anything else: --set section.key=value.
+FIND_FLAGS: dict[str, tuple[str, type]] = {
+    "task": ("data.task", str),
+    "sparsity": ("pruning.sparsity", float),
+    "model": ("model.name", str),
+    "data_dir": ("data.data_dir", str),
+    "output_dir": ("output_dir", str),
+    "seed": ("training.seed", int),
+    "seeds": ("pruning.seeds", int),
+    "rate": ("pruning.rate", float),
+    "schedule": ("pruning.schedule", str),
+    "rewind_step": ("pruning.rewind_step", int),
+    "max_steps": ("training.max_steps", int),
+    "epochs": ("training.epochs", float),
+    "learning_rate": ("training.learning_rate", float),
+    "batch_size": ("training.batch_size", int),
+    "max_length": ("data.max_length", int),
+    "max_train_samples": ("data.max_train_samples", int),
+    "max_eval_samples": ("data.max_eval_samples", int),
+    "report_to": ("training.report_to", str),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="bert-tickets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    find = sub.add_parser("find", help="find a ticket by iterative magnitude pruning (IMP)")
+    find.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli")
+    find.add_argument("--sparsity", required=True, type=float, help="target fraction of prunable weights pruned")
+    find.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
+    for flag, (_, kind) in FIND_FLAGS.items():
+        if flag not in ("task", "sparsity"):
+            find.add_argument(f"--{flag.replace('_', '-')}", type=kind)
+    find.add_argument("--keep-head", action="store_true", help="keep the first level's head instead of a fresh one")
+    find.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override any setting, e.g. --set training.warmup_ratio=0.1 (repeatable)")
+    return parser
+
+
+def find_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value
+    for flag, (key, _) in FIND_FLAGS.items():
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    if args.keep_head:
+        overrides["pruning.keep_head"] = True
+    return overrides
+
+
+def run_find(args: argparse.Namespace) -> int:
+    from bert_tickets.config import load_config
+    from bert_tickets.imp import ImpRun
+
+    run = ImpRun(load_config(args.config, find_overrides(args)))
+    ticket = run.run()
+    print_summary(run, ticket.info)
+    print(ticket.path)
+    return 0
+
+
+def print_summary(run: Any, info: dict[str, Any]) -> None:
+    from bert_tickets.runs import read_json
+
+    primary = info["primary_metric"]
+    print(f"\nIMP on {info['task']} with {info['model']} ({run.root})")
+    print(f"{'level':>5}  {'sparsity':>8}  {primary:>12}")
+    for k in range(len(run.sparsities)):
+        metrics = read_json(run.level_dir(k) / "metrics.json")["metrics"]
+        print(f"{k:>5}  {run.sparsities[k]:>8.2%}  {100 * metrics[primary]:>12.2f}")
+    seeds = ", ".join(map(str, info["seeds"]))
+    print(f"\nticket at sparsity {info['sparsity']:.2%} vs dense (seeds {seeds}; mean ± std, in %)")
+    print(f"{'metric':<24} {'ticket':>16} {'dense':>16}")
+    for name, t in info["metrics"]["ticket"].items():
+        d = info["metrics"]["dense"][name]
+        print(f"{name:<24} {_pm(t):>16} {_pm(d):>16}")
+    verdict = "yes" if info["matching"] else "no"
+    print(f"matching ({primary} within one std of dense): {verdict}")
+
+
+def _pm(summary: dict[str, float]) -> str:
+    return f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return {"find": run_find}[args.command](args)
+    except UserError as exc:
+        print(f"bert-tickets: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bert-tickets: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Typed hyperparameters: dataclasses, YAML presets, command-line overrides and the run hash.
+
+A run folder is named by a hash of the settings that differ from the code defaults, so the same
+study (however it was spelled: preset, flag or override) always lands in the same folder.
+"""
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bert_tickets.errors import UserError
+
+# The paper's prunable set: every encoder layer's attention and feed-forward matrices, plus the pooler.
+# Patterns match names relative to the encoder (`model.base_model`); BERT and RoBERTa share them.
+DEFAULT_PRUNABLE = [
+    r"encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.weight",
+    r"encoder\.layer\.\d+\.attention\.output\.dense\.weight",
+    r"encoder\.layer\.\d+\.(intermediate|output)\.dense\.weight",
+    r"transformer\.layer\.\d+\.(attention\.(q_lin|k_lin|v_lin|out_lin)|ffn\.lin[12])\.weight",  # DistilBERT
+    r"pooler\.dense\.weight",
+]
+
+
+@dataclass
+class ModelConfig:
+    name: str = "bert-base-uncased"
+
+
+@dataclass
+class DataConfig:
+    task: str = "mnli"
+    data_dir: str | None = None
+    max_length: int = 128
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+
+
+@dataclass
+class TrainingConfig:
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    epochs: float = 3.0
+    max_steps: int | None = None
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    seed: int = 0
+    mixed_precision: str = "auto"
+    eval_batch_size: int = 128
+    report_to: str = "none"
+
+
+@dataclass
+class PruningConfig:
+    sparsity: float = 0.7
+    schedule: str = "linear"
+    rate: float = 0.1
+    rewind_step: int = 0
+    keep_head: bool = False
+    seeds: int = 1
+    prunable: list[str] = field(default_factory=lambda: list(DEFAULT_PRUNABLE))
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    output_dir: str = "runs"
+
+    def validate(self) -> "Config":
+        p, t = self.pruning, self.training
+        if not 0.0 < p.sparsity < 1.0:
+            raise UserError(f"sparsity must be in (0, 1), got {p.sparsity}")
+        if not 0.0 < p.rate < 1.0:
+            raise UserError(f"pruning rate must be in (0, 1), got {p.rate}")
+        if p.schedule not in ("linear", "geometric"):
+            raise UserError(f"pruning.schedule must be 'linear' or 'geometric', got {p.schedule!r}")
+        if p.seeds < 1:
+            raise UserError(f"seeds must be at least 1, got {p.seeds}")
+        if t.mixed_precision not in ("auto", "bf16", "fp16", "no"):
+            raise UserError(f"training.mixed_precision must be auto, bf16, fp16 or no, got {t.mixed_precision!r}")
+        if t.report_to not in ("none", "wandb"):
+            raise UserError(f"training.report_to must be 'none' or 'wandb', got {t.report_to!r}")
+        for name in ("batch_size", "eval_batch_size", "max_steps", "max_train_samples", "max_eval_samples"):
+            section = self.training if hasattr(self.training, name) else self.data
+            value = getattr(section, name)
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be at least 1, got {value}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Settings that change where results are written or how many are gathered, never what a level computes.
+NOT_HASHED = {"output_dir", "pruning.sparsity", "pruning.seeds", "training.report_to", "training.eval_batch_size"}
+
+
+def non_default_settings(config: Config) -> dict[str, Any]:
+    """Flat `section.key -> value` for every setting that differs from the code defaults."""
+    ours, defaults = _flatten(config.to_dict()), _flatten(Config().to_dict())
+    return {k: v for k, v in ours.items() if v != defaults.get(k) and k not in NOT_HASHED}
+
+
+def run_hash(config: Config) -> str:
+    canonical = json.dumps(non_default_settings(config), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("bert_tickets.configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_config(source: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """A preset name (e.g. 'paper', 'minilm') or a YAML file, then `section.key` overrides on top."""
+    config = Config()
+    if source is not None:
+        _apply_nested(config, _read_yaml(source))
+    for dotted, value in (overrides or {}).items():
+        set_value(config, dotted, value)
+    return config
+
+
+def _read_yaml(source: str) -> dict[str, Any]:
+    path = Path(source)
+    if not path.exists():
+        preset = resources.files("bert_tickets.configs").joinpath(f"{source}.yaml")
+        if not preset.is_file():
+            raise UserError(f"config {source!r} is neither a file nor a preset (presets: {', '.join(preset_names())})")
+        text = preset.read_text()
+    else:
+        text = path.read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config {source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config {source}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _apply_nested(config: Config, data: dict[str, Any], prefix: str = "") -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _apply_nested(config, value, f"{dotted}.")
+        else:
+            set_value(config, dotted, value)
+
+
+def set_value(config: Config, dotted: str, value: Any) -> None:
+    """Set `section.key` (or a top-level key) on the config, converting the value to the field's type."""
+    *path, key = dotted.split(".")
+    target: Any = config
+    for part in path:
+        if not dataclasses.is_dataclass(target) or part not in _field_names(target):
+            raise UserError(f"unknown config key {dotted!r}")
+        target = getattr(target, part)
+    if not dataclasses.is_dataclass(target) or key not in _field_names(target):
+        raise UserError(f"unknown config key {dotted!r}")
+    hint = typing.get_type_hints(type(target))[key]
+    if dataclasses.is_dataclass(hint):
+        raise UserError(f"config key {dotted!r} is a section; set one of its keys, e.g. {dotted}.<key>=...")
+    setattr(target, key, _coerce(value, hint, dotted))
+
+
+def _field_names(obj: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(obj)}
+
+
+def _coerce(value: Any, hint: Any, dotted: str) -> Any:
+    if isinstance(value, str) and hint is not str:
+        value = yaml.safe_load(value) if value.strip() else value
+    args = typing.get_args(hint)
+    optional = isinstance(hint, types.UnionType) and type(None) in args
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+        if optional:
+            return None
+        raise UserError(f"config key {dotted!r} cannot be empty")
+    base = next(a for a in args if a is not type(None)) if optional else hint
+    origin = typing.get_origin(base)
+    try:
+        if origin is list:
+            items = value if isinstance(value, list) else [value]
+            return [str(item) for item in items]
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if base is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return base(value)
+    except (TypeError, ValueError):
+        name = getattr(base, "__name__", str(base))
+        raise UserError(f"config key {dotted!r} expects {name}, got {value!r}") from None

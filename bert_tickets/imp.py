@@ -1,0 +1,239 @@
+"""The IMP engine: iterative magnitude pruning with rewinding, level by level, then the ticket's evaluation.
+
+Level k: rewind the encoder to θ0 (or an early-training rewind point), apply mask k, fine-tune with a fresh
+head, then prune the smallest surviving trained weights to get mask k+1. Each level has its own folder;
+`metrics.json` is written last and marks it done, so a rerun skips it and a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from bert_tickets import __version__
+from bert_tickets.config import Config, non_default_settings, run_hash
+from bert_tickets.errors import UserError
+from bert_tickets.masks import (Mask, full_mask, global_magnitude_mask, load_mask, prunable_parameters,
+                                save_mask, select_prunable, sparsity_report)
+from bert_tickets.modeling import Pretrained, head_state_of, load_pretrained
+from bert_tickets.runs import atomic_write, read_json, read_json_if_exists, write_json
+from bert_tickets.tasks import get_task
+from bert_tickets.ticket import INFO_FILE, MASK_FILE, Ticket
+from bert_tickets.training import FitResult, encoder_state, fine_tune, make_accelerator, mean_std
+
+
+def log(message: str) -> None:
+    print(f"[bert-tickets] {message}", file=sys.stderr, flush=True)
+
+
+def sparsity_schedule(target: float, rate: float, schedule: str = "linear") -> list[float]:
+    """Sparsity of each level, starting with the dense level 0. `linear`: each level prunes `rate` of the
+    original weights (the paper's code); `geometric`: `rate` of the weights that remain."""
+    levels = [0.0]
+    while levels[-1] < target - 1e-9:
+        k = len(levels)
+        nxt = k * rate if schedule == "linear" else 1.0 - (1.0 - rate) ** k
+        levels.append(min(round(nxt, 10), target))
+    return levels
+
+
+def run_dir(config: Config) -> Path:
+    return Path(config.output_dir) / get_task(config.data.task).name / f"imp_{run_hash(config)}"
+
+
+class ImpRun:
+    """One IMP study (model × task × recipe); any target sparsity along its schedule reuses its levels."""
+
+    def __init__(self, config: Config):
+        self.config = config.validate()
+        self.task = get_task(config.data.task)
+        self.root = run_dir(config)
+        self.seed = config.training.seed
+        p = config.pruning
+        self.sparsities = sparsity_schedule(p.sparsity, p.rate, p.schedule)
+
+    # --- lazily loaded, so a finished run touches neither model nor data ---------------------------
+    @cached_property
+    def pretrained(self) -> Pretrained:
+        log(f"loading {self.config.model.name}")
+        return load_pretrained(self.config.model.name, self.task)
+
+    @cached_property
+    def data(self):
+        return self.task.prepare(self.pretrained.tokenizer, self.config.data, seed=self.seed)
+
+    @cached_property
+    def accelerator(self):
+        accelerator = make_accelerator(self.config.training)
+        if self.config.training.report_to == "wandb":
+            accelerator.init_trackers("bert-tickets", config=non_default_settings(self.config) | {
+                "task": self.task.name, "model": self.config.model.name, "run_hash": run_hash(self.config)},
+                init_kwargs={"wandb": {"group": self.root.name, "name": f"{self.task.name}-{self.root.name}",
+                                       "dir": str(self.root)}})
+        return accelerator
+
+    # --- folders ---------------------------------------------------------------------------------
+    def level_dir(self, k: int) -> Path:
+        return self.root / f"level_{k:02d}_sparsity_{self.sparsities[k]:.4f}"
+
+    def ticket_dir(self) -> Path:
+        return self.root / "tickets" / f"sparsity_{self.config.pruning.sparsity:.4f}"
+
+    # --- the study -------------------------------------------------------------------------------
+    def run(self) -> Ticket:
+        self._write_config()
+        for k in range(len(self.sparsities)):
+            self.run_level(k)
+        ticket = self.evaluate_ticket()
+        if "accelerator" in self.__dict__:
+            self.accelerator.end_training()
+        return ticket
+
+    def _write_config(self) -> None:
+        write_json(self.root / "config.json", {
+            "run_hash": run_hash(self.config), "non_default": non_default_settings(self.config),
+            "config": self.config.to_dict(), "bert_tickets_version": __version__})
+
+    def run_level(self, k: int) -> dict[str, Any]:
+        folder = self.level_dir(k)
+        done = read_json_if_exists(folder / "metrics.json")
+        if done is not None:
+            log(f"level {k} (sparsity {self.sparsities[k]:.2%}) already done: skipping")
+            return done
+        log(f"level {k}/{len(self.sparsities) - 1}: sparsity {self.sparsities[k]:.2%}")
+        mask = self.level_mask(k)
+        model = self._build(self.seed, rewound=k > 0, keep_head=k > 0)
+        on_step = self._rewind_capture if k == 0 and self.config.pruning.rewind_step > 0 else None
+        result = fine_tune(model, self.data, self.task, self.pretrained.tokenizer, self.config.training,
+                           self.accelerator, self.seed, mask=mask if k > 0 else None, on_step=on_step,
+                           desc=f"level {k} ({self.sparsities[k]:.0%})", log_prefix=f"level_{k:02d}/")
+        self._check_zeros(result, k)
+        if k == 0 and self.config.pruning.rewind_step > 0 and not self._rewind_path.exists():
+            raise UserError(f"rewind step {self.config.pruning.rewind_step} is beyond the {result.steps} "
+                            "training steps of a level")
+        if k + 1 < len(self.sparsities):
+            trained = {n: p.detach() for n, p in prunable_parameters(model, self.config.pruning.prunable).items()}
+            save_mask(self.level_dir(k + 1) / MASK_FILE,
+                      global_magnitude_mask(trained, mask, self.sparsities[k + 1]))
+        record = {"level": k, "sparsity": self.sparsities[k], **result.to_dict()}
+        write_json(folder / "sparsity.json", sparsity_report(mask))
+        write_json(folder / "metrics.json", record)
+        log(f"level {k} done: {self._primary(result.metrics)} in {result.seconds:.0f}s")
+        return record
+
+    def level_mask(self, k: int) -> Mask:
+        if k == 0:
+            params = select_prunable(self.pretrained.theta0, self.config.pruning.prunable)
+            if not params:
+                raise UserError("no encoder weights match the prunable patterns "
+                                f"{self.config.pruning.prunable} for {self.config.model.name}")
+            return full_mask(params)
+        path = self.level_dir(k) / MASK_FILE
+        if not path.exists():  # the previous level finished training but died before marking itself done
+            raise RuntimeError(f"{path} is missing: delete {self.level_dir(k - 1)} and rerun")
+        return load_mask(path)
+
+    def evaluate_ticket(self) -> Ticket:
+        folder, last = self.ticket_dir(), len(self.sparsities) - 1
+        mask_path = self.level_dir(last) / MASK_FILE
+        seeds = [self.seed + i for i in range(self.config.pruning.seeds)]
+        ticket_runs = [self._seed_run("ticket", s, folder / "seeds", last) for s in seeds]
+        dense_runs = [self._seed_run("dense", s, self.root / "dense", 0) for s in seeds]
+        mask = load_mask(mask_path)
+        atomic_write(folder / MASK_FILE, lambda tmp: shutil.copyfile(mask_path, tmp))
+        info = self._ticket_info(mask, ticket_runs, dense_runs, seeds)
+        write_json(folder / INFO_FILE, info)
+        return Ticket(path=folder, info=info, mask=mask)
+
+    def _seed_run(self, kind: str, seed: int, folder: Path, level: int) -> dict[str, Any]:
+        """One seed of the final evaluation; the run's own seed is exactly the level already trained."""
+        if seed == self.seed:
+            return read_json(self.level_dir(level) / "metrics.json")
+        path = folder / f"seed_{seed}.json"
+        if (done := read_json_if_exists(path)) is not None:
+            return done
+        log(f"{kind}: seed {seed}")
+        mask = self.level_mask(level) if level > 0 else None
+        model = self._build(seed, rewound=level > 0)
+        result = fine_tune(model, self.data, self.task, self.pretrained.tokenizer, self.config.training,
+                           self.accelerator, seed, mask=mask, desc=f"{kind} seed {seed}",
+                           log_prefix=f"{kind}_seed_{seed}/")
+        self._check_zeros(result, level)
+        record = {"seed": seed, "sparsity": self.sparsities[level], **result.to_dict()}
+        write_json(path, record)
+        return record
+
+    def _ticket_info(self, mask: Mask, ticket_runs: list[dict], dense_runs: list[dict],
+                     seeds: list[int]) -> dict[str, Any]:
+        ticket, dense = _summarise(ticket_runs), _summarise(dense_runs)
+        primary = self.task.primary_metric
+        matching = ticket[primary]["mean"] >= dense[primary]["mean"] - dense[primary]["std"]
+        p = self.config.pruning
+        return {
+            "task": self.task.name, "model": self.config.model.name, "method": "imp",
+            "sparsity": sparsity_report(mask)["sparsity"], "target_sparsity": p.sparsity,
+            "schedule": p.schedule, "rate": p.rate, "levels": self.sparsities, "rewind_step": p.rewind_step,
+            "prunable": p.prunable, "mask_keys": "encoder parameter names (model.base_model)",
+            "seeds": seeds, "primary_metric": primary, "matching": bool(matching),
+            "matching_rule": "ticket mean >= dense mean - one dense standard deviation (Chen et al. 2020)",
+            "metrics": {"ticket": ticket, "dense": dense},
+            "run_dir": str(self.root), "run_hash": run_hash(self.config),
+            "config": non_default_settings(self.config), "bert_tickets_version": __version__,
+        }
+
+    # --- helpers ---------------------------------------------------------------------------------
+    @property
+    def _rewind_path(self) -> Path:
+        return self.root / "rewind_point.safetensors"
+
+    @property
+    def _head_path(self) -> Path:
+        return self.root / "initial_head.safetensors"
+
+    def _build(self, seed: int, rewound: bool = False, keep_head: bool = False) -> torch.nn.Module:
+        encoder = None
+        if rewound and self.config.pruning.rewind_step > 0:
+            encoder = load_file(str(self._rewind_path))
+        head = None
+        if self.config.pruning.keep_head:
+            if keep_head and self._head_path.exists():
+                head = load_file(str(self._head_path))
+        model = self.pretrained.build(seed, encoder_state=encoder, head_state=head)
+        if self.config.pruning.keep_head and not self._head_path.exists():
+            state = head_state_of(model)
+            atomic_write(self._head_path, lambda tmp: save_file(state, tmp))
+        return model
+
+    def _rewind_capture(self, step: int, model: torch.nn.Module) -> None:
+        if step == self.config.pruning.rewind_step:
+            state = encoder_state(model)
+            atomic_write(self._rewind_path, lambda tmp: save_file(state, tmp))
+
+    def _check_zeros(self, result: FitResult, level: int) -> None:
+        if result.revived_weights:
+            raise RuntimeError(f"level {level}: {result.revived_weights} pruned weights became non-zero")
+
+    def _primary(self, metrics: dict[str, float]) -> str:
+        key = self.task.primary_metric
+        return f"{key} {100 * metrics[key]:.2f}"
+
+
+def _summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    names = runs[0]["metrics"].keys()
+    out = {}
+    for name in names:
+        values = [r["metrics"][name] for r in runs]
+        mean, std = mean_std(values)
+        out[name] = {"mean": mean, "std": std, "values": values}
+    return out
+
+
+def find_ticket(config: Config) -> Ticket:
+    """Find (or reuse) the IMP ticket that `config` describes and evaluate it next to dense."""
+    return ImpRun(config).run()

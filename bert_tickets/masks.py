@@ -1,0 +1,160 @@
+"""Masks are data: which encoder weights are prunable, how to prune them, and how to keep them at zero.
+
+A mask maps an encoder parameter name (relative to `model.base_model`, so without any task-head prefix)
+to a boolean tensor: True keeps the weight, False prunes it. The same keys come out whatever head is
+attached, so a mask found on one task applies to a model built for any other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from bert_tickets.errors import UserError
+from bert_tickets.runs import atomic_write
+
+Mask = dict[str, torch.Tensor]
+MASK_FORMAT = "bert-tickets-mask/1"
+# A pooler exists in classification BERTs but not in masked-LM ones or RoBERTa classifiers: a mask may
+# carry it or not, and a model may have it or not; a missing side simply leaves the pooler dense.
+OPTIONAL_KEYS = re.compile(r"(^|\.)pooler\.")
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The pre-trained encoder inside a task model (`model.base_model`), or the model itself."""
+    return getattr(model, "base_model", model)
+
+
+def prunable_parameters(model: nn.Module, patterns: Iterable[str]) -> dict[str, nn.Parameter]:
+    """Encoder parameters whose name fully matches one of the patterns, in the model's own order."""
+    return select_prunable(dict(encoder_of(model).named_parameters()), patterns)
+
+
+def select_prunable(named: Mapping[str, torch.Tensor], patterns: Iterable[str]) -> dict[str, torch.Tensor]:
+    """The entries of a name -> tensor mapping (parameters or a state dict) that the patterns select."""
+    compiled = [re.compile(p) for p in patterns]
+    return {name: t for name, t in named.items() if any(c.fullmatch(name) for c in compiled)}
+
+
+def full_mask(params: Mapping[str, torch.Tensor]) -> Mask:
+    return {name: torch.ones_like(p, dtype=torch.bool, device="cpu") for name, p in params.items()}
+
+
+def global_magnitude_mask(weights: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor],
+                          sparsity: float) -> Mask:
+    """Prune the smallest-magnitude surviving weights, one threshold over all matrices, until `sparsity`
+    of all prunable weights are pruned. Ties are broken by position, so the result is deterministic."""
+    scores = {n: torch.where(mask[n], weights[n].detach().abs().float().cpu(), -1.0) for n in weights}
+    return _prune_lowest(scores, sparsity)
+
+
+def random_mask(params: Mapping[str, torch.Tensor], sparsity: float, seed: int) -> Mask:
+    """A uniformly random mask with the same global sparsity (the random-pruning control)."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = {n: torch.rand(p.shape, generator=generator) for n, p in params.items()}
+    return _prune_lowest(scores, sparsity)
+
+
+def _prune_lowest(scores: Mapping[str, torch.Tensor], sparsity: float) -> Mask:
+    names = list(scores)
+    flat = torch.cat([scores[n].flatten() for n in names])
+    n_prune = round(sparsity * flat.numel())
+    already = int((flat < 0).sum())
+    if n_prune < already:
+        raise ValueError(f"target sparsity {sparsity} is below the mask's current {already / flat.numel():.4f}")
+    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    keep[torch.sort(flat, stable=True).indices[:n_prune]] = False
+    out, start = {}, 0
+    for name in names:
+        size = scores[name].numel()
+        out[name] = keep[start:start + size].view(scores[name].shape).clone()
+        start += size
+    return out
+
+
+def sparsity_report(mask: Mapping[str, torch.Tensor]) -> dict:
+    """Fraction pruned, overall (over the prunable set) and per matrix."""
+    total = sum(m.numel() for m in mask.values())
+    kept = sum(int(m.sum()) for m in mask.values())
+    return {
+        "sparsity": 1.0 - kept / total if total else 0.0,
+        "prunable_weights": total,
+        "remaining_weights": kept,
+        "per_matrix": {n: 1.0 - int(m.sum()) / m.numel() for n, m in mask.items()},
+    }
+
+
+def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor]) -> Path:
+    tensors = {n: m.to(torch.bool).contiguous().cpu() for n, m in mask.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": MASK_FORMAT}))
+
+
+def load_mask(path: str | Path) -> Mask:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no mask at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            mask = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise UserError(f"{path} is not a readable safetensors mask ({exc})") from None
+    if not mask or any(m.dtype != torch.bool for m in mask.values()):
+        raise UserError(f"{path} is not a mask: expected boolean tensors")
+    return mask
+
+
+def fit_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> dict[str, tuple[nn.Parameter, torch.Tensor]]:
+    """Pair each mask entry with the model's encoder parameter, or fail with a clear error if it doesn't fit."""
+    params = dict(encoder_of(model).named_parameters())
+    missing = [n for n in mask if n not in params and not OPTIONAL_KEYS.search(n)]
+    if missing:
+        raise UserError(f"mask does not fit this model: {len(missing)} masked weights are not in its encoder "
+                        f"(first: {missing[0]!r}); was it found on another architecture?")
+    pairs = {}
+    for name, m in mask.items():
+        if name not in params:
+            continue
+        if tuple(params[name].shape) != tuple(m.shape):
+            raise UserError(f"mask does not fit this model: {name} has shape {tuple(params[name].shape)}, "
+                            f"the mask {tuple(m.shape)}")
+        pairs[name] = (params[name], m.to(params[name].device))
+    return pairs
+
+
+def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
+    """Zero the pruned weights of `model` in place."""
+    with torch.no_grad():
+        for param, m in fit_mask(model, mask).values():
+            param.mul_(m)
+
+
+class MaskEnforcer:
+    """Keeps pruned weights exactly zero while training: gradients are masked before each optimizer step
+    (so AdamW's moments stay zero there) and weights are re-masked after it (so nothing else revives them)."""
+
+    def __init__(self, model: nn.Module, mask: Mapping[str, torch.Tensor]):
+        pairs = fit_mask(model, mask)
+        self.names = list(pairs)
+        self.params = [p for p, _ in pairs.values()]
+        self.masks = [m.to(p.dtype) for p, m in pairs.values()]
+        apply_mask(model, mask)
+
+    def mask_gradients(self) -> None:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, [m for p, m in zip(self.params, self.masks) if p.grad is not None])
+
+    @torch.no_grad()
+    def mask_weights(self) -> None:
+        if self.params:
+            torch._foreach_mul_(self.params, self.masks)
+
+    def count_revived(self) -> int:
+        """How many pruned weights are not exactly zero (must be 0)."""
+        return sum(int(((p.detach() != 0) & (m == 0)).sum()) for p, m in zip(self.params, self.masks))

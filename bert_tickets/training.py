@@ -1,0 +1,142 @@
+"""One fine-tuning run on accelerate: AdamW with linear decay, masks enforced at every step, evaluation.
+
+Task-agnostic: the task adapter supplies tokenized data and scores the gathered logits.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+
+from bert_tickets.config import TrainingConfig
+from bert_tickets.masks import MaskEnforcer, encoder_of
+from bert_tickets.tasks import PreparedData, TaskAdapter
+
+StepCallback = Callable[[int, nn.Module], None]
+
+
+@dataclass
+class FitResult:
+    metrics: dict[str, float]
+    train_loss: float
+    steps: int
+    seconds: float
+    revived_weights: int  # pruned weights found non-zero after training: must be 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "train_loss": self.train_loss, "steps": self.steps,
+                "seconds": round(self.seconds, 2), "revived_weights": self.revived_weights, **self.extra}
+
+
+def make_accelerator(training: TrainingConfig) -> Accelerator:
+    precision = training.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    log_with = "wandb" if training.report_to == "wandb" else None
+    return Accelerator(mixed_precision=precision, log_with=log_with)
+
+
+def total_steps(training: TrainingConfig, batches_per_epoch: int) -> int:
+    if training.max_steps is not None:
+        return training.max_steps
+    return max(1, math.ceil(training.epochs * batches_per_epoch))
+
+
+def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer: Any,
+              training: TrainingConfig, accelerator: Accelerator, seed: int,
+              mask: Mapping[str, torch.Tensor] | None = None, on_step: StepCallback | None = None,
+              desc: str = "fine-tuning", log_prefix: str = "") -> FitResult:
+    """Train `model` on `data.train` with `mask` held fixed, then score it on every evaluation split."""
+    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if accelerator.device.type == "cuda" else None)
+    generator = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(data.train, batch_size=training.batch_size, shuffle=True, generator=generator,
+                              collate_fn=collate)
+    steps = total_steps(training, len(train_loader))
+    optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate,
+                                  fused=accelerator.device.type == "cuda")
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(training.warmup_ratio * steps), steps)
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    enforcer = MaskEnforcer(accelerator.unwrap_model(model), mask) if mask is not None else None
+
+    start, step, loss_sum = time.perf_counter(), 0, torch.zeros((), device=accelerator.device)
+    model.train()
+    bar = tqdm(total=steps, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
+    while step < steps:
+        for batch in train_loader:
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            if enforcer:
+                enforcer.mask_gradients()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if enforcer:
+                enforcer.mask_weights()
+            loss_sum += loss.detach()
+            step += 1
+            bar.update()
+            if on_step:
+                on_step(step, accelerator.unwrap_model(model))
+            if step % 50 == 0 or step == steps:
+                mean_loss = (loss_sum / step).item()
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                accelerator.log({f"{log_prefix}train_loss": mean_loss}, step=step)
+            if step >= steps:
+                break
+    bar.close()
+    seconds = time.perf_counter() - start
+    scores = evaluate(model, data, task, collate, training.eval_batch_size, accelerator)
+    accelerator.log({f"{log_prefix}{k}": v for k, v in scores.items()})
+    revived = enforcer.count_revived() if enforcer else 0
+    model = accelerator.unwrap_model(model)
+    accelerator.free_memory()
+    return FitResult(metrics=scores, train_loss=(loss_sum / max(step, 1)).item(), steps=step, seconds=seconds,
+                     revived_weights=revived)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: PreparedData, task: TaskAdapter, collate: Any, batch_size: int,
+             accelerator: Accelerator) -> dict[str, float]:
+    model.eval()
+    scores: dict[str, float] = {}
+    for split, dataset in data.evals.items():
+        loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate))
+        logits, labels = [], []
+        for batch in loader:
+            out = model(**batch)
+            batch_logits, batch_labels = accelerator.gather_for_metrics((out.logits.float(), batch["labels"]))
+            logits.append(batch_logits.cpu())
+            labels.append(batch_labels.cpu())
+        scores.update(task.score(split, torch.cat(logits).numpy(), torch.cat(labels).numpy()))
+    model.train()
+    return scores
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices only; biases and LayerNorm weights are exempt, as in the BERT recipe."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def encoder_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in encoder_of(model).state_dict().items()}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0

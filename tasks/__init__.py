@@ -1,0 +1,20 @@
+"""Task adapters, by name. Installed as `bert_tickets.tasks`."""
+
+from __future__ import annotations
+
+from bert_tickets.errors import UserError
+from bert_tickets.tasks.base import PreparedData, TaskAdapter
+from bert_tickets.tasks.glue import GLUE_TASKS, GlueTask
+
+TASKS: dict[str, TaskAdapter] = {task.name: task for task in GLUE_TASKS}
+ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
+
+
+def get_task(name: str) -> TaskAdapter:
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in TASKS:
+        raise UserError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
+    return TASKS[key]
+
+
+__all__ = ["TASKS", "GlueTask", "PreparedData", "TaskAdapter", "get_task"]

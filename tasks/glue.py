@@ -1,0 +1,208 @@
+"""The nine GLUE tasks as data: where their files are, which columns hold text and label, which metrics.
+
+One family class (`GlueTask`) holds the code: reading the Hub dataset `nyu-mll/glue` or an official
+`glue_data` folder, tokenizing sentence (pairs) with `datasets.map` (cached), and scoring.
+Adding a GLUE-like task is one more `GlueTask(...)` record.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification
+
+from bert_tickets import metrics
+from bert_tickets.errors import UserError
+from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, tokenizer_identity
+
+HUB_DATASET = "nyu-mll/glue"
+Column = str | int  # a header name, or a 0-based index for header-less files (CoLA)
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    name: str
+    hub_config: str
+    folder: str  # the task's folder inside glue_data
+    hub_columns: tuple[str, ...]  # one or two text columns in the Hub dataset
+    file_columns: tuple[Column, ...]  # the same text columns in the official TSV
+    file_label: Column
+    labels: tuple[str, ...] | None  # label strings in the TSV, in id order; None for regression
+    metric_names: tuple[str, ...]
+    primary: str
+    eval_files: dict[str, str] = field(default_factory=lambda: {"validation": "dev.tsv"})
+    hub_eval_splits: dict[str, str] = field(default_factory=lambda: {"validation": "validation"})
+    has_header: bool = True
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metric_key(next(iter(self.eval_files)), self.primary)
+
+    def metric_key(self, split: str, metric: str) -> str:
+        return metric if len(self.eval_files) == 1 else f"{split}_{metric}"
+
+    # --- model -----------------------------------------------------------------------------------
+    def model_class(self) -> Any:
+        return AutoModelForSequenceClassification
+
+    def model_kwargs(self) -> dict[str, Any]:
+        if self.is_regression:
+            return {"num_labels": 1, "problem_type": "regression"}
+        return {"num_labels": len(self.labels), "problem_type": "single_label_classification"}
+
+    # --- data ------------------------------------------------------------------------------------
+    def load_raw(self, data_dir: str | None) -> tuple[dict[str, Dataset], dict[str, str]]:
+        """Untokenized splits with columns text_a[, text_b], label; plus a fingerprint of each source."""
+        if data_dir is None:
+            return self._load_hub()
+        folder = Path(data_dir) / self.folder
+        if not folder.is_dir():
+            folder = Path(data_dir)  # a folder holding this task's files directly
+        files = {"train": "train.tsv", **self.eval_files}
+        splits, sources = {}, {}
+        for split, filename in files.items():
+            splits[split], sources[split] = self._read_tsv(folder / filename)
+        return splits, sources
+
+    def _load_hub(self) -> tuple[dict[str, Dataset], dict[str, str]]:
+        import datasets
+
+        try:
+            hub = datasets.load_dataset(HUB_DATASET, self.hub_config)
+        except Exception as exc:
+            raise UserError(f"could not load {HUB_DATASET}/{self.hub_config} from the Hub "
+                            f"({type(exc).__name__}); offline, pass --data-dir pointing at a glue_data folder") from None
+        names = {"train": "train", **self.hub_eval_splits}
+        splits, sources = {}, {}
+        for split, hub_split in names.items():
+            ds = hub[hub_split]
+            renamed = {col: f"text_{'ab'[i]}" for i, col in enumerate(self.hub_columns)}
+            splits[split] = ds.select_columns([*self.hub_columns, "label"]).rename_columns(renamed)
+            sources[split] = ds._fingerprint
+        return splits, sources
+
+    def _read_tsv(self, path: Path) -> tuple[Dataset, str]:
+        if not path.is_file():
+            raise UserError(f"{self.name}: missing data file {path}")
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")  # MRPC's files start with a byte-order mark
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise UserError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
+        rows = list(csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE))
+        header: list[str] = rows.pop(0) if self.has_header and rows else []
+        index = self._column_indices(path, header)
+        columns: dict[str, list[Any]] = {f"text_{'ab'[i]}": [] for i in range(len(self.file_columns))}
+        columns["label"] = []
+        for line_no, row in enumerate(rows, start=2 if self.has_header else 1):
+            if not row:
+                continue
+            if len(row) <= max(index.values()):
+                raise UserError(f"{path}:{line_no}: expected at least {max(index.values()) + 1} "
+                                f"tab-separated columns, found {len(row)}")
+            for name, i in index.items():
+                columns[name].append(self._parse_label(path, line_no, row[i]) if name == "label" else row[i])
+        if not columns["label"]:
+            raise UserError(f"{path}: no examples (empty split)")
+        return Dataset.from_dict(columns), fingerprint(str(path), len(raw), hash_bytes(raw))
+
+    def _column_indices(self, path: Path, header: list[str]) -> dict[str, int]:
+        wanted = {f"text_{'ab'[i]}": c for i, c in enumerate(self.file_columns)} | {"label": self.file_label}
+        if not self.has_header:
+            return dict(wanted)  # type: ignore[arg-type]
+        missing = [str(c) for c in wanted.values() if c not in header]
+        if missing:
+            raise UserError(f"{path}: missing column(s) {', '.join(missing)} (header has: {', '.join(header)})")
+        return {name: header.index(c) for name, c in wanted.items()}  # type: ignore[arg-type]
+
+    def _parse_label(self, path: Path, line_no: int, value: str) -> float | int:
+        value = value.strip()
+        if self.is_regression:
+            try:
+                return float(value)
+            except ValueError:
+                raise UserError(f"{path}:{line_no}: label {value!r} is not a number") from None
+        if value in self.labels:
+            return self.labels.index(value)
+        raise UserError(f"{path}:{line_no}: label {value!r} is not one of {', '.join(self.labels)}")
+
+    def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData:
+        splits, sources = self.load_raw(data_config.data_dir)
+        limits = {"train": data_config.max_train_samples}
+        prepared = {}
+        for split, ds in splits.items():
+            limit = limits.get(split, data_config.max_eval_samples)
+            if limit is not None and limit < len(ds):
+                # A seeded shuffle before cutting, so a small training subset still has every label.
+                ds = ds.shuffle(seed=seed).select(range(limit)) if split == "train" else ds.select(range(limit))
+            key = fingerprint(self.name, split, sources[split], limit, seed, data_config.max_length,
+                              tokenizer_identity(tokenizer))
+            prepared[split] = self._tokenize(ds, tokenizer, data_config.max_length, key)
+        return PreparedData(train=prepared.pop("train"), evals=prepared)
+
+    def _tokenize(self, ds: Dataset, tokenizer: Any, max_length: int, key: str) -> Dataset:
+        pair = "text_b" in ds.column_names
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            texts = (batch["text_a"], batch["text_b"]) if pair else (batch["text_a"],)
+            return tokenizer(*texts, truncation=True, max_length=max_length)
+
+        path = cache_dir() / f"{self.name}-{key}.arrow"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        label_type = "float32" if self.is_regression else "int64"
+        ds = ds.map(encode, batched=True, remove_columns=[c for c in ds.column_names if c != "label"],
+                    cache_file_name=str(path), desc=f"tokenizing {self.name}")
+        return ds.rename_column("label", "labels").cast_column("labels", _value(label_type))
+
+    # --- scoring ---------------------------------------------------------------------------------
+    def score(self, split: str, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        predictions = logits.reshape(-1) if self.is_regression else logits.argmax(-1)
+        scores = metrics.compute(self.metric_names, predictions, labels)
+        return {self.metric_key(split, name): value for name, value in scores.items()}
+
+
+def hash_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _value(dtype: str) -> Any:
+    from datasets import Value
+
+    return Value(dtype)
+
+
+ENTAILMENT = ("entailment", "not_entailment")
+PAIR = ("sentence1", "sentence2")
+
+GLUE_TASKS = [
+    GlueTask("cola", "cola", "CoLA", ("sentence",), (3,), 1, ("0", "1"),
+             ("matthews_correlation",), "matthews_correlation", has_header=False),
+    GlueTask("sst2", "sst2", "SST-2", ("sentence",), ("sentence",), "label", ("0", "1"),
+             ("accuracy",), "accuracy"),
+    GlueTask("mrpc", "mrpc", "MRPC", PAIR, ("#1 String", "#2 String"), "Quality", ("0", "1"),
+             ("accuracy", "f1"), "accuracy"),
+    GlueTask("stsb", "stsb", "STS-B", PAIR, PAIR, "score", None, ("pearson", "spearman"), "pearson"),
+    GlueTask("qqp", "qqp", "QQP", ("question1", "question2"), ("question1", "question2"), "is_duplicate",
+             ("0", "1"), ("accuracy", "f1"), "accuracy"),
+    GlueTask("mnli", "mnli", "MNLI", ("premise", "hypothesis"), PAIR, "gold_label",
+             ("entailment", "neutral", "contradiction"), ("accuracy",), "accuracy",
+             eval_files={"matched": "dev_matched.tsv", "mismatched": "dev_mismatched.tsv"},
+             hub_eval_splits={"matched": "validation_matched", "mismatched": "validation_mismatched"}),
+    GlueTask("qnli", "qnli", "QNLI", ("question", "sentence"), ("question", "sentence"), "label", ENTAILMENT,
+             ("accuracy",), "accuracy"),
+    GlueTask("rte", "rte", "RTE", PAIR, PAIR, "label", ENTAILMENT, ("accuracy",), "accuracy"),
+    GlueTask("wnli", "wnli", "WNLI", PAIR, PAIR, "label", ("0", "1"), ("accuracy",), "accuracy"),
+]
