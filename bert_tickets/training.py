@@ -127,7 +127,7 @@ def evaluate(model: nn.Module, data: PreparedData, task: TaskAdapter, collate: A
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Decay matrices only; biases and LayerNorm weights are exempt, as in the BERT recipe."""
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    for param in model.parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

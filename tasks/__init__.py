@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from bert_tickets.errors import UserError
 from bert_tickets.tasks.base import PreparedData, TaskAdapter
 from bert_tickets.tasks.glue import GLUE_TASKS, GlueTask
+
+from bert_tickets.errors import UserError
 
 TASKS: dict[str, TaskAdapter] = {task.name: task for task in GLUE_TASKS}
 ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}

@@ -8,18 +8,19 @@ Adding a GLUE-like task is one more `GlueTask(...)` record.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Dataset
+from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, tokenizer_identity
+from datasets import Dataset, Features, Value
 from transformers import AutoModelForSequenceClassification
 
 from bert_tickets import metrics
 from bert_tickets.errors import UserError
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, tokenizer_identity
 
 HUB_DATASET = "nyu-mll/glue"
 Column = str | int  # a header name, or a 0-based index for header-less files (CoLA)
@@ -43,6 +44,10 @@ class GlueTask:
     @property
     def is_regression(self) -> bool:
         return self.labels is None
+
+    @property
+    def label_dtype(self) -> str:
+        return "float32" if self.is_regression else "int64"
 
     @property
     def primary_metric(self) -> str:
@@ -80,8 +85,8 @@ class GlueTask:
         try:
             hub = datasets.load_dataset(HUB_DATASET, self.hub_config)
         except Exception as exc:
-            raise UserError(f"could not load {HUB_DATASET}/{self.hub_config} from the Hub "
-                            f"({type(exc).__name__}); offline, pass --data-dir pointing at a glue_data folder") from None
+            raise UserError(f"could not load {HUB_DATASET}/{self.hub_config} from the Hub ({type(exc).__name__}); "
+                            "offline, pass --data-dir pointing at a glue_data folder") from None
         names = {"train": "train", **self.hub_eval_splits}
         splits, sources = {}, {}
         for split, hub_split in names.items():
@@ -101,7 +106,9 @@ class GlueTask:
             line = raw[: exc.start].count(b"\n") + 1
             raise UserError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
         rows = list(csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE))
-        header: list[str] = rows.pop(0) if self.has_header and rows else []
+        if not rows:
+            raise UserError(f"{path}: no examples (empty file)")
+        header: list[str] = rows.pop(0) if self.has_header else []
         index = self._column_indices(path, header)
         columns: dict[str, list[Any]] = {f"text_{'ab'[i]}": [] for i in range(len(self.file_columns))}
         columns["label"] = []
@@ -115,7 +122,10 @@ class GlueTask:
                 columns[name].append(self._parse_label(path, line_no, row[i]) if name == "label" else row[i])
         if not columns["label"]:
             raise UserError(f"{path}: no examples (empty split)")
-        return Dataset.from_dict(columns), fingerprint(str(path), len(raw), hash_bytes(raw))
+        features = Features({name: Value("string") for name in columns if name != "label"}
+                            | {"label": Value(self.label_dtype)})
+        source = fingerprint(str(path), hashlib.sha256(raw).hexdigest())
+        return Dataset.from_dict(columns, features=features), source
 
     def _column_indices(self, path: Path, header: list[str]) -> dict[str, int]:
         wanted = {f"text_{'ab'[i]}": c for i, c in enumerate(self.file_columns)} | {"label": self.file_label}
@@ -160,10 +170,9 @@ class GlueTask:
 
         path = cache_dir() / f"{self.name}-{key}.arrow"
         path.parent.mkdir(parents=True, exist_ok=True)
-        label_type = "float32" if self.is_regression else "int64"
         ds = ds.map(encode, batched=True, remove_columns=[c for c in ds.column_names if c != "label"],
                     cache_file_name=str(path), desc=f"tokenizing {self.name}")
-        return ds.rename_column("label", "labels").cast_column("labels", _value(label_type))
+        return ds.rename_column("label", "labels")
 
     # --- scoring ---------------------------------------------------------------------------------
     def score(self, split: str, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -172,16 +181,6 @@ class GlueTask:
         return {self.metric_key(split, name): value for name, value in scores.items()}
 
 
-def hash_bytes(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
-
-
-def _value(dtype: str) -> Any:
-    from datasets import Value
-
-    return Value(dtype)
 
 
 ENTAILMENT = ("entailment", "not_entailment")

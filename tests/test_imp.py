@@ -1,0 +1,123 @@
+from pathlib import Path
+
+import pytest
+import torch
+from bert_tickets.tasks import get_task
+from safetensors import safe_open
+
+import bert_tickets.imp as imp
+from bert_tickets import Ticket, find_ticket
+from bert_tickets.config import load_config
+from bert_tickets.imp import ImpRun, sparsity_schedule
+from bert_tickets.masks import load_mask, prunable_parameters, sparsity_report
+from bert_tickets.modeling import load_pretrained
+from bert_tickets.runs import read_json
+
+
+def tiny_config(model: str, data_dir: Path, out: Path, **extra):
+    settings = {"model.name": model, "data.task": "sst2", "data.data_dir": str(data_dir), "output_dir": str(out),
+                "pruning.sparsity": 0.2, "training.max_steps": 4, "training.batch_size": 8,
+                "training.learning_rate": 1e-3, "data.max_length": 32} | extra
+    return load_config(None, settings)
+
+
+def test_schedules():
+    assert sparsity_schedule(0.5, 0.1) == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert sparsity_schedule(0.75, 0.25) == [0.0, 0.25, 0.5, 0.75]
+    assert sparsity_schedule(0.45, 0.2) == [0.0, 0.2, 0.4, 0.45]  # the last level lands on the target
+    geometric = sparsity_schedule(0.5, 0.2, "geometric")
+    assert geometric == pytest.approx([0.0, 0.2, 0.36, 0.488, 0.5])
+
+
+def test_find_writes_levels_and_a_ticket(tiny_bert, glue_dir, tmp_path):
+    run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.seeds": 2}))
+    ticket = run.run()
+    assert [p.name for p in sorted(run.root.glob("level_*"))] == [
+        "level_00_sparsity_0.0000", "level_01_sparsity_0.1000", "level_02_sparsity_0.2000"]
+    assert read_json(run.root / "config.json")["run_hash"] == run.root.name.removeprefix("imp_")
+    masks = [load_mask(run.level_dir(k) / "mask.safetensors") for k in (1, 2)]
+    total = sparsity_report(masks[0])["prunable_weights"]
+    for k, mask in zip((1, 2), masks, strict=True):
+        assert sparsity_report(mask)["remaining_weights"] == total - round(run.sparsities[k] * total)
+        assert read_json(run.level_dir(k) / "sparsity.json")["sparsity"] == pytest.approx(run.sparsities[k], abs=1e-4)
+        assert read_json(run.level_dir(k) / "metrics.json")["revived_weights"] == 0
+    assert all(not (masks[1][n] & ~masks[0][n]).any() for n in masks[0])  # IMP prunes survivors only
+    assert ticket.path == run.ticket_dir() and ticket.sparsity == pytest.approx(0.2, abs=1e-3)
+    info = read_json(ticket.path / "ticket.json")
+    assert {"task", "sparsity", "model", "method", "metrics", "matching"} <= set(info)
+    assert info["method"] == "imp" and info["task"] == "sst2" and info["seeds"] == [0, 1]
+    ticket_acc, dense_acc = info["metrics"]["ticket"]["accuracy"], info["metrics"]["dense"]["accuracy"]
+    assert len(ticket_acc["values"]) == len(dense_acc["values"]) == 2
+    assert info["matching"] == (ticket_acc["mean"] >= dense_acc["mean"] - dense_acc["std"])
+    assert (run.root / "dense" / "seed_1.json").exists() and (ticket.path / "seeds" / "seed_1.json").exists()
+    with safe_open(str(ticket.path / "mask.safetensors"), "pt") as f:
+        assert f.metadata()["format"] == "bert-tickets-mask/1"
+
+
+def test_rerun_skips_finished_work_and_extends_to_a_higher_sparsity(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    find_ticket("sst2", 0.2, model=tiny_bert, data_dir=str(glue_dir), output_dir=str(tmp_path),
+                training__max_steps=4, training__batch_size=8, data__max_length=32)
+    calls = []
+    real = imp.fine_tune
+    monkeypatch.setattr(imp, "fine_tune", lambda *a, **k: calls.append(k["desc"]) or real(*a, **k))
+    again = find_ticket("sst2", 0.2, model=tiny_bert, data_dir=str(glue_dir), output_dir=str(tmp_path),
+                        training__max_steps=4, training__batch_size=8, data__max_length=32)
+    assert calls == [] and again.sparsity == pytest.approx(0.2, abs=1e-3)
+    find_ticket("sst2", 0.3, model=tiny_bert, data_dir=str(glue_dir), output_dir=str(tmp_path),
+                training__max_steps=4, training__batch_size=8, data__max_length=32)
+    assert calls == ["level 3 (30%)"]  # levels 0-2 reused from the 20% run
+
+
+def test_a_killed_run_resumes_to_the_same_masks(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    whole = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path / "whole", **{"pruning.sparsity": 0.3}))
+    whole.run()
+    real, calls = imp.fine_tune, []
+
+    def dies_in_level_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if killed while training level 2
+        return real(*args, **kwargs)
+
+    config = tiny_config(tiny_bert, glue_dir, tmp_path / "killed", **{"pruning.sparsity": 0.3})
+    monkeypatch.setattr(imp, "fine_tune", dies_in_level_2)
+    with pytest.raises(KeyboardInterrupt):
+        ImpRun(config).run()
+    monkeypatch.setattr(imp, "fine_tune", real)
+    resumed = ImpRun(config)
+    assert not (resumed.level_dir(2) / "metrics.json").exists()
+    resumed.run()
+    for k in (1, 2, 3):
+        a, b = load_mask(whole.level_dir(k) / "mask.safetensors"), load_mask(resumed.level_dir(k) / "mask.safetensors")
+        assert all(torch.equal(a[n], b[n]) for n in a), f"level {k} differs"
+        assert read_json(whole.level_dir(k) / "metrics.json")["metrics"] == \
+            read_json(resumed.level_dir(k) / "metrics.json")["metrics"]
+
+
+def test_ticket_applies_to_a_fresh_model(tiny_bert, glue_dir, tmp_path):
+    ticket = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path)).run()
+    loaded = Ticket.load(ticket.path)
+    model = load_pretrained(tiny_bert, get_task("cola")).build(seed=3)  # another task's head
+    loaded.apply(model)
+    params = prunable_parameters(model, loaded.info["prunable"])
+    assert all(torch.all(params[n][~m] == 0) and torch.all(params[n][m] != 0) for n, m in loaded.mask.items())
+    assert "sparsity=0.2000" in repr(loaded)
+
+
+def test_rewinding_to_an_early_step_and_keeping_the_head(tiny_bert, glue_dir, tmp_path):
+    run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.rewind_step": 2, "pruning.keep_head": True,
+                                                               "pruning.sparsity": 0.1}))
+    ticket = run.run()
+    assert (run.root / "rewind_point.safetensors").exists() and (run.root / "initial_head.safetensors").exists()
+    assert ticket.info["rewind_step"] == 2
+    rewound = run._build(0, rewound=True, keep_head=True)
+    theta0 = run.pretrained.theta0["encoder.layer.0.attention.self.query.weight"]
+    assert not torch.equal(rewound.base_model.encoder.layer[0].attention.self.query.weight, theta0)
+    with pytest.raises(Exception, match="beyond"):
+        ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path / "far", **{"pruning.rewind_step": 99})).run()
+
+
+def test_the_engine_works_on_roberta(tiny_roberta, glue_dir, tmp_path):
+    ticket = ImpRun(tiny_config(tiny_roberta, glue_dir, tmp_path, **{"pruning.sparsity": 0.1})).run()
+    assert ticket.sparsity == pytest.approx(0.1, abs=1e-3)
+    assert "pooler.dense.weight" not in ticket.mask and len(ticket.mask) == 12
