@@ -72,3 +72,12 @@ def test_help(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 0 and "bert-tickets" in capsys.readouterr().out
+
+
+def test_wandb_offline_logging_needs_no_account(tiny_bert, glue_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--report-to", "wandb")) == 0
+    ticket = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    runs = list((ticket.parents[1] / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
