@@ -13,7 +13,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+# ../shared/data beside the checkout (CI), or wherever BERT_TICKETS_DATA points (e.g. on the GPU machine)
+SHARED_DATA = Path(os.environ.get("BERT_TICKETS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_GLUE = SHARED_DATA / "glue"
 
 
 @pytest.fixture(autouse=True)
