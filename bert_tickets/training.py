@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,11 +33,10 @@ class FitResult:
     steps: int
     seconds: float
     revived_weights: int  # pruned weights found non-zero after training: must be 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": self.metrics, "train_loss": self.train_loss, "steps": self.steps,
-                "seconds": round(self.seconds, 2), "revived_weights": self.revived_weights, **self.extra}
+                "seconds": round(self.seconds, 2), "revived_weights": self.revived_weights}
 
 
 def make_accelerator(training: TrainingConfig) -> Accelerator:
@@ -100,8 +99,7 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     scores = evaluate(model, data, task, collate, training.eval_batch_size, accelerator)
     accelerator.log({f"{log_prefix}{k}": v for k, v in scores.items()})
     revived = enforcer.count_revived() if enforcer else 0
-    model = accelerator.unwrap_model(model)
-    accelerator.free_memory()
+    accelerator.free_memory()  # drop the accelerator's references to this run's model and optimizer
     return FitResult(metrics=scores, train_loss=(loss_sum / max(step, 1)).item(), steps=step, seconds=seconds,
                      revived_weights=revived)
 

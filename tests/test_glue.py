@@ -101,3 +101,26 @@ def test_scores_are_named_per_split():
     stsb = get_task("stsb").score("validation", np.array([[1.0], [2.0], [3.5]]), np.array([1.0, 2.0, 3.0]))
     assert stsb["pearson"] == pytest.approx(np.corrcoef([1, 2, 3.5], [1, 2, 3])[0, 1]) and stsb["spearman"] == 1.0
     assert get_task("qqp").primary_metric == "accuracy" and get_task("cola").primary_metric == "matthews_correlation"
+
+
+def test_hub_columns_are_mapped_like_local_files(monkeypatch):
+    import datasets
+
+    def fake_hub(path, name):
+        assert (path, name) == ("nyu-mll/glue", "mnli")
+        split = datasets.Dataset.from_dict({"premise": ["p1", "p2"], "hypothesis": ["h1", "h2"], "label": [2, 0],
+                                            "idx": [0, 1]})
+        return datasets.DatasetDict(train=split, validation_matched=split, validation_mismatched=split)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    splits, sources = get_task("mnli").load_raw(None)
+    assert set(splits) == {"train", "matched", "mismatched"}
+    assert splits["matched"].column_names == ["text_a", "text_b", "label"]
+    assert splits["train"][0] == {"text_a": "p1", "text_b": "h1", "label": 2}
+
+
+def test_hub_unreachable_says_how_to_use_local_files(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="offline, pass --data-dir"):
+        get_task("rte").load_raw(None)
