@@ -7,6 +7,7 @@ study (however it was spelled: preset, flag or override) always lands in the sam
 import dataclasses
 import hashlib
 import json
+import shlex
 import types
 import typing
 from dataclasses import dataclass, field
@@ -109,6 +110,18 @@ def non_default_settings(config: Config) -> dict[str, Any]:
     """Flat `section.key -> value` for every setting that differs from the code defaults."""
     ours, defaults = _flatten(config.to_dict()), _flatten(Config().to_dict())
     return {k: v for k, v in ours.items() if v != defaults.get(k) and k not in NOT_HASHED}
+
+
+def reproduce_command(config: Config) -> str:
+    """A `bert-tickets find` command line that recreates this config (and so lands in the same run folder)."""
+    parts = ["bert-tickets find", f"--task {config.data.task}", f"--sparsity {config.pruning.sparsity}"]
+    if config.pruning.seeds != 1:
+        parts.append(f"--seeds {config.pruning.seeds}")
+    for key, value in non_default_settings(config).items():
+        if key != "data.task":
+            text = value if isinstance(value, str) else json.dumps(value)
+            parts.append(f"--set {shlex.quote(f'{key}={text}')}")
+    return " ".join(parts)
 
 
 def run_hash(config: Config) -> str:

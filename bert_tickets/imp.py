@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bert_tickets import __version__
-from bert_tickets.config import Config, non_default_settings, run_hash
+from bert_tickets.config import Config, non_default_settings, reproduce_command, run_hash
 from bert_tickets.errors import UserError
 from bert_tickets.masks import (
     Mask,
@@ -219,7 +219,8 @@ class ImpRun:
             "matching_rule": "ticket mean >= dense mean - one dense standard deviation (Chen et al. 2020)",
             "metrics": {"ticket": ticket, "dense": dense},
             "run_dir": str(self.root), "run_hash": run_hash(self.config),
-            "config": non_default_settings(self.config), "bert_tickets_version": __version__,
+            "config": non_default_settings(self.config), "command": reproduce_command(self.config),
+            "bert_tickets_version": __version__,
         }
 
     # --- helpers ---------------------------------------------------------------------------------

