@@ -14,6 +14,7 @@ from bert_tickets.errors import UserError
 FIND_FLAGS: dict[str, tuple[str, type]] = {
     "task": ("data.task", str),
     "sparsity": ("pruning.sparsity", float),
+    "method": ("pruning.method", str),
     "model": ("model.name", str),
     "data_dir": ("data.data_dir", str),
     "output_dir": ("output_dir", str),

@@ -58,8 +58,14 @@ class TrainingConfig:
     report_to: str = "none"
 
 
+# imp: iterative magnitude pruning with rewinding; oneshot: one dense fine-tuning, prune to the target at once,
+# rewind; magnitude: prune θ0 itself by magnitude (no training); random: a random mask at the same sparsity.
+METHODS = ("imp", "oneshot", "magnitude", "random")
+
+
 @dataclass
 class PruningConfig:
+    method: str = "imp"
     sparsity: float = 0.7
     schedule: str = "linear"
     rate: float = 0.1
@@ -83,6 +89,10 @@ class Config:
             raise UserError(f"sparsity must be in (0, 1), got {p.sparsity}")
         if not 0.0 < p.rate < 1.0:
             raise UserError(f"pruning rate must be in (0, 1), got {p.rate}")
+        if p.method not in METHODS:
+            raise UserError(f"unknown method {p.method!r} (known: {', '.join(METHODS)})")
+        if p.rewind_step and p.method not in ("imp", "oneshot"):
+            raise UserError(f"rewinding to a training step needs a trained level 0: not method {p.method!r}")
         if p.schedule not in ("linear", "geometric"):
             raise UserError(f"pruning.schedule must be 'linear' or 'geometric', got {p.schedule!r}")
         if p.seeds < 1:

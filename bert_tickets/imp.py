@@ -25,12 +25,13 @@ from bert_tickets.masks import (
     global_magnitude_mask,
     load_mask,
     prunable_parameters,
+    random_mask,
     save_mask,
     select_prunable,
     sparsity_report,
 )
 from bert_tickets.modeling import Pretrained, head_state_of, load_pretrained, load_tokenizer
-from bert_tickets.runs import atomic_write, read_json, read_json_if_exists, write_json
+from bert_tickets.runs import atomic_write, read_json_if_exists, write_json
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import INFO_FILE, MASK_FILE, Ticket
 from bert_tickets.training import FitResult, encoder_state, fine_tune, make_accelerator, mean_std
@@ -54,7 +55,7 @@ def sparsity_schedule(target: float, rate: float, schedule: str = "linear") -> l
 
 
 def run_dir(config: Config) -> Path:
-    return Path(config.output_dir) / get_task(config.data.task).name / f"imp_{run_hash(config)}"
+    return Path(config.output_dir) / get_task(config.data.task).name / f"{config.pruning.method}_{run_hash(config)}"
 
 
 class ImpRun:
@@ -66,7 +67,10 @@ class ImpRun:
         self.root = run_dir(config)
         self.seed = config.training.seed
         p = config.pruning
-        self.sparsities = sparsity_schedule(p.sparsity, p.rate, p.schedule)
+        self.method = p.method
+        self.sparsities = sparsity_schedule(p.sparsity, p.rate, p.schedule) if p.method == "imp" else [0.0, p.sparsity]
+        # magnitude and random masks come from θ0 alone: their dense level 0 is never trained
+        self.trained_levels = list(range(1 if p.method in ("magnitude", "random") else 0, len(self.sparsities)))
 
     # --- lazily loaded, so a finished run touches neither model nor data ---------------------------
     @cached_property
@@ -105,7 +109,7 @@ class ImpRun:
         if not self.is_done():
             _ = self.data, self.pretrained  # fail on bad model or data before anything is logged or written
         self._write_config()
-        for k in range(len(self.sparsities)):
+        for k in self.trained_levels:
             self.run_level(k)
         ticket = self.evaluate_ticket()
         if "accelerator" in self.__dict__:
@@ -113,10 +117,21 @@ class ImpRun:
         return ticket
 
     def is_done(self) -> bool:
-        levels = [self.level_dir(k) / "metrics.json" for k in range(len(self.sparsities))]
-        other_seeds = [self.seed + i for i in range(1, self.config.pruning.seeds)]
-        seeds = [d / f"seed_{s}.json" for s in other_seeds for d in (self.ticket_dir() / "seeds", self.root / "dense")]
+        levels = [self.level_dir(k) / "metrics.json" for k in self.trained_levels]
+        seeds = [self._result_path(kind, s) for kind in ("ticket", "dense") for s in self.seeds]
         return all(p.exists() for p in levels + seeds)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.config.pruning.seeds)]
+
+    def _result_path(self, kind: str, seed: int) -> Path:
+        """Where one seed of the final evaluation lives; the run's own seed is a level already trained."""
+        level = len(self.sparsities) - 1 if kind == "ticket" else 0
+        if seed == self.seed and level in self.trained_levels:
+            return self.level_dir(level) / "metrics.json"
+        folder = self.ticket_dir() / "seeds" if kind == "ticket" else self.root / "dense"
+        return folder / f"seed_{seed}.json"
 
     def _write_config(self) -> None:
         write_json(self.root / "config.json", {
@@ -144,7 +159,7 @@ class ImpRun:
                    for n, p in prunable_parameters(model, self.config.pruning.prunable).items()}
         if k + 1 < len(self.sparsities):
             self._prune_next(k, trained, mask)
-        else:  # the frontier: keep what a later, sparser target needs to prune from here
+        elif self.method == "imp":  # the frontier: keep what a later, sparser target needs to prune from here
             atomic_write(folder / TRAINED_FILE, lambda tmp: save_file(trained, tmp))
         record = {"level": k, "sparsity": self.sparsities[k], **result.to_dict()}
         write_json(folder / "sparsity.json", sparsity_report(mask))
@@ -160,6 +175,12 @@ class ImpRun:
                                 f"{self.config.pruning.prunable} for {self.config.model.name}")
             return full_mask(params)
         path = self.level_dir(k) / MASK_FILE
+        if not path.exists() and self.method in ("magnitude", "random"):
+            theta0 = select_prunable(self.pretrained.theta0, self.config.pruning.prunable)
+            mask = (global_magnitude_mask(theta0, self.level_mask(0), self.sparsities[k]) if self.method == "magnitude"
+                    else random_mask(theta0, self.sparsities[k], seed=self.seed))
+            save_mask(path, mask)
+            return mask
         if not path.exists():
             trained = self.level_dir(k - 1) / TRAINED_FILE
             if not trained.exists():
@@ -177,20 +198,17 @@ class ImpRun:
     def evaluate_ticket(self) -> Ticket:
         folder, last = self.ticket_dir(), len(self.sparsities) - 1
         mask_path = self.level_dir(last) / MASK_FILE
-        seeds = [self.seed + i for i in range(self.config.pruning.seeds)]
-        ticket_runs = [self._seed_run("ticket", s, folder / "seeds", last) for s in seeds]
-        dense_runs = [self._seed_run("dense", s, self.root / "dense", 0) for s in seeds]
+        ticket_runs = [self._seed_run("ticket", s, last) for s in self.seeds]
+        dense_runs = [self._seed_run("dense", s, 0) for s in self.seeds]
         mask = load_mask(mask_path)
         atomic_write(folder / MASK_FILE, lambda tmp: shutil.copyfile(mask_path, tmp))
-        info = self._ticket_info(mask, ticket_runs, dense_runs, seeds)
+        info = self._ticket_info(mask, ticket_runs, dense_runs, self.seeds)
         write_json(folder / INFO_FILE, info)
         return Ticket(path=folder, info=info, mask=mask)
 
-    def _seed_run(self, kind: str, seed: int, folder: Path, level: int) -> dict[str, Any]:
-        """One seed of the final evaluation; the run's own seed is exactly the level already trained."""
-        if seed == self.seed:
-            return read_json(self.level_dir(level) / "metrics.json")
-        path = folder / f"seed_{seed}.json"
+    def _seed_run(self, kind: str, seed: int, level: int) -> dict[str, Any]:
+        """One seed of the final evaluation: `level`'s mask on θ0 with a fresh head."""
+        path = self._result_path(kind, seed)
         if (done := read_json_if_exists(path)) is not None:
             return done
         log(f"{kind}: seed {seed}")
@@ -211,7 +229,7 @@ class ImpRun:
         matching = ticket[primary]["mean"] >= dense[primary]["mean"] - dense[primary]["std"]
         p = self.config.pruning
         return {
-            "task": self.task.name, "model": self.config.model.name, "method": "imp",
+            "task": self.task.name, "model": self.config.model.name, "method": self.method,
             "sparsity": sparsity_report(mask)["sparsity"], "target_sparsity": p.sparsity,
             "schedule": p.schedule, "rate": p.rate, "levels": self.sparsities, "rewind_step": p.rewind_step,
             "prunable": p.prunable, "mask_keys": "encoder parameter names (model.base_model)",

@@ -121,3 +121,25 @@ def test_the_engine_works_on_roberta(tiny_roberta, glue_dir, tmp_path):
     ticket = ImpRun(tiny_config(tiny_roberta, glue_dir, tmp_path, **{"pruning.sparsity": 0.1})).run()
     assert ticket.sparsity == pytest.approx(0.1, abs=1e-3)
     assert "pooler.dense.weight" not in ticket.mask and len(ticket.mask) == 12
+
+
+@pytest.mark.parametrize("method", ["oneshot", "magnitude", "random"])
+def test_baseline_methods_make_tickets_in_the_same_format(method, tiny_bert, glue_dir, tmp_path):
+    run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": method, "pruning.sparsity": 0.3}))
+    ticket = run.run()
+    assert run.root.name.startswith(f"{method}_") and run.sparsities == [0.0, 0.3]
+    assert (run.level_dir(0) / "metrics.json").exists() == (method == "oneshot")  # θ0-only masks need no training
+    loaded = Ticket.load(ticket.path)
+    assert loaded.info["method"] == method and loaded.sparsity == pytest.approx(0.3, abs=1e-3)
+    assert set(loaded.info["metrics"]) == {"ticket", "dense"}
+    theta0 = prunable_parameters(load_pretrained(tiny_bert, get_task("sst2")).build(0), loaded.info["prunable"])
+    if method == "magnitude":  # exactly the smallest 30% of θ0
+        magnitudes = torch.cat([p.detach().abs().flatten() for p in theta0.values()])
+        threshold = magnitudes.kthvalue(round(0.3 * magnitudes.numel())).values
+        assert all(torch.equal(loaded.mask[n], p.detach().abs() > threshold) for n, p in theta0.items())
+    assert run.is_done()
+
+
+def test_rewinding_needs_a_trained_level(tiny_bert, glue_dir, tmp_path):
+    with pytest.raises(Exception, match="needs a trained level 0"):
+        ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": "random", "pruning.rewind_step": 1}))
