@@ -14,7 +14,6 @@ from bert_tickets.errors import UserError
 FIND_FLAGS: dict[str, tuple[str, type]] = {
     "task": ("data.task", str),
     "sparsity": ("pruning.sparsity", float),
-    "method": ("pruning.method", str),
     "model": ("model.name", str),
     "data_dir": ("data.data_dir", str),
     "output_dir": ("output_dir", str),
@@ -39,19 +38,27 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+# Settings that describe how a ticket was found, not how it is fine-tuned on another task.
+NOT_INHERITED = ("data.", "pruning.", "output_dir")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="bert-tickets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    find = sub.add_parser("find", help="find a ticket by iterative magnitude pruning (IMP)")
-    find.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli")
+    find = sub.add_parser("find", help="find a ticket by iterative magnitude pruning (IMP) or a baseline method")
     find.add_argument("--sparsity", required=True, type=float, help="target fraction of prunable weights pruned")
-    find.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
-    for flag, (_, kind) in FIND_FLAGS.items():
-        if flag not in ("task", "sparsity"):
-            find.add_argument(f"--{flag.replace('_', '-')}", type=kind)
+    evaluate = sub.add_parser("evaluate", help="fine-tune a ticket's mask on any task, next to dense")
+    evaluate.add_argument("--ticket", required=True, help="a ticket folder (mask.safetensors + ticket.json)")
+    for command in (find, evaluate):
+        command.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli")
+        command.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
+        for flag, (_, kind) in FIND_FLAGS.items():
+            if flag not in ("task", "sparsity") and (command is find or flag not in ("method", "rate", "schedule")):
+                command.add_argument(f"--{flag.replace('_', '-')}", type=kind)
+        command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                             help="override any setting, e.g. --set training.warmup_ratio=0.1 (repeatable)")
     find.add_argument("--keep-head", action="store_true", help="keep the first level's head instead of a fresh one")
-    find.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="override any setting, e.g. --set training.warmup_ratio=0.1 (repeatable)")
+    find.add_argument("--method", help="imp (default), oneshot, magnitude or random")
     return parser
 
 
@@ -63,18 +70,39 @@ def find_overrides(args: argparse.Namespace) -> dict[str, Any]:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = value
     for flag, (key, _) in FIND_FLAGS.items():
-        if getattr(args, flag) is not None:
+        if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
-    if args.keep_head:
+    if getattr(args, "keep_head", False):
         overrides["pruning.keep_head"] = True
+    if getattr(args, "method", None):
+        overrides["pruning.method"] = args.method
     return overrides
 
 
 def run_find(args: argparse.Namespace) -> int:
     from bert_tickets.config import load_config
+
+    return _run_and_report(load_config(args.config, find_overrides(args)))
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """A given ticket on any task: the ticket's own recipe and model, unless the command says otherwise."""
+    from pathlib import Path
+
+    from bert_tickets.config import load_config
+    from bert_tickets.ticket import Ticket
+
+    source = Ticket.load(args.ticket)
+    inherited = {k: v for k, v in source.info.get("config", {}).items() if not k.startswith(NOT_INHERITED)}
+    settings = inherited | {"model.name": source.model_name, "pruning.method": "ticket",
+                            "pruning.ticket": str(Path(args.ticket).resolve()), "pruning.sparsity": source.sparsity}
+    return _run_and_report(load_config(args.config, settings | find_overrides(args)))
+
+
+def _run_and_report(config: Any) -> int:
     from bert_tickets.imp import ImpRun
 
-    run = ImpRun(load_config(args.config, find_overrides(args)))
+    run = ImpRun(config)
     ticket = run.run()
     print_summary(run, ticket.info)
     print(ticket.path)
@@ -85,9 +113,9 @@ def print_summary(run: Any, info: dict[str, Any]) -> None:
     from bert_tickets.runs import read_json
 
     primary = info["primary_metric"]
-    print(f"\nIMP on {info['task']} with {info['model']} ({run.root})")
+    print(f"\n{info['method']} on {info['task']} with {info['model']} ({run.root})")
     print(f"{'level':>5}  {'sparsity':>8}  {primary:>12}")
-    for k in range(len(run.sparsities)):
+    for k in run.trained_levels:
         metrics = read_json(run.level_dir(k) / "metrics.json")["metrics"]
         print(f"{k:>5}  {run.sparsities[k]:>8.2%}  {100 * metrics[primary]:>12.2f}")
     seeds = ", ".join(map(str, info["seeds"]))
@@ -108,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return {"find": run_find}[args.command](args)
+        return {"find": run_find, "evaluate": run_evaluate}[args.command](args)
     except UserError as exc:
         print(f"bert-tickets: error: {exc}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from bert_tickets.config import Config, non_default_settings, reproduce_command,
 from bert_tickets.errors import UserError
 from bert_tickets.masks import (
     Mask,
+    fit_mask,
     full_mask,
     global_magnitude_mask,
     load_mask,
@@ -69,8 +70,8 @@ class ImpRun:
         p = config.pruning
         self.method = p.method
         self.sparsities = sparsity_schedule(p.sparsity, p.rate, p.schedule) if p.method == "imp" else [0.0, p.sparsity]
-        # magnitude and random masks come from θ0 alone: their dense level 0 is never trained
-        self.trained_levels = list(range(1 if p.method in ("magnitude", "random") else 0, len(self.sparsities)))
+        # magnitude, random and given masks need no training to be found: their dense level 0 is never trained
+        self.trained_levels = list(range(0 if p.method in ("imp", "oneshot") else 1, len(self.sparsities)))
 
     # --- lazily loaded, so a finished run touches neither model nor data ---------------------------
     @cached_property
@@ -175,18 +176,24 @@ class ImpRun:
                                 f"{self.config.pruning.prunable} for {self.config.model.name}")
             return full_mask(params)
         path = self.level_dir(k) / MASK_FILE
-        if not path.exists() and self.method in ("magnitude", "random"):
-            theta0 = select_prunable(self.pretrained.theta0, self.config.pruning.prunable)
-            mask = (global_magnitude_mask(theta0, self.level_mask(0), self.sparsities[k]) if self.method == "magnitude"
-                    else random_mask(theta0, self.sparsities[k], seed=self.seed))
-            save_mask(path, mask)
-            return mask
+        if not path.exists() and self.method in ("magnitude", "random", "ticket"):
+            save_mask(path, self._mask_without_training(self.sparsities[k]))
         if not path.exists():
             trained = self.level_dir(k - 1) / TRAINED_FILE
             if not trained.exists():
                 raise RuntimeError(f"{path} is missing: delete {self.level_dir(k - 1)} and rerun")
             return self._prune_next(k - 1, load_file(str(trained)), self.level_mask(k - 1))
         return load_mask(path)
+
+    def _mask_without_training(self, sparsity: float) -> Mask:
+        if self.method == "ticket":
+            mask = Ticket.load(self.config.pruning.ticket).mask
+            fit_mask(self._build(self.seed), mask)  # a clear error now if it was found on another architecture
+            return mask
+        theta0 = select_prunable(self.pretrained.theta0, self.config.pruning.prunable)
+        if self.method == "magnitude":
+            return global_magnitude_mask(theta0, self.level_mask(0), sparsity)
+        return random_mask(theta0, sparsity, seed=self.seed)
 
     def _prune_next(self, k: int, trained: dict[str, torch.Tensor], mask: Mask) -> Mask:
         """Mask k+1 from level k's trained weights; the frontier's saved weights are no longer needed."""
@@ -232,7 +239,8 @@ class ImpRun:
             "task": self.task.name, "model": self.config.model.name, "method": self.method,
             "sparsity": sparsity_report(mask)["sparsity"], "target_sparsity": p.sparsity,
             "schedule": p.schedule, "rate": p.rate, "levels": self.sparsities, "rewind_step": p.rewind_step,
-            "prunable": p.prunable, "mask_keys": "encoder parameter names (model.base_model)",
+            "prunable": p.prunable, "source_ticket": p.ticket,
+            "mask_keys": "encoder parameter names (model.base_model)",
             "seeds": seeds, "primary_metric": primary, "matching": bool(matching),
             "matching_rule": "ticket mean >= dense mean - one dense standard deviation (Chen et al. 2020)",
             "metrics": {"ticket": ticket, "dense": dense},

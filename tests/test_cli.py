@@ -3,8 +3,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import write_tsv
 
+from bert_tickets import Ticket
 from bert_tickets.cli import main
 
 
@@ -81,3 +83,21 @@ def test_wandb_offline_logging_needs_no_account(tiny_bert, glue_dir, tmp_path, c
     ticket = Path(capsys.readouterr().out.strip().splitlines()[-1])
     runs = list((ticket.parents[1] / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+def test_evaluate_fine_tunes_a_ticket_on_another_task(tiny_bert, glue_dir, tmp_path, capsys):
+    assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--method", "magnitude", "--sparsity", "0.4")) == 0
+    source = capsys.readouterr().out.strip().splitlines()[-1]
+    args = ["evaluate", "--ticket", source, "--task", "rte", "--data-dir", str(glue_dir), "--output-dir",
+            str(tmp_path), "--seeds", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    result = Ticket.load(out[-1])
+    assert result.task == "rte" and result.info["method"] == "ticket" and result.info["source_ticket"] == source
+    assert result.sparsity == pytest.approx(0.4, abs=1e-3) and result.info["model"] == tiny_bert
+    assert all(torch.equal(result.mask[n], m) for n, m in Ticket.load(source).mask.items())
+    assert result.info["config"]["training.max_steps"] == 3  # the source ticket's recipe is inherited
+    assert len(result.info["metrics"]["dense"]["accuracy"]["values"]) == 2
+    assert any(line.startswith("accuracy") for line in out)
+    assert main(["evaluate", "--ticket", str(tmp_path / "nope"), "--task", "rte"]) == 2
+    assert "is not a ticket folder" in capsys.readouterr().err
