@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="override any setting, e.g. --set training.warmup_ratio=0.1 (repeatable)")
     find.add_argument("--keep-head", action="store_true", help="keep the first level's head instead of a fresh one")
-    find.add_argument("--method", help="imp (default), oneshot, magnitude or random")
+    find.add_argument("--method", help="imp (default), oneshot, magnitude, random, or reinit (with --ticket)")
+    find.add_argument("--ticket", help="for --method reinit: the ticket whose mask is applied to random weights")
     return parser
 
 
@@ -82,21 +83,28 @@ def find_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run_find(args: argparse.Namespace) -> int:
     from bert_tickets.config import load_config
 
-    return _run_and_report(load_config(args.config, find_overrides(args)))
+    inherited = _ticket_settings(args.ticket) if args.ticket else {}
+    return _run_and_report(load_config(args.config, inherited | find_overrides(args)))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """A given ticket on any task: the ticket's own recipe and model, unless the command says otherwise."""
+    from bert_tickets.config import load_config
+
+    settings = _ticket_settings(args.ticket) | {"pruning.method": "ticket"}
+    return _run_and_report(load_config(args.config, settings | find_overrides(args)))
+
+
+def _ticket_settings(path: str) -> dict[str, Any]:
+    """What a run on a given ticket starts from: its model and fine-tuning recipe, its mask and sparsity."""
     from pathlib import Path
 
-    from bert_tickets.config import load_config
     from bert_tickets.ticket import Ticket
 
-    source = Ticket.load(args.ticket)
+    source = Ticket.load(path)
     inherited = {k: v for k, v in source.info.get("config", {}).items() if not k.startswith(NOT_INHERITED)}
-    settings = inherited | {"model.name": source.model_name, "pruning.method": "ticket",
-                            "pruning.ticket": str(Path(args.ticket).resolve()), "pruning.sparsity": source.sparsity}
-    return _run_and_report(load_config(args.config, settings | find_overrides(args)))
+    return inherited | {"model.name": source.model_name, "pruning.ticket": str(Path(path).resolve()),
+                        "pruning.sparsity": source.sparsity}
 
 
 def _run_and_report(config: Any) -> int:

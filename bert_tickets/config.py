@@ -60,8 +60,10 @@ class TrainingConfig:
 
 # imp: iterative magnitude pruning with rewinding; oneshot: one dense fine-tuning, prune to the target at once,
 # rewind; magnitude: prune θ0 itself by magnitude (no training); random: a random mask at the same sparsity;
-# ticket: the mask of a given ticket (`pruning.ticket`), fine-tuned on this run's task (`bert-tickets evaluate`).
-METHODS = ("imp", "oneshot", "magnitude", "random", "ticket")
+# ticket: the mask of a given ticket (`pruning.ticket`), fine-tuned on this run's task (`bert-tickets evaluate`);
+# reinit: that mask on randomly re-initialised encoder weights instead of θ0.
+METHODS = ("imp", "oneshot", "magnitude", "random", "ticket", "reinit")
+NEEDS_TICKET = ("ticket", "reinit")
 
 
 @dataclass
@@ -93,8 +95,8 @@ class Config:
             raise UserError(f"pruning rate must be in (0, 1), got {p.rate}")
         if p.method not in METHODS:
             raise UserError(f"unknown method {p.method!r} (known: {', '.join(METHODS)})")
-        if (p.method == "ticket") != (p.ticket is not None):
-            raise UserError("method 'ticket' and pruning.ticket (a ticket folder) go together")
+        if (p.method in NEEDS_TICKET) != (p.ticket is not None):
+            raise UserError(f"methods {' and '.join(NEEDS_TICKET)} need a ticket folder (--ticket), the others none")
         if p.rewind_step and p.method not in ("imp", "oneshot"):
             raise UserError(f"rewinding to a training step needs a trained level 0: not method {p.method!r}")
         if p.schedule not in ("linear", "geometric"):

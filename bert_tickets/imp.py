@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bert_tickets import __version__
-from bert_tickets.config import Config, non_default_settings, reproduce_command, run_hash
+from bert_tickets.config import NEEDS_TICKET, Config, non_default_settings, reproduce_command, run_hash
 from bert_tickets.errors import UserError
 from bert_tickets.masks import (
     Mask,
@@ -176,7 +176,7 @@ class ImpRun:
                                 f"{self.config.pruning.prunable} for {self.config.model.name}")
             return full_mask(params)
         path = self.level_dir(k) / MASK_FILE
-        if not path.exists() and self.method in ("magnitude", "random", "ticket"):
+        if not path.exists() and self.method in ("magnitude", "random", *NEEDS_TICKET):
             save_mask(path, self._mask_without_training(self.sparsities[k]))
         if not path.exists():
             trained = self.level_dir(k - 1) / TRAINED_FILE
@@ -186,9 +186,11 @@ class ImpRun:
         return load_mask(path)
 
     def _mask_without_training(self, sparsity: float) -> Mask:
-        if self.method == "ticket":
+        if self.method in NEEDS_TICKET:
             mask = Ticket.load(self.config.pruning.ticket).mask
             fit_mask(self._build(self.seed), mask)  # a clear error now if it was found on another architecture
+            if abs(sparsity_report(mask)["sparsity"] - sparsity) > 1e-3:
+                raise UserError(f"the ticket's sparsity is {sparsity_report(mask)['sparsity']:.4f}, not {sparsity}")
             return mask
         theta0 = select_prunable(self.pretrained.theta0, self.config.pruning.prunable)
         if self.method == "magnitude":
@@ -265,7 +267,8 @@ class ImpRun:
         head = None
         if self.config.pruning.keep_head and keep_head and self._head_path.exists():
             head = load_file(str(self._head_path))
-        model = self.pretrained.build(seed, encoder_state=encoder, head_state=head)
+        reinit = rewound and self.method == "reinit"
+        model = self.pretrained.build(seed, encoder_state=encoder, head_state=head, reinit=reinit)
         if self.config.pruning.keep_head and not self._head_path.exists():
             state = head_state_of(model)
             atomic_write(self._head_path, lambda tmp: save_file(state, tmp))

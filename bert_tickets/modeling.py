@@ -43,12 +43,13 @@ class Pretrained:
     has_head_weights: bool = False  # whether the checkpoint itself carried a head for this task
 
     def build(self, seed: int, encoder_state: dict[str, torch.Tensor] | None = None,
-              head_state: dict[str, torch.Tensor] | None = None) -> nn.Module:
-        """A model whose encoder is θ0 (or `encoder_state`) and whose head is freshly initialised from `seed`
-        (or restored from `head_state`)."""
+              head_state: dict[str, torch.Tensor] | None = None, reinit: bool = False) -> nn.Module:
+        """A model whose encoder is θ0 (or `encoder_state`, or with `reinit` a random initialisation) and whose
+        head is freshly initialised from `seed` (or restored from `head_state`)."""
         transformers.set_seed(seed)
         model = self.model_class.from_config(self.config, dtype=torch.float32)
-        encoder_of(model).load_state_dict(encoder_state if encoder_state is not None else self.theta0)
+        if not reinit:
+            encoder_of(model).load_state_dict(encoder_state if encoder_state is not None else self.theta0)
         if head_state is not None:
             model.load_state_dict(head_state, strict=False)
         return model

@@ -101,3 +101,24 @@ def test_evaluate_fine_tunes_a_ticket_on_another_task(tiny_bert, glue_dir, tmp_p
     assert any(line.startswith("accuracy") for line in out)
     assert main(["evaluate", "--ticket", str(tmp_path / "nope"), "--task", "rte"]) == 2
     assert "is not a ticket folder" in capsys.readouterr().err
+
+
+def test_reinit_applies_a_ticket_to_random_weights(tiny_bert, glue_dir, tmp_path, capsys):
+    from bert_tickets.config import load_config
+    from bert_tickets.imp import ImpRun
+
+    assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--method", "magnitude", "--sparsity", "0.4")) == 0
+    source = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--method", "reinit", "--ticket", source,
+                          "--sparsity", "0.4")) == 0
+    result = Ticket.load(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result.info["method"] == "reinit" and result.info["source_ticket"] == source
+    run = ImpRun(load_config(None, {"model.name": tiny_bert, "data.task": "sst2", "pruning.method": "reinit",
+                                    "pruning.ticket": source, "pruning.sparsity": 0.4}))
+    query = "encoder.layer.0.attention.self.query.weight"
+    # (the tiny checkpoint is itself a seed-0 random init, so look at another seed)
+    random_weights = run._build(5, rewound=True).base_model.state_dict()[query]
+    assert not torch.equal(random_weights, run.pretrained.theta0[query])
+    assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--method", "reinit", "--ticket", source,
+                          "--sparsity", "0.5")) == 2
+    assert "the ticket's sparsity is 0.4000, not 0.5" in capsys.readouterr().err
