@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="fine-tune a ticket's mask on any task, next to dense")
     evaluate.add_argument("--ticket", required=True, help="a ticket folder (mask.safetensors + ticket.json)")
     for command in (find, evaluate):
-        command.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli")
+        command.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad")
         command.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
         for flag, (_, kind) in FIND_FLAGS.items():
             if flag not in ("task", "sparsity") and (command is find or flag not in ("method", "rate", "schedule")):
@@ -84,7 +84,7 @@ def run_find(args: argparse.Namespace) -> int:
     from bert_tickets.config import load_config
 
     inherited = _ticket_settings(args.ticket) if args.ticket else {}
-    return _run_and_report(load_config(args.config, inherited | find_overrides(args)))
+    return _run_and_report(load_config(args.config, inherited | find_overrides(args), recipe_of(args.task)))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -92,7 +92,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from bert_tickets.config import load_config
 
     settings = _ticket_settings(args.ticket) | {"pruning.method": "ticket"}
-    return _run_and_report(load_config(args.config, settings | find_overrides(args)))
+    return _run_and_report(load_config(args.config, settings | find_overrides(args), recipe_of(args.task)))
+
+
+def recipe_of(task: str) -> dict[str, Any]:
+    from bert_tickets.tasks import get_task
+
+    return get_task(task).recipe
 
 
 def _ticket_settings(path: str) -> dict[str, Any]:

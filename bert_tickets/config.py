@@ -42,6 +42,8 @@ class DataConfig:
     max_length: int = 128
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
+    doc_stride: int = 128  # SQuAD: overlap of consecutive windows of a long context
+    max_answer_length: int = 30  # SQuAD: longest predicted answer, in tokens
 
 
 @dataclass
@@ -160,9 +162,13 @@ def preset_names() -> list[str]:
                   if p.name.endswith(".yaml"))
 
 
-def load_config(source: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """A preset name (e.g. 'paper', 'minilm') or a YAML file, then `section.key` overrides on top."""
+def load_config(source: str | None = None, overrides: dict[str, Any] | None = None,
+                recipe: dict[str, Any] | None = None) -> Config:
+    """Layers, each over the last: code defaults (the paper's GLUE recipe), the task's own `recipe`
+    (e.g. SQuAD's batch 16, lr 3e-5), a preset name ('paper', 'minilm') or YAML file, then `section.key` overrides."""
     config = Config()
+    for dotted, value in (recipe or {}).items():
+        set_value(config, dotted, value)
     if source is not None:
         _apply_nested(config, _read_yaml(source))
     for dotted, value in (overrides or {}).items():

@@ -6,9 +6,14 @@ The tests check every one against scikit-learn / scipy.
 
 from __future__ import annotations
 
+import re
+import string
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 import numpy as np
+
+_PUNCTUATION = set(string.punctuation)
 
 
 def accuracy(predictions: np.ndarray, references: np.ndarray) -> float:
@@ -68,3 +73,34 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 
 def compute(names: Iterable[str], predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
     return {name: METRICS[name](predictions, references) for name in names}
+
+
+# --- SQuAD v1.1, as its official evaluation script computes it ---------------------------------------
+def normalize_answer(text: str) -> str:
+    """Lower-case, drop punctuation and the articles a/an/the, collapse white space."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def squad_exact_match(prediction: str, golds: Iterable[str]) -> float:
+    return max(float(normalize_answer(prediction) == normalize_answer(g)) for g in golds)
+
+
+def squad_f1(prediction: str, golds: Iterable[str]) -> float:
+    return max(_token_f1(normalize_answer(prediction).split(), normalize_answer(g).split()) for g in golds)
+
+
+def _token_f1(prediction: list[str], gold: list[str]) -> float:
+    common = sum((Counter(prediction) & Counter(gold)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(prediction), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(predictions: dict[str, str], golds: dict[str, list[str]]) -> dict[str, float]:
+    """Mean exact match and F1 over every question with gold answers (a missing prediction scores 0)."""
+    em = [squad_exact_match(predictions.get(qid, ""), answers) for qid, answers in golds.items()]
+    f1_ = [squad_f1(predictions.get(qid, ""), answers) for qid, answers in golds.items()]
+    return {"exact_match": float(np.mean(em)), "f1": float(np.mean(f1_))}

@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+from transformers import get_linear_schedule_with_warmup
 
 from bert_tickets.config import TrainingConfig
 from bert_tickets.masks import MaskEnforcer, encoder_of
@@ -58,10 +58,10 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
               mask: Mapping[str, torch.Tensor] | None = None, on_step: StepCallback | None = None,
               desc: str = "fine-tuning", log_prefix: str = "") -> FitResult:
     """Train `model` on `data.train` with `mask` held fixed, then score it on every evaluation split."""
-    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if accelerator.device.type == "cuda" else None)
+    multiple = 8 if accelerator.device.type == "cuda" else None
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(data.train, batch_size=training.batch_size, shuffle=True, generator=generator,
-                              collate_fn=collate)
+                              collate_fn=task.collator(tokenizer, train=True, pad_to_multiple_of=multiple))
     steps = total_steps(training, len(train_loader))
     optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate,
                                   fused=accelerator.device.type == "cuda")
@@ -96,7 +96,8 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
                 break
     bar.close()
     seconds = time.perf_counter() - start
-    scores = evaluate(model, data, task, collate, training.eval_batch_size, accelerator)
+    scores = evaluate(model, data, task, task.collator(tokenizer, train=False, pad_to_multiple_of=multiple),
+                      training.eval_batch_size, accelerator)
     accelerator.log({f"{log_prefix}{k}": v for k, v in scores.items()})
     revived = enforcer.count_revived() if enforcer else 0
     accelerator.free_memory()  # drop the accelerator's references to this run's model and optimizer
@@ -111,15 +112,33 @@ def evaluate(model: nn.Module, data: PreparedData, task: TaskAdapter, collate: A
     scores: dict[str, float] = {}
     for split, dataset in data.evals.items():
         loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate))
-        logits, labels = [], []
+        collected: dict[str, list[torch.Tensor]] = {}
         for batch in loader:
-            out = model(**batch)
-            batch_logits, batch_labels = accelerator.gather_for_metrics((out.logits.float(), batch["labels"]))
-            logits.append(batch_logits.cpu())
-            labels.append(batch_labels.cpu())
-        scores.update(task.score(split, torch.cat(logits).numpy(), torch.cat(labels).numpy()))
+            outputs = task.eval_outputs(model(**batch), batch)
+            outputs = {k: _pad_sequence_dim(accelerator, v) for k, v in outputs.items()}
+            for key, value in accelerator.gather_for_metrics(outputs).items():
+                collected.setdefault(key, []).append(value.cpu())
+        arrays = {key: _concat_padded(values).numpy() for key, values in collected.items()}
+        scores.update(task.score(split, arrays, data))
     model.train()
     return scores
+
+
+def _pad_value(t: torch.Tensor) -> float:
+    return -1e4 if t.is_floating_point() else -100  # a logit nothing picks / the ignored label
+
+
+def _pad_sequence_dim(accelerator: Accelerator, t: torch.Tensor) -> torch.Tensor:
+    """Dynamic padding gives each batch (and process) its own length: make them equal before gathering."""
+    return accelerator.pad_across_processes(t, dim=1, pad_index=_pad_value(t)) if t.ndim > 1 else t
+
+
+def _concat_padded(values: list[torch.Tensor]) -> torch.Tensor:
+    if values[0].ndim > 1:
+        width = max(v.shape[1] for v in values)
+        values = [torch.nn.functional.pad(v, (0, width - v.shape[1]) if v.ndim == 2 else (0, 0, 0, width - v.shape[1]),
+                                          value=_pad_value(v)) for v in values]
+    return torch.cat(values)
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

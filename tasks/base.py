@@ -5,20 +5,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from datasets import Dataset
 
 
 @dataclass
 class PreparedData:
-    """Tokenized splits: one training set and one or more named evaluation sets."""
+    """Tokenized splits: one training set and one or more named evaluation sets (model inputs only), plus
+    per split whatever scoring needs beyond the model's outputs (e.g. SQuAD's offsets and gold answers)."""
 
     train: Dataset
     evals: dict[str, Dataset]
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class TaskAdapter(Protocol):
@@ -33,7 +37,13 @@ class TaskAdapter(Protocol):
 
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData: ...
 
-    def score(self, split: str, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]: ...
+    def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None) -> Callable: ...
+
+    def eval_outputs(self, outputs: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Reduce one evaluation batch to per-example tensors (first dimension = batch) for `score`."""
+        ...
+
+    def score(self, split: str, arrays: dict[str, np.ndarray], data: PreparedData) -> dict[str, float]: ...
 
 
 def cache_dir() -> Path:

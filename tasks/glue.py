@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, tokenizer_identity
 from datasets import Dataset, Features, Value
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from bert_tickets import metrics
 from bert_tickets.errors import UserError
@@ -40,6 +41,7 @@ class GlueTask:
     eval_files: dict[str, str] = field(default_factory=lambda: {"validation": "dev.tsv"})
     hub_eval_splits: dict[str, str] = field(default_factory=lambda: {"validation": "validation"})
     has_header: bool = True
+    recipe: dict[str, Any] = field(default_factory=dict)  # the code defaults are the paper's GLUE recipe
 
     @property
     def is_regression(self) -> bool:
@@ -175,9 +177,16 @@ class GlueTask:
         return ds.rename_column("label", "labels")
 
     # --- scoring ---------------------------------------------------------------------------------
-    def score(self, split: str, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None) -> Any:
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+    def eval_outputs(self, outputs: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"logits": outputs.logits.float(), "labels": batch["labels"]}
+
+    def score(self, split: str, arrays: dict[str, np.ndarray], data: Any = None) -> dict[str, float]:
+        logits = arrays["logits"]
         predictions = logits.reshape(-1) if self.is_regression else logits.argmax(-1)
-        scores = metrics.compute(self.metric_names, predictions, labels)
+        scores = metrics.compute(self.metric_names, predictions, arrays["labels"])
         return {self.metric_key(split, name): value for name, value in scores.items()}
 
 
