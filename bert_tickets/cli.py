@@ -16,6 +16,8 @@ FIND_FLAGS: dict[str, tuple[str, type]] = {
     "sparsity": ("pruning.sparsity", float),
     "model": ("model.name", str),
     "data_dir": ("data.data_dir", str),
+    "train_file": ("data.train_file", str),
+    "validation_file": ("data.validation_file", str),
     "output_dir": ("output_dir", str),
     "seed": ("training.seed", int),
     "seeds": ("pruning.seeds", int),
@@ -38,6 +40,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+TASK_HELP = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad or mlm"
 # Settings that describe how a ticket was found, not how it is fine-tuned on another task.
 NOT_INHERITED = ("data.", "pruning.", "output_dir")
 
@@ -50,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="fine-tune a ticket's mask on any task, next to dense")
     evaluate.add_argument("--ticket", required=True, help="a ticket folder (mask.safetensors + ticket.json)")
     for command in (find, evaluate):
-        command.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad")
+        command.add_argument("--task", required=True, help=TASK_HELP)
         command.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
         for flag, (_, kind) in FIND_FLAGS.items():
             if flag not in ("task", "sparsity") and (command is find or flag not in ("method", "rate", "schedule")):

@@ -44,6 +44,10 @@ class DataConfig:
     max_eval_samples: int | None = None
     doc_stride: int = 128  # SQuAD: overlap of consecutive windows of a long context
     max_answer_length: int = 30  # SQuAD: longest predicted answer, in tokens
+    train_file: str | None = None  # masked-LM: raw text files, instead of --data-dir or the Hub
+    validation_file: str | None = None
+    mlm_probability: float = 0.15
+    mask_seed: int = 1234  # masked-LM: the evaluation set's masking, fixed so scores are comparable
 
 
 @dataclass

@@ -78,6 +78,8 @@ class ImpRun:
     def pretrained(self) -> Pretrained:
         pretrained = load_pretrained(self.config.model.name, self.task, self.tokenizer)
         log(f"loaded {self.config.model.name}")
+        if (note := pretrained.describe_head()) is not None:
+            log(note)
         return pretrained
 
     @cached_property
@@ -241,7 +243,9 @@ class ImpRun:
             "task": self.task.name, "model": self.config.model.name, "method": self.method,
             "sparsity": sparsity_report(mask)["sparsity"], "target_sparsity": p.sparsity,
             "schedule": p.schedule, "rate": p.rate, "levels": self.sparsities, "rewind_step": p.rewind_step,
-            "prunable": p.prunable, "source_ticket": p.ticket,
+            "prunable": p.prunable, "source_ticket": p.ticket, "pooler_in_mask": any("pooler" in n for n in mask),
+            "pooler_rule": "a mask without a pooler entry leaves a model's pooler dense; a pooler entry is skipped "
+                           "for models without a pooler",
             "mask_keys": "encoder parameter names (model.base_model)",
             "seeds": seeds, "primary_metric": primary, "matching": bool(matching),
             "matching_rule": "ticket mean >= dense mean - one dense standard deviation (Chen et al. 2020)",

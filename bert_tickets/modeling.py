@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,16 @@ class Pretrained:
     config: transformers.PretrainedConfig
     tokenizer: Any
     theta0: dict[str, torch.Tensor]
-    has_head_weights: bool = False  # whether the checkpoint itself carried a head for this task
+    new_head_weights: list[str] = field(default_factory=list)  # head weights the checkpoint did not have
+
+    def describe_head(self) -> str | None:
+        """What the run should say about a head the checkpoint lacks (e.g. MiniLM has no MLM head)."""
+        if not self.new_head_weights:
+            return None
+        tied = getattr(self.config, "tie_word_embeddings", False) and any("decoder" in n for n in self.new_head_weights)
+        return (f"{self.name} has no trained weights for {len(self.new_head_weights)} head parameters "
+                f"({', '.join(self.new_head_weights[:3])}, ...): a new head is initialised"
+                + ("; its decoder is tied to the word embeddings" if tied else ""))
 
     def build(self, seed: int, encoder_state: dict[str, torch.Tensor] | None = None,
               head_state: dict[str, torch.Tensor] | None = None, reinit: bool = False) -> nn.Module:
@@ -71,10 +80,11 @@ def load_pretrained(name: str, task: Any, tokenizer: Any | None = None) -> Pretr
     transformers.utils.logging.disable_progress_bar()
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name)
     with _load_errors(name) as path:
-        model = task.model_class().from_pretrained(path, dtype=torch.float32, **task.model_kwargs())
+        model, info = task.model_class().from_pretrained(path, dtype=torch.float32, output_loading_info=True,
+                                                         **task.model_kwargs())
     theta0 = {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}
     return Pretrained(name=name, model_class=task.model_class(), config=model.config, tokenizer=tokenizer,
-                      theta0=theta0)
+                      theta0=theta0, new_head_weights=sorted(info["missing_keys"]))
 
 
 @contextmanager

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from bert_tickets.tasks.base import PreparedData, TaskAdapter
 from bert_tickets.tasks.glue import GLUE_TASKS, GlueTask
+from bert_tickets.tasks.mlm import MaskedLMTask
 from bert_tickets.tasks.squad import SquadTask
 
 from bert_tickets.errors import UserError
 
-TASKS: dict[str, TaskAdapter] = {task.name: task for task in [*GLUE_TASKS, SquadTask()]}
+TASKS: dict[str, TaskAdapter] = {task.name: task for task in [*GLUE_TASKS, SquadTask(), MaskedLMTask()]}
 ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from datasets import Dataset
 
+from bert_tickets.errors import UserError
+
 
 @dataclass
 class PreparedData:
@@ -44,6 +46,19 @@ class TaskAdapter(Protocol):
         ...
 
     def score(self, split: str, arrays: dict[str, np.ndarray], data: PreparedData) -> dict[str, float]: ...
+
+
+def read_text(path: Path, task: str) -> tuple[str, str]:
+    """A data file's text (UTF-8, a byte-order mark allowed) and a fingerprint of its bytes, or one clear error."""
+    if not path.is_file():
+        raise UserError(f"{task}: missing data file {path}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
+    return text, fingerprint(str(path), hashlib.sha256(raw).hexdigest())
 
 
 def cache_dir() -> Path:

@@ -8,7 +8,6 @@ Adding a GLUE-like task is one more `GlueTask(...)` record.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, tokenizer_identity
+from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, tokenizer_identity
 from datasets import Dataset, Features, Value
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
@@ -99,14 +98,7 @@ class GlueTask:
         return splits, sources
 
     def _read_tsv(self, path: Path) -> tuple[Dataset, str]:
-        if not path.is_file():
-            raise UserError(f"{self.name}: missing data file {path}")
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8-sig")  # MRPC's files start with a byte-order mark
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise UserError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
+        text, source = read_text(path, self.name)  # MRPC's files start with a byte-order mark
         rows = list(csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE))
         if not rows:
             raise UserError(f"{path}: no examples (empty file)")
@@ -126,7 +118,6 @@ class GlueTask:
             raise UserError(f"{path}: no examples (empty split)")
         features = Features({name: Value("string") for name in columns if name != "label"}
                             | {"label": Value(self.label_dtype)})
-        source = fingerprint(str(path), hashlib.sha256(raw).hexdigest())
         return Dataset.from_dict(columns, features=features), source
 
     def _column_indices(self, path: Path, header: list[str]) -> dict[str, int]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, tokenizer_identity
+from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, tokenizer_identity
 from datasets import Dataset, Features, Sequence, Value
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
@@ -52,8 +52,7 @@ class SquadTask:
         splits, sources = {}, {}
         for split, filename in FILES.items():
             path = Path(data_dir) / filename
-            splits[split] = read_squad_json(path)
-            sources[split] = fingerprint(str(path), path.stat().st_size, path.stat().st_mtime_ns)
+            splits[split], sources[split] = read_squad_json(path)
         return splits, sources
 
     def _load_hub(self) -> tuple[dict[str, Dataset], dict[str, str]]:
@@ -114,13 +113,12 @@ class SquadTask:
         return metrics.squad_scores(predictions, golds)
 
 
-def read_squad_json(path: Path) -> Dataset:
+def read_squad_json(path: Path) -> tuple[Dataset, str]:
     """The official v1.1 schema: {"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question",
     "answers": [{"text", "answer_start"}]}]}]}]}."""
-    if not path.is_file():
-        raise UserError(f"squad: missing data file {path}")
+    text, source = read_text(path, "squad")
     try:
-        articles = json.loads(path.read_bytes().decode("utf-8"))["data"]
+        articles = json.loads(text)["data"]
         rows: dict[str, list] = {name: [] for name in RAW_FEATURES}
         for article in articles:
             for paragraph in article["paragraphs"]:
@@ -137,15 +135,13 @@ def read_squad_json(path: Path) -> Dataset:
                     rows["context"].append(context)
                     rows["answer_texts"].append([a["text"] for a in answers])
                     rows["answer_starts"].append([int(a["answer_start"]) for a in answers])
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{path}: not in the SQuAD v1.1 schema ({type(exc).__name__}: {exc})") from None
     if not rows["id"]:
         raise UserError(f"{path}: no questions (empty split)")
-    return Dataset.from_dict(rows, features=RAW_FEATURES)
+    return Dataset.from_dict(rows, features=RAW_FEATURES), source
 
 
 def _windows(tokenizer: Any, batch: dict[str, list], max_length: int, stride: int) -> Any:

@@ -64,7 +64,7 @@ def test_the_installed_command_exits_2_on_bad_input():
     proc = subprocess.run([sys.executable, "-m", "bert_tickets.cli", "find", "--task", "nope", "--sparsity", "0.5"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
-    known = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad"
+    known = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad, mlm"
     assert proc.stderr.strip() == f"bert-tickets: error: unknown task 'nope' (known: {known})"
     assert proc.stdout == ""
 

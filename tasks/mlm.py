@@ -1,0 +1,135 @@
+"""Masked-LM: the pre-training objective as a task, whose tickets the paper found to transfer best.
+
+Raw text is tokenized, concatenated and cut into blocks of `data.max_length` tokens ([CLS] … [SEP]).
+Training masks 15% of tokens afresh each batch (80% [MASK], 10% a random token, 10% unchanged); the
+evaluation set is masked once with a fixed seed (`data.mask_seed`), so two evaluations of the same model
+give the same number. Metrics: masked-token accuracy (over masked positions only), loss and perplexity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, tokenizer_identity
+from datasets import Dataset
+from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, default_data_collator
+
+from bert_tickets.errors import UserError
+
+HUB_DATASET, HUB_CONFIG = "Salesforce/wikitext", "wikitext-103-raw-v1"
+LOCAL_FILES = {"train": "train.txt", "validation": "validation.txt"}
+
+
+@dataclass(frozen=True)
+class MaskedLMTask:
+    name: str = "mlm"
+    primary_metric: str = "accuracy"
+    # The paper's masked-LM recipe for IMP levels: batch 16, lr 5e-5, 10,000 steps per level.
+    recipe: dict[str, Any] = field(default_factory=lambda: {
+        "training.batch_size": 16, "training.learning_rate": 5e-5, "training.max_steps": 10_000,
+        "training.eval_batch_size": 16, "data.max_length": 512})
+
+    def model_class(self) -> Any:
+        return AutoModelForMaskedLM
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    # --- data ------------------------------------------------------------------------------------
+    def load_texts(self, data_config: Any) -> tuple[dict[str, list[str]], dict[str, str]]:
+        files = {"train": data_config.train_file, "validation": data_config.validation_file}
+        if data_config.data_dir is not None:
+            files = {s: f or str(Path(data_config.data_dir) / LOCAL_FILES[s]) for s, f in files.items()}
+        if all(f is None for f in files.values()):
+            return self._load_hub()
+        if any(f is None for f in files.values()):
+            raise UserError("mlm: give both a training and a validation text file (or --data-dir with "
+                            "train.txt and validation.txt)")
+        texts, sources = {}, {}
+        for split, name in files.items():
+            texts[split], sources[split] = _read_lines(Path(name))
+        return texts, sources
+
+    def _load_hub(self) -> tuple[dict[str, list[str]], dict[str, str]]:
+        import datasets
+
+        try:
+            hub = datasets.load_dataset(HUB_DATASET, HUB_CONFIG)
+        except Exception as exc:
+            raise UserError(f"could not load {HUB_DATASET}/{HUB_CONFIG} from the Hub ({type(exc).__name__}); "
+                            "offline, pass --set data.train_file=... --set data.validation_file=...") from None
+        return ({s: [t for t in hub[s]["text"] if t.strip()] for s in LOCAL_FILES},
+                {s: hub[s]._fingerprint for s in LOCAL_FILES})
+
+    def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData:
+        texts, sources = self.load_texts(data_config)
+        block = min(data_config.max_length, tokenizer.model_max_length)
+        limits = {"train": data_config.max_train_samples, "validation": data_config.max_eval_samples}
+        prepared = {}
+        for split, lines in texts.items():
+            key = fingerprint("mlm", split, sources[split], block, limits[split], seed, data_config.mask_seed,
+                              data_config.mlm_probability, tokenizer_identity(tokenizer))
+            path = cache_dir() / f"mlm-{key}.arrow"
+            if path.exists():
+                prepared[split] = Dataset.from_file(str(path))
+                continue
+            blocks = _blocks(tokenizer, lines, block)
+            if not blocks:
+                raise UserError(f"mlm: the {split} text is shorter than one block of {block} tokens")
+            ds = Dataset.from_dict({"input_ids": blocks})
+            if limits[split] is not None and limits[split] < len(ds):
+                ds = ds.shuffle(seed=seed).select(range(limits[split])) if split == "train" else ds.select(
+                    range(limits[split]))
+            if split == "validation":
+                ds = _mask_once(ds, tokenizer, data_config.mlm_probability, data_config.mask_seed)
+            prepared[split] = ds.map(lambda b: b, batched=True, cache_file_name=str(path),
+                                     desc=f"caching mlm {split} blocks")
+        return PreparedData(train=prepared["train"], evals={"validation": prepared["validation"]})
+
+    # --- training and evaluation -----------------------------------------------------------------
+    def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None) -> Any:
+        if train:  # fresh masks every batch, drawn from the run's seeded global generator
+            return DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+        return default_data_collator  # blocks are pre-masked and all the same length
+
+    def eval_outputs(self, outputs: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        logits, labels = outputs.logits.float(), batch["labels"]
+        masked = labels != -100
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+        return {"correct": ((logits.argmax(-1) == labels) & masked).sum(1), "masked": masked.sum(1),
+                "loss_sum": loss.sum(1)}
+
+    def score(self, split: str, arrays: dict[str, np.ndarray], data: PreparedData) -> dict[str, float]:
+        masked = float(arrays["masked"].sum())
+        loss = float(arrays["loss_sum"].sum()) / masked
+        return {"accuracy": float(arrays["correct"].sum()) / masked, "loss": loss,
+                "perplexity": math.exp(min(loss, 50.0))}
+
+
+def _read_lines(path: Path) -> tuple[list[str], str]:
+    text, source = read_text(path, "mlm")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise UserError(f"{path}: no text (empty split)")
+    return lines, source
+
+
+def _blocks(tokenizer: Any, lines: list[str], block: int) -> list[list[int]]:
+    """Concatenate every line's tokens and cut them into [CLS] + (block - 2) tokens + [SEP]; the tail that
+    doesn't fill a block is dropped."""
+    ids = [t for encoded in tokenizer(lines, add_special_tokens=False)["input_ids"] for t in encoded]
+    body = block - 2
+    return [[tokenizer.cls_token_id, *ids[i: i + body], tokenizer.sep_token_id]
+            for i in range(0, len(ids) - body + 1, body)]
+
+
+def _mask_once(ds: Dataset, tokenizer: Any, probability: float, seed: int) -> Dataset:
+    """The 80/10/10 masking, drawn once with a fixed seed: the evaluation set is the same on every run."""
+    collate = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, seed=seed)
+    batch = collate([{"input_ids": ids} for ids in ds["input_ids"]])
+    return Dataset.from_dict({"input_ids": batch["input_ids"].tolist(), "labels": batch["labels"].tolist()})
