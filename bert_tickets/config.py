@@ -147,8 +147,16 @@ def reproduce_command(config: Config) -> str:
 
 
 def run_hash(config: Config) -> str:
-    canonical = json.dumps(non_default_settings(config), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+    return _hash(non_default_settings(config))
+
+
+def dense_hash(config: Config) -> str:
+    """The hash of what a dense fine-tuning depends on: everything but the pruning settings."""
+    return _hash({k: v for k, v in non_default_settings(config).items() if not k.startswith("pruning.")})
+
+
+def _hash(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bert_tickets import __version__
-from bert_tickets.config import NEEDS_TICKET, Config, non_default_settings, reproduce_command, run_hash
+from bert_tickets.config import NEEDS_TICKET, Config, dense_hash, non_default_settings, reproduce_command, run_hash
 from bert_tickets.errors import UserError
 from bert_tickets.masks import (
     Mask,
@@ -32,7 +32,7 @@ from bert_tickets.masks import (
     sparsity_report,
 )
 from bert_tickets.modeling import Pretrained, head_state_of, load_pretrained, load_tokenizer
-from bert_tickets.runs import atomic_write, read_json_if_exists, write_json
+from bert_tickets.runs import atomic_write, read_json, read_json_if_exists, write_json
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import INFO_FILE, MASK_FILE, Ticket
 from bert_tickets.training import FitResult, encoder_state, fine_tune, make_accelerator, mean_std
@@ -114,6 +114,10 @@ class ImpRun:
         self._write_config()
         for k in self.trained_levels:
             self.run_level(k)
+        if 0 in self.trained_levels and not self._result_path("dense", self.seed).exists():
+            # level 0 is the dense fine-tuning of this seed: share it with every method's run
+            level0 = read_json(self.level_dir(0) / "metrics.json")
+            write_json(self._result_path("dense", self.seed), {"seed": self.seed, **level0})
         ticket = self.evaluate_ticket()
         if "accelerator" in self.__dict__:
             self.accelerator.end_training()
@@ -128,13 +132,18 @@ class ImpRun:
     def seeds(self) -> list[int]:
         return [self.seed + i for i in range(self.config.pruning.seeds)]
 
+    def dense_dir(self) -> Path:
+        """Dense fine-tunings depend on model, data and recipe only: every method's run shares them."""
+        return self.root.parent / f"dense_{dense_hash(self.config)}"
+
     def _result_path(self, kind: str, seed: int) -> Path:
-        """Where one seed of the final evaluation lives; the run's own seed is a level already trained."""
-        level = len(self.sparsities) - 1 if kind == "ticket" else 0
-        if seed == self.seed and level in self.trained_levels:
-            return self.level_dir(level) / "metrics.json"
-        folder = self.ticket_dir() / "seeds" if kind == "ticket" else self.root / "dense"
-        return folder / f"seed_{seed}.json"
+        """Where one seed of the final evaluation lives; the run's own seed of a ticket is its last level."""
+        if kind == "dense":
+            return self.dense_dir() / f"seed_{seed}.json"
+        last = len(self.sparsities) - 1
+        if seed == self.seed and last in self.trained_levels:
+            return self.level_dir(last) / "metrics.json"
+        return self.ticket_dir() / "seeds" / f"seed_{seed}.json"
 
     def _write_config(self) -> None:
         write_json(self.root / "config.json", {

@@ -49,7 +49,10 @@ def test_find_writes_levels_and_a_ticket(tiny_bert, glue_dir, tmp_path):
     ticket_acc, dense_acc = info["metrics"]["ticket"]["accuracy"], info["metrics"]["dense"]["accuracy"]
     assert len(ticket_acc["values"]) == len(dense_acc["values"]) == 2
     assert info["matching"] == (ticket_acc["mean"] >= dense_acc["mean"] - dense_acc["std"])
-    assert (run.root / "dense" / "seed_1.json").exists() and (ticket.path / "seeds" / "seed_1.json").exists()
+    assert (ticket.path / "seeds" / "seed_1.json").exists()
+    level0 = read_json(run.level_dir(0) / "metrics.json")["metrics"]
+    assert read_json(run.dense_dir() / "seed_0.json")["metrics"] == level0
+    assert (run.dense_dir() / "seed_1.json").exists() and run.dense_dir().parent == run.root.parent
     with safe_open(str(ticket.path / "mask.safetensors"), "pt") as f:
         assert f.metadata()["format"] == "bert-tickets-mask/1"
 
@@ -143,3 +146,15 @@ def test_baseline_methods_make_tickets_in_the_same_format(method, tiny_bert, glu
 def test_rewinding_needs_a_trained_level(tiny_bert, glue_dir, tmp_path):
     with pytest.raises(Exception, match="needs a trained level 0"):
         ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": "random", "pruning.rewind_step": 1}))
+
+
+def test_dense_runs_are_shared_by_every_method(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.sparsity": 0.1})).run()
+    calls = []
+    real = imp.fine_tune
+    monkeypatch.setattr(imp, "fine_tune", lambda *a, **k: calls.append(k["desc"]) or real(*a, **k))
+    random_run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": "random"}))
+    ticket = random_run.run()
+    assert calls == ["level 1 (20%)"]  # the dense reference came from the IMP run's level 0
+    assert ticket.info["metrics"]["dense"]["accuracy"]["values"] == [
+        read_json(random_run.dense_dir() / "seed_0.json")["metrics"]["accuracy"]]
