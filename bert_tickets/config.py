@@ -67,8 +67,9 @@ class TrainingConfig:
 # imp: iterative magnitude pruning with rewinding; oneshot: one dense fine-tuning, prune to the target at once,
 # rewind; magnitude: prune θ0 itself by magnitude (no training); random: a random mask at the same sparsity;
 # ticket: the mask of a given ticket (`pruning.ticket`), fine-tuned on this run's task (`bert-tickets evaluate`);
-# reinit: that mask on randomly re-initialised encoder weights instead of θ0.
-METHODS = ("imp", "oneshot", "magnitude", "random", "ticket", "reinit")
+# reinit: that mask on randomly re-initialised encoder weights instead of θ0; standard: IMP's levels without
+# rewinding, each level training on from the last (standard pruning; its score is the pruned, trained network).
+METHODS = ("imp", "oneshot", "magnitude", "random", "ticket", "reinit", "standard")
 NEEDS_TICKET = ("ticket", "reinit")
 
 

@@ -7,6 +7,7 @@ head, then prune the smallest surviving trained weights to get mask k+1. Each le
 
 from __future__ import annotations
 
+import copy
 import shutil
 import sys
 from functools import cached_property
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from bert_tickets import __version__
 from bert_tickets.config import NEEDS_TICKET, Config, dense_hash, non_default_settings, reproduce_command, run_hash
@@ -38,6 +39,12 @@ from bert_tickets.ticket import INFO_FILE, MASK_FILE, Ticket
 from bert_tickets.training import FitResult, encoder_state, fine_tune, make_accelerator, mean_std
 
 TRAINED_FILE = "trained_prunable.safetensors"  # kept at the last level only, to extend the run later
+WEIGHTS = {  # what the ticket's mask was fine-tuned from, per method
+    "imp": "θ0 (pre-trained)", "oneshot": "θ0 (pre-trained)", "magnitude": "θ0 (pre-trained)",
+    "random": "θ0 (pre-trained)", "ticket": "θ0 (pre-trained)", "reinit": "random re-initialisation",
+    "standard": "no rewinding: each level trained on from the last (scores are of the pruned, trained network)",
+}
+TRAINED_MODEL_FILE = "trained_model.safetensors"  # standard pruning: each level's trained network, to go on from
 
 
 def log(message: str) -> None:
@@ -69,9 +76,10 @@ class ImpRun:
         self.seed = config.training.seed
         p = config.pruning
         self.method = p.method
-        self.sparsities = sparsity_schedule(p.sparsity, p.rate, p.schedule) if p.method == "imp" else [0.0, p.sparsity]
+        iterative = p.method in ("imp", "standard")
+        self.sparsities = sparsity_schedule(p.sparsity, p.rate, p.schedule) if iterative else [0.0, p.sparsity]
         # magnitude, random and given masks need no training to be found: their dense level 0 is never trained
-        self.trained_levels = list(range(0 if p.method in ("imp", "oneshot") else 1, len(self.sparsities)))
+        self.trained_levels = list(range(0 if p.method in ("imp", "oneshot", "standard") else 1, len(self.sparsities)))
 
     # --- lazily loaded, so a finished run touches neither model nor data ---------------------------
     @cached_property
@@ -159,6 +167,8 @@ class ImpRun:
         log(f"level {k}/{len(self.sparsities) - 1}: sparsity {self.sparsities[k]:.2%}")
         mask = self.level_mask(k)
         model = self._build(self.seed, rewound=k > 0, keep_head=k > 0)
+        if self.method == "standard" and k > 0:  # no rewinding: go on from the last level's trained network
+            load_model(model, str(self.level_dir(k - 1) / TRAINED_MODEL_FILE))
         on_step = self._rewind_capture if k == 0 and self.config.pruning.rewind_step > 0 else None
         result = fine_tune(model, self.data, self.task, self.tokenizer, self.config.training,
                            self.accelerator, self.seed, mask=mask if k > 0 else None, on_step=on_step,
@@ -173,6 +183,8 @@ class ImpRun:
             self._prune_next(k, trained, mask)
         elif self.method == "imp":  # the frontier: keep what a later, sparser target needs to prune from here
             atomic_write(folder / TRAINED_FILE, lambda tmp: save_file(trained, tmp))
+        if self.method == "standard":
+            atomic_write(folder / TRAINED_MODEL_FILE, lambda tmp: save_model(model, tmp))
         record = {"level": k, "sparsity": self.sparsities[k], **result.to_dict()}
         write_json(folder / "sparsity.json", sparsity_report(mask))
         write_json(folder / "metrics.json", record)
@@ -231,6 +243,14 @@ class ImpRun:
         path = self._result_path(kind, seed)
         if (done := read_json_if_exists(path)) is not None:
             return done
+        if kind == "ticket" and self.method == "standard":  # another seed is another whole chain of levels
+            chain = copy.deepcopy(self.config)
+            chain.training.seed, chain.pruning.seeds = seed, 1
+            other = ImpRun(chain)
+            other.run()
+            record = {"seed": seed, **read_json(other.level_dir(len(self.sparsities) - 1) / "metrics.json")}
+            write_json(path, record)
+            return record
         log(f"{kind}: seed {seed}")
         mask = self.level_mask(level) if level > 0 else None
         model = self._build(seed, rewound=level > 0)
@@ -252,6 +272,7 @@ class ImpRun:
             "task": self.task.name, "model": self.config.model.name, "method": self.method,
             "sparsity": sparsity_report(mask)["sparsity"], "target_sparsity": p.sparsity,
             "schedule": p.schedule, "rate": p.rate, "levels": self.sparsities, "rewind_step": p.rewind_step,
+            "weights": WEIGHTS[self.method] if not p.rewind_step else f"rewound to training step {p.rewind_step}",
             "prunable": p.prunable, "source_ticket": p.ticket, "pooler_in_mask": any("pooler" in n for n in mask),
             "pooler_rule": "a mask without a pooler entry leaves a model's pooler dense; a pooler entry is skipped "
                            "for models without a pooler",

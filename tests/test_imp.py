@@ -4,6 +4,7 @@ import pytest
 import torch
 from bert_tickets.tasks import get_task
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 import bert_tickets.imp as imp
 from bert_tickets import Ticket, find_ticket
@@ -158,3 +159,23 @@ def test_dense_runs_are_shared_by_every_method(tiny_bert, glue_dir, tmp_path, mo
     assert calls == ["level 1 (20%)"]  # the dense reference came from the IMP run's level 0
     assert ticket.info["metrics"]["dense"]["accuracy"]["values"] == [
         read_json(random_run.dense_dir() / "seed_0.json")["metrics"]["accuracy"]]
+
+
+def test_standard_pruning_trains_on_without_rewinding(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    starts = {}
+    real = imp.fine_tune
+
+    def record_start(model, *args, **kwargs):
+        starts.setdefault(kwargs["desc"], []).append(model.base_model.encoder.layer[0].output.dense.weight.clone())
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(imp, "fine_tune", record_start)
+    run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": "standard", "pruning.seeds": 2}))
+    ticket = run.run()
+    trained = load_file(str(run.level_dir(0) / "trained_model.safetensors"))
+    trained0 = trained["bert.encoder.layer.0.output.dense.weight"]
+    assert torch.equal(starts["level 1 (10%)"][0].detach(), trained0)  # level 1 began where level 0 ended
+    assert not torch.equal(trained0, run.pretrained.theta0["encoder.layer.0.output.dense.weight"])
+    assert ticket.info["method"] == "standard" and "no rewinding" in ticket.info["weights"]
+    assert len(ticket.info["metrics"]["ticket"]["accuracy"]["values"]) == 2  # seed 1 ran a chain of its own
+    assert len(starts["level 2 (20%)"]) == 2  # the second seed's chain went through its own levels
