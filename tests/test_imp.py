@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 import bert_tickets.imp as imp
 from bert_tickets import Ticket, find_ticket
+from bert_tickets.cli import main
 from bert_tickets.config import load_config
 from bert_tickets.imp import ImpRun, sparsity_schedule
 from bert_tickets.masks import load_mask, prunable_parameters, sparsity_report
@@ -127,12 +128,14 @@ def test_the_engine_works_on_roberta(tiny_roberta, glue_dir, tmp_path):
     assert "pooler.dense.weight" not in ticket.mask and len(ticket.mask) == 12
 
 
-@pytest.mark.parametrize("method", ["oneshot", "magnitude", "random"])
-def test_baseline_methods_make_tickets_in_the_same_format(method, tiny_bert, glue_dir, tmp_path):
+@pytest.mark.parametrize("method", ["oneshot", "magnitude", "random", "standard"])
+def test_baseline_methods_make_tickets_in_the_same_format(method, tiny_bert, glue_dir, tmp_path, capsys):
     run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": method, "pruning.sparsity": 0.3}))
     ticket = run.run()
-    assert run.root.name.startswith(f"{method}_") and run.sparsities == [0.0, 0.3]
-    assert (run.level_dir(0) / "metrics.json").exists() == (method == "oneshot")  # θ0-only masks need no training
+    levels = [0.0, 0.1, 0.2, 0.3] if method == "standard" else [0.0, 0.3]
+    assert run.root.name.startswith(f"{method}_") and run.sparsities == levels
+    trained_level_0 = method in ("oneshot", "standard")  # θ0-only masks need no training
+    assert (run.level_dir(0) / "metrics.json").exists() == trained_level_0
     loaded = Ticket.load(ticket.path)
     assert loaded.info["method"] == method and loaded.sparsity == pytest.approx(0.3, abs=1e-3)
     assert set(loaded.info["metrics"]) == {"ticket", "dense"}
@@ -142,6 +145,10 @@ def test_baseline_methods_make_tickets_in_the_same_format(method, tiny_bert, glu
         threshold = magnitudes.kthvalue(round(0.3 * magnitudes.numel())).values
         assert all(torch.equal(loaded.mask[n], p.detach().abs() > threshold) for n, p in theta0.items())
     assert run.is_done()
+    # and `bert-tickets evaluate` takes it to another task
+    assert main(["evaluate", "--ticket", str(ticket.path), "--task", "rte", "--data-dir", str(glue_dir),
+                 "--output-dir", str(tmp_path)]) == 0
+    assert Ticket.load(capsys.readouterr().out.strip().splitlines()[-1]).task == "rte"
 
 
 def test_rewinding_needs_a_trained_level(tiny_bert, glue_dir, tmp_path):
