@@ -60,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
                 command.add_argument(f"--{flag.replace('_', '-')}", type=kind)
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="override any setting, e.g. --set training.warmup_ratio=0.1 (repeatable)")
+    transfer = sub.add_parser("transfer", help="the cross-task transfer matrix of tickets, with dense and random rows")
+    transfer.add_argument("--sources", required=True, help="comma-separated tasks whose tickets transfer, or magnitude")
+    transfer.add_argument("--targets", required=True, help="comma-separated tasks to fine-tune on")
+    transfer.add_argument("--sparsity", required=True, type=float)
+    transfer.add_argument("--cell", help="i/N: compute only this worker's share of the cells (e.g. a job array)")
+    transfer.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
+    transfer.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    for flag, (_, kind) in FIND_FLAGS.items():
+        if flag not in ("task", "sparsity", "train_file", "validation_file"):
+            transfer.add_argument(f"--{flag.replace('_', '-')}", type=kind)
     find.add_argument("--keep-head", action="store_true", help="keep the first level's head instead of a fresh one")
     find.add_argument("--method", help="imp (default), oneshot, magnitude, random, or reinit (with --ticket)")
     find.add_argument("--ticket", help="for --method reinit: the ticket whose mask is applied to random weights")
@@ -96,6 +106,38 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     settings = _ticket_settings(args.ticket) | {"pruning.method": "ticket"}
     return _run_and_report(load_config(args.config, settings | find_overrides(args), recipe_of(args.task)))
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    from bert_tickets.config import load_config
+    from bert_tickets.transfer import TransferMatrix, cells_of_worker, markdown, plan
+
+    base = find_overrides(args)
+    sources, targets = _names(args.sources), _names(args.targets)
+    matrix = TransferMatrix(sources, targets, args.sparsity, args.seeds or 1, output_dir=args.output_dir or "runs",
+                            config_for=lambda s: load_config(args.config, base | s, recipe_of(s["data.task"])))
+    cells = plan(matrix.sources, matrix.targets)
+    if args.cell:
+        index, _, count = args.cell.partition("/")
+        if not (index.isdigit() and count.isdigit()):
+            raise UserError(f"--cell expects i/N, e.g. 0/4; got {args.cell!r}")
+        mine = cells_of_worker(cells, int(index), int(count))
+        matrix.run(mine)
+        print(f"worker {args.cell}: {len(mine)} of {len(cells)} cells done; run without --cell to merge")
+        print(matrix.folder)
+        return 0
+    results = matrix.run(cells)
+    matrix.write_outputs(results)
+    print(markdown(matrix.table(results)))
+    print(matrix.folder)
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError(f"expected a comma-separated list of tasks, got {text!r}")
+    return names
 
 
 def recipe_of(task: str) -> dict[str, Any]:
@@ -153,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return {"find": run_find, "evaluate": run_evaluate}[args.command](args)
+        commands = {"find": run_find, "evaluate": run_evaluate, "transfer": run_transfer}
+        return commands[args.command](args)
     except UserError as exc:
         print(f"bert-tickets: error: {exc}", file=sys.stderr)
         return 2

@@ -148,15 +148,15 @@ def reproduce_command(config: Config) -> str:
 
 
 def run_hash(config: Config) -> str:
-    return _hash(non_default_settings(config))
+    return settings_hash(non_default_settings(config))
 
 
 def dense_hash(config: Config) -> str:
     """The hash of what a dense fine-tuning depends on: everything but the pruning settings."""
-    return _hash({k: v for k, v in non_default_settings(config).items() if not k.startswith("pruning.")})
+    return settings_hash({k: v for k, v in non_default_settings(config).items() if not k.startswith("pruning.")})
 
 
-def _hash(settings: dict[str, Any]) -> str:
+def settings_hash(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -1,0 +1,186 @@
+"""The cross-task transfer matrix: a mask found on task S, applied to θ0 and fine-tuned on task T.
+
+Rows are the sources (tasks with a ticket, or `magnitude`: θ0 pruned by magnitude) plus a random-mask
+control; columns are the targets; the dense model is the reference row. Every cell is a run folder of the
+engine (`evaluate` of the source's ticket on the target), so cells are cached, a rerun computes nothing,
+adding a task computes only its new cells, and `--cell i/N` splits the cells over machines.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bert_tickets.config import Config, non_default_settings, settings_hash
+from bert_tickets.errors import UserError
+from bert_tickets.imp import ImpRun, log
+from bert_tickets.runs import atomic_write, write_json
+from bert_tickets.tasks import get_task
+
+RANDOM, MAGNITUDE, DENSE = "random", "magnitude", "dense"
+ConfigFor = Callable[[dict[str, Any]], Config]  # settings for one run -> its full config
+
+
+@dataclass(frozen=True)
+class Cell:
+    source: str  # a task whose ticket is transferred, `magnitude`, or the `random` control
+    target: str
+
+
+def plan(sources: list[str], targets: list[str]) -> list[Cell]:
+    return [Cell(s, t) for s in [*sources, RANDOM] for t in targets]
+
+
+def cells_of_worker(cells: list[Cell], index: int, count: int) -> list[Cell]:
+    """Worker `index` of `count` owns every count-th cell: disjoint sets that together cover all cells."""
+    if not 0 <= index < count:
+        raise UserError(f"--cell i/N needs 0 <= i < N, got {index}/{count}")
+    return [cell for i, cell in enumerate(cells) if i % count == index]
+
+
+class TransferMatrix:
+    def __init__(self, sources: list[str], targets: list[str], sparsity: float, seeds: int,
+                 config_for: ConfigFor, output_dir: str):
+        self.sources = [s if s == MAGNITUDE else get_task(s).name for s in sources]
+        self.targets = [get_task(t).name for t in targets]
+        self.sparsity, self.seeds, self.config_for = sparsity, seeds, config_for
+        study = {"sources": self.sources, "targets": self.targets, "sparsity": sparsity, "seeds": seeds,
+                 "settings": non_default_settings(config_for({"data.task": self.targets[0]}))}
+        self.folder = Path(output_dir) / "transfer" / f"sparsity_{sparsity:.4f}_{settings_hash(study)}"
+
+    def source_ticket(self, task: str) -> Path:
+        """The source's ticket at this sparsity: reused from an earlier `find` with the same settings, or found."""
+        return ImpRun(self.config_for({"data.task": task, "pruning.sparsity": self.sparsity,
+                                       "pruning.seeds": self.seeds})).run().path
+
+    def run_cell(self, cell: Cell) -> dict[str, Any]:
+        settings: dict[str, Any] = {"data.task": cell.target, "pruning.sparsity": self.sparsity,
+                                    "pruning.seeds": self.seeds}
+        if cell.source == cell.target:  # TRANSFER(T, T) is T's own ticket, evaluated by `find` itself
+            return ImpRun(self.config_for(settings)).run().info
+        if cell.source in (RANDOM, MAGNITUDE):
+            settings["pruning.method"] = cell.source
+        else:
+            settings |= {"pruning.method": "ticket", "pruning.ticket": str(self.source_ticket(cell.source).resolve())}
+        log(f"transfer cell {cell.source} -> {cell.target}")
+        return ImpRun(self.config_for(settings)).run().info
+
+    def run(self, cells: list[Cell]) -> dict[Cell, dict[str, Any]]:
+        return {cell: self.run_cell(cell) for cell in cells}
+
+    # --- outputs ---------------------------------------------------------------------------------
+    def write_outputs(self, results: dict[Cell, dict[str, Any]]) -> dict[str, Path]:
+        rows = self.long_rows(results)
+        table = self.table(results)
+        paths = {"csv": self.folder / "matrix.csv", "markdown": self.folder / "matrix.md",
+                 "latex": self.folder / "matrix.tex", "png": self.folder / "transfer.png"}
+        atomic_write(paths["csv"], lambda tmp: Path(tmp).write_text(_csv(rows)))
+        atomic_write(paths["markdown"], lambda tmp: Path(tmp).write_text(markdown(table)))
+        atomic_write(paths["latex"], lambda tmp: Path(tmp).write_text(latex(table)))
+        atomic_write(paths["png"], lambda tmp: heatmap(table, tmp))
+        write_json(self.folder / "study.json", {"sources": self.sources, "targets": self.targets,
+                                                "sparsity": self.sparsity, "seeds": self.seeds})
+        return paths
+
+    def long_rows(self, results: dict[Cell, dict[str, Any]]) -> list[tuple[str, str, int, str, float]]:
+        rows = []
+        for cell, info in results.items():
+            for metric, summary in info["metrics"]["ticket"].items():
+                rows += [(cell.source, cell.target, s, metric, v) for s, v in zip(info["seeds"], summary["values"],
+                                                                                      strict=True)]
+        for target in self.targets:  # the dense reference, from any cell of that target (they share it)
+            info = results[Cell(RANDOM, target)]
+            for metric, summary in info["metrics"]["dense"].items():
+                rows += [(DENSE, target, s, metric, v) for s, v in zip(info["seeds"], summary["values"], strict=True)]
+        return rows
+
+    def table(self, results: dict[Cell, dict[str, Any]]) -> dict[str, Any]:
+        """Primary metric per cell: mean, std, mean / dense mean, matching, and minus the target's own ticket."""
+        rows: dict[str, dict[str, dict[str, Any]]] = {}
+        for cell, info in results.items():
+            primary = info["primary_metric"]
+            ticket, dense = info["metrics"]["ticket"][primary], info["metrics"]["dense"][primary]
+            own = results.get(Cell(cell.target, cell.target))
+            rows.setdefault(cell.source, {})[cell.target] = {
+                "mean": ticket["mean"], "std": ticket["std"], "metric": primary,
+                "relative": ticket["mean"] / dense["mean"] if dense["mean"] else float("nan"),
+                "matching": info["matching"],
+                "minus_own": ticket["mean"] - own["metrics"]["ticket"][primary]["mean"] if own else None}
+        for target in self.targets:
+            info = results[Cell(RANDOM, target)]
+            dense = info["metrics"]["dense"][info["primary_metric"]]
+            rows.setdefault(DENSE, {})[target] = {"mean": dense["mean"], "std": dense["std"], "relative": 1.0,
+                                                  "metric": info["primary_metric"], "matching": True, "minus_own": None}
+        return {"rows": [*self.sources, RANDOM, DENSE], "targets": self.targets, "cells": rows,
+                "sparsity": self.sparsity}
+
+
+def _csv(rows: list[tuple]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["source", "target", "seed", "metric", "value"])
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _cell_text(cell: dict[str, Any], latex_style: bool = False) -> str:
+    pm = r" $\pm$ " if latex_style else " ± "
+    text = f"{100 * cell['mean']:.1f}{pm}{100 * cell['std']:.1f}"
+    if cell["minus_own"] is not None:
+        text += f" ({100 * cell['minus_own']:+.1f})"
+    return text + ("*" if cell["matching"] else "")
+
+
+def markdown(table: dict[str, Any]) -> str:
+    targets = table["targets"]
+    header = "| source \\ target | " + " | ".join(
+        f"{t} ({table['cells'][DENSE][t]['metric']})" for t in targets) + " |"
+    lines = [header, "|" + "---|" * (len(targets) + 1)]
+    for source in table["rows"]:
+        lines.append(f"| {source} | " + " | ".join(_cell_text(table["cells"][source][t]) for t in targets) + " |")
+    lines.append("")
+    lines.append(f"Sparsity {table['sparsity']:.0%}. Mean ± std over seeds (in %); (±x): minus the target's own "
+                 "ticket, TRANSFER(S,T) − TRANSFER(T,T); *: matching, within one std of dense.")
+    return "\n".join(lines) + "\n"
+
+
+def latex(table: dict[str, Any]) -> str:
+    targets = table["targets"]
+    lines = [r"\begin{tabular}{l" + "c" * len(targets) + "}", r"\toprule",
+             "source & " + " & ".join(t.upper() for t in targets) + r" \\", r"\midrule"]
+    for source in table["rows"]:
+        cells = [_cell_text(table["cells"][source][t], latex_style=True).replace("*", r"$^*$") for t in targets]
+        lines.append(source.replace("_", r"\_") + " & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def heatmap(table: dict[str, Any], path: str) -> None:
+    """Source × target scores normalised by dense, annotated with the scores themselves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows, targets = table["rows"], table["targets"]
+    values = np.array([[table["cells"][r][t]["relative"] for t in targets] for r in rows])
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(targets), 1.2 + 0.6 * len(rows)), dpi=100)
+    image = ax.imshow(values, cmap="viridis", vmin=min(0.5, np.nanmin(values)), vmax=max(1.0, np.nanmax(values)))
+    ax.set_xticks(range(len(targets)), labels=targets)
+    ax.set_yticks(range(len(rows)), labels=rows)
+    ax.set_xlabel("target task")
+    ax.set_ylabel("mask from")
+    for i, r in enumerate(rows):
+        for j, t in enumerate(targets):
+            ax.text(j, i, f"{100 * table['cells'][r][t]['mean']:.1f}", ha="center", va="center",
+                    color="white" if values[i, j] < 0.9 else "black", fontsize=9)
+    fig.colorbar(image, ax=ax, label="score / dense")
+    ax.set_title(f"Transfer at {table['sparsity']:.0%} sparsity")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

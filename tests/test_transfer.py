@@ -1,0 +1,81 @@
+import csv
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+from conftest import shared_glue
+
+import bert_tickets.imp as imp
+from bert_tickets.cli import main
+from bert_tickets.transfer import Cell, cells_of_worker, plan
+
+
+def transfer_args(model: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["transfer", "--sources", "sst2,mrpc", "--targets", "sst2,mrpc", "--sparsity", "0.2", "--rate", "0.2",
+            "--model", model, "--data-dir", str(data_dir), "--output-dir", str(out), "--max-steps", "3",
+            "--batch-size", "8", "--max-length", "32", *extra]
+
+
+def check_outputs(folder: Path, seeds: int = 1) -> None:
+    rows = list(csv.DictReader((folder / "matrix.csv").open()))
+    assert set(rows[0]) == {"source", "target", "seed", "metric", "value"}
+    # (sst2, mrpc tickets, random) x (sst2: accuracy; mrpc: accuracy, f1) x seeds, and the dense row likewise
+    assert len(rows) == 4 * 3 * seeds
+    assert {r["source"] for r in rows} == {"sst2", "mrpc", "random", "dense"}
+    assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
+    table = (folder / "matrix.md").read_text()
+    assert table.startswith("| source \\ target | sst2 (accuracy) | mrpc (accuracy) |")
+    assert [line.split(" |")[0] for line in table.splitlines()[2:6]] == ["| sst2", "| mrpc", "| random", "| dense"]
+    assert "(+0.0)" in table  # the diagonal: a ticket minus itself
+    tex = (folder / "matrix.tex").read_text()
+    assert tex.startswith(r"\begin{tabular}{lcc}") and r"\pm" in tex and tex.count(r"\\") == 5
+    image = matplotlib.image.imread(folder / "transfer.png")
+    assert image.shape[:2] == (360, 420) and image.std() > 0.05  # 4.2 x 3.6 inches at 100 dpi, not blank
+
+
+def test_plan_and_workers_cover_every_cell_once():
+    cells = plan(["sst2", "mrpc", "magnitude"], ["rte", "cola", "stsb"])
+    assert len(cells) == 12 and Cell("random", "cola") in cells
+    shares = [cells_of_worker(cells, i, 5) for i in range(5)]
+    assert sorted(map(str, (c for share in shares for c in share))) == sorted(map(str, cells))  # complete
+    assert sum(len(s) for s in shares) == len(cells)
+
+
+def test_transfer_2x2_outputs_and_caching(tiny_bert, glue_dir, tmp_path, capsys, monkeypatch):
+    assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--seeds", "2")) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    folder = Path(out[-1])
+    check_outputs(folder, seeds=2)
+    assert any(line.startswith("| random |") for line in out)
+    calls = []
+    real = imp.fine_tune
+    monkeypatch.setattr(imp, "fine_tune", lambda *a, **k: calls.append(k["desc"]) or real(*a, **k))
+    assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--seeds", "2")) == 0
+    assert calls == []  # every cell was cached
+    capsys.readouterr()
+    assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--seeds", "2", "--targets", "sst2,mrpc,rte")) == 0
+    assert calls and all("level 1" in c or "seed" in c for c in calls)  # only the new column's cells ran
+    assert len({c for c in calls if c.startswith("level 1")}) <= 3
+
+
+def test_cell_workers_then_merge(tiny_bert, glue_dir, tmp_path, capsys, monkeypatch):
+    for i in range(3):
+        assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--cell", f"{i}/3")) == 0
+        assert capsys.readouterr().out.splitlines()[-2].startswith(f"worker {i}/3: 2 of 6 cells done")
+    calls = []
+    real = imp.fine_tune
+    monkeypatch.setattr(imp, "fine_tune", lambda *a, **k: calls.append(k["desc"]) or real(*a, **k))
+    assert main(transfer_args(tiny_bert, glue_dir, tmp_path)) == 0
+    assert calls == []
+    check_outputs(Path(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--cell", "3/3")) == 2
+    assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--sources", "sst2,nope")) == 2
+
+
+@pytest.mark.slow
+def test_transfer_2x2_on_real_glue_with_minilm(tmp_path, capsys):
+    args = ["transfer", "--sources", "sst2,mrpc", "--targets", "sst2,mrpc", "--sparsity", "0.2", "--rate", "0.2",
+            "--config", "minilm", "--data-dir", str(shared_glue()), "--output-dir", str(tmp_path),
+            "--max-steps", "6", "--batch-size", "16", "--max-train-samples", "200", "--max-eval-samples", "100"]
+    assert main(args) == 0
+    check_outputs(Path(capsys.readouterr().out.strip().splitlines()[-1]))
