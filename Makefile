@@ -14,7 +14,10 @@ OUTPUT_DIR ?= runs
 ARGS ?=
 DEMO_DATA := $(or $(DATA_DIR),$(wildcard ../shared/data/glue))
 
-.PHONY: install test lint find demo clean
+SOURCES ?= mnli,sst2
+TARGETS ?= mnli,sst2
+
+.PHONY: install test lint find transfer demo clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +34,10 @@ lint:
 
 find:
 	$(BIN)/bert-tickets find --task $(TASK) --sparsity $(SPARSITY) --config $(CONFIG) \
+		$(if $(MODEL),--model $(MODEL)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --output-dir $(OUTPUT_DIR) $(ARGS)
+
+transfer:
+	$(BIN)/bert-tickets transfer --sources $(SOURCES) --targets $(TARGETS) --sparsity $(SPARSITY) --config $(CONFIG) \
 		$(if $(MODEL),--model $(MODEL)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --output-dir $(OUTPUT_DIR) $(ARGS)
 
 # The main job, offline and small: MiniLM on local SST-2, IMP to 50% sparsity, a few minutes on 2 CPU cores.
