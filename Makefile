@@ -17,7 +17,10 @@ DEMO_DATA := $(or $(DATA_DIR),$(wildcard ../shared/data/glue))
 SOURCES ?= mnli,sst2
 TARGETS ?= mnli,sst2
 
-.PHONY: install test lint find transfer demo clean
+TICKET ?=
+REPO_ID ?=
+
+.PHONY: install test lint find transfer push demo clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +42,11 @@ find:
 transfer:
 	$(BIN)/bert-tickets transfer --sources $(SOURCES) --targets $(TARGETS) --sparsity $(SPARSITY) --config $(CONFIG) \
 		$(if $(MODEL),--model $(MODEL)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --output-dir $(OUTPUT_DIR) $(ARGS)
+
+# make push TICKET=runs/.../tickets/sparsity_0.7000 REPO_ID=you/bert-mnli-70 [ARGS="--private" or "--dry-run OUT"]
+push:
+	@test -n "$(TICKET)" -a -n "$(REPO_ID)" || { echo "make push needs TICKET=<ticket folder> REPO_ID=<owner/name>" >&2; exit 2; }
+	$(BIN)/bert-tickets push --ticket $(TICKET) --repo-id $(REPO_ID) $(ARGS)
 
 # The main job, offline and small: MiniLM on local SST-2, IMP to 50% sparsity, a few minutes on 2 CPU cores.
 demo:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from bert_tickets.errors import UserError
@@ -70,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (_, kind) in FIND_FLAGS.items():
         if flag not in ("task", "sparsity", "train_file", "validation_file"):
             transfer.add_argument(f"--{flag.replace('_', '-')}", type=kind)
+    push = sub.add_parser("push", help="release a ticket on the Hugging Face Hub (or --dry-run into a folder)")
+    push.add_argument("--ticket", required=True, help="a ticket folder")
+    push.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--dry-run", metavar="OUT", help="only write and verify the Hub-ready folder OUT (offline)")
     find.add_argument("--keep-head", action="store_true", help="keep the first level's head instead of a fresh one")
     find.add_argument("--method", help="imp (default), oneshot, magnitude, random, or reinit (with --ticket)")
     find.add_argument("--ticket", help="for --method reinit: the ticket whose mask is applied to random weights")
@@ -133,6 +139,21 @@ def run_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_push(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from bert_tickets.hub import check_repo_id, export_ticket, push_to_hub
+
+    check_repo_id(args.repo_id)
+    if args.dry_run:
+        print(export_ticket(args.ticket, args.dry_run, args.repo_id))
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = export_ticket(args.ticket, Path(tmp) / "release", args.repo_id)
+        print(push_to_hub(folder, args.repo_id, args.private))
+    return 0
+
+
 def _names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -148,8 +169,6 @@ def recipe_of(task: str) -> dict[str, Any]:
 
 def _ticket_settings(path: str) -> dict[str, Any]:
     """What a run on a given ticket starts from: its model and fine-tuning recipe, its mask and sparsity."""
-    from pathlib import Path
-
     from bert_tickets.ticket import Ticket
 
     source = Ticket.load(path)
@@ -169,6 +188,7 @@ def _run_and_report(config: Any) -> int:
 
 
 def print_summary(run: Any, info: dict[str, Any]) -> None:
+    from bert_tickets.metrics import percent_mean_std
     from bert_tickets.runs import read_json
 
     primary = info["primary_metric"]
@@ -182,20 +202,16 @@ def print_summary(run: Any, info: dict[str, Any]) -> None:
     print(f"{'metric':<24} {'ticket':>16} {'dense':>16}")
     for name, t in info["metrics"]["ticket"].items():
         d = info["metrics"]["dense"][name]
-        print(f"{name:<24} {_pm(t):>16} {_pm(d):>16}")
+        print(f"{name:<24} {percent_mean_std(t):>16} {percent_mean_std(d):>16}")
     verdict = "yes" if info["matching"] else "no"
     print(f"matching ({primary} within one std of dense): {verdict}")
-
-
-def _pm(summary: dict[str, float]) -> str:
-    return f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        commands = {"find": run_find, "evaluate": run_evaluate, "transfer": run_transfer}
+        commands = {"find": run_find, "evaluate": run_evaluate, "transfer": run_transfer, "push": run_push}
         return commands[args.command](args)
     except UserError as exc:
         print(f"bert-tickets: error: {exc}", file=sys.stderr)

@@ -62,6 +62,11 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def percent_mean_std(summary: dict[str, float]) -> str:
+    """'mean ± std' in percent, for a summary of a metric over seeds."""
+    return f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f}"
+
+
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": accuracy,
     "f1": f1,
