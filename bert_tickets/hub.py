@@ -98,8 +98,9 @@ def model_card(ticket: Ticket, repo_id: str, encoder_prefix: str) -> ModelCard:
                           dataset_config=config, dataset_split="validation", metric_type=metric,
                           metric_value=round(100 * summary["mean"], 2), metric_name=f"{metric} ({kind})")
                for kind in ("ticket", "dense") for metric, summary in info["metrics"][kind].items()]
+    base = HUB_BASE.get(ticket.model_name.lower(), ticket.model_name)
     data = ModelCardData(
-        base_model=HUB_BASE.get(ticket.model_name.lower(), ticket.model_name), datasets=[dataset],
+        base_model=None if Path(base).exists() else base, datasets=[dataset],  # a local folder is no Hub id
         library_name="transformers", model_name=repo_id.split("/")[-1], eval_results=results,
         tags=["lottery-ticket", "pruning", "sparse", "bert-tickets", f"sparsity-{round(100 * ticket.sparsity)}"],
         bert_tickets={"task": ticket.task, "method": info["method"], "sparsity": ticket.sparsity,
@@ -107,7 +108,7 @@ def model_card(ticket: Ticket, repo_id: str, encoder_prefix: str) -> ModelCard:
     rows = "\n".join(f"| {m} | {percent_mean_std(s)} | {percent_mean_std(info['metrics']['dense'][m])} |"
                      for m, s in info["metrics"]["ticket"].items())
     body = CARD_TEMPLATE.format(repo_id=repo_id, task=ticket.task, sparsity=100 * ticket.sparsity, rows=rows,
-                                method=info["method"], base=data.base_model, primary=task.primary_metric,
+                                method=info["method"], base=base, primary=task.primary_metric,
                                 matching="yes" if info["matching"] else "no", command=info.get("command", ""),
                                 n_seeds=len(info["seeds"]), model_class=task.model_class().__name__)
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)

@@ -34,6 +34,7 @@ def test_dry_run_folder_loads_in_plain_transformers(tiny_bert, glue_dir, tmp_pat
     dense = ticket.info["metrics"]["dense"]["accuracy"]["mean"]
     assert results[("accuracy", "accuracy (dense)")] == round(100 * dense, 2)
     assert card.data.datasets == ["nyu-mll/glue"] and "lottery-ticket" in card.data.tags
+    assert card.data.base_model is None  # a local checkpoint folder is not a Hub id
     assert card.data.to_dict()["bert_tickets"]["sparsity"] == ticket.sparsity
     assert "bert-tickets find --task mrpc --sparsity 0.3" in card.text and "register_hook" in card.text
     # a second export replaces the first only once it is complete
