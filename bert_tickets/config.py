@@ -62,6 +62,11 @@ class TrainingConfig:
     mixed_precision: str = "auto"
     eval_batch_size: int = 128
     report_to: str = "none"
+    finetune: str = "full"  # full | lora: LoRA adapters on the attention projections, backbone frozen
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value"])
 
 
 # imp: iterative magnitude pruning with rewinding; oneshot: one dense fine-tuning, prune to the target at once,
@@ -112,6 +117,11 @@ class Config:
             raise UserError(f"seeds must be at least 1, got {p.seeds}")
         if t.mixed_precision not in ("auto", "bf16", "fp16", "no"):
             raise UserError(f"training.mixed_precision must be auto, bf16, fp16 or no, got {t.mixed_precision!r}")
+        if t.finetune not in ("full", "lora"):
+            raise UserError(f"training.finetune must be 'full' or 'lora', got {t.finetune!r}")
+        if t.finetune == "lora" and p.method in ("imp", "oneshot", "standard"):
+            raise UserError(f"LoRA leaves the backbone frozen, so it cannot find a mask by training ({p.method}); "
+                            "use it to evaluate fixed masks (evaluate, transfer, magnitude, random, reinit)")
         if t.report_to not in ("none", "wandb"):
             raise UserError(f"training.report_to must be 'none' or 'wandb', got {t.report_to!r}")
         for name in ("batch_size", "eval_batch_size", "max_steps", "max_train_samples", "max_eval_samples"):

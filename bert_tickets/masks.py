@@ -145,6 +145,9 @@ class MaskEnforcer:
         self.masks = [m.to(p.dtype) for p, m in pairs.values()]
         apply_mask(model, mask)
 
+    def to(self, device: torch.device) -> None:
+        self.masks = [m.to(device) for m in self.masks]
+
     def mask_gradients(self) -> None:
         pairs = [(p.grad, m) for p, m in zip(self.params, self.masks, strict=True) if p.grad is not None]
         if pairs:

@@ -33,10 +33,12 @@ class FitResult:
     steps: int
     seconds: float
     revived_weights: int  # pruned weights found non-zero after training: must be 0
+    trainable_parameters: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": self.metrics, "train_loss": self.train_loss, "steps": self.steps,
-                "seconds": round(self.seconds, 2), "revived_weights": self.revived_weights}
+                "seconds": round(self.seconds, 2), "revived_weights": self.revived_weights,
+                "trainable_parameters": self.trainable_parameters}
 
 
 def make_accelerator(training: TrainingConfig) -> Accelerator:
@@ -58,6 +60,9 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
               mask: Mapping[str, torch.Tensor] | None = None, on_step: StepCallback | None = None,
               desc: str = "fine-tuning", log_prefix: str = "") -> FitResult:
     """Train `model` on `data.train` with `mask` held fixed, then score it on every evaluation split."""
+    enforcer = MaskEnforcer(model, mask) if mask is not None else None  # before LoRA renames the layers
+    if training.finetune == "lora":
+        model = with_lora(model, training)
     multiple = 8 if accelerator.device.type == "cuda" else None
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(data.train, batch_size=training.batch_size, shuffle=True, generator=generator,
@@ -67,7 +72,8 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
                                   fused=accelerator.device.type == "cuda")
     scheduler = get_linear_schedule_with_warmup(optimizer, round(training.warmup_ratio * steps), steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    enforcer = MaskEnforcer(accelerator.unwrap_model(model), mask) if mask is not None else None
+    if enforcer:
+        enforcer.to(accelerator.device)
 
     start, step, loss_sum = time.perf_counter(), 0, torch.zeros((), device=accelerator.device)
     model.train()
@@ -100,9 +106,10 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
                       training.eval_batch_size, accelerator)
     accelerator.log({f"{log_prefix}{k}": v for k, v in scores.items()})
     revived = enforcer.count_revived() if enforcer else 0
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     accelerator.free_memory()  # drop the accelerator's references to this run's model and optimizer
     return FitResult(metrics=scores, train_loss=(loss_sum / max(step, 1)).item(), steps=step, seconds=seconds,
-                     revived_weights=revived)
+                     revived_weights=revived, trainable_parameters=trainable)
 
 
 @torch.no_grad()
@@ -139,6 +146,18 @@ def _concat_padded(values: list[torch.Tensor]) -> torch.Tensor:
         values = [torch.nn.functional.pad(v, (0, width - v.shape[1]) if v.ndim == 2 else (0, 0, 0, width - v.shape[1]),
                                           value=_pad_value(v)) for v in values]
     return torch.cat(values)
+
+
+def with_lora(model: nn.Module, training: TrainingConfig) -> nn.Module:
+    """Freeze the (masked) backbone; train LoRA adapters on the attention projections and the whole task head."""
+    from peft import LoraConfig, get_peft_model
+
+    encoder = encoder_of(model)
+    head = [name for name, child in model.named_children()
+            if child is not encoder and next(child.parameters(), None) is not None]
+    config = LoraConfig(r=training.lora_r, lora_alpha=training.lora_alpha, lora_dropout=training.lora_dropout,
+                        target_modules=training.lora_targets, modules_to_save=head)
+    return get_peft_model(model, config)
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

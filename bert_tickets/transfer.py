@@ -48,6 +48,7 @@ class TransferMatrix:
         self.sources = [s if s == MAGNITUDE else get_task(s).name for s in sources]
         self.targets = [get_task(t).name for t in targets]
         self.sparsity, self.seeds, self.config_for = sparsity, seeds, config_for
+        self.finetune = config_for({"data.task": self.targets[0]}).training.finetune
         study = {"sources": self.sources, "targets": self.targets, "sparsity": sparsity, "seeds": seeds,
                  "settings": non_default_settings(config_for({"data.task": self.targets[0]}))}
         self.folder = Path(output_dir) / "transfer" / f"sparsity_{sparsity:.4f}_{settings_hash(study)}"
@@ -55,12 +56,12 @@ class TransferMatrix:
     def source_ticket(self, task: str) -> Path:
         """The source's ticket at this sparsity: reused from an earlier `find` with the same settings, or found."""
         return ImpRun(self.config_for({"data.task": task, "pruning.sparsity": self.sparsity,
-                                       "pruning.seeds": self.seeds})).run().path
+                                       "pruning.seeds": self.seeds, "training.finetune": "full"})).run().path
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         settings: dict[str, Any] = {"data.task": cell.target, "pruning.sparsity": self.sparsity,
                                     "pruning.seeds": self.seeds}
-        if cell.source == cell.target:  # TRANSFER(T, T) is T's own ticket, evaluated by `find` itself
+        if cell.source == cell.target and self.finetune == "full":  # T's own ticket, evaluated by `find` itself
             return ImpRun(self.config_for(settings)).run().info
         if cell.source in (RANDOM, MAGNITUDE):
             settings["pruning.method"] = cell.source

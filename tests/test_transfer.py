@@ -3,6 +3,7 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+import torch
 from conftest import shared_glue
 
 import bert_tickets.imp as imp
@@ -78,4 +79,36 @@ def test_transfer_2x2_on_real_glue_with_minilm(tmp_path, capsys):
             "--config", "minilm", "--data-dir", str(shared_glue()), "--output-dir", str(tmp_path),
             "--max-steps", "6", "--batch-size", "16", "--max-train-samples", "200", "--max-eval-samples", "100"]
     assert main(args) == 0
+    check_outputs(Path(capsys.readouterr().out.strip().splitlines()[-1]))
+
+
+def test_lora_transfer_keeps_the_backbone_and_its_zeros(tiny_bert, glue_dir, tmp_path, capsys):
+    from bert_tickets.config import load_config
+    from bert_tickets.errors import UserError
+    from bert_tickets.imp import ImpRun
+    from bert_tickets.masks import global_magnitude_mask, select_prunable
+    from bert_tickets.training import fine_tune, make_accelerator
+
+    run = ImpRun(load_config(None, {"model.name": tiny_bert, "data.task": "rte", "data.data_dir": str(glue_dir),
+                                    "training.finetune": "lora", "training.max_steps": 4, "training.batch_size": 8,
+                                    "training.learning_rate": 1e-2, "pruning.method": "magnitude",
+                                    "data.max_length": 32, "output_dir": str(tmp_path)}))
+    theta0 = select_prunable(run.pretrained.theta0, run.config.pruning.prunable)
+    mask = global_magnitude_mask(theta0, {n: torch.ones_like(t, dtype=torch.bool) for n, t in theta0.items()}, 0.5)
+    model = run._build(0)
+    head_before = model.classifier.weight.detach().clone()
+    result = fine_tune(model, run.data, run.task, run.tokenizer, run.config.training,
+                       make_accelerator(run.config.training), 0, mask=mask)
+    assert result.revived_weights == 0
+    query = model.base_model.encoder.layer[0].attention.self.query
+    name = "encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(query.base_layer.weight, theta0[name] * mask[name])  # frozen, masked backbone
+    assert any(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
+    assert not torch.equal(model.classifier.modules_to_save["default"].weight, head_before)  # the head trained
+    full = sum(p.numel() for p in run._build(0).parameters())
+    assert 0 < result.trainable_parameters < full / 10
+    with pytest.raises(UserError, match="LoRA leaves the backbone frozen"):
+        load_config(None, {"training.finetune": "lora"}).validate()
+    # the matrix with LoRA cells: sources found with full fine-tuning, every cell (the diagonal too) with LoRA
+    assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--finetune", "lora")) == 0
     check_outputs(Path(capsys.readouterr().out.strip().splitlines()[-1]))
