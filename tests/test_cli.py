@@ -113,6 +113,9 @@ def test_reinit_applies_a_ticket_to_random_weights(tiny_bert, glue_dir, tmp_path
                           "--sparsity", "0.4")) == 0
     result = Ticket.load(capsys.readouterr().out.strip().splitlines()[-1])
     assert result.info["method"] == "reinit" and result.info["source_ticket"] == source
+    assert main(["evaluate", "--ticket", str(result.path), "--task", "rte", "--data-dir", str(glue_dir),
+                 "--output-dir", str(tmp_path)]) == 0  # a reinit ticket goes through evaluate like any other
+    assert Ticket.load(capsys.readouterr().out.strip().splitlines()[-1]).task == "rte"
     run = ImpRun(load_config(None, {"model.name": tiny_bert, "data.task": "sst2", "pruning.method": "reinit",
                                     "pruning.ticket": source, "pruning.sparsity": 0.4}))
     query = "encoder.layer.0.attention.self.query.weight"
