@@ -57,9 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (find, evaluate):
         command.add_argument("--task", required=True, help=TASK_HELP)
         command.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
-        for flag, (_, kind) in FIND_FLAGS.items():
-            if flag not in ("task", "sparsity") and (command is find or flag not in ("method", "rate", "schedule")):
-                command.add_argument(f"--{flag.replace('_', '-')}", type=kind)
+        _add_setting_flags(command, skip={"task", "sparsity"} | (set() if command is find else {"rate", "schedule"}))
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="override any setting, e.g. --set training.warmup_ratio=0.1 (repeatable)")
     transfer = sub.add_parser("transfer", help="the cross-task transfer matrix of tickets, with dense and random rows")
@@ -69,9 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--cell", help="i/N: compute only this worker's share of the cells (e.g. a job array)")
     transfer.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
     transfer.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    for flag, (_, kind) in FIND_FLAGS.items():
-        if flag not in ("task", "sparsity", "train_file", "validation_file"):
-            transfer.add_argument(f"--{flag.replace('_', '-')}", type=kind)
+    _add_setting_flags(transfer, skip={"task", "sparsity", "train_file", "validation_file"})
     push = sub.add_parser("push", help="release a ticket on the Hugging Face Hub (or --dry-run into a folder)")
     push.add_argument("--ticket", required=True, help="a ticket folder")
     push.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
@@ -81,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--method", help="imp (default), oneshot, magnitude, random, or reinit (with --ticket)")
     find.add_argument("--ticket", help="for --method reinit: the ticket whose mask is applied to random weights")
     return parser
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
+    """One --flag per FIND_FLAGS entry (they map onto config keys), less those this command sets itself."""
+    for flag, (_, kind) in FIND_FLAGS.items():
+        if flag not in skip:
+            parser.add_argument(f"--{flag.replace('_', '-')}", type=kind)
 
 
 def find_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -177,12 +177,13 @@ class ImpRun:
         if k == 0 and self.config.pruning.rewind_step > 0 and not self._rewind_path.exists():
             raise UserError(f"rewind step {self.config.pruning.rewind_step} is beyond the {result.steps} "
                             "training steps of a level")
-        trained = {n: p.detach().cpu().contiguous()
-                   for n, p in prunable_parameters(model, self.config.pruning.prunable).items()}
-        if k + 1 < len(self.sparsities):
-            self._prune_next(k, trained, mask)
-        elif self.method == "imp":  # the frontier: keep what a later, sparser target needs to prune from here
-            atomic_write(folder / TRAINED_FILE, lambda tmp: save_file(trained, tmp))
+        if k + 1 < len(self.sparsities) or self.method == "imp":
+            trained = {n: p.detach().cpu().contiguous()
+                       for n, p in prunable_parameters(model, self.config.pruning.prunable).items()}
+            if k + 1 < len(self.sparsities):
+                self._prune_next(k, trained, mask)
+            else:  # the IMP frontier: keep what a later, sparser target needs to prune from here
+                atomic_write(folder / TRAINED_FILE, lambda tmp: save_file(trained, tmp))
         if self.method == "standard":
             atomic_write(folder / TRAINED_MODEL_FILE, lambda tmp: save_model(model, tmp))
         record = {"level": k, "sparsity": self.sparsities[k], **result.to_dict()}
@@ -200,7 +201,9 @@ class ImpRun:
             return full_mask(params)
         path = self.level_dir(k) / MASK_FILE
         if not path.exists() and self.method in ("magnitude", "random", *NEEDS_TICKET):
-            save_mask(path, self._mask_without_training(self.sparsities[k]))
+            mask = self._mask_without_training(self.sparsities[k])
+            save_mask(path, mask)
+            return mask
         if not path.exists():
             trained = self.level_dir(k - 1) / TRAINED_FILE
             if not trained.exists():

@@ -61,6 +61,14 @@ def read_text(path: Path, task: str) -> tuple[str, str]:
     return text, fingerprint(str(path), hashlib.sha256(raw).hexdigest())
 
 
+def subsample(ds: Dataset, limit: int | None, train: bool, seed: int) -> Dataset:
+    """At most `limit` examples: a seeded shuffle first for training (so a small subset still has every label),
+    the first ones for evaluation (so every run scores the same examples)."""
+    if limit is None or limit >= len(ds):
+        return ds
+    return (ds.shuffle(seed=seed) if train else ds).select(range(limit))
+
+
 def cache_dir() -> Path:
     """Where tokenized datasets are cached (override with BERT_TICKETS_CACHE)."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bert-tickets"

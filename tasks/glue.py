@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, tokenizer_identity
+from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
 from datasets import Dataset, Features, Value
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
@@ -146,9 +146,7 @@ class GlueTask:
         prepared = {}
         for split, ds in splits.items():
             limit = limits.get(split, data_config.max_eval_samples)
-            if limit is not None and limit < len(ds):
-                # A seeded shuffle before cutting, so a small training subset still has every label.
-                ds = ds.shuffle(seed=seed).select(range(limit)) if split == "train" else ds.select(range(limit))
+            ds = subsample(ds, limit, split == "train", seed)
             key = fingerprint(self.name, split, sources[split], limit, seed, data_config.max_length,
                               tokenizer_identity(tokenizer))
             prepared[split] = self._tokenize(ds, tokenizer, data_config.max_length, key)

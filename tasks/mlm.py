@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, tokenizer_identity
+from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
 from datasets import Dataset
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, default_data_collator
 
@@ -82,9 +82,7 @@ class MaskedLMTask:
             if not blocks:
                 raise UserError(f"mlm: the {split} text is shorter than one block of {block} tokens")
             ds = Dataset.from_dict({"input_ids": blocks})
-            if limits[split] is not None and limits[split] < len(ds):
-                ds = ds.shuffle(seed=seed).select(range(limits[split])) if split == "train" else ds.select(
-                    range(limits[split]))
+            ds = subsample(ds, limits[split], split == "train", seed)
             if split == "validation":
                 ds = _mask_once(ds, tokenizer, data_config.mlm_probability, data_config.mask_seed)
             prepared[split] = ds.map(lambda b: b, batched=True, cache_file_name=str(path),

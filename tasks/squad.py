@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, tokenizer_identity
+from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
 from datasets import Dataset, Features, Sequence, Value
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
@@ -76,11 +76,8 @@ class SquadTask:
         if not getattr(tokenizer, "is_fast", False):
             raise UserError("SQuAD needs a fast tokenizer (for offset mappings)")
         splits, sources = self.load_raw(data_config.data_dir)
-        train, examples = splits["train"], splits["validation"]
-        if data_config.max_train_samples is not None and data_config.max_train_samples < len(train):
-            train = train.shuffle(seed=seed).select(range(data_config.max_train_samples))
-        if data_config.max_eval_samples is not None and data_config.max_eval_samples < len(examples):
-            examples = examples.select(range(data_config.max_eval_samples))
+        train = subsample(splits["train"], data_config.max_train_samples, True, seed)
+        examples = subsample(splits["validation"], data_config.max_eval_samples, False, seed)
         window = (data_config.max_length, data_config.doc_stride, tokenizer_identity(tokenizer))
         train_key = fingerprint("squad-train", sources["train"], len(train), seed, window)
         eval_key = fingerprint("squad-eval", sources["validation"], len(examples), window)
