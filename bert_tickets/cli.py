@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--sparsity", required=True, type=float)
     transfer.add_argument("--cell", help="i/N: compute only this worker's share of the cells (e.g. a job array)")
     transfer.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
-    transfer.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    transfer.add_argument("--set", action="append", default=[], metavar="[TASK:]KEY=VALUE",
+                          help="override a setting, for every run or (TASK:KEY=VALUE) for one task's runs only")
     _add_setting_flags(transfer, skip={"task", "sparsity", "train_file", "validation_file"})
     push = sub.add_parser("push", help="release a ticket on the Hugging Face Hub (or --dry-run into a folder)")
     push.add_argument("--ticket", required=True, help="a ticket folder")
@@ -86,13 +87,15 @@ def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
             parser.add_argument(f"--{flag.replace('_', '-')}", type=kind)
 
 
-def find_overrides(args: argparse.Namespace) -> dict[str, Any]:
+def find_overrides(args: argparse.Namespace, task: str | None = None) -> dict[str, Any]:
+    """Flags and --set items; `--set TASK:KEY=VALUE` applies to runs on TASK only (e.g. mlm's text files)."""
+    from bert_tickets.tasks import get_task
+
+    run_task = get_task(task or args.task).name
     overrides: dict[str, Any] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = value
+    for scope, key, value in map(_set_item, args.set):
+        if scope in (None, run_task):
+            overrides[key] = value
     for flag, (key, _) in FIND_FLAGS.items():
         if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
@@ -101,6 +104,17 @@ def find_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "method", None):
         overrides["pruning.method"] = args.method
     return overrides
+
+
+def _set_item(item: str) -> tuple[str | None, str, str]:
+    """`[TASK:]KEY=VALUE` -> (task or None, key, value)."""
+    from bert_tickets.tasks import get_task
+
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise UserError(f"--set expects [TASK:]KEY=VALUE, got {item!r}")
+    scope, _, key = key.strip().rpartition(":")
+    return (get_task(scope).name if scope else None), key, value
 
 
 def run_find(args: argparse.Namespace) -> int:
@@ -122,10 +136,16 @@ def run_transfer(args: argparse.Namespace) -> int:
     from bert_tickets.config import load_config
     from bert_tickets.transfer import TransferMatrix, cells_of_worker, markdown, plan
 
-    base = find_overrides(args)
     sources, targets = _names(args.sources), _names(args.targets)
+    for item in args.set:  # a bad item fails now, not after hours of cells
+        _set_item(item)
+
+    def config_for(settings: dict[str, Any]) -> Any:
+        task = settings["data.task"]
+        return load_config(args.config, find_overrides(args, task) | settings, recipe_of(task))
+
     matrix = TransferMatrix(sources, targets, args.sparsity, args.seeds or 1, output_dir=args.output_dir or "runs",
-                            config_for=lambda s: load_config(args.config, base | s, recipe_of(s["data.task"])))
+                            config_for=config_for)
     cells = plan(matrix.sources, matrix.targets)
     if args.cell:
         index, _, count = args.cell.partition("/")
