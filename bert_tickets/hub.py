@@ -7,6 +7,7 @@ and the dense model's dev scores. Nothing is uploaded before the zeros and the s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -45,6 +46,7 @@ def export_ticket(ticket_dir: str | Path, out: str | Path, repo_id: str) -> Path
     model.config.name_or_path = repo_id  # not this machine's path
     model.save_pretrained(tmp)
     pretrained.tokenizer.save_pretrained(tmp)
+    _drop_local_settings(tmp / "tokenizer_config.json")
     shutil.copyfile(ticket.path / MASK_FILE, tmp / MASK_FILE)
     shutil.copyfile(ticket.path / INFO_FILE, tmp / INFO_FILE)
     model_card(ticket, repo_id, model.base_model_prefix).save(tmp / "README.md")
@@ -112,6 +114,14 @@ def model_card(ticket: Ticket, repo_id: str, encoder_prefix: str) -> ModelCard:
                                 matching="yes" if info["matching"] else "no", command=info.get("command", ""),
                                 n_seeds=len(info["seeds"]), model_class=task.model_class().__name__)
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)
+
+
+def _drop_local_settings(path: Path) -> None:
+    """transformers records how this machine loaded the tokenizer (offline or not); a release should not."""
+    if path.exists():
+        config = json.loads(path.read_text())
+        if config.pop("local_files_only", None) is not None:
+            path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
