@@ -33,6 +33,7 @@ FIND_FLAGS: dict[str, tuple[str, type]] = {
     "max_train_samples": ("data.max_train_samples", int),
     "max_eval_samples": ("data.max_eval_samples", int),
     "report_to": ("training.report_to", str),
+    "study": ("training.study", str),
     "finetune": ("training.finetune", str),
 }
 

@@ -62,6 +62,8 @@ class TrainingConfig:
     mixed_precision: str = "auto"
     eval_batch_size: int = 128
     report_to: str = "none"
+    wandb_project: str = "bert-tickets"
+    study: str = ""  # the wandb group; empty: the run folder (find) or the transfer matrix (transfer)
     finetune: str = "full"  # full | lora: LoRA adapters on the attention projections, backbone frozen
     lora_r: int = 8
     lora_alpha: int = 16
@@ -136,7 +138,8 @@ class Config:
 
 
 # Settings that change where results are written or how many are gathered, never what a level computes.
-NOT_HASHED = {"output_dir", "pruning.sparsity", "pruning.seeds", "training.report_to", "training.eval_batch_size"}
+NOT_HASHED = {"output_dir", "pruning.sparsity", "pruning.seeds", "training.report_to", "training.eval_batch_size",
+              "training.wandb_project", "training.study"}
 
 
 def non_default_settings(config: Config) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from bert_tickets.modeling import Pretrained, head_state_of, load_pretrained, lo
 from bert_tickets.runs import atomic_write, read_json, read_json_if_exists, write_json
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import INFO_FILE, MASK_FILE, Ticket
+from bert_tickets.tracking import Tracker
 from bert_tickets.training import FitResult, encoder_state, fine_tune, make_accelerator, mean_std
 
 TRAINED_FILE = "trained_prunable.safetensors"  # kept at the last level only, to extend the run later
@@ -100,13 +101,17 @@ class ImpRun:
 
     @cached_property
     def accelerator(self):
-        accelerator = make_accelerator(self.config.training)
-        if self.config.training.report_to == "wandb":
-            accelerator.init_trackers("bert-tickets", config=non_default_settings(self.config) | {
-                "task": self.task.name, "model": self.config.model.name, "run_hash": run_hash(self.config)},
-                init_kwargs={"wandb": {"group": self.root.name, "name": f"{self.task.name}-{self.root.name}",
-                                       "dir": str(self.root)}})
-        return accelerator
+        return make_accelerator(self.config.training)
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        t = self.config.training
+        settings = non_default_settings(self.config) | {
+            "task": self.task.name, "model": self.config.model.name, "method": self.method,
+            "run_hash": run_hash(self.config), "run_dir": str(self.root)}
+        return Tracker(enabled=t.report_to == "wandb" and self.accelerator.is_main_process,
+                       project=t.wandb_project, study=t.study or f"{self.task.name}/{self.root.name}",
+                       settings=settings, directory=self.root)
 
     # --- folders ---------------------------------------------------------------------------------
     def level_dir(self, k: int) -> Path:
@@ -127,8 +132,6 @@ class ImpRun:
             level0 = read_json(self.level_dir(0) / "metrics.json")
             write_json(self._result_path("dense", self.seed), {"seed": self.seed, **level0})
         ticket = self.evaluate_ticket()
-        if "accelerator" in self.__dict__:
-            self.accelerator.end_training()
         return ticket
 
     def is_done(self) -> bool:
@@ -170,9 +173,11 @@ class ImpRun:
         if self.method == "standard" and k > 0:  # no rewinding: go on from the last level's trained network
             load_model(model, str(self.level_dir(k - 1) / TRAINED_MODEL_FILE))
         on_step = self._rewind_capture if k == 0 and self.config.pruning.rewind_step > 0 else None
-        result = fine_tune(model, self.data, self.task, self.tokenizer, self.config.training,
-                           self.accelerator, self.seed, mask=mask if k > 0 else None, on_step=on_step,
-                           desc=f"level {k} ({self.sparsities[k]:.0%})", log_prefix=f"level_{k:02d}/")
+        name = f"{self.task.name}-{self.method}-level{k}"
+        with self.tracker.run(name, "level", level=k, sparsity=self.sparsities[k], seed=self.seed) as track:
+            result = fine_tune(model, self.data, self.task, self.tokenizer, self.config.training,
+                               self.accelerator, self.seed, mask=mask if k > 0 else None, on_step=on_step,
+                               desc=f"level {k} ({self.sparsities[k]:.0%})", log=track)
         self._check_zeros(result, k)
         if k == 0 and self.config.pruning.rewind_step > 0 and not self._rewind_path.exists():
             raise UserError(f"rewind step {self.config.pruning.rewind_step} is beyond the {result.steps} "
@@ -257,9 +262,10 @@ class ImpRun:
         log(f"{kind}: seed {seed}")
         mask = self.level_mask(level) if level > 0 else None
         model = self._build(seed, rewound=level > 0)
-        result = fine_tune(model, self.data, self.task, self.tokenizer, self.config.training,
-                           self.accelerator, seed, mask=mask, desc=f"{kind} seed {seed}",
-                           log_prefix=f"{kind}_seed_{seed}/")
+        name = f"{self.task.name}-{self.method}-{kind}-seed{seed}"
+        with self.tracker.run(name, kind, sparsity=self.sparsities[level], seed=seed) as track:
+            result = fine_tune(model, self.data, self.task, self.tokenizer, self.config.training,
+                               self.accelerator, seed, mask=mask, desc=f"{kind} seed {seed}", log=track)
         self._check_zeros(result, level)
         record = {"seed": seed, "sparsity": self.sparsities[level], **result.to_dict()}
         write_json(path, record)

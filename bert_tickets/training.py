@@ -22,6 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 from bert_tickets.config import TrainingConfig
 from bert_tickets.masks import MaskEnforcer, encoder_of
 from bert_tickets.tasks import PreparedData, TaskAdapter
+from bert_tickets.tracking import LogFn
 
 StepCallback = Callable[[int, nn.Module], None]
 
@@ -45,8 +46,7 @@ def make_accelerator(training: TrainingConfig) -> Accelerator:
     precision = training.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    log_with = "wandb" if training.report_to == "wandb" else None
-    return Accelerator(mixed_precision=precision, log_with=log_with)
+    return Accelerator(mixed_precision=precision)
 
 
 def total_steps(training: TrainingConfig, batches_per_epoch: int) -> int:
@@ -58,7 +58,7 @@ def total_steps(training: TrainingConfig, batches_per_epoch: int) -> int:
 def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer: Any,
               training: TrainingConfig, accelerator: Accelerator, seed: int,
               mask: Mapping[str, torch.Tensor] | None = None, on_step: StepCallback | None = None,
-              desc: str = "fine-tuning", log_prefix: str = "") -> FitResult:
+              desc: str = "fine-tuning", log: LogFn | None = None) -> FitResult:
     """Train `model` on `data.train` with `mask` held fixed, then score it on every evaluation split."""
     enforcer = MaskEnforcer(model, mask) if mask is not None else None  # before LoRA renames the layers
     if training.finetune == "lora":
@@ -97,14 +97,16 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
             if step % 50 == 0 or step == steps:
                 mean_loss = (loss_sum / step).item()
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
-                accelerator.log({f"{log_prefix}train_loss": mean_loss}, step=step)
+                if log:
+                    log({"train_loss": mean_loss}, step)
             if step >= steps:
                 break
     bar.close()
     seconds = time.perf_counter() - start
     scores = evaluate(model, data, task, task.collator(tokenizer, train=False, pad_to_multiple_of=multiple),
                       training.eval_batch_size, accelerator)
-    accelerator.log({f"{log_prefix}{k}": v for k, v in scores.items()})
+    if log:
+        log({f"eval/{k}": v for k, v in scores.items()}, step)
     revived = enforcer.count_revived() if enforcer else 0
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     accelerator.free_memory()  # drop the accelerator's references to this run's model and optimizer

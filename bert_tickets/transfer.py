@@ -53,25 +53,34 @@ class TransferMatrix:
                  "settings": non_default_settings(config_for({"data.task": self.targets[0]}))}
         self.folder = Path(output_dir) / "transfer" / f"sparsity_{sparsity:.4f}_{settings_hash(study)}"
 
+    def config(self, settings: dict[str, Any]) -> Config:
+        """One run's config; its wandb runs join this matrix's study unless the command named another."""
+        config = self.config_for(settings)
+        config.training.study = config.training.study or f"transfer/{self.folder.name}"
+        return config
+
     def source_ticket(self, task: str) -> Path:
         """The source's ticket at this sparsity: reused from an earlier `find` with the same settings, or found."""
-        return ImpRun(self.config_for({"data.task": task, "pruning.sparsity": self.sparsity,
+        return ImpRun(self.config({"data.task": task, "pruning.sparsity": self.sparsity,
                                        "pruning.seeds": self.seeds, "training.finetune": "full"})).run().path
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         settings: dict[str, Any] = {"data.task": cell.target, "pruning.sparsity": self.sparsity,
                                     "pruning.seeds": self.seeds}
         if cell.source == cell.target and self.finetune == "full":  # T's own ticket, evaluated by `find` itself
-            return ImpRun(self.config_for(settings)).run().info
+            return ImpRun(self.config(settings)).run().info
         if cell.source in (RANDOM, MAGNITUDE):
             settings["pruning.method"] = cell.source
         else:
             settings |= {"pruning.method": "ticket", "pruning.ticket": str(self.source_ticket(cell.source).resolve())}
         log(f"transfer cell {cell.source} -> {cell.target}")
-        return ImpRun(self.config_for(settings)).run().info
+        return ImpRun(self.config(settings)).run().info
 
     def run(self, cells: list[Cell]) -> dict[Cell, dict[str, Any]]:
-        return {cell: self.run_cell(cell) for cell in cells}
+        # A target's own ticket first: its level 0 is the dense run that the target's other cells then share.
+        order = sorted(cells, key=lambda cell: cell.source != cell.target)
+        results = {cell: self.run_cell(cell) for cell in order}
+        return {cell: results[cell] for cell in cells}
 
     # --- outputs ---------------------------------------------------------------------------------
     def write_outputs(self, results: dict[Cell, dict[str, Any]]) -> dict[str, Path]:

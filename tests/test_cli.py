@@ -76,13 +76,18 @@ def test_help(argv, capsys):
     assert exc.value.code == 0 and "bert-tickets" in capsys.readouterr().out
 
 
-def test_wandb_offline_logging_needs_no_account(tiny_bert, glue_dir, tmp_path, capsys, monkeypatch):
+def test_wandb_offline_logs_each_level_as_a_run_of_the_study(tiny_bert, glue_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--report-to", "wandb")) == 0
+    assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--report-to", "wandb")) == 0  # levels 0 and 1
     ticket = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    runs = list((ticket.parents[1] / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(runs) == 1 and runs[0].stat().st_size > 0
+    runs = sorted((ticket.parents[1] / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 2
+    study = f"sst2/{ticket.parents[1].name}".encode()
+    for level, run in enumerate(runs):  # the run records hold group, job type, name and config as plain strings
+        record = run.read_bytes()
+        assert study in record and b"level" in record and f"sst2-imp-level{level}".encode() in record
+        assert b"run_hash" in record
 
 
 def test_evaluate_fine_tunes_a_ticket_on_another_task(tiny_bert, glue_dir, tmp_path, capsys):

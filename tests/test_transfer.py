@@ -112,3 +112,35 @@ def test_lora_transfer_keeps_the_backbone_and_its_zeros(tiny_bert, glue_dir, tmp
     # the matrix with LoRA cells: sources found with full fine-tuning, every cell (the diagonal too) with LoRA
     assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--finetune", "lora")) == 0
     check_outputs(Path(capsys.readouterr().out.strip().splitlines()[-1]))
+
+
+def test_wandb_groups_every_ticket_level_and_cell_of_a_transfer(tiny_bert, glue_dir, tmp_path, capsys,
+                                                                 monkeypatch):
+    import wandb
+
+    calls = []
+
+    class Run:
+        def log(self, metrics, step=None):
+            calls[-1]["logged"].append(metrics)
+
+        def finish(self):
+            calls[-1]["finished"] = True
+
+    def init(**kwargs):
+        calls.append(kwargs | {"logged": [], "finished": False})
+        return Run()
+
+    monkeypatch.setattr(wandb, "init", init)
+    assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--report-to", "wandb")) == 0
+    folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    # two levels for each source ticket, then the cells sst2->mrpc, mrpc->sst2, random->sst2, random->mrpc
+    assert len(calls) == 8 and all(c["finished"] for c in calls)
+    assert {c["group"] for c in calls} == {f"transfer/{folder.name}"}
+    assert {c["project"] for c in calls} == {"bert-tickets"}
+    assert [c["job_type"] for c in calls].count("level") == 8
+    assert all(c["config"]["training.max_steps"] == 3 and "run_hash" in c["config"] for c in calls)
+    assert all(any("eval/accuracy" in m for m in c["logged"]) for c in calls)
+    capsys.readouterr()
+    assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--report-to", "wandb", "--study", "mine")) == 0
+    assert len(calls) == 8  # all cached: nothing trains, nothing logs
