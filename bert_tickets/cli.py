@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--targets", required=True, help="comma-separated tasks to fine-tune on")
     transfer.add_argument("--sparsity", required=True, type=float)
     transfer.add_argument("--cell", help="i/N: compute only this worker's share of the cells (e.g. a job array)")
+    transfer.add_argument("--workers", type=int, help="local worker processes, pinned to the visible GPUs in turn "
+                          "(default: one per GPU; more than the GPUs pack several cells on each)")
+    transfer.add_argument("--worker", help=argparse.SUPPRESS)  # ROUND:i/N, set for the local workers
     transfer.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
     transfer.add_argument("--set", action="append", default=[], metavar="[TASK:]KEY=VALUE",
                           help="override a setting, for every run or (TASK:KEY=VALUE) for one task's runs only")
@@ -135,7 +138,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_transfer(args: argparse.Namespace) -> int:
     from bert_tickets.config import load_config
-    from bert_tickets.transfer import TransferMatrix, cells_of_worker, markdown, plan
+    from bert_tickets.transfer import (
+        TransferMatrix,
+        cells_of_worker,
+        markdown,
+        parse_share,
+        plan,
+        run_local_workers,
+        visible_gpus,
+    )
 
     sources, targets = _names(args.sources), _names(args.targets)
     for item in args.set:  # a bad item fails now, not after hours of cells
@@ -148,16 +159,23 @@ def run_transfer(args: argparse.Namespace) -> int:
     matrix = TransferMatrix(sources, targets, args.sparsity, args.seeds or 1, output_dir=args.output_dir or "runs",
                             config_for=config_for)
     cells = plan(matrix.sources, matrix.targets)
+    mine = cells_of_worker(cells, *parse_share(args.cell)) if args.cell else cells
+    if args.worker:  # a local worker started by the command below: one share of one round
+        phase, _, share = args.worker.partition(":")
+        jobs = matrix.shared_jobs(mine) if phase == "shared" else mine
+        for job in cells_of_worker(jobs, *parse_share(share, "--worker")):
+            matrix.run_job(job)
+        return 0
+    workers = args.workers if args.workers is not None else max(1, len(visible_gpus()))
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    if workers > 1:
+        run_local_workers(args.argv, workers, matrix.folder / "workers")
+    results = matrix.run(mine)  # in-process; after local workers, everything is cached
     if args.cell:
-        index, _, count = args.cell.partition("/")
-        if not (index.isdigit() and count.isdigit()):
-            raise UserError(f"--cell expects i/N, e.g. 0/4; got {args.cell!r}")
-        mine = cells_of_worker(cells, int(index), int(count))
-        matrix.run(mine)
         print(f"worker {args.cell}: {len(mine)} of {len(cells)} cells done; run without --cell to merge")
         print(matrix.folder)
         return 0
-    results = matrix.run(cells)
     matrix.write_outputs(results)
     print(markdown(matrix.table(results)))
     print(matrix.folder)
@@ -234,6 +252,7 @@ def print_summary(run: Any, info: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         commands = {"find": run_find, "evaluate": run_evaluate, "transfer": run_transfer, "push": run_push}

@@ -1,4 +1,5 @@
 import csv
+import re
 from pathlib import Path
 
 import matplotlib.image
@@ -144,3 +145,15 @@ def test_wandb_groups_every_ticket_level_and_cell_of_a_transfer(tiny_bert, glue_
     capsys.readouterr()
     assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--report-to", "wandb", "--study", "mine")) == 0
     assert len(calls) == 8  # all cached: nothing trains, nothing logs
+
+
+def test_local_workers_share_the_cells_and_train_each_once(tiny_bert, glue_dir, tmp_path, capsys):
+    assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--workers", "2")) == 0
+    folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    check_outputs(folder)
+    logs = {p.name: p.read_text() for p in (folder / "workers").glob("*.log")}
+    assert set(logs) == {"shared_0.log", "shared_1.log", "cells_0.log", "cells_1.log"}
+    # round 1: one source ticket per worker (2 levels each); round 2: the 4 off-diagonal cells, 2 per worker
+    trained = {name: len(re.findall(r"level \d+ done:", text)) for name, text in logs.items()}
+    assert trained == {"shared_0.log": 2, "shared_1.log": 2, "cells_0.log": 2, "cells_1.log": 2}
+    assert main(["transfer", "--workers", "0", *transfer_args(tiny_bert, glue_dir, tmp_path)[1:]]) == 2
