@@ -20,7 +20,7 @@ TARGETS ?= mnli,sst2
 TICKET ?=
 REPO_ID ?=
 
-.PHONY: install test lint find transfer push demo clean
+.PHONY: install test lint find transfer push demo bench clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ demo:
 	@test -n "$(DEMO_DATA)" || { echo "make demo needs GLUE files: pass DATA_DIR=/path/to/glue_data (../shared/data/glue was not found)" >&2; exit 2; }
 	$(BIN)/bert-tickets find --task sst2 --sparsity 0.5 --config minilm --data-dir $(DEMO_DATA) \
 		--output-dir $(OUTPUT_DIR) --rate 0.25 --max-steps 60 --max-train-samples 2000 --max-eval-samples 872 $(ARGS)
+
+# Engine vs Hugging Face Trainer, masked vs dense, K concurrent fine-tunings (figures as a table and JSON).
+# PRESET=cpu (default without a GPU, minutes) or gpu; ARGS for any other flag of scripts/bench_finetune.py.
+PRESET ?=
+bench:
+	$(BIN)/python scripts/bench_finetune.py $(if $(PRESET),--preset $(PRESET)) \
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) --out $(OUTPUT_DIR)/bench/bench.json $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

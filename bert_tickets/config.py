@@ -61,6 +61,7 @@ class TrainingConfig:
     seed: int = 0
     mixed_precision: str = "auto"
     eval_batch_size: int = 128
+    group_by_length: bool = True  # batches of similar-length examples (less padding); order still random
     report_to: str = "none"
     wandb_project: str = "bert-tickets"
     study: str = ""  # the wandb group; empty: the run folder (find) or the transfer matrix (transfer)

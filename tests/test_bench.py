@@ -1,0 +1,38 @@
+"""The benchmark script runs end to end on CPU in tiny settings; no figure is asserted on, only its report."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import shared_glue
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_finetune.py"
+
+
+def test_bench_script_reports_every_figure(tmp_path):
+    glue = shared_glue()
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--preset", "cpu", "--data-dir", str(glue), "--models",
+                           "minilm", "--steps", "5", "--warmup", "1", "--rounds", "1", "--concurrency", "1",
+                           "--train-samples", "96", "--batch-size", "8", "--max-length", "32", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "engine/Trainer samples/s" in done.stdout and "| minilm | trainer |" in done.stdout
+    report = json.loads(out.read_text())
+    (result,) = report["results"]
+    for runner in ("engine", "trainer", "masked"):
+        assert result[runner]["samples_per_s"] > 0 and result[runner]["tokens_per_s"] > 0
+    assert result["masked"]["extra"]["revived_weights"] == 0  # the 70% mask held through training
+    assert result["engine_over_trainer_samples"] > 0 and result["masked_over_dense_step_time"] > 0
+    assert [c["k"] for c in result["concurrent"]] == [1]
+
+
+def test_bench_script_rejects_a_missing_data_folder(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--data-dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "no SST-2 under" in done.stderr.strip().splitlines()[-1]
+
+
+pytestmark = pytest.mark.filterwarnings("ignore")
