@@ -61,18 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
         _add_setting_flags(command, skip={"task", "sparsity"} | (set() if command is find else {"rate", "schedule"}))
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="override any setting, e.g. --set training.warmup_ratio=0.1 (repeatable)")
+    for command in (find, evaluate):
+        _add_worker_flags(command, "evaluation seeds")
     transfer = sub.add_parser("transfer", help="the cross-task transfer matrix of tickets, with dense and random rows")
     transfer.add_argument("--sources", required=True, help="comma-separated tasks whose tickets transfer, or magnitude")
     transfer.add_argument("--targets", required=True, help="comma-separated tasks to fine-tune on")
     transfer.add_argument("--sparsity", required=True, type=float)
     transfer.add_argument("--cell", help="i/N: compute only this worker's share of the cells (e.g. a job array)")
-    transfer.add_argument("--workers", type=int, help="local worker processes, pinned to the visible GPUs in turn "
-                          "(default: one per GPU; more than the GPUs pack several cells on each)")
-    transfer.add_argument("--worker", help=argparse.SUPPRESS)  # ROUND:i/N, set for the local workers
     transfer.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
     transfer.add_argument("--set", action="append", default=[], metavar="[TASK:]KEY=VALUE",
                           help="override a setting, for every run or (TASK:KEY=VALUE) for one task's runs only")
     _add_setting_flags(transfer, skip={"task", "sparsity", "train_file", "validation_file"})
+    _add_worker_flags(transfer, "cells")
     push = sub.add_parser("push", help="release a ticket on the Hugging Face Hub (or --dry-run into a folder)")
     push.add_argument("--ticket", required=True, help="a ticket folder")
     push.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
@@ -82,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--method", help="imp (default), oneshot, magnitude, random, or reinit (with --ticket)")
     find.add_argument("--ticket", help="for --method reinit: the ticket whose mask is applied to random weights")
     return parser
+
+
+def _add_worker_flags(parser: argparse.ArgumentParser, jobs: str) -> None:
+    parser.add_argument("--workers", type=int, help=f"local processes for the {jobs}, pinned to the visible GPUs "
+                        "in turn (default: one per GPU; more than the GPUs pack several fine-tunings on each)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # ROUND:i/N, set for the local workers
+
+
+def worker_count(args: argparse.Namespace) -> int:
+    from bert_tickets.workers import visible_gpus
+
+    workers = args.workers if args.workers is not None else max(1, len(visible_gpus()))
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    return workers
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
@@ -125,7 +140,7 @@ def run_find(args: argparse.Namespace) -> int:
     from bert_tickets.config import load_config
 
     inherited = _ticket_settings(args.ticket) if args.ticket else {}
-    return _run_and_report(load_config(args.config, inherited | find_overrides(args), recipe_of(args.task)))
+    return _run_and_report(load_config(args.config, inherited | find_overrides(args), recipe_of(args.task)), args)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -133,20 +148,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from bert_tickets.config import load_config
 
     settings = _ticket_settings(args.ticket) | {"pruning.method": "ticket"}
-    return _run_and_report(load_config(args.config, settings | find_overrides(args), recipe_of(args.task)))
+    return _run_and_report(load_config(args.config, settings | find_overrides(args), recipe_of(args.task)), args)
 
 
 def run_transfer(args: argparse.Namespace) -> int:
     from bert_tickets.config import load_config
-    from bert_tickets.transfer import (
-        TransferMatrix,
-        cells_of_worker,
-        markdown,
-        parse_share,
-        plan,
-        run_local_workers,
-        visible_gpus,
-    )
+    from bert_tickets.transfer import TransferMatrix, markdown, plan
+    from bert_tickets.workers import cells_of_worker, parse_share, run_local_workers
 
     sources, targets = _names(args.sources), _names(args.targets)
     for item in args.set:  # a bad item fails now, not after hours of cells
@@ -166,11 +174,8 @@ def run_transfer(args: argparse.Namespace) -> int:
         for job in cells_of_worker(jobs, *parse_share(share, "--worker")):
             matrix.run_job(job)
         return 0
-    workers = args.workers if args.workers is not None else max(1, len(visible_gpus()))
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
-    if workers > 1:
-        run_local_workers(args.argv, workers, matrix.folder / "workers")
+    if (workers := worker_count(args)) > 1:
+        run_local_workers(args.argv, workers, matrix.folder / "workers", rounds=("shared", "cells"))
     results = matrix.run(mine)  # in-process; after local workers, everything is cached
     if args.cell:
         print(f"worker {args.cell}: {len(mine)} of {len(cells)} cells done; run without --cell to merge")
@@ -220,10 +225,20 @@ def _ticket_settings(path: str) -> dict[str, Any]:
                         "pruning.sparsity": source.sparsity}
 
 
-def _run_and_report(config: Any) -> int:
+def _run_and_report(config: Any, args: argparse.Namespace) -> int:
     from bert_tickets.imp import ImpRun
+    from bert_tickets.workers import cells_of_worker, parse_share, run_local_workers
 
     run = ImpRun(config)
+    if args.worker:  # a local worker started below: its share of the evaluation seeds
+        jobs = run.seed_jobs(pending_only=False)  # the same list in every worker, whatever is done meanwhile
+        for kind, seed in cells_of_worker(jobs, *parse_share(args.worker.partition(":")[2], "--worker")):
+            run.run_seed_job(kind, seed)
+        return 0
+    if (workers := worker_count(args)) > 1:
+        run.run_levels()  # one after another by nature; the seeds' fine-tunings are independent
+        if run.seed_jobs():
+            run_local_workers(args.argv, workers, run.root / "workers", rounds=("seeds",))
     ticket = run.run()
     print_summary(run, ticket.info)
     print(ticket.path)

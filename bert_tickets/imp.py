@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import shutil
-import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from bert_tickets.masks import (
     sparsity_report,
 )
 from bert_tickets.modeling import Pretrained, head_state_of, load_pretrained, load_tokenizer
-from bert_tickets.runs import atomic_write, read_json, read_json_if_exists, write_json
+from bert_tickets.runs import atomic_write, log, read_json, read_json_if_exists, write_json
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import INFO_FILE, MASK_FILE, Ticket
 from bert_tickets.tracking import Tracker
@@ -46,10 +45,6 @@ WEIGHTS = {  # what the ticket's mask was fine-tuned from, per method
     "standard": "no rewinding: each level trained on from the last (scores are of the pruned, trained network)",
 }
 TRAINED_MODEL_FILE = "trained_model.safetensors"  # standard pruning: each level's trained network, to go on from
-
-
-def log(message: str) -> None:
-    print(f"[bert-tickets] {message}", file=sys.stderr, flush=True)
 
 
 def sparsity_schedule(target: float, rate: float, schedule: str = "linear") -> list[float]:
@@ -122,6 +117,10 @@ class ImpRun:
 
     # --- the study -------------------------------------------------------------------------------
     def run(self) -> Ticket:
+        self.run_levels()
+        return self.evaluate_ticket()
+
+    def run_levels(self) -> None:
         if not self.is_done():
             _ = self.data, self.pretrained  # fail on bad model or data before anything is logged or written
         self._write_config()
@@ -131,8 +130,14 @@ class ImpRun:
             # level 0 is the dense fine-tuning of this seed: share it with every method's run
             level0 = read_json(self.level_dir(0) / "metrics.json")
             write_json(self._result_path("dense", self.seed), {"seed": self.seed, **level0})
-        ticket = self.evaluate_ticket()
-        return ticket
+
+    def seed_jobs(self, pending_only: bool = True) -> list[tuple[str, int]]:
+        """The evaluation's fine-tunings, (kind, seed): independent, so they can run in parallel."""
+        return [(kind, s) for s in self.seeds for kind in ("ticket", "dense")
+                if not (pending_only and self._result_path(kind, s).exists())]
+
+    def run_seed_job(self, kind: str, seed: int) -> None:
+        self._seed_run(kind, seed, len(self.sparsities) - 1 if kind == "ticket" else 0)
 
     def is_done(self) -> bool:
         levels = [self.level_dir(k) / "metrics.json" for k in self.trained_levels]

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def log(message: str) -> None:
+    print(f"[bert-tickets] {message}", file=sys.stderr, flush=True)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:

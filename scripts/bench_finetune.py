@@ -265,7 +265,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="gpu" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--data-dir", default=os.environ.get("BERT_TICKETS_DATA_GLUE", str(
         Path(os.environ["BERT_TICKETS_DATA"]) / "glue" if "BERT_TICKETS_DATA" in os.environ
         else Path(__file__).resolve().parents[2] / "shared" / "data" / "glue")))
@@ -273,8 +273,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None)
     parser.add_argument("--out", default="runs/bench/bench.json")
     args = parser.parse_args(argv)
-    if args.preset == "cuda":
-        args.preset = "gpu"
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,17 @@ def test_reinit_applies_a_ticket_to_random_weights(tiny_bert, glue_dir, tmp_path
     assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--method", "reinit", "--ticket", source,
                           "--sparsity", "0.5")) == 2
     assert "the ticket's sparsity is 0.4000, not 0.5" in capsys.readouterr().err
+
+
+def test_find_packs_evaluation_seeds_into_local_workers(tiny_bert, glue_dir, tmp_path, capsys):
+    assert main(tiny_args(tiny_bert, glue_dir, tmp_path / "w", "--seeds", "3", "--workers", "2")) == 0
+    ticket = Ticket.load(capsys.readouterr().out.strip().splitlines()[-1])
+    logs = {p.name: p.read_text() for p in (ticket.path.parents[1] / "workers").glob("*.log")}
+    # seed 0 is the levels' own; seeds 1 and 2 of the ticket and of dense: one fine-tuning each, split in two
+    assert sorted(re.findall(r"(ticket|dense): seed (\d)", logs["seeds_0.log"] + logs["seeds_1.log"])) == [
+        ("dense", "1"), ("dense", "2"), ("ticket", "1"), ("ticket", "2")]
+    assert ticket.info["seeds"] == [0, 1, 2]
+    assert main(tiny_args(tiny_bert, glue_dir, tmp_path / "one", "--seeds", "3")) == 0
+    alone = Ticket.load(capsys.readouterr().out.strip().splitlines()[-1])
+    for kind in ("ticket", "dense"):  # the same fine-tunings, one process or two
+        assert ticket.info["metrics"][kind]["accuracy"]["values"] == alone.info["metrics"][kind]["accuracy"]["values"]

@@ -9,7 +9,8 @@ from conftest import shared_glue
 
 import bert_tickets.imp as imp
 from bert_tickets.cli import main
-from bert_tickets.transfer import Cell, cells_of_worker, plan
+from bert_tickets.transfer import Cell, plan
+from bert_tickets.workers import cells_of_worker
 
 
 def transfer_args(model: str, data_dir: Path, out: Path, *extra: str) -> list[str]:

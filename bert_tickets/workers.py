@@ -1,0 +1,63 @@
+"""Splitting independent fine-tunings (transfer cells, evaluation seeds) over processes and machines.
+
+`--cell i/N` splits a transfer over machines; `--workers K` starts K local processes, pinned to the visible
+GPUs in turn, so one process per GPU fills a machine and several per GPU pack small fine-tunings onto one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TypeVar
+
+from bert_tickets.errors import UserError
+from bert_tickets.runs import log
+
+Job = TypeVar("Job")
+
+
+def cells_of_worker(cells: list[Job], index: int, count: int) -> list[Job]:
+    """Worker `index` of `count` owns every count-th cell: disjoint sets that together cover all cells."""
+    if not 0 <= index < count:
+        raise UserError(f"--cell i/N needs 0 <= i < N, got {index}/{count}")
+    return [cell for i, cell in enumerate(cells) if i % count == index]
+
+
+def parse_share(text: str, flag: str = "--cell") -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit()) or int(count) == 0:
+        raise UserError(f"{flag} expects i/N, e.g. 0/4; got {text!r}")
+    return int(index), int(count)
+
+
+def visible_gpus() -> list[str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return [g.strip() for g in listed.split(",") if g.strip()] if listed else [
+        str(i) for i in range(torch.cuda.device_count())]
+
+
+def run_local_workers(argv: list[str], count: int, log_dir: Path, rounds: tuple[str, ...]) -> None:
+    """Rounds of `count` processes, each pinned to one GPU in turn (several per GPU pack it); every process
+    reruns this command with `--worker ROUND:i/count` and computes its share of that round's jobs."""
+    gpus = visible_gpus()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for phase in rounds:
+        log(f"{phase}: {count} local workers on {'GPUs ' + ','.join(gpus) if gpus else 'CPU'}")
+        running = []
+        for i in range(count):
+            pin = {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if gpus else {
+                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))}
+            out = (log_dir / f"{phase}_{i}.log").open("w")
+            command = [sys.executable, "-m", "bert_tickets.cli", *argv, "--workers", "1", "--worker",
+                       f"{phase}:{i}/{count}"]
+            running.append(subprocess.Popen(command, env=os.environ | pin, stdout=out, stderr=subprocess.STDOUT))
+            out.close()  # the child holds its own copy
+        failed = [i for i, process in enumerate(running) if process.wait() != 0]
+        if failed:
+            raise UserError(f"local worker(s) {failed} of the {phase} round failed; see {log_dir}/{phase}_*.log")

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Issue 5's GPU measurements, for the GPU machine (`device` tool). Once, on this side:
+#     bash ../shared/gpu/prepare-carry.sh
+# then one device run per part, each naming .carry in `carry` (each fits the 10-minute limit of a command):
+#     bash scripts/gpu_run.sh bench     # scripts/bench_finetune.py --preset gpu -> $OUT/bench_gpu.{json,txt}
+#     bash scripts/gpu_run.sh imp       # IMP to 50% on full SST-2 with MiniLM, 3 epochs a level -> $OUT/imp_sst2.txt
+set -euo pipefail
+part=${1:?usage: scripts/gpu_run.sh bench|imp}
+source .carry/on-device.sh
+# The installed layout (tasks/ and configs/ inside bert_tickets/), without pip or network.
+rm -rf /tmp/bt && mkdir -p /tmp/bt && cp -r bert_tickets /tmp/bt/ && cp -r tasks configs /tmp/bt/bert_tickets/
+export PYTHONPATH=/tmp/bt:$PYTHONPATH BERT_TICKETS_CACHE=/tmp/bt-cache
+OUT=${OUT:-runs/gpu}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+case $part in
+  bench)
+    python3 scripts/bench_finetune.py --preset gpu --data-dir "$BERT_TICKETS_DATA/glue" --out "$OUT/bench_gpu.json" \
+      | tee "$OUT/bench_gpu.txt" ;;
+  imp)
+    start=$(date +%s)
+    (cd /tmp && python3 -m bert_tickets.cli find --task sst2 --sparsity 0.5 --rate 0.1 --config minilm \
+      --model "$BERT_TICKETS_MINILM" --data-dir "$BERT_TICKETS_DATA/glue" --output-dir /tmp/runs) 2>&1 \
+      | tr '\r' '\n' | grep -v "it/s" | tee "$OUT/imp_sst2.txt"
+    echo "wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/imp_sst2.txt" ;;
+  *) echo "unknown part $part (bench or imp)" >&2; exit 2 ;;
+esac
