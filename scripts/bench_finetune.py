@@ -32,7 +32,7 @@ import torch
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"steps": 12, "warmup": 2, "rounds": 2, "batch_size": 16, "max_length": 64, "train_samples": 2000,
-            "concurrency": "1,2", "models": "minilm,bert-base", "bert_base_steps": 4},
+            "concurrency": "1,2", "models": "minilm,bert-base", "bert_base_steps": 6},
     "gpu": {"steps": 300, "warmup": 30, "rounds": 3, "batch_size": 32, "max_length": 128, "train_samples": 0,
             "concurrency": "1,2,4,8", "models": "minilm,bert-base", "bert_base_steps": 300},
 }
