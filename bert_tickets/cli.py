@@ -93,7 +93,9 @@ def _add_worker_flags(parser: argparse.ArgumentParser, jobs: str) -> None:
 def worker_count(args: argparse.Namespace) -> int:
     from bert_tickets.workers import visible_gpus
 
-    workers = args.workers if args.workers is not None else max(1, len(visible_gpus()))
+    data_parallel = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under `accelerate launch`: the ranks share a run
+    default = 1 if data_parallel else max(1, len(visible_gpus()))
+    workers = args.workers if args.workers is not None else default
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     return workers
