@@ -136,7 +136,8 @@ def training_batches(dataset: Any, collator: Any, tokenizer: Any, training: Trai
         sampler: Any = LengthGroupedBatches(padded.lengths, training.batch_size, generator)
     else:
         sampler = BatchSampler(RandomSampler(range(len(padded)), generator=generator), training.batch_size, False)
-    return DataLoader(range(len(padded)), batch_sampler=sampler, collate_fn=padded.collate,
+    # the loader draws its worker seed from `generator` first, as the plain shuffled loader does
+    return DataLoader(range(len(padded)), batch_sampler=sampler, collate_fn=padded.collate, generator=generator,
                       pin_memory=torch.cuda.is_available())
 
 
