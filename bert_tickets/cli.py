@@ -109,14 +109,12 @@ def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
 
 
 def find_overrides(args: argparse.Namespace, task: str | None = None) -> dict[str, Any]:
-    """Flags and --set items; `--set TASK:KEY=VALUE` applies to runs on TASK only (e.g. mlm's text files)."""
+    """--set items, then flags, then `--set TASK:KEY=VALUE` items for this run's task (the specific one wins)."""
     from bert_tickets.tasks import get_task
 
     run_task = get_task(task or args.task).name
-    overrides: dict[str, Any] = {}
-    for scope, key, value in map(_set_item, args.set):
-        if scope in (None, run_task):
-            overrides[key] = value
+    items = list(map(_set_item, args.set))
+    overrides: dict[str, Any] = {key: value for scope, key, value in items if scope is None}
     for flag, (key, _) in FIND_FLAGS.items():
         if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
@@ -124,7 +122,7 @@ def find_overrides(args: argparse.Namespace, task: str | None = None) -> dict[st
         overrides["pruning.keep_head"] = True
     if getattr(args, "method", None):
         overrides["pruning.method"] = args.method
-    return overrides
+    return overrides | {key: value for scope, key, value in items if scope == run_task}
 
 
 def _set_item(item: str) -> tuple[str | None, str, str]:

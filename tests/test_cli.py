@@ -145,3 +145,19 @@ def test_find_packs_evaluation_seeds_into_local_workers(tiny_bert, glue_dir, tmp
     alone = Ticket.load(capsys.readouterr().out.strip().splitlines()[-1])
     for kind in ("ticket", "dense"):  # the same fine-tunings, one process or two
         assert ticket.info["metrics"][kind]["accuracy"]["values"] == alone.info["metrics"][kind]["accuracy"]["values"]
+
+
+def test_task_scoped_settings_apply_to_that_task_only(capsys):
+    from bert_tickets.cli import build_parser, find_overrides
+
+    args = build_parser().parse_args(["transfer", "--sources", "sst2,mlm", "--targets", "sst2", "--sparsity", "0.5",
+                                      "--max-steps", "10", "--set", "mlm:data.train_file=wiki.txt",
+                                      "--set", "training.seed=3", "--set", "MLM:training.max_steps=20"])
+    # a task's own setting beats the flag for everyone
+    assert find_overrides(args, "mlm") == {"data.train_file": "wiki.txt", "training.seed": "3",
+                                           "training.max_steps": "20", "pruning.sparsity": 0.5}
+    assert find_overrides(args, "sst2") == {"training.seed": "3", "training.max_steps": 10, "pruning.sparsity": 0.5}
+    assert main(["transfer", "--sources", "sst2", "--targets", "sst2", "--sparsity", "0.5", "--set",
+                 "qqq:training.seed=1"]) == 2
+    assert capsys.readouterr().err.strip() == ("bert-tickets: error: unknown task 'qqq' (known: cola, sst2, mrpc, "
+                                               "stsb, qqp, mnli, qnli, rte, wnli, squad, mlm)")
