@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 5's GPU measurements, for the GPU machine (`device` tool). Once, on this side:
-#     bash ../shared/gpu/prepare-carry.sh
+#     PYTHON=.venv/bin/python bash ../shared/gpu/prepare-carry.sh      (builds .carry/, about 55 MB)
 # then one device run per part, each naming .carry in `carry` (each fits the 10-minute limit of a command):
 #     bash scripts/gpu_run.sh bench     # scripts/bench_finetune.py --preset gpu -> $OUT/bench_gpu.{json,txt}
 #     bash scripts/gpu_run.sh imp       # IMP to 50% on full SST-2 with MiniLM, 3 epochs a level -> $OUT/imp_sst2.txt
