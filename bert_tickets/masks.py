@@ -135,8 +135,9 @@ def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
 
 
 class MaskEnforcer:
-    """Keeps pruned weights exactly zero while training: gradients are masked before each optimizer step
-    (so AdamW's moments stay zero there) and weights are re-masked after it (so nothing else revives them)."""
+    """Keeps pruned weights exactly zero while training with AdamW: the weights are masked once, and the
+    gradients before each optimizer step, so AdamW's moments, its update and its weight decay stay zero there.
+    `mask_weights` re-applies the mask (for other optimizers); `count_revived` checks that nothing revived."""
 
     def __init__(self, model: nn.Module, mask: Mapping[str, torch.Tensor]):
         pairs = fit_mask(model, mask)

@@ -92,8 +92,9 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            if enforcer:
-                enforcer.mask_weights()
+            # No re-masking of the weights: with zero gradients AdamW's moments stay zero where the mask is off,
+            # so its update there is 0 / (0 + eps) = 0 and decoupled weight decay scales 0: the zeros hold
+            # exactly (checked after training: `revived_weights`), at half the memory traffic of masking twice.
             loss_sum += loss.detach()
             if "attention_mask" in batch:
                 tokens += batch["attention_mask"].sum()

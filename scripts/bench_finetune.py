@@ -127,7 +127,7 @@ def run_engine(folder: str, args: argparse.Namespace, steps: int, sparsity: floa
 
 def run_trainer(folder: str, args: argparse.Namespace, steps: int) -> dict[str, Any]:
     from bert_tickets.tasks import get_task
-    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
     from bert_tickets.modeling import load_pretrained, load_tokenizer
 
@@ -157,6 +157,7 @@ def run_trainer(folder: str, args: argparse.Namespace, steps: int) -> dict[str, 
                                       disable_tqdm=True, seed=0, use_cpu=not torch.cuda.is_available())
         trainer = Trainer(model=model, args=arguments, train_dataset=data.train, data_collator=collate,
                           callbacks=[StepClock()])
+        trainer.remove_callback(PrinterCallback)  # its end-of-training dict would cut into the table
         trainer.train()
     seconds, median = steady(step_ends, args.warmup)
     timed = steps - 1 - args.warmup
