@@ -24,12 +24,13 @@ class PaddedTensors:
     def __init__(self, dataset: Any, pad_token_id: int, multiple: int | None = None):
         self.multiple = multiple or 1
         columns = dataset.with_format("torch")
-        self.lengths = torch.tensor([len(ids) for ids in dataset["input_ids"]])
         self.tensors: dict[str, torch.Tensor] = {}
         for name in dataset.column_names:
             if name in SEQUENCE_COLUMNS:
                 pad = pad_token_id if SEQUENCE_COLUMNS[name] is None else SEQUENCE_COLUMNS[name]
                 rows = [torch.as_tensor(row) for row in columns[name]]
+                if name == "input_ids":  # every row's own length, from the column already read
+                    self.lengths = torch.tensor([len(row) for row in rows])
                 table = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad)
                 width = self._bucket(table.shape[1])  # room for the longest row's bucket
                 self.tensors[name] = torch.nn.functional.pad(table, (0, width - table.shape[1]), value=pad)
