@@ -136,8 +136,8 @@ def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
 
 class MaskEnforcer:
     """Keeps pruned weights exactly zero while training with AdamW: the weights are masked once, and the
-    gradients before each optimizer step, so AdamW's moments, its update and its weight decay stay zero there.
-    `mask_weights` re-applies the mask (for other optimizers); `count_revived` checks that nothing revived."""
+    gradients before each optimizer step, so AdamW's moments, its update and its weight decay stay zero there;
+    `count_revived` checks that nothing revived."""
 
     def __init__(self, model: nn.Module, mask: Mapping[str, torch.Tensor]):
         pairs = fit_mask(model, mask)
@@ -153,11 +153,6 @@ class MaskEnforcer:
         pairs = [(p.grad, m) for p, m in zip(self.params, self.masks, strict=True) if p.grad is not None]
         if pairs:
             torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
-
-    @torch.no_grad()
-    def mask_weights(self) -> None:
-        if self.params:
-            torch._foreach_mul_(self.params, self.masks)
 
     def count_revived(self) -> int:
         """How many pruned weights are not exactly zero (must be 0)."""
