@@ -79,8 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true")
     push.add_argument("--dry-run", metavar="OUT", help="only write and verify the Hub-ready folder OUT (offline)")
     find.add_argument("--keep-head", action="store_true", help="keep the first level's head instead of a fresh one")
-    find.add_argument("--method", help="imp (default), oneshot, magnitude, random, or reinit (with --ticket)")
-    find.add_argument("--ticket", help="for --method reinit: the ticket whose mask is applied to random weights")
+    find.add_argument("--method", help="imp (default), oneshot, magnitude, random, standard, or reinit / shuffle "
+                      "(with --ticket)")
+    find.add_argument("--ticket", help="for --method reinit or shuffle: the ticket whose mask is applied to "
+                      "random weights (reinit) or to θ0 shuffled within each matrix (shuffle)")
+    find.add_argument("--baselines", help="comma-separated baselines run at the ticket's sparsity with the same "
+                      "recipe and seeds, then a table and a verdict: random, reinit, shuffle, magnitude, oneshot, "
+                      "standard")
     return parser
 
 
@@ -137,8 +142,10 @@ def _set_item(item: str) -> tuple[str | None, str, str]:
 
 
 def run_find(args: argparse.Namespace) -> int:
+    from bert_tickets.compare import parse_baselines
     from bert_tickets.config import load_config
 
+    args.baseline_methods = parse_baselines(args.baselines)  # a bad name fails before any training
     inherited = _ticket_settings(args.ticket) if args.ticket else {}
     return _run_and_report(load_config(args.config, inherited | find_overrides(args), recipe_of(args.task)), args)
 
@@ -241,8 +248,21 @@ def _run_and_report(config: Any, args: argparse.Namespace) -> int:
             run_local_workers(args.argv, workers, run.root / "workers", rounds=("seeds",))
     ticket = run.run()
     print_summary(run, ticket.info)
+    if baselines := getattr(args, "baseline_methods", None):
+        print_comparison(config, ticket, baselines)
     print(ticket.path)
     return 0
+
+
+def print_comparison(config: Any, ticket: Any, baselines: list[str]) -> None:
+    from bert_tickets.compare import compare, comparison_table, verdict
+
+    rows = compare(config, ticket, baselines)
+    primary = ticket.info["primary_metric"]
+    print(f"\nthe ticket against baselines at {ticket.sparsity:.2%} sparsity (seeds "
+          f"{', '.join(map(str, ticket.info['seeds']))}; same recipe)")
+    print(comparison_table(rows, primary))
+    print(f"verdict: {verdict(rows, primary, ticket.sparsity)}")
 
 
 def print_summary(run: Any, info: dict[str, Any]) -> None:
@@ -263,6 +283,8 @@ def print_summary(run: Any, info: dict[str, Any]) -> None:
         print(f"{name:<24} {percent_mean_std(t):>16} {percent_mean_std(d):>16}")
     verdict = "yes" if info["matching"] else "no"
     print(f"matching ({primary} within one std of dense): {verdict}")
+    for name, sparsity in (info.get("collapsed_matrices") or {}).items():
+        print(f"COLLAPSED: {name} is {sparsity:.1%} pruned ({info['collapse_rule']}); see ticket.json")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,6 +58,8 @@ class TrainingConfig:
     max_steps: int | None = None
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # clip the global gradient norm, as HF's fine-tuning (then and now) does; 0 = off
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (the batch is batch_size times this)
     seed: int = 0
     mixed_precision: str = "auto"
     eval_batch_size: int = 128
@@ -75,10 +77,12 @@ class TrainingConfig:
 # imp: iterative magnitude pruning with rewinding; oneshot: one dense fine-tuning, prune to the target at once,
 # rewind; magnitude: prune θ0 itself by magnitude (no training); random: a random mask at the same sparsity;
 # ticket: the mask of a given ticket (`pruning.ticket`), fine-tuned on this run's task (`bert-tickets evaluate`);
-# reinit: that mask on randomly re-initialised encoder weights instead of θ0; standard: IMP's levels without
-# rewinding, each level training on from the last (standard pruning; its score is the pruned, trained network).
-METHODS = ("imp", "oneshot", "magnitude", "random", "ticket", "reinit", "standard")
-NEEDS_TICKET = ("ticket", "reinit")
+# reinit: that mask on randomly re-initialised encoder weights instead of θ0; shuffle: that mask on θ0 with each
+# prunable matrix's weights shuffled (the paper's θ0''); standard: IMP's levels without rewinding, each level
+# training on from the last (standard pruning; its score is the pruned, trained network).
+METHODS = ("imp", "oneshot", "magnitude", "random", "ticket", "reinit", "shuffle", "standard")
+NEEDS_TICKET = ("ticket", "reinit", "shuffle")
+SCOPES = ("global", "layerwise")
 
 
 @dataclass
@@ -92,6 +96,9 @@ class PruningConfig:
     ticket: str | None = None
     seeds: int = 1
     prunable: list[str] = field(default_factory=lambda: list(DEFAULT_PRUNABLE))
+    # global: one magnitude threshold over all prunable matrices (the paper); layerwise: each matrix pruned to
+    # the level's sparsity on its own, so no matrix can be emptied by a threshold set by the others
+    scope: str = "global"
 
 
 @dataclass
@@ -116,6 +123,13 @@ class Config:
             raise UserError(f"rewinding to a training step needs a trained level 0: not method {p.method!r}")
         if p.schedule not in ("linear", "geometric"):
             raise UserError(f"pruning.schedule must be 'linear' or 'geometric', got {p.schedule!r}")
+        if p.scope not in SCOPES:
+            raise UserError(f"pruning.scope must be one of {', '.join(SCOPES)}, got {p.scope!r}")
+        if t.max_grad_norm < 0:
+            raise UserError(f"training.max_grad_norm must be >= 0 (0 = no clipping), got {t.max_grad_norm}")
+        if t.gradient_accumulation_steps < 1:
+            raise UserError(f"training.gradient_accumulation_steps must be at least 1, got "
+                            f"{t.gradient_accumulation_steps}")
         if p.seeds < 1:
             raise UserError(f"seeds must be at least 1, got {p.seeds}")
         if t.mixed_precision not in ("auto", "bf16", "fp16", "no"):
@@ -170,8 +184,14 @@ def dense_hash(config: Config) -> str:
     return settings_hash({k: v for k, v in non_default_settings(config).items() if not k.startswith("pruning.")})
 
 
+# Bumped when the code's defaults change what a run computes without changing any setting, so results made by
+# the old recipe are never reused as if they were the new one's (2: gradients clipped at norm 1.0 by default).
+RECIPE_VERSION = 2
+
+
 def settings_hash(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    versioned = settings | {"recipe_version": RECIPE_VERSION}
+    return hashlib.sha256(json.dumps(versioned, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -21,17 +21,19 @@ from bert_tickets.config import NEEDS_TICKET, Config, dense_hash, non_default_se
 from bert_tickets.errors import UserError
 from bert_tickets.masks import (
     Mask,
+    collapse_warning,
     fit_mask,
     full_mask,
-    global_magnitude_mask,
     load_mask,
+    magnitude_mask,
+    magnitude_outliers,
     prunable_parameters,
     random_mask,
     save_mask,
     select_prunable,
     sparsity_report,
 )
-from bert_tickets.modeling import Pretrained, head_state_of, load_pretrained, load_tokenizer
+from bert_tickets.modeling import Pretrained, head_state_of, load_pretrained, load_tokenizer, shuffled_weights
 from bert_tickets.runs import atomic_write, log, read_json, read_json_if_exists, write_json
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import INFO_FILE, MASK_FILE, Ticket
@@ -42,6 +44,7 @@ TRAINED_FILE = "trained_prunable.safetensors"  # kept at the last level only, to
 WEIGHTS = {  # what the ticket's mask was fine-tuned from, per method
     "imp": "θ0 (pre-trained)", "oneshot": "θ0 (pre-trained)", "magnitude": "θ0 (pre-trained)",
     "random": "θ0 (pre-trained)", "ticket": "θ0 (pre-trained)", "reinit": "random re-initialisation",
+    "shuffle": "θ0 with each prunable matrix's weights shuffled within the matrix",
     "standard": "no rewinding: each level trained on from the last (scores are of the pruned, trained network)",
 }
 TRAINED_MODEL_FILE = "trained_model.safetensors"  # standard pruning: each level's trained network, to go on from
@@ -197,7 +200,10 @@ class ImpRun:
         if self.method == "standard":
             atomic_write(folder / TRAINED_MODEL_FILE, lambda tmp: save_model(model, tmp))
         record = {"level": k, "sparsity": self.sparsities[k], **result.to_dict()}
-        write_json(folder / "sparsity.json", sparsity_report(mask))
+        report = sparsity_report(mask)
+        if (warning := collapse_warning(report)) is not None:
+            log(f"warning: level {k}: {warning}")
+        write_json(folder / "sparsity.json", report)
         write_json(folder / "metrics.json", record)
         log(f"level {k} done: {self._primary(result.metrics)} in {result.seconds:.0f}s")
         return record
@@ -208,6 +214,7 @@ class ImpRun:
             if not params:
                 raise UserError("no encoder weights match the prunable patterns "
                                 f"{self.config.pruning.prunable} for {self.config.model.name}")
+            self._warn_magnitude_outliers(params)
             return full_mask(params)
         path = self.level_dir(k) / MASK_FILE
         if not path.exists() and self.method in ("magnitude", "random", *NEEDS_TICKET):
@@ -230,12 +237,12 @@ class ImpRun:
             return mask
         theta0 = select_prunable(self.pretrained.theta0, self.config.pruning.prunable)
         if self.method == "magnitude":
-            return global_magnitude_mask(theta0, self.level_mask(0), sparsity)
+            return magnitude_mask(theta0, self.level_mask(0), sparsity, self.config.pruning.scope)
         return random_mask(theta0, sparsity, seed=self.seed)
 
     def _prune_next(self, k: int, trained: dict[str, torch.Tensor], mask: Mask) -> Mask:
         """Mask k+1 from level k's trained weights; the frontier's saved weights are no longer needed."""
-        nxt = global_magnitude_mask(trained, mask, self.sparsities[k + 1])
+        nxt = magnitude_mask(trained, mask, self.sparsities[k + 1], self.config.pruning.scope)
         save_mask(self.level_dir(k + 1) / MASK_FILE, nxt)
         (self.level_dir(k) / TRAINED_FILE).unlink(missing_ok=True)
         return nxt
@@ -282,9 +289,12 @@ class ImpRun:
         primary = self.task.primary_metric
         matching = ticket[primary]["mean"] >= dense[primary]["mean"] - dense[primary]["std"]
         p = self.config.pruning
+        report = sparsity_report(mask)
         return {
             "task": self.task.name, "model": self.config.model.name, "method": self.method,
-            "sparsity": sparsity_report(mask)["sparsity"], "target_sparsity": p.sparsity,
+            "sparsity": report["sparsity"], "target_sparsity": p.sparsity, "scope": p.scope,
+            "per_matrix_sparsity": report["per_matrix"], "collapsed_matrices": report["collapsed"],
+            "collapse_rule": report["collapse_rule"],
             "schedule": p.schedule, "rate": p.rate, "levels": self.sparsities, "rewind_step": p.rewind_step,
             "weights": WEIGHTS[self.method] if not p.rewind_step else f"rewound to training step {p.rewind_step}",
             "prunable": p.prunable, "source_ticket": p.ticket, "pooler_in_mask": any("pooler" in n for n in mask),
@@ -316,11 +326,21 @@ class ImpRun:
         if self.config.pruning.keep_head and keep_head and self._head_path.exists():
             head = load_file(str(self._head_path))
         reinit = rewound and self.method == "reinit"
+        if rewound and self.method == "shuffle":
+            names = list(select_prunable(self.pretrained.theta0, self.config.pruning.prunable))
+            encoder = shuffled_weights(encoder if encoder is not None else self.pretrained.theta0, names, seed)
         model = self.pretrained.build(seed, encoder_state=encoder, head_state=head, reinit=reinit)
         if self.config.pruning.keep_head and not self._head_path.exists():
             state = head_state_of(model)
             atomic_write(self._head_path, lambda tmp: save_file(state, tmp))
         return model
+
+    def _warn_magnitude_outliers(self, params: dict[str, torch.Tensor]) -> None:
+        if self.config.pruning.scope != "global" or self.method not in ("imp", "oneshot", "magnitude", "standard"):
+            return
+        for name, mean in magnitude_outliers(params).items():
+            log(f"warning: {name} has mean |w| {mean:.4f}, far below the other prunable matrices: one global "
+                "magnitude threshold will prune it first (a layer the checkpoint never trained?)")
 
     def _rewind_capture(self, step: int, model: torch.nn.Module) -> None:
         if step == self.config.pruning.rewind_step:

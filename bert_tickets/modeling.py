@@ -64,6 +64,17 @@ class Pretrained:
         return model
 
 
+def shuffled_weights(weights: dict[str, torch.Tensor], names: list[str], seed: int) -> dict[str, torch.Tensor]:
+    """`weights` with each named matrix's entries randomly permuted within that matrix (the paper's θ0''):
+    every matrix keeps its multiset of values, the positions carry no pre-trained structure."""
+    generator = torch.Generator().manual_seed(seed)
+    out = dict(weights)
+    for name in names:
+        w = weights[name]
+        out[name] = w.flatten()[torch.randperm(w.numel(), generator=generator)].view_as(w).clone()
+    return out
+
+
 def head_state_of(model: nn.Module) -> dict[str, torch.Tensor]:
     """The task head's weights: everything outside the encoder."""
     encoder_ids = {id(p) for p in encoder_of(model).parameters()}

@@ -51,7 +51,8 @@ def make_accelerator(training: TrainingConfig) -> Accelerator:
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     # pinned batches copied without blocking: the host never waits for the device to queue the next step
     non_blocking = DataLoaderConfiguration(non_blocking=torch.cuda.is_available())
-    return Accelerator(mixed_precision=precision, dataloader_config=non_blocking)
+    return Accelerator(mixed_precision=precision, dataloader_config=non_blocking,
+                       gradient_accumulation_steps=training.gradient_accumulation_steps)
 
 
 def total_steps(training: TrainingConfig, batches_per_epoch: int) -> int:
@@ -71,7 +72,7 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     multiple = 16 if accelerator.device.type == "cuda" else None  # few bucket lengths: few shapes on a GPU
     train_loader = training_batches(data.train, task.collator(tokenizer, train=True, pad_to_multiple_of=multiple),
                                     tokenizer, training, seed, multiple)
-    steps = total_steps(training, len(train_loader))
+    steps = total_steps(training, math.ceil(len(train_loader) / training.gradient_accumulation_steps))
     optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate,
                                   fused=accelerator.device.type == "cuda")
     scheduler = get_linear_schedule_with_warmup(optimizer, round(training.warmup_ratio * steps), steps)
@@ -79,32 +80,32 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     if enforcer:
         enforcer.to(accelerator.device)
 
-    start, step, loss_sum = time.perf_counter(), 0, torch.zeros((), device=accelerator.device)
+    start, step, micro_batches = time.perf_counter(), 0, 0
+    loss_sum = torch.zeros((), device=accelerator.device)
     tokens, step_ends = torch.zeros((), dtype=torch.long, device=accelerator.device), []
     model.train()
     bar = tqdm(total=steps, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
     while step < steps:
         for batch in train_loader:
-            loss = model(**batch).loss
-            accelerator.backward(loss)
-            if enforcer:
-                enforcer.mask_gradients()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            # No re-masking of the weights: with zero gradients AdamW's moments stay zero where the mask is off,
-            # so its update there is 0 / (0 + eps) = 0 and decoupled weight decay scales 0: the zeros hold
-            # exactly (checked after training: `revived_weights`), at half the memory traffic of masking twice.
+            # accumulate: skips the gradient all-reduce until the last micro-batch; backward divides the loss
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    _optimizer_step(model, optimizer, scheduler, accelerator, enforcer, training.max_grad_norm)
             loss_sum += loss.detach()
+            micro_batches += 1
             if "attention_mask" in batch:
                 tokens += batch["attention_mask"].sum()
+            if not accelerator.sync_gradients:
+                continue
             step += 1
             step_ends.append(time.perf_counter())
             bar.update()
             if on_step:
                 on_step(step, accelerator.unwrap_model(model))
             if step % 50 == 0 or step == steps:
-                mean_loss = (loss_sum / step).item()
+                mean_loss = (loss_sum / micro_batches).item()
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 if log:
                     log({"train_loss": mean_loss}, step)
@@ -120,9 +121,25 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     revived = enforcer.count_revived() if enforcer else 0
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     accelerator.free_memory()  # drop the accelerator's references to this run's model and optimizer
-    return FitResult(metrics=scores, train_loss=(loss_sum / max(step, 1)).item(), steps=step, seconds=seconds,
+    return FitResult(metrics=scores, train_loss=(loss_sum / max(micro_batches, 1)).item(), steps=step, seconds=seconds,
                      revived_weights=revived, trainable_parameters=trainable, tokens=tokens_seen,
                      step_ends=step_ends)
+
+
+def _optimizer_step(model: nn.Module, optimizer: Any, scheduler: Any, accelerator: Accelerator,
+                    enforcer: MaskEnforcer | None, max_grad_norm: float) -> None:
+    """Mask the gradients, clip their global norm (over the masked gradients: what the step really uses), step.
+
+    No re-masking of the weights afterwards: with zero gradients AdamW's moments stay zero where the mask is off,
+    so its update there is 0 / (0 + eps) = 0 and decoupled weight decay scales 0: the zeros hold exactly
+    (checked after training: `revived_weights`), at half the memory traffic of masking twice."""
+    if enforcer:
+        enforcer.mask_gradients()
+    if max_grad_norm > 0:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def training_batches(dataset: Any, collator: Any, tokenizer: Any, training: TrainingConfig, seed: int,

@@ -161,3 +161,27 @@ def test_task_scoped_settings_apply_to_that_task_only(capsys):
                  "qqq:training.seed=1"]) == 2
     assert capsys.readouterr().err.strip() == ("bert-tickets: error: unknown task 'qqq' (known: cola, sst2, mrpc, "
                                                "stsb, qqp, mnli, qnli, rte, wnli, squad, mlm)")
+
+
+def test_baselines_run_beside_the_ticket_with_its_recipe_and_seeds(tiny_bert, glue_dir, tmp_path, capsys):
+    from bert_tickets.runs import read_json
+
+    args = tiny_args(tiny_bert, glue_dir, tmp_path, "--seeds", "2", "--baselines", "random,shuffle,reinit")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    ticket = Ticket.load(out.strip().splitlines()[-1])
+    comparison = read_json(ticket.path / "comparison.json")
+    assert [r["method"] for r in comparison["rows"]] == ["dense", "imp", "random", "shuffle", "reinit"]
+    for row in comparison["rows"]:
+        assert len(row["metrics"]["accuracy"]["values"]) == 2  # every arm over the same two seeds
+    runs = {p.name.split("_")[0] for p in ticket.path.parents[2].iterdir()}
+    assert {"imp", "random", "shuffle", "reinit", "dense"} <= runs
+    reinit = next(p for p in ticket.path.parents[2].iterdir() if p.name.startswith("reinit_"))
+    reinit_info = read_json(next(reinit.glob("tickets/*/ticket.json")))
+    assert reinit_info["source_ticket"] == str(ticket.path.resolve())
+    assert reinit_info["config"]["training.max_steps"] == 3  # the ticket's recipe
+    assert "random pruning (θ0)" in out and "IMP mask, shuffled θ0" in out
+    assert f"verdict: {comparison['verdict']}" in out and "at 10% sparsity the IMP ticket" in out
+    assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--baselines", "random,lottery")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown baseline 'lottery'" in err[0]

@@ -186,3 +186,98 @@ def test_standard_pruning_trains_on_without_rewinding(tiny_bert, glue_dir, tmp_p
     assert ticket.info["method"] == "standard" and "no rewinding" in ticket.info["weights"]
     assert len(ticket.info["metrics"]["ticket"]["accuracy"]["values"]) == 2  # seed 1 ran a chain of its own
     assert len(starts["level 2 (20%)"]) == 2  # the second seed's chain went through its own levels
+
+
+@pytest.fixture()
+def bert_with_a_tiny_pooler(tiny_bert, tmp_path):
+    """The tiny BERT with a pooler a thousand times smaller than the rest, like MiniLM's never-trained one."""
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(tiny_bert)
+    with torch.no_grad():
+        model.pooler.dense.weight.mul_(1e-3)
+    model.save_pretrained(tmp_path / "model")
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(tmp_path / "model")
+    return str(tmp_path / "model")
+
+
+def test_a_matrix_emptied_by_the_global_threshold_is_flagged_everywhere(bert_with_a_tiny_pooler, glue_dir, tmp_path,
+                                                                         capsys):
+    args = ["find", "--task", "sst2", "--sparsity", "0.3", "--rate", "0.3", "--model", bert_with_a_tiny_pooler,
+            "--data-dir", str(glue_dir), "--output-dir", str(tmp_path / "runs"), "--max-steps", "2",
+            "--batch-size", "8", "--max-length", "32"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    info = Ticket.load(captured.out.strip().splitlines()[-1]).info
+    assert info["collapsed_matrices"] == {"pooler.dense.weight": 1.0}
+    assert info["per_matrix_sparsity"]["pooler.dense.weight"] == 1.0 and info["scope"] == "global"
+    assert "COLLAPSED: pooler.dense.weight is 100.0% pruned" in captured.out
+    assert "warning: level 1: 1 matrix(es) pruned far beyond" in captured.err
+    assert "warning: pooler.dense.weight has mean |w|" in captured.err  # said before any pruning
+    # per matrix, nothing collapses
+    assert main(args + ["--set", "pruning.scope=layerwise"]) == 0
+    captured = capsys.readouterr()
+    info = Ticket.load(captured.out.strip().splitlines()[-1]).info
+    assert info["collapsed_matrices"] == {} and "COLLAPSED" not in captured.out and "pruned far" not in captured.err
+    assert all(s == pytest.approx(0.3, abs=1e-3) for s in info["per_matrix_sparsity"].values())
+
+
+def test_shuffle_keeps_each_matrix_multiset_under_the_tickets_mask(tiny_bert, glue_dir, tmp_path):
+    source = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.sparsity": 0.2})).run()
+    config = tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": "shuffle", "pruning.sparsity": 0.2,
+                                                           "pruning.ticket": str(source.path)})
+    run = ImpRun(config)
+    theta0 = run.pretrained.theta0
+    prunable = set(source.mask)
+    shuffled = run._build(3, rewound=True).base_model.state_dict()
+    for name, w in theta0.items():
+        if name in prunable:  # same values, other places
+            assert torch.equal(shuffled[name].flatten().sort().values, w.flatten().sort().values)
+            assert not torch.equal(shuffled[name], w)
+        else:  # embeddings, LayerNorms, biases: θ0 as it is
+            assert torch.equal(shuffled[name], w), name
+    assert torch.equal(run._build(3, rewound=True).base_model.state_dict()[name], shuffled[name])  # seeded
+    other_seed = run._build(4, rewound=True).base_model.state_dict()
+    assert not all(torch.equal(other_seed[n], shuffled[n]) for n in prunable)
+    ticket = run.run()
+    assert ticket.info["method"] == "shuffle" and "shuffled" in ticket.info["weights"]
+    assert ticket.sparsity == pytest.approx(source.sparsity)
+    assert all(torch.equal(ticket.mask[n], source.mask[n]) for n in source.mask)
+    assert read_json(run.level_dir(1) / "metrics.json")["revived_weights"] == 0
+
+
+def _grad_norms_seen(config) -> list[float]:
+    """The global gradient norm that every optimizer step of a run actually used."""
+    norms: list[float] = []
+
+    def record(optimizer, args, kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        ImpRun(config).run_levels()
+    finally:
+        handle.remove()
+    return norms
+
+
+def test_gradients_are_clipped_to_max_grad_norm_and_0_turns_it_off(tiny_bert, glue_dir, tmp_path):
+    clipped = _grad_norms_seen(tiny_config(tiny_bert, glue_dir, tmp_path / "a", **{"training.max_grad_norm": 0.05}))
+    assert len(clipped) == 3 * 4 and max(clipped) == pytest.approx(0.05, rel=1e-4)  # three levels of 4 steps
+    unclipped = _grad_norms_seen(tiny_config(tiny_bert, glue_dir, tmp_path / "b", **{"training.max_grad_norm": 0}))
+    assert min(unclipped) > 0.05  # off: every step used a gradient the 0.05 clip would have cut
+    assert load_config(None).training.max_grad_norm == 1.0  # the paper's (and HF's) default
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tiny_bert, glue_dir, tmp_path):
+    config = tiny_config(tiny_bert, glue_dir, tmp_path, **{"training.max_steps": None, "training.epochs": 1.0,
+                                                           "training.batch_size": 4,
+                                                           "training.gradient_accumulation_steps": 3})
+    norms = _grad_norms_seen(config)
+    level0 = read_json(ImpRun(config).level_dir(0) / "metrics.json")
+    assert level0["steps"] == 4 and len(norms) == 3 * 4  # 48 examples / 4 = 12 micro-batches, 3 per step
+    with pytest.raises(Exception, match="gradient_accumulation_steps must be at least 1"):
+        tiny_config(tiny_bert, glue_dir, tmp_path, **{"training.gradient_accumulation_steps": 0}).validate()

@@ -151,3 +151,35 @@ def test_masked_weights_stay_exactly_zero_through_adamw(tiny_bert, fused):
     _train(control, mask, enforce=False)
     revived = sum(int((p[~mask[n]] != 0).sum()) for n, p in prunable_parameters(control, DEFAULT_PRUNABLE).items())
     assert revived > 0
+
+
+def test_a_matrix_emptied_by_the_global_threshold_is_flagged():
+    from bert_tickets.masks import collapse_warning, magnitude_outliers
+
+    torch.manual_seed(0)
+    weights = {f"encoder.layer.{i}.output.dense.weight": torch.randn(16, 16) for i in range(3)}
+    weights["pooler.dense.weight"] = 1e-3 * torch.randn(16, 16)  # an untrained layer: tiny weights
+    report = sparsity_report(global_magnitude_mask(weights, full_mask(weights), 0.3))
+    assert report["per_matrix"]["pooler.dense.weight"] == 1.0  # emptied first by the one threshold
+    assert report["collapsed"] == {"pooler.dense.weight": 1.0}
+    assert "pooler.dense.weight 100.0%" in collapse_warning(report)
+    assert set(magnitude_outliers(weights)) == {"pooler.dense.weight"}
+    healthy = sparsity_report(global_magnitude_mask(weights, full_mask(weights), 0.1) | {
+        "pooler.dense.weight": torch.ones(16, 16, dtype=torch.bool)})
+    assert healthy["collapsed"] == {} and collapse_warning(healthy) is None
+
+
+def test_layerwise_scope_prunes_each_matrix_to_the_level():
+    from bert_tickets.masks import magnitude_mask
+
+    torch.manual_seed(0)
+    weights = {"a": torch.randn(10, 10), "b": 1e-3 * torch.randn(20, 5)}
+    mask = magnitude_mask(weights, full_mask(weights), 0.3, scope="layerwise")
+    assert sparsity_report(mask)["per_matrix"] == {"a": pytest.approx(0.3), "b": pytest.approx(0.3)}
+    for name, w in weights.items():  # within a matrix, still the smallest magnitudes
+        assert w[~mask[name]].abs().max() <= w[mask[name]].abs().min()
+    again = magnitude_mask(weights, mask, 0.5, scope="layerwise")  # survivors only, counted from the original
+    assert all(not (again[n] & ~mask[n]).any() for n in weights)
+    assert sparsity_report(again)["per_matrix"] == {"a": pytest.approx(0.5), "b": pytest.approx(0.5)}
+    one_threshold = sparsity_report(magnitude_mask(weights, full_mask(weights), 0.3))["per_matrix"]
+    assert one_threshold["b"] > 0.55 and one_threshold["a"] < 0.05  # global: the small matrix goes first

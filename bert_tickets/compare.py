@@ -1,0 +1,94 @@
+"""A ticket next to the paper's baselines at the same sparsity (one task's row of Chen et al.'s Table 2).
+
+Each baseline is its own engine run (cached, resumable), with the ticket's model, data, recipe and seeds;
+only the method differs. Masks that need a ticket (reinit, shuffle) take this ticket's.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from bert_tickets.config import METHODS, NEEDS_TICKET, Config
+from bert_tickets.errors import UserError
+from bert_tickets.metrics import percent_mean_std
+from bert_tickets.runs import write_json
+from bert_tickets.ticket import Ticket
+
+BASELINES = ("random", "reinit", "shuffle", "magnitude", "oneshot", "standard")
+LABELS = {
+    "imp": "IMP ticket (θ0)", "random": "random pruning (θ0)", "reinit": "IMP mask, random re-init",
+    "shuffle": "IMP mask, shuffled θ0", "magnitude": "magnitude pruning of θ0", "oneshot": "one-shot pruning (θ0)",
+    "standard": "standard pruning (no rewind)", "dense": "dense",
+}
+COMPARISON_FILE = "comparison.json"
+
+
+def parse_baselines(text: str | None) -> list[str]:
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    for name in names:
+        if name not in BASELINES:
+            known = ", ".join(BASELINES)
+            hint = "" if name in METHODS else " (a method of its own? see --method)"
+            raise UserError(f"unknown baseline {name!r}{hint}; known: {known}")
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class Row:
+    method: str
+    summary: dict[str, Any]  # metric -> {mean, std, values}
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.method]
+
+
+def baseline_config(config: Config, method: str, ticket: Ticket) -> Config:
+    """The ticket's config with only the method changed (and the ticket's mask where the method needs one)."""
+    other = copy.deepcopy(config)
+    other.pruning.method = method
+    other.pruning.ticket = str(ticket.path.resolve()) if method in NEEDS_TICKET else None
+    other.pruning.sparsity = ticket.sparsity if method in NEEDS_TICKET else config.pruning.sparsity
+    return other
+
+
+def compare(config: Config, ticket: Ticket, baselines: list[str]) -> list[Row]:
+    """Dense, the ticket, then each baseline at the ticket's sparsity; written to the ticket's comparison.json."""
+    from bert_tickets.imp import ImpRun
+
+    rows = [Row("dense", ticket.info["metrics"]["dense"]), Row(ticket.info["method"], ticket.info["metrics"]["ticket"])]
+    for method in baselines:
+        other = ImpRun(baseline_config(config, method, ticket)).run()
+        rows.append(Row(method, other.info["metrics"]["ticket"]))
+    primary = ticket.info["primary_metric"]
+    write_json(ticket.path / COMPARISON_FILE, {
+        "task": ticket.task, "sparsity": ticket.sparsity, "seeds": ticket.info["seeds"], "primary_metric": primary,
+        "rows": [{"method": r.method, "label": r.label, "metrics": r.summary} for r in rows],
+        "verdict": verdict(rows, primary, ticket.sparsity)})
+    return rows
+
+
+def verdict(rows: list[Row], primary: str, sparsity: float) -> str:
+    """One line: is the ticket matching dense, and does it beat each baseline by more than the seeds' spread?"""
+    by = {r.method: r.summary[primary] for r in rows}
+    ticket_method = rows[1].method
+    ticket, dense = by[ticket_method], by["dense"]
+    matching = ticket["mean"] >= dense["mean"] - dense["std"]
+    parts = [f"at {sparsity:.0%} sparsity the {LABELS[ticket_method]} scores {100 * ticket['mean']:.1f} against "
+             f"dense {100 * dense['mean']:.1f} ({'matching' if matching else 'not matching'})"]
+    for r in rows[2:]:
+        other = by[r.method]
+        gap = ticket["mean"] - other["mean"]
+        beats = gap > ticket["std"] + other["std"]
+        parts.append(f"{'beats' if beats else 'does not clearly beat'} {r.label} ({100 * other['mean']:.1f}, "
+                     f"{100 * gap:+.1f} points)")
+    return "; ".join(parts)
+
+
+def comparison_table(rows: list[Row], primary: str) -> str:
+    width = max(len(r.label) for r in rows)
+    lines = [f"{'':<{width}}  {primary + ' (mean ± std, %)':>28}"]
+    lines += [f"{r.label:<{width}}  {percent_mean_std(r.summary[primary]):>28}" for r in rows]
+    return "\n".join(lines)
