@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bert_tickets.config import METHODS, NEEDS_TICKET, Config
@@ -45,12 +46,13 @@ class Row:
         return LABELS[self.method]
 
 
-def baseline_config(config: Config, method: str, ticket: Ticket) -> Config:
+def baseline_config(config: Config, method: str, ticket_path: Path, ticket_sparsity: float) -> Config:
     """The ticket's config with only the method changed (and the ticket's mask where the method needs one)."""
     other = copy.deepcopy(config)
     other.pruning.method = method
-    other.pruning.ticket = str(ticket.path.resolve()) if method in NEEDS_TICKET else None
-    other.pruning.sparsity = ticket.sparsity if method in NEEDS_TICKET else config.pruning.sparsity
+    needs_ticket = method in NEEDS_TICKET
+    other.pruning.ticket = str(ticket_path.resolve()) if needs_ticket else None
+    other.pruning.sparsity = ticket_sparsity if needs_ticket else config.pruning.sparsity
     return other
 
 
@@ -60,7 +62,7 @@ def compare(config: Config, ticket: Ticket, baselines: list[str]) -> list[Row]:
 
     rows = [Row("dense", ticket.info["metrics"]["dense"]), Row(ticket.info["method"], ticket.info["metrics"]["ticket"])]
     for method in baselines:
-        other = ImpRun(baseline_config(config, method, ticket)).run()
+        other = ImpRun(baseline_config(config, method, ticket.path, ticket.sparsity)).run()
         rows.append(Row(method, other.info["metrics"]["ticket"]))
     primary = ticket.info["primary_metric"]
     write_json(ticket.path / COMPARISON_FILE, {

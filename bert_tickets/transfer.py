@@ -17,8 +17,9 @@ from typing import Any
 
 from bert_tickets.config import Config, non_default_settings, settings_hash
 from bert_tickets.imp import ImpRun
-from bert_tickets.runs import atomic_write, log, write_json
+from bert_tickets.runs import atomic_write, log, read_json, write_json
 from bert_tickets.tasks import get_task
+from bert_tickets.ticket import INFO_FILE
 
 RANDOM, MAGNITUDE, DENSE = "random", "magnitude", "dense"
 ConfigFor = Callable[[dict[str, Any]], Config]  # settings for one run -> its full config
@@ -51,22 +52,39 @@ class TransferMatrix:
         config.training.study = config.training.study or f"transfer/{self.folder.name}"
         return config
 
+    def source_run(self, task: str) -> ImpRun:
+        return ImpRun(self.config({"data.task": task, "pruning.sparsity": self.sparsity, "pruning.seeds": self.seeds,
+                                   "training.finetune": "full"}))
+
     def source_ticket(self, task: str) -> Path:
         """The source's ticket at this sparsity: reused from an earlier `find` with the same settings, or found."""
-        return ImpRun(self.config({"data.task": task, "pruning.sparsity": self.sparsity,
-                                       "pruning.seeds": self.seeds, "training.finetune": "full"})).run().path
+        return self.source_run(task).run().path
 
-    def run_cell(self, cell: Cell) -> dict[str, Any]:
+    def cell_run(self, cell: Cell, source_ticket: Path | None = None) -> ImpRun:
+        """The engine run of one cell; the source's ticket is found first unless its folder is given."""
         settings: dict[str, Any] = {"data.task": cell.target, "pruning.sparsity": self.sparsity,
                                     "pruning.seeds": self.seeds}
         if cell.source == cell.target and self.finetune == "full":  # T's own ticket, evaluated by `find` itself
-            return ImpRun(self.config(settings)).run().info
+            return ImpRun(self.config(settings))
         if cell.source in (RANDOM, MAGNITUDE):
             settings["pruning.method"] = cell.source
         else:
-            settings |= {"pruning.method": "ticket", "pruning.ticket": str(self.source_ticket(cell.source).resolve())}
-        log(f"transfer cell {cell.source} -> {cell.target}")
-        return ImpRun(self.config(settings)).run().info
+            ticket = source_ticket if source_ticket is not None else self.source_ticket(cell.source)
+            settings |= {"pruning.method": "ticket", "pruning.ticket": str(ticket.resolve())}
+        return ImpRun(self.config(settings))
+
+    def run_cell(self, cell: Cell) -> dict[str, Any]:
+        run = self.cell_run(cell)
+        if run.method != "imp":
+            log(f"transfer cell {cell.source} -> {cell.target}")
+        return run.run().info
+
+    def finished_cell(self, cell: Cell) -> dict[str, Any] | None:
+        """A cell's ticket.json if the cell is done, else None: reads, never trains (for reports)."""
+        source = None if cell.source in (RANDOM, MAGNITUDE) else self.source_run(cell.source).ticket_dir()
+        run = self.cell_run(cell, source)
+        info = run.ticket_dir() / INFO_FILE
+        return read_json(info) if run.is_done() and info.exists() else None
 
     def shared_jobs(self, cells: list[Cell]) -> list[str | Cell]:
         """What other cells reuse: each source's ticket, and one cell per other target (it trains the dense run)."""
