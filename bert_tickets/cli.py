@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="override a setting, for every run or (TASK:KEY=VALUE) for one task's runs only")
     _add_setting_flags(transfer, skip={"task", "sparsity", "train_file", "validation_file"})
     _add_worker_flags(transfer, "cells")
+    study = sub.add_parser("study", help="run a declarative study (configs/studies/*.yaml), then write its report")
+    study.add_argument("spec", help="a study file, or a preset: paper, minilm, minilm-cpu")
+    study.add_argument("--output-dir", help="the study folder (default: runs/studies/<name>)")
+    study.add_argument("--cell", help="i/N: compute only this worker's share of the study's runs (e.g. a job array)")
+    study.add_argument("--plan", action="store_true", help="list the study's runs and which are done; train nothing")
+    report = sub.add_parser("report", help="write a study's report from its finished runs (never trains)")
+    report.add_argument("study_dir", help="a study folder (holding study.yaml)")
     push = sub.add_parser("push", help="release a ticket on the Hugging Face Hub (or --dry-run into a folder)")
     push.add_argument("--ticket", required=True, help="a ticket folder")
     push.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
@@ -194,6 +201,45 @@ def run_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_study_command(args: argparse.Namespace) -> int:
+    from bert_tickets.report import write_report
+    from bert_tickets.study import StudyPlan, parse_spec, read_spec_text, run_study, save_spec
+    from bert_tickets.workers import cells_of_worker, parse_share
+
+    text = read_spec_text(args.spec)
+    spec = parse_spec(text, args.spec)  # every mistake in the spec fails here, before any training
+    share = parse_share(args.cell) if args.cell else None
+    plan = StudyPlan(spec, Path(args.output_dir or Path("runs") / "studies" / spec.name))
+    jobs = plan.jobs()
+    if args.plan:
+        for job in jobs:
+            print(f"{'done   ' if plan.finished(job) is not None else 'missing'}  {job}")
+        return 0
+    save_spec(plan.folder, text)
+    mine = cells_of_worker(jobs, *share) if share else jobs
+    run_study(plan, mine)
+    if args.cell:
+        print(f"worker {args.cell}: {len(mine)} of {len(jobs)} runs done; `bert-tickets report {plan.folder}` "
+              "once every worker has finished")
+        return 0
+    print(write_report(plan) / "README.md")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from bert_tickets.report import collect, write_report
+    from bert_tickets.study import load_plan
+
+    plan = load_plan(args.study_dir)
+    finished = collect(plan)
+    out = write_report(plan, finished)
+    if finished.missing:
+        print(f"{len(finished.missing)} of {len(finished.missing) + len(finished.results)} runs missing (listed in "
+              "the report); rerun the study to compute them", file=sys.stderr)
+    print(out / "README.md")
+    return 0
+
+
 def run_push(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -292,7 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        commands = {"find": run_find, "evaluate": run_evaluate, "transfer": run_transfer, "push": run_push}
+        commands = {"find": run_find, "evaluate": run_evaluate, "transfer": run_transfer, "push": run_push,
+                    "study": run_study_command, "report": run_report}
         return commands[args.command](args)
     except UserError as exc:
         print(f"bert-tickets: error: {exc}", file=sys.stderr)

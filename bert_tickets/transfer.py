@@ -110,7 +110,7 @@ class TransferMatrix:
         table = self.table(results)
         paths = {"csv": self.folder / "matrix.csv", "markdown": self.folder / "matrix.md",
                  "latex": self.folder / "matrix.tex", "png": self.folder / "transfer.png"}
-        atomic_write(paths["csv"], lambda tmp: Path(tmp).write_text(_csv(rows)))
+        atomic_write(paths["csv"], lambda tmp: Path(tmp).write_text(long_csv(rows)))
         atomic_write(paths["markdown"], lambda tmp: Path(tmp).write_text(markdown(table)))
         atomic_write(paths["latex"], lambda tmp: Path(tmp).write_text(latex(table)))
         atomic_write(paths["png"], lambda tmp: heatmap(table, tmp))
@@ -151,7 +151,7 @@ class TransferMatrix:
                 "sparsity": self.sparsity}
 
 
-def _csv(rows: list[tuple]) -> str:
+def long_csv(rows: list[tuple]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["source", "target", "seed", "metric", "value"])

@@ -1,0 +1,258 @@
+"""A study: one declarative file (configs/studies/*.yaml) naming the model and recipe, the tasks, the baselines,
+the sparsities, the seeds and a transfer matrix; every fine-tuning it implies is an engine run folder.
+
+Nothing here trains by itself: `StudyPlan` lists the engine runs and `run_study` runs the missing ones, so a
+killed study rerun computes only what is missing, and a study extended by a task or a sparsity only the new runs.
+The report (`bert_tickets.report`) reads the same plan and never trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bert_tickets.compare import BASELINES, baseline_config, parse_baselines
+from bert_tickets.config import NEEDS_TICKET, Config, load_config
+from bert_tickets.errors import UserError
+from bert_tickets.imp import ImpRun
+from bert_tickets.runs import atomic_write, log, read_json
+from bert_tickets.tasks import get_task
+from bert_tickets.ticket import INFO_FILE
+from bert_tickets.transfer import MAGNITUDE, Cell, TransferMatrix, plan
+
+SPEC_FILE = "study.yaml"  # the spec as the study ran it, in the study folder: what `report` reads
+REPORT_DIR = "report"
+SPEC_KEYS = {"name", "description", "config", "data_dir", "settings", "task_settings", "tasks", "sparsities",
+             "baselines", "seeds", "transfer"}
+
+
+@dataclass
+class TransferSpec:
+    sources: list[str]
+    targets: list[str]
+    sparsity: float
+
+
+@dataclass
+class StudySpec:
+    name: str
+    tasks: list[str]
+    sparsities: list[float]
+    seeds: int = 3
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    config: str | None = None  # a preset name or YAML file: the recipe of every run
+    data_dir: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # `section.key` for every run
+    task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task, over `settings`
+    transfer: TransferSpec | None = None
+    description: str = ""
+
+    def config_for(self, task: str, output_dir: Path, **settings: Any) -> Config:
+        """One run's config: preset, then the study's settings, the task's, and this run's own."""
+        name = get_task(task).name
+        layered = {"data.task": name, "pruning.seeds": self.seeds, "output_dir": str(output_dir)}
+        if self.data_dir is not None:
+            layered["data.data_dir"] = self.data_dir
+        layered |= self.settings | self.task_settings.get(name, {}) | settings
+        return load_config(self.config, layered, get_task(name).recipe).validate()
+
+
+def spec_names() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("bert_tickets.configs.studies").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def read_spec_text(source: str) -> str:
+    path = Path(source)
+    if path.is_file():
+        return path.read_text()
+    preset = resources.files("bert_tickets.configs.studies").joinpath(f"{source}.yaml")
+    if not preset.is_file():
+        raise UserError(f"study {source!r} is neither a file nor a preset (presets: {', '.join(spec_names())})")
+    return preset.read_text()
+
+
+def parse_spec(text: str, where: str = "study") -> StudySpec:
+    """A validated spec: every mistake is one clear UserError, before anything trains."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping, got {type(data).__name__}")
+    if unknown := sorted(set(data) - SPEC_KEYS):
+        raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(SPEC_KEYS))})")
+    for key in ("name", "tasks", "sparsities"):
+        if not data.get(key):
+            raise UserError(f"{where}: {key!r} is required")
+    tasks = [get_task(str(t)).name for t in _as_list(data["tasks"], "tasks", where)]
+    sparsities = sorted(_sparsity(s, where) for s in _as_list(data["sparsities"], "sparsities", where))
+    task_settings = {get_task(str(t)).name: _mapping(v, f"task_settings.{t}", where)
+                     for t, v in _mapping(data.get("task_settings"), "task_settings", where).items()}
+    spec = StudySpec(
+        name=str(data["name"]), tasks=tasks, sparsities=sparsities, seeds=_seeds(data.get("seeds", 3), where),
+        baselines=parse_baselines(",".join(map(str, data.get("baselines", BASELINES) or []))),
+        config=data.get("config"), data_dir=data.get("data_dir"),
+        settings=_mapping(data.get("settings"), "settings", where), task_settings=task_settings,
+        transfer=_transfer(data.get("transfer"), where), description=str(data.get("description", "")))
+    for key in ("pruning.method", "pruning.sparsity", "pruning.seeds", "data.task", "output_dir"):
+        if key in spec.settings or any(key in s for s in spec.task_settings.values()):
+            raise UserError(f"{where}: {key!r} is set by the study itself (tasks, sparsities, seeds, baselines)")
+    for task in dict.fromkeys(tasks + (spec.transfer.targets if spec.transfer else [])):  # unknown keys, bad values
+        spec.config_for(task, Path("runs"))
+    return spec
+
+
+def _as_list(value: Any, key: str, where: str) -> list[Any]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise UserError(f"{where}: {key!r} must not be empty")
+    return items
+
+
+def _mapping(value: Any, key: str, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: {key!r} must be a mapping of section.key: value")
+    return {str(k): v for k, v in value.items()}
+
+
+def _sparsity(value: Any, where: str) -> float:
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: sparsity {value!r} is not a number") from None
+    if not 0.0 < s < 1.0:
+        raise UserError(f"{where}: sparsity must be in (0, 1), got {value}")
+    return s
+
+
+def _seeds(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"{where}: seeds must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _transfer(value: Any, where: str) -> TransferSpec | None:
+    if value is None:
+        return None
+    data = _mapping(value, "transfer", where)
+    if unknown := sorted(set(data) - {"sources", "targets", "sparsity"}):
+        raise UserError(f"{where}: unknown key 'transfer.{unknown[0]}' (known: sources, targets, sparsity)")
+    sources = [str(s) for s in _as_list(data.get("sources") or [], "transfer.sources", where)]
+    for source in sources:
+        if source in (*BASELINES, "dense") and source != MAGNITUDE:
+            raise UserError(f"{where}: transfer source {source!r} has no ticket to transfer: name a task "
+                            f"(its IMP ticket) or {MAGNITUDE!r}; the random and dense rows are always added")
+    sources = [s if s == MAGNITUDE else get_task(s).name for s in sources]
+    targets = [get_task(str(t)).name for t in _as_list(data.get("targets") or [], "transfer.targets", where)]
+    return TransferSpec(sources, targets, _sparsity(data.get("sparsity"), where))
+
+
+# --- the plan: every engine run the study implies ------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One engine run of the study: a task's ticket at a sparsity, a baseline beside it, or a transfer cell."""
+
+    kind: str  # ticket | baseline | cell
+    task: str
+    sparsity: float
+    method: str = "imp"
+    source: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "cell":
+            return f"transfer {self.source} -> {self.task} at {self.sparsity:.0%}"
+        return f"{self.task} {self.method} at {self.sparsity:.0%}"
+
+
+class StudyPlan:
+    def __init__(self, spec: StudySpec, folder: Path):
+        self.spec, self.folder = spec, Path(folder)
+        self.runs_dir = self.folder / "runs"
+
+    def ticket_run(self, task: str, sparsity: float) -> ImpRun:
+        return ImpRun(self.spec.config_for(task, self.runs_dir, **{"pruning.sparsity": sparsity}))
+
+    def baseline_run(self, task: str, sparsity: float, method: str) -> ImpRun:
+        """The baseline beside the IMP ticket: same recipe and seeds; reinit/shuffle take the ticket's mask."""
+        imp = self.ticket_run(task, sparsity)
+        info = imp.ticket_dir() / INFO_FILE
+        ticket_sparsity = read_json(info)["sparsity"] if info.exists() else sparsity
+        return ImpRun(baseline_config(imp.config, method, imp.ticket_dir(), ticket_sparsity))
+
+    def matrix(self) -> TransferMatrix | None:
+        t = self.spec.transfer
+        if t is None:
+            return None
+        return TransferMatrix(t.sources, t.targets, t.sparsity, self.spec.seeds, output_dir=str(self.runs_dir),
+                              config_for=lambda s: self.spec.config_for(s["data.task"], self.runs_dir, **s))
+
+    def jobs(self) -> list[Job]:
+        """Tickets first (baselines and cells reuse them), then baselines, then the transfer cells."""
+        tickets = [Job("ticket", t, s) for t in self.spec.tasks for s in self.spec.sparsities]
+        baselines = [Job("baseline", t, s, m) for t in self.spec.tasks for s in self.spec.sparsities
+                     for m in self.spec.baselines]
+        cells = []
+        if (matrix := self.matrix()) is not None:
+            order = sorted(plan(matrix.sources, matrix.targets), key=lambda c: c.source != c.target)
+            cells = [job for c in order if (job := self.cell_job(c)) not in tickets]
+        return tickets + baselines + cells
+
+    def cell_job(self, cell: Cell) -> Job:
+        """A transfer cell's job; a target's own ticket at a studied sparsity is that ticket's job (one run)."""
+        assert self.spec.transfer is not None
+        sparsity = self.spec.transfer.sparsity
+        if cell.source == cell.target and cell.target in self.spec.tasks and sparsity in self.spec.sparsities:
+            return Job("ticket", cell.target, sparsity)
+        return Job("cell", cell.target, sparsity, source=cell.source)
+
+    def engine_run(self, job: Job) -> ImpRun:
+        if job.kind == "ticket":
+            return self.ticket_run(job.task, job.sparsity)
+        if job.kind == "baseline":
+            return self.baseline_run(job.task, job.sparsity, job.method)
+        matrix = self.matrix()
+        assert matrix is not None
+        cell = Cell(job.source, job.task)
+        source = None if job.source in ("random", MAGNITUDE) else matrix.source_run(job.source).ticket_dir()
+        return matrix.cell_run(cell, source)
+
+    def finished(self, job: Job) -> dict[str, Any] | None:
+        """The job's ticket.json if its run is done; None otherwise. Never trains."""
+        run = self.engine_run(job)
+        info = run.ticket_dir() / INFO_FILE
+        return read_json(info) if run.is_done() and info.exists() else None
+
+    def run_job(self, job: Job) -> None:
+        if job.kind == "cell":
+            matrix = self.matrix()
+            assert matrix is not None
+            matrix.run_cell(Cell(job.source, job.task))
+            return
+        if job.kind == "baseline" and job.method in NEEDS_TICKET:  # its mask is the ticket's: found first if missing
+            self.ticket_run(job.task, job.sparsity).run()
+        self.engine_run(job).run()
+
+
+def save_spec(folder: Path, text: str) -> None:
+    atomic_write(folder / SPEC_FILE, lambda tmp: Path(tmp).write_text(text))
+
+
+def load_plan(folder: str | Path) -> StudyPlan:
+    folder = Path(folder)
+    if not (folder / SPEC_FILE).is_file():
+        raise UserError(f"{folder} is not a study folder (no {SPEC_FILE}); run `bert-tickets study SPEC` first")
+    return StudyPlan(parse_spec((folder / SPEC_FILE).read_text(), str(folder / SPEC_FILE)), folder)
+
+
+def run_study(plan: StudyPlan, jobs: list[Job]) -> None:
+    for i, job in enumerate(jobs, 1):
+        if plan.finished(job) is None:
+            log(f"study {plan.spec.name}: job {i}/{len(jobs)}: {job}")
+            plan.run_job(job)

@@ -1,0 +1,125 @@
+"""Studies: a tiny spec end to end (every report file), resumption, extension, partial reports, bad specs."""
+
+from pathlib import Path
+
+import pytest
+
+import bert_tickets.imp as imp
+from bert_tickets.cli import main
+from bert_tickets.study import load_plan, spec_names
+
+REPORT_FILES = {"README.md", "table2.csv", "curves.csv", "curves.png", "transfer.csv", "transfer.png",
+                "transfer_fraction_of_own.csv", "mask_overlap.csv", "mask_overlap.png", "mask_layers.csv",
+                "mask_layers.png"}
+
+
+def tiny_spec(model: str, glue_dir: Path, sparsities: str = "[0.1, 0.2]") -> str:
+    return f"""
+name: tiny
+description: A tiny study for the tests.
+data_dir: {glue_dir}
+settings:
+  model.name: {model}
+  training.max_steps: 2
+  training.batch_size: 8
+  data.max_length: 32
+  pruning.rate: 0.1
+task_settings:
+  rte: {{training.learning_rate: 1.0e-4}}
+tasks: [sst2, rte]
+sparsities: {sparsities}
+baselines: [random, shuffle]
+seeds: 2
+transfer: {{sources: [sst2, magnitude], targets: [sst2, rte], sparsity: 0.2}}
+"""
+
+
+@pytest.fixture()
+def count_fine_tunings(monkeypatch):
+    calls = []
+    original = imp.fine_tune
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("desc"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(imp, "fine_tune", counted)
+    return calls
+
+
+def test_a_tiny_study_writes_every_report_file_and_resumes(tiny_bert, glue_dir, tmp_path, capsys,
+                                                           count_fine_tunings):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(tiny_spec(tiny_bert, glue_dir))
+    folder = tmp_path / "study"
+    # a first worker's share, as if the study had been killed part way
+    assert main(["study", str(spec), "--output-dir", str(folder), "--cell", "0/3"]) == 0
+    partial = len(count_fine_tunings)
+    assert partial > 0 and "runs done" in capsys.readouterr().out
+    assert main(["report", str(folder)]) == 0
+    captured = capsys.readouterr()
+    report = (folder / "report" / "README.md").read_text()
+    assert "runs missing" in captured.err and "runs are missing" in report
+    assert "- rte shuffle at 20%" in report or "- transfer" in report
+    # the rest: nothing done already is trained again
+    assert main(["study", str(spec), "--output-dir", str(folder)]) == 0
+    assert Path(capsys.readouterr().out.strip().splitlines()[-1]) == folder / "report" / "README.md"
+    assert {p.name for p in (folder / "report").iterdir()} == REPORT_FILES
+    report = (folder / "report" / "README.md").read_text()
+    assert "All 17 runs of the study are finished." in report  # 2x2 tickets, 2x2x2 baselines, 3x2 cells - 1
+    for heading in ("Table 2", "Score against sparsity", "Transfer between tasks", "What the masks look like"):
+        assert heading in report
+    assert "IMP mask, shuffled θ0" in report and "random pruning (θ0)" in report
+    table2 = (folder / "report" / "table2.csv").read_text().splitlines()
+    assert table2[0].startswith("task,metric,sparsity,highest_matching,method,mean,std,seeds")
+    assert {line.split(",")[4] for line in table2[1:]} == {"dense", "imp", "random", "shuffle"}
+    first_run = len(count_fine_tunings)
+    assert main(["study", str(spec), "--output-dir", str(folder)]) == 0  # a rerun of a finished study
+    assert len(count_fine_tunings) == first_run
+    # extended by a sparsity: only the new runs train (the IMP levels up to 20% are reused)
+    spec.write_text(tiny_spec(tiny_bert, glue_dir, "[0.1, 0.2, 0.3]"))
+    assert main(["study", str(spec), "--output-dir", str(folder)]) == 0
+    new = count_fine_tunings[first_run:]
+    assert "level 1 (10%)" not in new and "level 2 (20%)" not in new and new.count("level 3 (30%)") == 2
+    overlap = (folder / "report" / "mask_overlap.csv").read_text().splitlines()
+    assert overlap[0] == "a,b,jaccard" and any(line.startswith("sst2,sst2,1.0") for line in overlap)
+    assert len(load_plan(folder).jobs()) == 17 + 2 + 4
+
+
+BAD_SPECS = [
+    ("tasks: [sst2, lottery]", "unknown task 'lottery'"),
+    ("baselines: [random, nope]", "unknown baseline 'nope'"),
+    ("sparsities: [0.5, 1.2]", "sparsity must be in (0, 1), got 1.2"),
+    ("settings: {training.lr: 1}", "unknown config key 'training.lr'"),
+    ("colour: blue", "unknown key 'colour'"),
+    ("transfer: {sources: [random], targets: [sst2], sparsity: 0.5}", "transfer source 'random' has no ticket"),
+    ("seeds: 0", "seeds must be a whole number of at least 1"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_SPECS)
+def test_a_bad_spec_is_one_line_and_exit_2_before_any_training(line, message, tmp_path, capsys,
+                                                                count_fine_tunings):
+    base = {"name": "bad", "tasks": "[sst2]", "sparsities": "[0.5]"}
+    key = line.split(":")[0]
+    text = "\n".join(f"{k}: {v}" for k, v in base.items() if k != key) + f"\n{line}\n"
+    (tmp_path / "bad.yaml").write_text(text)
+    assert main(["study", str(tmp_path / "bad.yaml"), "--output-dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert count_fine_tunings == [] and not (tmp_path / "s").exists()
+
+
+def test_report_needs_a_study_folder(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a study folder" in capsys.readouterr().err
+
+
+def test_the_shipped_studies_parse(capsys):
+    from bert_tickets.study import parse_spec, read_spec_text
+
+    assert {"paper", "minilm", "minilm-cpu"} <= set(spec_names())
+    for name in spec_names():
+        spec = parse_spec(read_spec_text(name), name)
+        assert spec.seeds >= 3 and len(spec.sparsities) >= 2 and spec.transfer is not None
+        assert "mlm" in spec.transfer.sources or name == "paper"
