@@ -20,7 +20,7 @@ TARGETS ?= mnli,sst2
 TICKET ?=
 REPO_ID ?=
 
-.PHONY: install test lint find transfer push demo bench clean
+.PHONY: install test lint find transfer push demo study reproduce report bench clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -48,11 +48,26 @@ push:
 	@test -n "$(TICKET)" -a -n "$(REPO_ID)" || { echo "make push needs TICKET=<ticket folder> REPO_ID=<owner/name>" >&2; exit 2; }
 	$(BIN)/bert-tickets push --ticket $(TICKET) --repo-id $(REPO_ID) $(ARGS)
 
-# The main job, offline and small: MiniLM on local SST-2, IMP to 50% sparsity, a few minutes on 2 CPU cores.
+# The main job, offline and small: MiniLM on local SST-2, IMP to 50% sparsity next to random pruning at 50% and
+# dense, two seeds each, with a one-line verdict; about 4 minutes on 2 CPU cores.
+DEMO_STEPS ?= 100
 demo:
 	@test -n "$(DEMO_DATA)" || { echo "make demo needs GLUE files: pass DATA_DIR=/path/to/glue_data (../shared/data/glue was not found)" >&2; exit 2; }
 	$(BIN)/bert-tickets find --task sst2 --sparsity 0.5 --config minilm --data-dir $(DEMO_DATA) \
-		--output-dir $(OUTPUT_DIR) --rate 0.25 --max-steps 60 --max-train-samples 2000 --max-eval-samples 872 $(ARGS)
+		--output-dir $(OUTPUT_DIR) --rate 0.25 --max-steps $(DEMO_STEPS) --max-train-samples 4000 \
+		--max-eval-samples 872 --seeds 2 --baselines random $(ARGS)
+
+# A declarative study (configs/studies/NAME.yaml or a file) and its report; `make reproduce` is the paper's.
+SPEC ?= minilm-cpu
+STUDY ?= runs/studies/$(SPEC)
+study:
+	$(BIN)/bert-tickets study $(SPEC) $(ARGS)
+
+reproduce:
+	$(BIN)/bert-tickets study paper $(ARGS)
+
+report:
+	$(BIN)/bert-tickets report $(STUDY)
 
 # Engine vs Hugging Face Trainer, masked vs dense, K concurrent fine-tunings (figures as a table and JSON).
 # PRESET=cpu (default without a GPU, minutes) or gpu; ARGS for any other flag of scripts/bench_finetune.py.
