@@ -204,9 +204,8 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def preset_names() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("bert_tickets.configs").iterdir()
-                  if p.name.endswith(".yaml"))
+def preset_names(package: str = "bert_tickets.configs") -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files(package).iterdir() if p.name.endswith(".yaml"))
 
 
 def load_config(source: str | None = None, overrides: dict[str, Any] | None = None,
@@ -217,27 +216,32 @@ def load_config(source: str | None = None, overrides: dict[str, Any] | None = No
     for dotted, value in (recipe or {}).items():
         set_value(config, dotted, value)
     if source is not None:
-        _apply_nested(config, _read_yaml(source))
+        _apply_nested(config, yaml_mapping(read_yaml_text(source), f"config {source}"))
     for dotted, value in (overrides or {}).items():
         set_value(config, dotted, value)
     return config
 
 
-def _read_yaml(source: str) -> dict[str, Any]:
+def read_yaml_text(source: str, package: str = "bert_tickets.configs", kind: str = "config") -> str:
+    """A YAML file's text, or the packaged preset of that name."""
     path = Path(source)
-    if not path.exists():
-        preset = resources.files("bert_tickets.configs").joinpath(f"{source}.yaml")
-        if not preset.is_file():
-            raise UserError(f"config {source!r} is neither a file nor a preset (presets: {', '.join(preset_names())})")
-        text = preset.read_text()
-    else:
-        text = path.read_text()
+    if path.exists():
+        return path.read_text()
+    preset = resources.files(package).joinpath(f"{source}.yaml")
+    if not preset.is_file():
+        known = ", ".join(preset_names(package))
+        raise UserError(f"{kind} {source!r} is neither a file nor a preset (presets: {known})")
+    return preset.read_text()
+
+
+def yaml_mapping(text: str, where: str) -> dict[str, Any]:
+    """The YAML text as a mapping, or one clear error naming `where`."""
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"config {source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise UserError(f"config {source}: expected a mapping of sections, got {type(data).__name__}")
+        raise UserError(f"{where}: expected a mapping, got {type(data).__name__}")
     return data
 
 

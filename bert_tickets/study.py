@@ -9,14 +9,11 @@ The report (`bert_tickets.report`) reads the same plan and never trains.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bert_tickets.compare import BASELINES, baseline_config, parse_baselines
-from bert_tickets.config import NEEDS_TICKET, Config, load_config
+from bert_tickets.config import NEEDS_TICKET, Config, load_config, preset_names, read_yaml_text, yaml_mapping
 from bert_tickets.errors import UserError
 from bert_tickets.imp import ImpRun
 from bert_tickets.runs import atomic_write, log, read_json
@@ -61,29 +58,20 @@ class StudySpec:
         return load_config(self.config, layered, get_task(name).recipe).validate()
 
 
+STUDIES = "bert_tickets.configs.studies"
+
+
 def spec_names() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("bert_tickets.configs.studies").iterdir()
-                  if p.name.endswith(".yaml"))
+    return preset_names(STUDIES)
 
 
 def read_spec_text(source: str) -> str:
-    path = Path(source)
-    if path.is_file():
-        return path.read_text()
-    preset = resources.files("bert_tickets.configs.studies").joinpath(f"{source}.yaml")
-    if not preset.is_file():
-        raise UserError(f"study {source!r} is neither a file nor a preset (presets: {', '.join(spec_names())})")
-    return preset.read_text()
+    return read_yaml_text(source, STUDIES, kind="study")
 
 
 def parse_spec(text: str, where: str = "study") -> StudySpec:
     """A validated spec: every mistake is one clear UserError, before anything trains."""
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: expected a mapping, got {type(data).__name__}")
+    data = yaml_mapping(text, where)
     if unknown := sorted(set(data) - SPEC_KEYS):
         raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(SPEC_KEYS))})")
     for key in ("name", "tasks", "sparsities"):
