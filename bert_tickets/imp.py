@@ -126,6 +126,7 @@ class ImpRun:
     def run_levels(self) -> None:
         if not self.is_done():
             _ = self.data, self.pretrained  # fail on bad model or data before anything is logged or written
+            self._warn_magnitude_outliers()
         self._write_config()
         for k in self.trained_levels:
             self.run_level(k)
@@ -214,7 +215,6 @@ class ImpRun:
             if not params:
                 raise UserError("no encoder weights match the prunable patterns "
                                 f"{self.config.pruning.prunable} for {self.config.model.name}")
-            self._warn_magnitude_outliers(params)
             return full_mask(params)
         path = self.level_dir(k) / MASK_FILE
         if not path.exists() and self.method in ("magnitude", "random", *NEEDS_TICKET):
@@ -335,9 +335,11 @@ class ImpRun:
             atomic_write(self._head_path, lambda tmp: save_file(state, tmp))
         return model
 
-    def _warn_magnitude_outliers(self, params: dict[str, torch.Tensor]) -> None:
+    def _warn_magnitude_outliers(self) -> None:
+        """Before any pruning: a matrix of tiny weights is what one global magnitude threshold empties first."""
         if self.config.pruning.scope != "global" or self.method not in ("imp", "oneshot", "magnitude", "standard"):
             return
+        params = select_prunable(self.pretrained.theta0, self.config.pruning.prunable)
         for name, mean in magnitude_outliers(params).items():
             log(f"warning: {name} has mean |w| {mean:.4f}, far below the other prunable matrices: one global "
                 "magnitude threshold will prune it first (a layer the checkpoint never trained?)")
