@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--output-dir", help="the study folder (default: runs/studies/<name>)")
     study.add_argument("--cell", help="i/N: compute only this worker's share of the study's runs (e.g. a job array)")
     study.add_argument("--plan", action="store_true", help="list the study's runs and which are done; train nothing")
+    _add_worker_flags(study, "runs (tickets first, then baselines and transfer cells)")
     report = sub.add_parser("report", help="write a study's report from its finished runs (never trains)")
     report.add_argument("study_dir", help="a study folder (holding study.yaml)")
     push = sub.add_parser("push", help="release a ticket on the Hugging Face Hub (or --dry-run into a folder)")
@@ -204,7 +205,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 def run_study_command(args: argparse.Namespace) -> int:
     from bert_tickets.report import write_report
     from bert_tickets.study import StudyPlan, parse_spec, read_spec_text, run_study, save_spec
-    from bert_tickets.workers import cells_of_worker, parse_share
+    from bert_tickets.workers import cells_of_worker, parse_share, run_local_workers
 
     text = read_spec_text(args.spec)
     spec = parse_spec(text, args.spec)  # every mistake in the spec fails here, before any training
@@ -215,9 +216,17 @@ def run_study_command(args: argparse.Namespace) -> int:
         for job in jobs:
             print(f"{'done   ' if plan.finished(job) is not None else 'missing'}  {job}")
         return 0
-    save_spec(plan.folder, text)
     mine = cells_of_worker(jobs, *share) if share else jobs
-    run_study(plan, mine)
+    if args.worker:  # a local worker started below: its share of one round
+        phase, _, part = args.worker.partition(":")
+        units = [unit for unit in plan.rounds()[phase] if any(job in mine for job in unit)]
+        for unit in cells_of_worker(units, *parse_share(part, "--worker")):
+            run_study(plan, [job for job in unit if job in mine])
+        return 0
+    save_spec(plan.folder, text)
+    if (workers := worker_count(args)) > 1:
+        run_local_workers(args.argv, workers, plan.folder / "workers", rounds=tuple(plan.rounds()))
+    run_study(plan, mine)  # in-process; after local workers, everything is done
     if args.cell:
         print(f"worker {args.cell}: {len(mine)} of {len(jobs)} runs done; `bert-tickets report {plan.folder}` "
               "once every worker has finished")

@@ -184,6 +184,9 @@ class StudyPlan:
     def jobs(self) -> list[Job]:
         """Tickets first (baselines and cells reuse them), then baselines, then the transfer cells."""
         tickets = [Job("ticket", t, s) for t in self.spec.tasks for s in self.spec.sparsities]
+        if (transfer := self.spec.transfer) is not None:  # each source's ticket: reused by its row of cells
+            sources = [Job("ticket", s, transfer.sparsity) for s in transfer.sources if s != MAGNITUDE]
+            tickets += [job for job in sources if job not in tickets]
         baselines = [Job("baseline", t, s, m) for t in self.spec.tasks for s in self.spec.sparsities
                      for m in self.spec.baselines]
         cells = []
@@ -193,12 +196,20 @@ class StudyPlan:
         return tickets + baselines + cells
 
     def cell_job(self, cell: Cell) -> Job:
-        """A transfer cell's job; a target's own ticket at a studied sparsity is that ticket's job (one run)."""
-        assert self.spec.transfer is not None
-        sparsity = self.spec.transfer.sparsity
-        if cell.source == cell.target and cell.target in self.spec.tasks and sparsity in self.spec.sparsities:
-            return Job("ticket", cell.target, sparsity)
-        return Job("cell", cell.target, sparsity, source=cell.source)
+        """A transfer cell's job; a target's own ticket (fully fine-tuned) is that ticket's job: one run."""
+        matrix = self.matrix()
+        assert matrix is not None
+        if cell.source == cell.target and matrix.finetune == "full":
+            return Job("ticket", cell.target, matrix.sparsity)
+        return Job("cell", cell.target, matrix.sparsity, source=cell.source)
+
+    def rounds(self) -> dict[str, list[list[Job]]]:
+        """For local workers: the tickets first, one task's sparsities together (they share its IMP levels),
+        then every other run; each inner list is one unit of work for one worker."""
+        jobs = self.jobs()
+        tickets = [j for j in jobs if j.kind == "ticket"]
+        by_task = [[j for j in tickets if j.task == task] for task in dict.fromkeys(j.task for j in tickets)]
+        return {"tickets": by_task, "runs": [[j] for j in jobs if j.kind != "ticket"]}
 
     def engine_run(self, job: Job) -> ImpRun:
         if job.kind == "ticket":
@@ -240,6 +251,7 @@ def load_plan(folder: str | Path) -> StudyPlan:
 
 
 def run_study(plan: StudyPlan, jobs: list[Job]) -> None:
+    """Run the jobs not finished yet, in order."""
     for i, job in enumerate(jobs, 1):
         if plan.finished(job) is None:
             log(f"study {plan.spec.name}: job {i}/{len(jobs)}: {job}")

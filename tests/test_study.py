@@ -123,3 +123,20 @@ def test_the_shipped_studies_parse(capsys):
         spec = parse_spec(read_spec_text(name), name)
         assert spec.seeds >= 3 and len(spec.sparsities) >= 2 and spec.transfer is not None
         assert "mlm" in spec.transfer.sources or name == "paper"
+
+
+def test_local_workers_run_the_tickets_first_and_train_each_run_once(tiny_bert, glue_dir, tmp_path,
+                                                                     count_fine_tunings):
+    import re
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(tiny_spec(tiny_bert, glue_dir))
+    assert main(["study", str(spec), "--output-dir", str(tmp_path / "alone")]) == 0
+    alone = len(count_fine_tunings)
+    assert main(["study", str(spec), "--output-dir", str(tmp_path / "workers"), "--workers", "2"]) == 0
+    assert len(count_fine_tunings) == alone  # the main process found everything done by its workers
+    logs = {p.name: p.read_text() for p in (tmp_path / "workers" / "workers").glob("*.log")}
+    assert set(logs) == {"tickets_0.log", "tickets_1.log", "runs_0.log", "runs_1.log"}
+    trained = {name: len(re.findall(r"level \d+ done:|\] (ticket|dense): seed", text)) for name, text in logs.items()}
+    assert sum(trained.values()) == alone and all(trained.values())
+    assert {p.name for p in (tmp_path / "workers" / "report").iterdir()} == REPORT_FILES
