@@ -188,14 +188,17 @@ def _plot_curves(rows: list[dict[str, Any]], methods: list[str]):
             ax.fill_between(x, [a - b for a, b in zip(y, s, strict=True)], [a + b for a, b in zip(y, s, strict=True)],
                             color=colors[method], alpha=0.15)
         ax.set_title(task)
+        ax.set_xlim(0, 100 * max(r["sparsity"] for r in mine) + 10)  # from dense (0%) on, even with one sparsity
         ax.set_xlabel("sparsity (% of prunable weights pruned)")
         ax.set_ylabel(f"{mine[0]['metric']} (%)")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.1 if n_rows == 1 else 0.06, 1, 1))
+    ncol = min(len(labels), 2 * cols)  # a legend no wider than the panels
+    legend_rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * legend_rows / n_rows, 1, 1))
     return fig
 
 
