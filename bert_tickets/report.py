@@ -6,6 +6,7 @@ figure and the CSV behind each, and says which runs are missing.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import re
@@ -204,9 +205,9 @@ def _plot_curves(rows: list[dict[str, Any]], methods: list[str]):
 
 # --- transfer ----------------------------------------------------------------------------------------------
 def _transfer_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
-    matrix = plan.matrix()
-    if matrix is None:
+    if plan.matrix is None:
         return ""
+    matrix = copy.copy(plan.matrix)  # the report's view: only complete targets; the plan's matrix stays whole
     every = [Cell(s, t) for s in [*matrix.sources, RANDOM] for t in matrix.targets]
     cells = {c: info for c in every if (info := finished.results.get(plan.cell_job(c))) is not None}
     complete = [t for t in matrix.targets if all(Cell(s, t) in cells for s in [*matrix.sources, RANDOM])]

@@ -9,6 +9,7 @@ The report (`bert_tickets.report`) reads the same plan and never trains.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from bert_tickets.imp import ImpRun
 from bert_tickets.runs import atomic_write, log, read_json
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import INFO_FILE
-from bert_tickets.transfer import MAGNITUDE, Cell, TransferMatrix, plan
+from bert_tickets.transfer import MAGNITUDE, RANDOM, Cell, TransferMatrix, plan
 
 SPEC_FILE = "study.yaml"  # the spec as the study ran it, in the study folder: what `report` reads
 REPORT_DIR = "report"
@@ -174,7 +175,9 @@ class StudyPlan:
         ticket_sparsity = read_json(info)["sparsity"] if info.exists() else sparsity
         return ImpRun(baseline_config(imp.config, method, imp.ticket_dir(), ticket_sparsity))
 
+    @cached_property
     def matrix(self) -> TransferMatrix | None:
+        """The study's transfer matrix (built once: it resolves its configs), or None."""
         t = self.spec.transfer
         if t is None:
             return None
@@ -190,14 +193,14 @@ class StudyPlan:
         baselines = [Job("baseline", t, s, m) for t in self.spec.tasks for s in self.spec.sparsities
                      for m in self.spec.baselines]
         cells = []
-        if (matrix := self.matrix()) is not None:
+        if (matrix := self.matrix) is not None:
             order = sorted(plan(matrix.sources, matrix.targets), key=lambda c: c.source != c.target)
             cells = [job for c in order if (job := self.cell_job(c)) not in tickets]
         return tickets + baselines + cells
 
     def cell_job(self, cell: Cell) -> Job:
         """A transfer cell's job; a target's own ticket (fully fine-tuned) is that ticket's job: one run."""
-        matrix = self.matrix()
+        matrix = self.matrix
         assert matrix is not None
         if cell.source == cell.target and matrix.finetune == "full":
             return Job("ticket", cell.target, matrix.sparsity)
@@ -216,10 +219,10 @@ class StudyPlan:
             return self.ticket_run(job.task, job.sparsity)
         if job.kind == "baseline":
             return self.baseline_run(job.task, job.sparsity, job.method)
-        matrix = self.matrix()
+        matrix = self.matrix
         assert matrix is not None
         cell = Cell(job.source, job.task)
-        source = None if job.source in ("random", MAGNITUDE) else matrix.source_run(job.source).ticket_dir()
+        source = None if job.source in (RANDOM, MAGNITUDE) else matrix.source_run(job.source).ticket_dir()
         return matrix.cell_run(cell, source)
 
     def finished(self, job: Job) -> dict[str, Any] | None:
@@ -230,7 +233,7 @@ class StudyPlan:
 
     def run_job(self, job: Job) -> None:
         if job.kind == "cell":
-            matrix = self.matrix()
+            matrix = self.matrix
             assert matrix is not None
             matrix.run_cell(Cell(job.source, job.task))
             return
