@@ -185,8 +185,9 @@ def dense_hash(config: Config) -> str:
 
 
 # Bumped when the code's defaults change what a run computes without changing any setting, so results made by
-# the old recipe are never reused as if they were the new one's (2: gradients clipped at norm 1.0 by default).
-RECIPE_VERSION = 2
+# the old recipe are never reused as if they were the new one's (2: gradients clipped at norm 1.0 by default;
+# 3: mixed_precision "auto" is bf16 autocast on CPUs with native bf16 too, not only on GPUs).
+RECIPE_VERSION = 3
 
 
 def settings_hash(settings: dict[str, Any]) -> str:

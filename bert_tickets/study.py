@@ -25,7 +25,8 @@ from bert_tickets.transfer import MAGNITUDE, RANDOM, Cell, TransferMatrix, plan
 SPEC_FILE = "study.yaml"  # the spec as the study ran it, in the study folder: what `report` reads
 REPORT_DIR = "report"
 SPEC_KEYS = {"name", "description", "config", "data_dir", "settings", "task_settings", "tasks", "sparsities",
-             "baselines", "seeds", "transfer"}
+             "baselines", "baseline_sparsities", "seeds", "transfer"}
+TRANSFER_KEYS = {"sources", "targets", "sparsity", "seeds"}
 
 
 @dataclass
@@ -33,6 +34,7 @@ class TransferSpec:
     sources: list[str]
     targets: list[str]
     sparsity: float
+    seeds: int | None = None  # the cells' seeds (and a source-only task's ticket's); None: the study's
 
 
 @dataclass
@@ -42,6 +44,7 @@ class StudySpec:
     sparsities: list[float]
     seeds: int = 3
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    baseline_sparsities: list[float] | None = None  # where the baselines run; None: every sparsity
     config: str | None = None  # a preset name or YAML file: the recipe of every run
     data_dir: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # `section.key` for every run
@@ -57,6 +60,14 @@ class StudySpec:
             layered["data.data_dir"] = self.data_dir
         layered |= self.settings | self.task_settings.get(name, {}) | settings
         return load_config(self.config, layered, get_task(name).recipe).validate()
+
+    @property
+    def transfer_seeds(self) -> int:
+        return self.transfer.seeds if self.transfer and self.transfer.seeds else self.seeds
+
+    def seeds_for(self, task: str) -> int:
+        """A studied task's ticket runs the study's seeds; a task that is only a transfer source, the cells'."""
+        return self.seeds if task in self.tasks else self.transfer_seeds
 
 
 STUDIES = "bert_tickets.configs.studies"
@@ -88,6 +99,11 @@ def parse_spec(text: str, where: str = "study") -> StudySpec:
         config=data.get("config"), data_dir=data.get("data_dir"),
         settings=_mapping(data.get("settings"), "settings", where), task_settings=task_settings,
         transfer=_transfer(data.get("transfer"), where), description=str(data.get("description", "")))
+    if data.get("baseline_sparsities") is not None:
+        spec.baseline_sparsities = sorted(_sparsity(s, where) for s in _as_list(
+            data["baseline_sparsities"], "baseline_sparsities", where))
+        if extra := [s for s in spec.baseline_sparsities if s not in sparsities]:
+            raise UserError(f"{where}: baseline sparsity {extra[0]} is not one of the sparsities {sparsities}")
     for key in ("pruning.method", "pruning.sparsity", "pruning.seeds", "data.task", "output_dir"):
         if key in spec.settings or any(key in s for s in spec.task_settings.values()):
             raise UserError(f"{where}: {key!r} is set by the study itself (tasks, sparsities, seeds, baselines)")
@@ -131,8 +147,8 @@ def _transfer(value: Any, where: str) -> TransferSpec | None:
     if value is None:
         return None
     data = _mapping(value, "transfer", where)
-    if unknown := sorted(set(data) - {"sources", "targets", "sparsity"}):
-        raise UserError(f"{where}: unknown key 'transfer.{unknown[0]}' (known: sources, targets, sparsity)")
+    if unknown := sorted(set(data) - TRANSFER_KEYS):
+        raise UserError(f"{where}: unknown key 'transfer.{unknown[0]}' (known: {', '.join(sorted(TRANSFER_KEYS))})")
     sources = [str(s) for s in _as_list(data.get("sources") or [], "transfer.sources", where)]
     for source in sources:
         if source in (*BASELINES, "dense") and source != MAGNITUDE:
@@ -140,7 +156,8 @@ def _transfer(value: Any, where: str) -> TransferSpec | None:
                             f"(its IMP ticket) or {MAGNITUDE!r}; the random and dense rows are always added")
     sources = [s if s == MAGNITUDE else get_task(s).name for s in sources]
     targets = [get_task(str(t)).name for t in _as_list(data.get("targets") or [], "transfer.targets", where)]
-    return TransferSpec(sources, targets, _sparsity(data.get("sparsity"), where))
+    seeds = _seeds(data["seeds"], where) if data.get("seeds") is not None else None
+    return TransferSpec(sources, targets, _sparsity(data.get("sparsity"), where), seeds)
 
 
 # --- the plan: every engine run the study implies ------------------------------------------------------
@@ -166,7 +183,8 @@ class StudyPlan:
         self.runs_dir = self.folder / "runs"
 
     def ticket_run(self, task: str, sparsity: float) -> ImpRun:
-        return ImpRun(self.spec.config_for(task, self.runs_dir, **{"pruning.sparsity": sparsity}))
+        return ImpRun(self.spec.config_for(task, self.runs_dir, **{"pruning.sparsity": sparsity,
+                                                                   "pruning.seeds": self.spec.seeds_for(task)}))
 
     def baseline_run(self, task: str, sparsity: float, method: str) -> ImpRun:
         """The baseline beside the IMP ticket: same recipe and seeds; reinit/shuffle take the ticket's mask."""
@@ -181,8 +199,12 @@ class StudyPlan:
         t = self.spec.transfer
         if t is None:
             return None
-        return TransferMatrix(t.sources, t.targets, t.sparsity, self.spec.seeds, output_dir=str(self.runs_dir),
+        return TransferMatrix(t.sources, t.targets, t.sparsity, self.spec.transfer_seeds, output_dir=str(self.runs_dir),
                               config_for=lambda s: self.spec.config_for(s["data.task"], self.runs_dir, **s))
+
+    @property
+    def baseline_sparsities(self) -> list[float]:
+        return self.spec.baseline_sparsities or self.spec.sparsities
 
     def jobs(self) -> list[Job]:
         """Tickets first (baselines and cells reuse them), then baselines, then the transfer cells."""
@@ -190,7 +212,7 @@ class StudyPlan:
         if (transfer := self.spec.transfer) is not None:  # each source's ticket: reused by its row of cells
             sources = [Job("ticket", s, transfer.sparsity) for s in transfer.sources if s != MAGNITUDE]
             tickets += [job for job in sources if job not in tickets]
-        baselines = [Job("baseline", t, s, m) for t in self.spec.tasks for s in self.spec.sparsities
+        baselines = [Job("baseline", t, s, m) for t in self.spec.tasks for s in self.baseline_sparsities
                      for m in self.spec.baselines]
         cells = []
         if (matrix := self.matrix) is not None:

@@ -5,7 +5,10 @@ BERT-base-shaped config with random weights):
   1. engine and Trainer, interleaved over `--rounds`, same model, batch, learning rate, max length and data:
      samples/s, non-padding tokens/s, median step time, and engine / Trainer;
   2. the engine with a 70%-magnitude-masked encoder against the dense one: step-time ratio;
-  3. K = 1, 2, 4, ... engine fine-tunings in K processes at once on the same device: aggregate samples/s.
+  3. where bf16 is native (recent GPUs; CPUs with AVX-512 BF16 or AMX), the engine's default bf16 autocast
+     against fp32 (in its own process: accelerate fixes one precision per process): samples/s ratio;
+  4. K = 1, 2, 4, ... engine fine-tunings in K processes at once on the same device, the cores split between
+     them on a CPU (what `--workers K` does): aggregate samples/s.
 Steps before `--warmup` are not timed. Step times are the host clock between steps: with no per-step device
 sync, a full launch queue makes them the device's pace. Prints a table and writes every figure as JSON.
 
@@ -29,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from bert_tickets.training import native_bf16
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"steps": 12, "warmup": 2, "rounds": 2, "batch_size": 16, "max_length": 64, "train_samples": 2000,
@@ -80,10 +85,11 @@ def model_folder(name: str, scratch: Path) -> str:
     return str(folder)
 
 
-def training_config(args: argparse.Namespace, steps: int) -> Any:
+def training_config(args: argparse.Namespace, steps: int, precision: str = "auto") -> Any:
     from bert_tickets.config import TrainingConfig
 
-    return TrainingConfig(learning_rate=5e-5, batch_size=args.batch_size, max_steps=steps, seed=0)
+    return TrainingConfig(learning_rate=5e-5, batch_size=args.batch_size, max_steps=steps, seed=0,
+                          mixed_precision=precision)
 
 
 def steady(step_ends: list[float], warmup: int) -> tuple[float, float]:
@@ -95,7 +101,7 @@ def steady(step_ends: list[float], warmup: int) -> tuple[float, float]:
 
 # --- the runners ---------------------------------------------------------------------------------------
 def run_engine(folder: str, args: argparse.Namespace, steps: int, sparsity: float = 0.0,
-               barrier: Any = None) -> dict[str, Any]:
+               barrier: Any = None, precision: str = "auto") -> dict[str, Any]:
     from bert_tickets.tasks import PreparedData, get_task
 
     from bert_tickets.config import PruningConfig
@@ -112,7 +118,7 @@ def run_engine(folder: str, args: argparse.Namespace, steps: int, sparsity: floa
     if sparsity:
         theta0 = select_prunable(pretrained.theta0, PruningConfig().prunable)
         mask = global_magnitude_mask(theta0, full_mask(theta0), sparsity)
-    training = training_config(args, steps)
+    training = training_config(args, steps, precision)
     if barrier is not None:
         barrier.wait()
     started = time.perf_counter()
@@ -149,7 +155,7 @@ def run_trainer(folder: str, args: argparse.Namespace, steps: int) -> dict[str, 
         def on_step_end(self, *_: Any, **__: Any) -> None:
             step_ends.append(time.perf_counter())
 
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    bf16 = native_bf16()  # the engine's default precision: the same for both runners
     with tempfile.TemporaryDirectory() as out:
         arguments = TrainingArguments(output_dir=out, per_device_train_batch_size=args.batch_size,
                                       learning_rate=5e-5, max_steps=steps, bf16=bf16, report_to="none",
@@ -168,6 +174,21 @@ def run_trainer(folder: str, args: argparse.Namespace, steps: int) -> dict[str, 
 def timing(runner: str, model: str, steps: int, raw: dict[str, Any], **extra: Any) -> Timing:
     return Timing(runner=runner, model=model, steps=steps, samples_per_s=raw["samples"] / raw["seconds"],
                   tokens_per_s=raw["tokens"] / raw["seconds"], median_step_ms=1000 * raw["median"], extra=extra)
+
+
+def _fp32_worker(folder: str, args: argparse.Namespace, steps: int, queue: Any) -> None:
+    queue.put(run_engine(folder, args, steps, precision="no"))
+
+
+def run_engine_fp32(folder: str, args: argparse.Namespace, steps: int) -> dict[str, Any]:
+    """The engine in fp32, in a process of its own: accelerate allows one precision per process."""
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=_fp32_worker, args=(folder, args, steps, queue))
+    worker.start()
+    result = queue.get()
+    worker.join()
+    return result
 
 
 def _concurrent_worker(folder: str, args: argparse.Namespace, steps: int, barrier: Any, queue: Any, k: int) -> None:
@@ -216,16 +237,21 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
     folder = model_folder(name, scratch)
     steps = args.steps if name == "minilm" else args.bert_base_steps
     rounds: dict[str, list[dict[str, Any]]] = {"engine": [], "trainer": [], "engine_masked": []}
+    bf16 = native_bf16()
+    if bf16:
+        rounds["engine_fp32"] = []
     for r in range(args.rounds):  # interleaved, so drift in the machine's speed hits every runner alike
         print(f"[bench] {name}: round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
         rounds["engine"].append(run_engine(folder, args, steps))
         rounds["trainer"].append(run_trainer(folder, args, steps))
         rounds["engine_masked"].append(run_engine(folder, args, steps, sparsity=0.7))
+        if bf16:
+            rounds["engine_fp32"].append(run_engine_fp32(folder, args, steps))
     best = {k: min(v, key=lambda raw: raw["median"]) for k, v in rounds.items()}  # least disturbed round
     engine, trainer = timing("engine", name, steps, best["engine"]), timing("trainer", name, steps, best["trainer"])
     masked = timing("engine, 70% masked", name, steps, best["engine_masked"],
                     revived_weights=best["engine_masked"]["revived"])
-    padded = 0.0
+    fp32 = timing("engine, fp32", name, steps, best["engine_fp32"]) if bf16 else None
     concurrent = []
     for k in args.concurrency:
         print(f"[bench] {name}: {k} concurrent fine-tunings", file=sys.stderr, flush=True)
@@ -241,6 +267,8 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
         "engine": asdict(engine), "trainer": asdict(trainer), "masked": asdict(masked),
         "engine_over_trainer_samples": engine.samples_per_s / trainer.samples_per_s,
         "masked_over_dense_step_time": masked.median_step_ms / engine.median_step_ms,
+        "precision": "bf16" if bf16 else "fp32", "fp32": asdict(fp32) if fp32 else None,
+        "bf16_over_fp32_samples": engine.samples_per_s / fp32.samples_per_s if fp32 else None,
         "concurrent": concurrent,
         "study_tflops": study_tflops, "percent_of_bf16_peak": 100 * study_tflops / peak if peak else None,
     }
@@ -249,13 +277,20 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
 def table(results: list[dict[str, Any]]) -> str:
     lines = ["| model | runner | samples/s | tokens/s | median step (ms) |", "|---|---|---|---|---|"]
     for res in results:
-        for key in ("engine", "trainer", "masked"):
-            t = res[key]
+        for key in ("engine", "trainer", "masked", "fp32"):
+            if (t := res[key]) is None:
+                continue
             lines.append(f"| {res['model']} | {t['runner']} | {t['samples_per_s']:.1f} | {t['tokens_per_s']:.0f} | "
                          f"{t['median_step_ms']:.1f} |")
     lines.append("")
     for res in results:
         conc = ", ".join(f"K={c['k']}: {c['samples_per_s']:.1f}" for c in res["concurrent"])
+        base = res["concurrent"][0]["samples_per_s"] if res["concurrent"][0]["k"] == 1 else None
+        if base:
+            conc += " (" + ", ".join(f"{c['samples_per_s'] / base:.2f}x" for c in res["concurrent"]) + ")"
+        if res["bf16_over_fp32_samples"]:
+            lines.append(f"{res['model']}: engine samples/s in bf16 autocast / fp32 = "
+                         f"{res['bf16_over_fp32_samples']:.2f}")
         peak = f", {res['percent_of_bf16_peak']:.1f}% of bf16 peak" if res["percent_of_bf16_peak"] else ""
         lines.append(f"{res['model']}: engine/Trainer samples/s = {res['engine_over_trainer_samples']:.2f}; "
                      f"masked/dense step time = {res['masked_over_dense_step_time']:.3f}; concurrent aggregate "

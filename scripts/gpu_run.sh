@@ -4,8 +4,9 @@
 # then one device run per part, each naming .carry in `carry` (each fits the 10-minute limit of a command):
 #     bash scripts/gpu_run.sh bench     # scripts/bench_finetune.py --preset gpu -> $OUT/bench_gpu.{json,txt}
 #     bash scripts/gpu_run.sh imp       # IMP to 50% on full SST-2 with MiniLM, 3 epochs a level -> $OUT/imp_sst2.txt
+#     bash scripts/gpu_run.sh study     # the docs/results/minilm-gpu.yaml study, 6 workers on the GPU -> $OUT/study
 set -euo pipefail
-part=${1:?usage: scripts/gpu_run.sh bench|imp}
+part=${1:?usage: scripts/gpu_run.sh bench|imp|study}
 source .carry/on-device.sh
 # The installed layout (tasks/ and configs/ inside bert_tickets/), without pip or network.
 rm -rf /tmp/bt && mkdir -p /tmp/bt && cp -r bert_tickets /tmp/bt/ && cp -r tasks configs /tmp/bt/bert_tickets/
@@ -23,5 +24,20 @@ case $part in
       --model "$BERT_TICKETS_MINILM" --data-dir "$BERT_TICKETS_DATA/glue" --output-dir /tmp/runs) 2>&1 \
       | tr '\r' '\n' | grep -v "it/s" | tee "$OUT/imp_sst2.txt"
     echo "wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/imp_sst2.txt" ;;
-  *) echo "unknown part $part (bench or imp)" >&2; exit 2 ;;
+  study)
+    # the spec with the carried data and model; stopped before the command's limit so the report still gets written
+    spec=/tmp/minilm-gpu.yaml
+    sed -e "s#\.\./shared/data/glue#$BERT_TICKETS_DATA/glue#" -e "s#^settings:#settings:\n  model.name: $BERT_TICKETS_MINILM#" \
+      docs/results/minilm-gpu.yaml > $spec
+    study=/tmp/studies/minilm-gpu
+    start=$(date +%s)
+    (cd /tmp && timeout "${STUDY_SECONDS:-450}" python3 -m bert_tickets.cli study $spec --output-dir $study \
+      --workers "${WORKERS:-6}") 2>&1 | tr '\r' '\n' | grep -v "it/s" > "$OUT/study.log" || true
+    pkill -f "bert_tickets.cli" || true  # workers the timeout left behind
+    echo "wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/study.log"
+    (cd /tmp && python3 -m bert_tickets.cli report $study) >> "$OUT/study.log" 2>&1 || true
+    # one archive (the device returns few files): the report, the spec and every run's JSON and log, no weights
+    (cd $study && find report study.yaml runs workers -name '*.json' -o -name '*.log' -o -name '*.csv' \
+      -o -name '*.png' -o -name '*.md' -o -name '*.yaml' | tar -czf "$OUT/study.tar.gz" -T -) ;;
+  *) echo "unknown part $part (bench, imp or study)" >&2; exit 2 ;;
 esac

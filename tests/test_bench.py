@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import shared_glue
 
+from bert_tickets.training import native_bf16
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_finetune.py"
 
 
@@ -27,6 +29,11 @@ def test_bench_script_reports_every_figure(tmp_path):
     assert result["masked"]["extra"]["revived_weights"] == 0  # the 70% mask held through training
     assert result["engine_over_trainer_samples"] > 0 and result["masked_over_dense_step_time"] > 0
     assert [c["k"] for c in result["concurrent"]] == [1]
+    if native_bf16():  # bf16 autocast (the default here) side by side with fp32
+        assert result["precision"] == "bf16" and result["fp32"]["samples_per_s"] > 0
+        assert result["bf16_over_fp32_samples"] > 0 and "bf16 autocast / fp32" in done.stdout
+    else:
+        assert result["precision"] == "fp32" and result["bf16_over_fp32_samples"] is None
 
 
 def test_bench_script_rejects_a_missing_data_folder(tmp_path):

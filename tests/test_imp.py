@@ -9,11 +9,12 @@ from safetensors.torch import load_file
 import bert_tickets.imp as imp
 from bert_tickets import Ticket, find_ticket
 from bert_tickets.cli import main
-from bert_tickets.config import load_config
+from bert_tickets.config import TrainingConfig, load_config
 from bert_tickets.imp import ImpRun, sparsity_schedule
 from bert_tickets.masks import load_mask, prunable_parameters, sparsity_report
 from bert_tickets.modeling import load_pretrained
 from bert_tickets.runs import read_json
+from bert_tickets.training import resolved_precision
 
 
 def tiny_config(model: str, data_dir: Path, out: Path, **extra):
@@ -31,6 +32,16 @@ def test_schedules():
     assert geometric == pytest.approx([0.0, 0.2, 0.36, 0.488, 0.5])
 
 
+def test_auto_precision_is_bf16_only_where_bf16_is_native(monkeypatch):
+    import bert_tickets.training as training
+
+    assert resolved_precision(TrainingConfig(mixed_precision="no")) == "no"
+    assert resolved_precision(TrainingConfig(mixed_precision="fp16")) == "fp16"
+    for native, expected in ((True, "bf16"), (False, "no")):
+        monkeypatch.setattr(training, "native_bf16", lambda native=native: native)
+        assert resolved_precision(TrainingConfig()) == expected
+
+
 def test_find_writes_levels_and_a_ticket(tiny_bert, glue_dir, tmp_path):
     run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.seeds": 2}))
     ticket = run.run()
@@ -42,7 +53,9 @@ def test_find_writes_levels_and_a_ticket(tiny_bert, glue_dir, tmp_path):
     for k, mask in zip((1, 2), masks, strict=True):
         assert sparsity_report(mask)["remaining_weights"] == total - round(run.sparsities[k] * total)
         assert read_json(run.level_dir(k) / "sparsity.json")["sparsity"] == pytest.approx(run.sparsities[k], abs=1e-4)
-        assert read_json(run.level_dir(k) / "metrics.json")["revived_weights"] == 0
+        level = read_json(run.level_dir(k) / "metrics.json")
+        assert level["revived_weights"] == 0  # held under bf16 autocast too, where this CPU has it
+        assert level["precision"] == resolved_precision(run.config.training)
     assert all(not (masks[1][n] & ~masks[0][n]).any() for n in masks[0])  # IMP prunes survivors only
     assert ticket.path == run.ticket_dir() and ticket.sparsity == pytest.approx(0.2, abs=1e-3)
     info = read_json(ticket.path / "ticket.json")

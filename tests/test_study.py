@@ -94,6 +94,8 @@ BAD_SPECS = [
     ("colour: blue", "unknown key 'colour'"),
     ("transfer: {sources: [random], targets: [sst2], sparsity: 0.5}", "transfer source 'random' has no ticket"),
     ("seeds: 0", "seeds must be a whole number of at least 1"),
+    ("baseline_sparsities: [0.3]", "baseline sparsity 0.3 is not one of the sparsities [0.5]"),
+    ("transfer: {sources: [sst2], targets: [sst2], sparsity: 0.5, seeds: 0}", "seeds must be a whole number"),
 ]
 
 
@@ -108,6 +110,24 @@ def test_a_bad_spec_is_one_line_and_exit_2_before_any_training(line, message, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert count_fine_tunings == [] and not (tmp_path / "s").exists()
+
+
+def test_baselines_at_chosen_sparsities_and_fewer_transfer_seeds_shrink_the_plan(tiny_bert, glue_dir, tmp_path):
+    from bert_tickets.study import Job, StudyPlan, parse_spec
+
+    text = tiny_spec(tiny_bert, glue_dir).replace(
+        "transfer: {sources: [sst2, magnitude], targets: [sst2, rte], sparsity: 0.2}",
+        "baseline_sparsities: [0.2]\ntransfer: {sources: [sst2, mnli], targets: [sst2], sparsity: 0.2, seeds: 1}")
+    plan = StudyPlan(parse_spec(text), tmp_path / "study")
+    jobs = plan.jobs()
+    assert {(j.task, j.sparsity) for j in jobs if j.kind == "baseline"} == {("sst2", 0.2), ("rte", 0.2)}
+    # a studied task's ticket keeps the study's seeds; a source-only task's ticket and the cells take the cells'
+    assert plan.engine_run(Job("ticket", "sst2", 0.2)).config.pruning.seeds == 2
+    assert plan.engine_run(Job("ticket", "mnli", 0.2)).config.pruning.seeds == 1
+    assert plan.engine_run(Job("cell", "sst2", 0.2, source="mnli")).config.pruning.seeds == 1
+    # the random control cell is the random baseline's run: trained once, with the most seeds asked for
+    assert plan.engine_run(Job("cell", "sst2", 0.2, source="random")).root == \
+        plan.engine_run(Job("baseline", "sst2", 0.2, "random")).root
 
 
 def test_report_needs_a_study_folder(tmp_path, capsys):
