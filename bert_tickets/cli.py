@@ -213,8 +213,11 @@ def run_study_command(args: argparse.Namespace) -> int:
     plan = StudyPlan(spec, Path(args.output_dir or Path("runs") / "studies" / spec.name))
     jobs = plan.jobs()
     if args.plan:
-        for job in jobs:
-            print(f"{'done   ' if plan.finished(job) is not None else 'missing'}  {job}")
+        done = [plan.finished(job) is not None for job in jobs]
+        for job, finished in zip(jobs, done, strict=True):
+            print(f"{'done   ' if finished else 'missing'}  {job}")
+        total, pending = plan.fine_tunings(jobs)
+        print(f"{sum(done)} of {len(jobs)} runs done; {total} fine-tunings in all, {pending} still to train")
         return 0
     mine = cells_of_worker(jobs, *share) if share else jobs
     if args.worker:  # a local worker started below: its share of one round

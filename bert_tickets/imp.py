@@ -140,6 +140,17 @@ class ImpRun:
         return [(kind, s) for s in self.seeds for kind in ("ticket", "dense")
                 if not (pending_only and self._result_path(kind, s).exists())]
 
+    def fine_tunings(self) -> dict[Path, int]:
+        """Every fine-tuning this run implies, keyed by the file its result goes to (runs sharing a dense seed
+        share its key), with how many fine-tunings each takes: another seed of `standard` is a chain of levels."""
+        chain = len(self.trained_levels) if self.method == "standard" else 1
+        implied = {self.level_dir(k) / "metrics.json": 1 for k in self.trained_levels}
+        if 0 in self.trained_levels:  # this seed's dense result is a copy of level 0: no training of its own
+            implied[self._result_path("dense", self.seed)] = 0
+        for kind, seed in self.seed_jobs(pending_only=False):
+            implied.setdefault(self._result_path(kind, seed), chain if kind == "ticket" else 1)
+        return implied
+
     def run_seed_job(self, kind: str, seed: int) -> None:
         self._seed_run(kind, seed, len(self.sparsities) - 1 if kind == "ticket" else 0)
 

@@ -247,6 +247,14 @@ class StudyPlan:
         source = None if job.source in (RANDOM, MAGNITUDE) else matrix.source_run(job.source).ticket_dir()
         return matrix.cell_run(cell, source)
 
+    def fine_tunings(self, jobs: list[Job] | None = None) -> tuple[int, int]:
+        """(fine-tunings the jobs imply, those still to train); shared runs counted once. Never trains."""
+        implied: dict[Path, int] = {}
+        for job in self.jobs() if jobs is None else jobs:
+            for path, count in self.engine_run(job).fine_tunings().items():
+                implied[path] = min(count, implied.get(path, count))  # 0 where a run gets it as a by-product
+        return sum(implied.values()), sum(n for path, n in implied.items() if not path.exists())
+
     def finished(self, job: Job) -> dict[str, Any] | None:
         """The job's ticket.json if its run is done; None otherwise. Never trains."""
         run = self.engine_run(job)

@@ -1,5 +1,6 @@
 """Studies: a tiny spec end to end (every report file), resumption, extension, partial reports, bad specs."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,9 @@ def test_a_tiny_study_writes_every_report_file_and_resumes(tiny_bert, glue_dir, 
     assert main(["study", str(spec), "--output-dir", str(folder), "--cell", "0/3"]) == 0
     partial = len(count_fine_tunings)
     assert partial > 0 and "runs done" in capsys.readouterr().out
+    assert main(["study", str(spec), "--output-dir", str(folder), "--plan"]) == 0
+    total, pending = map(int, re.findall(r"(\d+) fine-tunings in all, (\d+) still", capsys.readouterr().out)[0])
+    assert total - pending == partial and pending > 0
     assert main(["report", str(folder)]) == 0
     captured = capsys.readouterr()
     report = (folder / "report" / "README.md").read_text()
@@ -74,6 +78,9 @@ def test_a_tiny_study_writes_every_report_file_and_resumes(tiny_bert, glue_dir, 
     assert table2[0].startswith("task,metric,sparsity,highest_matching,method,mean,std,seeds")
     assert {line.split(",")[4] for line in table2[1:]} == {"dense", "imp", "random", "shuffle"}
     first_run = len(count_fine_tunings)
+    assert main(["study", str(spec), "--output-dir", str(folder), "--plan"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        f"17 of 17 runs done; {first_run} fine-tunings in all, 0 still to train"
     assert main(["study", str(spec), "--output-dir", str(folder)]) == 0  # a rerun of a finished study
     assert len(count_fine_tunings) == first_run
     # extended by a sparsity: only the new runs train (the IMP levels up to 20% are reused)
@@ -147,8 +154,6 @@ def test_the_shipped_studies_parse(capsys):
 
 def test_local_workers_run_the_tickets_first_and_train_each_run_once(tiny_bert, glue_dir, tmp_path,
                                                                      count_fine_tunings):
-    import re
-
     spec = tmp_path / "tiny.yaml"
     spec.write_text(tiny_spec(tiny_bert, glue_dir))
     assert main(["study", str(spec), "--output-dir", str(tmp_path / "alone")]) == 0
