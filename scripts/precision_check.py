@@ -1,0 +1,96 @@
+"""Dev scores of dense fine-tunings in bf16 autocast against fp32, same recipe and seeds, side by side.
+
+Takes a study spec and one of its tasks; the dense runs go to the study's own run folder, so the bf16 seeds a
+study already trained (the default precision where bf16 is native) are reused and only fp32 trains. Each
+precision runs in a process of its own (accelerate fixes one precision per process). Prints a table and writes
+it as JSON next to the runs.
+
+    python scripts/precision_check.py minilm-cpu stsb --study-dir runs/studies/minilm-cpu --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+PRECISIONS = ("bf16", "no")
+
+
+def dense_seeds(spec_source: str, task: str, study_dir: str, precision: str, seeds: int) -> list[dict[str, Any]]:
+    """The dense fine-tunings of `task` under the study's recipe in one precision, trained where missing."""
+    from bert_tickets.imp import ImpRun
+    from bert_tickets.runs import read_json
+    from bert_tickets.study import StudyPlan, parse_spec, read_spec_text
+
+    plan = StudyPlan(parse_spec(read_spec_text(spec_source), spec_source), Path(study_dir))
+    # "bf16" is what "auto" resolves to where bf16 is native: keep "auto" so the study's own runs are reused
+    setting = {} if precision == "bf16" else {"training.mixed_precision": precision}
+    run = ImpRun(plan.spec.config_for(task, plan.runs_dir, **{"pruning.seeds": seeds}, **setting))
+    records = []
+    for seed in run.seeds:
+        path = run.dense_dir() / f"seed_{seed}.json"
+        if not path.exists():
+            run.run_seed_job("dense", seed)
+        records.append(read_json(path))
+    return records
+
+
+def _worker(args: tuple[str, str, str, str, int], queue: Any) -> None:
+    queue.put(dense_seeds(*args))
+
+
+def in_own_process(*args: Any) -> list[dict[str, Any]]:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=_worker, args=(args, queue))
+    worker.start()
+    records = queue.get()
+    worker.join()
+    return records
+
+
+def summary(records: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    scores = [100 * r["metrics"][metric] for r in records]
+    # no timings: a study's runs may have shared the cores with other workers (speed: scripts/bench_finetune.py)
+    return {"precision": records[0].get("precision"), "seeds": [r["seed"] for r in records], "scores": scores,
+            "mean": statistics.mean(scores), "std": statistics.stdev(scores) if len(scores) > 1 else 0.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec", help="a study preset name or YAML file")
+    parser.add_argument("task")
+    parser.add_argument("--study-dir", required=True, help="the study folder (its runs/ are reused)")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args(argv)
+    from bert_tickets.tasks import get_task
+
+    from bert_tickets.training import native_bf16
+
+    if not native_bf16():
+        print("this machine has no native bf16: nothing to compare", file=sys.stderr)
+        return 2
+    metric = get_task(args.task).primary_metric
+    rows = {p: summary(in_own_process(args.spec, args.task, args.study_dir, p, args.seeds), metric)
+            for p in PRECISIONS}
+    bf16, fp32 = rows["bf16"], rows["no"]
+    print(f"{args.task} dense, {metric} x 100, seeds {bf16['seeds']}:")
+    for name, row in (("bf16 autocast", bf16), ("fp32", fp32)):
+        print(f"  {name:14s} {row['mean']:.2f} ± {row['std']:.2f}  ({', '.join(f'{s:.2f}' for s in row['scores'])})")
+    noise = max(bf16["std"], fp32["std"])
+    verdict = "within" if abs(bf16["mean"] - fp32["mean"]) <= noise else "outside"
+    print(f"  difference of means {bf16['mean'] - fp32['mean']:+.2f}: {verdict} seed noise (larger std {noise:.2f})")
+    out = Path(args.study_dir) / f"precision_{args.task}.json"
+    out.write_text(json.dumps({"task": args.task, "metric": metric, "bf16": bf16, "fp32": fp32,
+                               "within_seed_noise": verdict == "within"}, indent=2))
+    print(f"JSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
