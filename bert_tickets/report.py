@@ -86,13 +86,14 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     rows = []
     for task in plan.spec.tasks:
         tickets = {s: finished.results.get(Job("ticket", task, s)) for s in plan.spec.sparsities}
-        done = {s: info for s, info in tickets.items() if info is not None}
+        every = {s: info for s, info in tickets.items() if info is not None}
         # where the baselines ran, when the study names those sparsities (baseline_sparsities)
-        done = {s: info for s, info in done.items() if s in plan.baseline_sparsities} or done
+        done = {s: info for s, info in every.items() if s in plan.baseline_sparsities} or every
         if not done:
             continue
         matching = [s for s, info in done.items() if info["matching"]]
         shown = max(matching) if matching else min(done)
+        highest = max((s for s, info in every.items() if info["matching"]), default=None)
         info = done[shown]
         dense = _score(info, "dense")
         arms = [("dense", dense), ("imp", _score(info))]
@@ -100,11 +101,20 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
                  if (b := finished.results.get(Job("baseline", task, shown, m))) is not None]
         for method, score in arms:
             rows.append({
-                "task": task, "metric": _primary(info), "sparsity": shown, "highest_matching": bool(matching),
+                "task": task, "metric": _primary(info), "sparsity": shown, "highest_matching": shown == highest,
+                "highest_matching_sparsity": highest,
                 "method": method, "mean": score["mean"], "std": score["std"], "seeds": len(score["values"]),
                 "within_one_std": score["mean"] >= dense["mean"] - dense["std"],
                 "at_least_dense_mean": score["mean"] >= dense["mean"]})
     return rows
+
+
+def _shown_note(row: dict[str, Any]) -> str:
+    if row["highest_matching"]:
+        return ""
+    if row["highest_matching_sparsity"] is None:
+        return " (none matching)"
+    return f" (highest matching: {row['highest_matching_sparsity']:.0%}, without baselines)"
 
 
 def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
@@ -118,9 +128,8 @@ def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     first = {t: next(r for r in rows if r["task"] == t) for t in tasks}
     header = "| | " + " | ".join(f"{t} ({first[t]['metric']})" for t in tasks) + " |"
     lines = [header, "|---" * (len(tasks) + 1) + "|"]
-    lines.append("| sparsity shown | " + " | ".join(
-        f"{first[t]['sparsity']:.0%}" + ("" if first[t]["highest_matching"] else " (none matching)")
-        for t in tasks) + " |")
+    lines.append("| sparsity shown | " + " | ".join(f"{first[t]['sparsity']:.0%}" + _shown_note(first[t])
+                                                  for t in tasks) + " |")
     for method in methods:
         cells = []
         for t in tasks:

@@ -75,8 +75,8 @@ def test_a_tiny_study_writes_every_report_file_and_resumes(tiny_bert, glue_dir, 
         assert heading in report
     assert "IMP mask, shuffled θ0" in report and "random pruning (θ0)" in report
     table2 = (folder / "report" / "table2.csv").read_text().splitlines()
-    assert table2[0].startswith("task,metric,sparsity,highest_matching,method,mean,std,seeds")
-    assert {line.split(",")[4] for line in table2[1:]} == {"dense", "imp", "random", "shuffle"}
+    assert table2[0].startswith("task,metric,sparsity,highest_matching,highest_matching_sparsity,method,mean,std")
+    assert {line.split(",")[5] for line in table2[1:]} == {"dense", "imp", "random", "shuffle"}
     first_run = len(count_fine_tunings)
     assert main(["study", str(spec), "--output-dir", str(folder), "--plan"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == \
@@ -135,6 +135,15 @@ def test_baselines_at_chosen_sparsities_and_fewer_transfer_seeds_shrink_the_plan
     # the random control cell is the random baseline's run: trained once, with the most seeds asked for
     assert plan.engine_run(Job("cell", "sst2", 0.2, source="random")).root == \
         plan.engine_run(Job("baseline", "sst2", 0.2, "random")).root
+
+
+def test_table2_says_where_the_ticket_matches_when_the_baselines_ran_elsewhere():
+    from bert_tickets.report import _shown_note
+
+    row = {"highest_matching": False, "highest_matching_sparsity": 0.25}
+    assert _shown_note(row) == " (highest matching: 25%, without baselines)"
+    assert _shown_note(row | {"highest_matching_sparsity": None}) == " (none matching)"
+    assert _shown_note(row | {"highest_matching": True}) == ""
 
 
 def test_report_needs_a_study_folder(tmp_path, capsys):
