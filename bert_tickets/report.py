@@ -22,7 +22,7 @@ from bert_tickets.masks import load_mask
 from bert_tickets.runs import atomic_write
 from bert_tickets.study import REPORT_DIR, Job, StudyPlan
 from bert_tickets.ticket import MASK_FILE
-from bert_tickets.transfer import RANDOM, Cell, heatmap, long_csv, markdown
+from bert_tickets.transfer import MAGNITUDE, RANDOM, Cell, heatmap, long_csv, markdown
 
 MATRIX_TYPES = {  # encoder parameter name pattern -> the paper's matrix type
     r"attention\.self\.query": "query", r"attention\.self\.key": "key", r"attention\.self\.value": "value",
@@ -266,7 +266,8 @@ def _masks_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     if sparsity not in plan.spec.sparsities:
         sparsity = max(plan.spec.sparsities)
     masks = {}
-    for task in plan.spec.tasks:
+    sources = [t for t in plan.spec.transfer.sources if t != MAGNITUDE] if plan.spec.transfer else []
+    for task in dict.fromkeys(plan.spec.tasks + sources):  # the transfer sources' tickets too (masked-LM's)
         if Job("ticket", task, sparsity) in finished.results:
             masks[task] = load_mask(plan.ticket_run(task, sparsity).ticket_dir() / MASK_FILE)
     if not masks:
@@ -275,14 +276,15 @@ def _masks_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     _write_csv(out / "mask_overlap.csv", [{"a": a, "b": b, "jaccard": v} for (a, b), v in overlap.items()])
     layers = layer_sparsity(masks)
     _write_csv(out / "mask_layers.csv", layers)
-    _save_figure(out / "mask_overlap.png", lambda: _plot_overlap(list(masks), overlap, sparsity))
-    _save_figure(out / "mask_layers.png", lambda: _plot_layers(layers, sparsity))
     chance = (1 - sparsity) / (1 + sparsity)
+    _save_figure(out / "mask_overlap.png", lambda: _plot_overlap(list(masks), overlap, sparsity, chance))
+    _save_figure(out / "mask_layers.png", lambda: _plot_layers(layers, sparsity))
     return (f"## What the masks look like ({sparsity:.0%} IMP tickets)\n\n"
             f"![mask overlap](mask_overlap.png)\n\nPairwise overlap of the kept weights (Jaccard: shared kept / "
             f"kept by either). Two independent random masks at this sparsity overlap {chance:.2f} on average.\n\n"
             "![sparsity per layer and matrix type](mask_layers.png)\n\n"
-            "Sparsity of each ticket per encoder layer and matrix type. "
+            "Sparsity of each ticket per encoder layer and matrix type (where tickets agree, their lines lie on "
+            "top of each other). "
             "CSV: [mask_overlap.csv](mask_overlap.csv), [mask_layers.csv](mask_layers.csv)")
 
 
@@ -311,20 +313,25 @@ def layer_sparsity(masks: dict[str, dict[str, torch.Tensor]]) -> list[dict[str, 
     return rows
 
 
-def _plot_overlap(tasks: list[str], overlap: dict[tuple[str, str], float], sparsity: float):
+def _plot_overlap(tasks: list[str], overlap: dict[tuple[str, str], float], sparsity: float, chance: float):
     import matplotlib.pyplot as plt
     import numpy as np
 
     values = np.array([[overlap[(a, b)] for b in tasks] for a in tasks])
     fig, ax = plt.subplots(figsize=(1.8 + 1.1 * len(tasks), 1.4 + 0.9 * len(tasks)), dpi=110)
-    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1)
+    # colours from what two random masks would share to identity: the differences between tickets stay visible
+    low = min(chance, float(np.nanmin(values)))
+    image = ax.imshow(values, cmap="viridis", vmin=low, vmax=1)
     ax.set_xticks(range(len(tasks)), labels=tasks)
     ax.set_yticks(range(len(tasks)), labels=tasks)
     for i in range(len(tasks)):
         for j in range(len(tasks)):
-            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center",
-                    color="black" if values[i, j] > 0.6 else "white", fontsize=9)
-    fig.colorbar(image, ax=ax, label="Jaccard overlap of kept weights")
+            ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center",
+                    color="black" if values[i, j] > low + 0.6 * (1 - low) else "white", fontsize=9)
+    bar = fig.colorbar(image, ax=ax, label="Jaccard overlap of kept weights")
+    bar.ax.axhline(chance, color="red", lw=1.5)
+    bar.ax.text(1.05, chance, " random", transform=bar.ax.get_yaxis_transform(), va="center", fontsize=7,
+                color="red")
     ax.set_title(f"Mask overlap at {sparsity:.0%} sparsity")
     fig.tight_layout()
     return fig
@@ -337,11 +344,14 @@ def _plot_layers(rows: list[dict[str, Any]], sparsity: float):
     kinds = [k for k in dict.fromkeys(MATRIX_TYPES.values()) if any(r["matrix"] == k for r in rows) and k != "pooler"]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     fig, axes = plt.subplots(1, len(kinds), figsize=(2.6 * len(kinds), 3.2), dpi=110, sharey=True, squeeze=False)
+    styles = [("-", "o", 5), ("--", "s", 4), (":", "^", 4), ("-.", "x", 5)]  # lines that coincide stay visible
     for ax, kind in zip(axes.flat, kinds, strict=True):
-        for task in tasks:
+        for i, task in enumerate(tasks):
             points = sorted(((int(r["layer"]), r["sparsity"]) for r in rows
                              if r["task"] == task and r["matrix"] == kind), key=lambda p: p[0])
-            ax.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o", ms=3, label=task)
+            line, marker, size = styles[i % len(styles)]
+            ax.plot([p[0] for p in points], [100 * p[1] for p in points], ls=line, marker=marker, ms=size,
+                    label=task, alpha=0.85)
         ax.axhline(100 * sparsity, color="0.6", lw=1, ls="--")
         ax.set_title(kind, fontsize=10)
         ax.set_xlabel("layer")
