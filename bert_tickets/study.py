@@ -200,7 +200,15 @@ class StudyPlan:
         if t is None:
             return None
         return TransferMatrix(t.sources, t.targets, t.sparsity, self.spec.transfer_seeds, output_dir=str(self.runs_dir),
-                              config_for=lambda s: self.spec.config_for(s["data.task"], self.runs_dir, **s))
+                              config_for=self._transfer_config)
+
+    def _transfer_config(self, settings: dict[str, Any]) -> Config:
+        """A transfer run's config. A source's ticket (no method set: IMP) is the task's own ticket run, so it
+        keeps the seeds the study gives that task; re-evaluated with the cells' fewer seeds, it would rewrite
+        the studied ticket's ticket.json with fewer seeds."""
+        if "pruning.method" not in settings:
+            settings = settings | {"pruning.seeds": self.spec.seeds_for(settings["data.task"])}
+        return self.spec.config_for(settings["data.task"], self.runs_dir, **settings)
 
     @property
     def baseline_sparsities(self) -> list[float]:
@@ -258,8 +266,12 @@ class StudyPlan:
     def finished(self, job: Job) -> dict[str, Any] | None:
         """The job's ticket.json if its run is done; None otherwise. Never trains."""
         run = self.engine_run(job)
-        info = run.ticket_dir() / INFO_FILE
-        return read_json(info) if run.is_done() and info.exists() else None
+        path = run.ticket_dir() / INFO_FILE
+        if not (run.is_done() and path.exists()):
+            return None
+        info = read_json(path)
+        # a ticket.json over other seeds than the run's (written by a run with fewer) is rewritten, not used
+        return info if set(run.seeds) <= set(info.get("seeds", [])) else None
 
     def run_job(self, job: Job) -> None:
         if job.kind == "cell":

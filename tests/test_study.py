@@ -137,6 +137,27 @@ def test_baselines_at_chosen_sparsities_and_fewer_transfer_seeds_shrink_the_plan
         plan.engine_run(Job("baseline", "sst2", 0.2, "random")).root
 
 
+def test_fewer_transfer_seeds_never_shrink_a_studied_ticket(tiny_bert, glue_dir, tmp_path, count_fine_tunings):
+    text = tiny_spec(tiny_bert, glue_dir, "[0.2]").replace("tasks: [sst2, rte]", "tasks: [sst2]").replace(
+        "transfer: {sources: [sst2, magnitude], targets: [sst2, rte], sparsity: 0.2}",
+        "transfer: {sources: [sst2, rte], targets: [sst2, rte], sparsity: 0.2, seeds: 1}")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(text)
+    folder = tmp_path / "study"
+    assert main(["study", str(spec), "--output-dir", str(folder)]) == 0
+    plan = load_plan(folder)
+    from bert_tickets.study import Job
+
+    # sst2 is studied (two seeds) and a transfer source whose cells have one: its ticket keeps both seeds
+    assert plan.finished(Job("ticket", "sst2", 0.2))["seeds"] == [0, 1]
+    assert plan.finished(Job("ticket", "rte", 0.2))["seeds"] == [0]  # only a source: the cells' seeds
+    table2 = (folder / "report" / "table2.csv").read_text().splitlines()
+    assert all(line.split(",")[-3] == "2" for line in table2[1:])  # every arm over both seeds
+    trained = len(count_fine_tunings)
+    assert main(["study", str(spec), "--output-dir", str(folder)]) == 0
+    assert len(count_fine_tunings) == trained
+
+
 def test_table2_says_where_the_ticket_matches_when_the_baselines_ran_elsewhere():
     from bert_tickets.report import _shown_note
 
