@@ -152,7 +152,7 @@ def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
 def curve_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     rows = []
     for job, info in finished.results.items():
-        if job.kind == "cell":
+        if job.kind == "cell" or job.task not in plan.spec.tasks:  # a source-only ticket is one point, no curve
             continue
         rows.append(_curve_point(job.task, job.method, job.sparsity, info, _score(info)))
         if job.kind == "ticket":
@@ -200,6 +200,8 @@ def _plot_curves(rows: list[dict[str, Any]], methods: list[str]):
             ax.plot(x, y, marker="o", color=colors[method], label=LABELS[method], lw=2 if method == "imp" else 1.2)
             ax.fill_between(x, [a - b for a, b in zip(y, s, strict=True)], [a + b for a, b in zip(y, s, strict=True)],
                             color=colors[method], alpha=0.15)
+            if len(points) == 1:  # a band has no width at one sparsity: an error bar instead
+                ax.errorbar(x, y, yerr=s, color=colors[method], capsize=3, lw=1)
         ax.set_title(task)
         ax.set_xlim(0, 100 * max(r["sparsity"] for r in mine) + 10)  # from dense (0%) on, even with one sparsity
         ax.set_xlabel("sparsity (% of prunable weights pruned)")
@@ -207,7 +209,11 @@ def _plot_curves(rows: list[dict[str, Any]], methods: list[str]):
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend = {}  # every arm of every panel, once: a task's first panel may lack some baselines
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    handles, labels = list(legend.values()), list(legend)
     ncol = min(len(labels), 2 * cols)  # a legend no wider than the panels
     legend_rows = -(-len(labels) // ncol)
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
