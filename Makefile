@@ -49,7 +49,7 @@ push:
 	$(BIN)/bert-tickets push --ticket $(TICKET) --repo-id $(REPO_ID) $(ARGS)
 
 # The main job, offline and small: MiniLM on local SST-2, IMP to 50% sparsity next to random pruning at 50% and
-# dense, two seeds each, with a one-line verdict; about 4.5 minutes on 2 CPU cores.
+# dense, two seeds each, with a one-line verdict; about 3.5 minutes on 2 CPU cores (bf16 where native).
 DEMO_STEPS ?= 80
 demo:
 	@test -n "$(DEMO_DATA)" || { echo "make demo needs GLUE files: pass DATA_DIR=/path/to/glue_data (../shared/data/glue was not found)" >&2; exit 2; }
