@@ -130,15 +130,15 @@ class ImpRun:
         self._write_config()
         for k in self.trained_levels:
             self.run_level(k)
-        if 0 in self.trained_levels and not self._result_path("dense", self.seed).exists():
+        if 0 in self.trained_levels and not self.result_path("dense", self.seed).exists():
             # level 0 is the dense fine-tuning of this seed: share it with every method's run
             level0 = read_json(self.level_dir(0) / "metrics.json")
-            write_json(self._result_path("dense", self.seed), {"seed": self.seed, **level0})
+            write_json(self.result_path("dense", self.seed), {"seed": self.seed, **level0})
 
     def seed_jobs(self, pending_only: bool = True) -> list[tuple[str, int]]:
         """The evaluation's fine-tunings, (kind, seed): independent, so they can run in parallel."""
         return [(kind, s) for s in self.seeds for kind in ("ticket", "dense")
-                if not (pending_only and self._result_path(kind, s).exists())]
+                if not (pending_only and self.result_path(kind, s).exists())]
 
     def fine_tunings(self) -> dict[Path, int]:
         """Every fine-tuning this run implies, keyed by the file its result goes to (runs sharing a dense seed
@@ -146,17 +146,26 @@ class ImpRun:
         chain = len(self.trained_levels) if self.method == "standard" else 1
         implied = {self.level_dir(k) / "metrics.json": 1 for k in self.trained_levels}
         if 0 in self.trained_levels:  # this seed's dense result is a copy of level 0: no training of its own
-            implied[self._result_path("dense", self.seed)] = 0
+            implied[self.result_path("dense", self.seed)] = 0
         for kind, seed in self.seed_jobs(pending_only=False):
-            implied.setdefault(self._result_path(kind, seed), chain if kind == "ticket" else 1)
+            implied.setdefault(self.result_path(kind, seed), chain if kind == "ticket" else 1)
         return implied
 
     def run_seed_job(self, kind: str, seed: int) -> None:
         self._seed_run(kind, seed, len(self.sparsities) - 1 if kind == "ticket" else 0)
 
+    def finished_ticket(self) -> dict[str, Any] | None:
+        """The ticket.json of a finished run that covers the run's seeds; None otherwise. Never trains. (A
+        ticket.json over fewer seeds, written by a run asking for fewer, counts as unfinished.)"""
+        path = self.ticket_dir() / INFO_FILE
+        if not (self.is_done() and path.exists()):
+            return None
+        info = read_json(path)
+        return info if set(self.seeds) <= set(info.get("seeds", [])) else None
+
     def is_done(self) -> bool:
         levels = [self.level_dir(k) / "metrics.json" for k in self.trained_levels]
-        seeds = [self._result_path(kind, s) for kind in ("ticket", "dense") for s in self.seeds]
+        seeds = [self.result_path(kind, s) for kind in ("ticket", "dense") for s in self.seeds]
         return all(p.exists() for p in levels + seeds)
 
     @property
@@ -167,7 +176,7 @@ class ImpRun:
         """Dense fine-tunings depend on model, data and recipe only: every method's run shares them."""
         return self.root.parent / f"dense_{dense_hash(self.config)}"
 
-    def _result_path(self, kind: str, seed: int) -> Path:
+    def result_path(self, kind: str, seed: int) -> Path:
         """Where one seed of the final evaluation lives; the run's own seed of a ticket is its last level."""
         if kind == "dense":
             return self.dense_dir() / f"seed_{seed}.json"
@@ -271,7 +280,7 @@ class ImpRun:
 
     def _seed_run(self, kind: str, seed: int, level: int) -> dict[str, Any]:
         """One seed of the final evaluation: `level`'s mask on θ0 with a fresh head."""
-        path = self._result_path(kind, seed)
+        path = self.result_path(kind, seed)
         if (done := read_json_if_exists(path)) is not None:
             return done
         if kind == "ticket" and self.method == "standard":  # another seed is another whole chain of levels

@@ -22,7 +22,7 @@ from bert_tickets.masks import load_mask
 from bert_tickets.runs import atomic_write
 from bert_tickets.study import REPORT_DIR, Job, StudyPlan
 from bert_tickets.ticket import MASK_FILE
-from bert_tickets.transfer import MAGNITUDE, RANDOM, Cell, heatmap, long_csv, markdown
+from bert_tickets.transfer import RANDOM, Cell, heatmap, long_csv, markdown
 
 MATRIX_TYPES = {  # encoder parameter name pattern -> the paper's matrix type
     r"attention\.self\.query": "query", r"attention\.self\.key": "key", r"attention\.self\.value": "value",
@@ -272,8 +272,7 @@ def _masks_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     if sparsity not in plan.spec.sparsities:
         sparsity = max(plan.spec.sparsities)
     masks = {}
-    sources = [t for t in plan.spec.transfer.sources if t != MAGNITUDE] if plan.spec.transfer else []
-    for task in dict.fromkeys(plan.spec.tasks + sources):  # the transfer sources' tickets too (masked-LM's)
+    for task in dict.fromkeys(plan.spec.tasks + plan.spec.ticket_sources):  # sources' tickets too (masked-LM's)
         if Job("ticket", task, sparsity) in finished.results:
             masks[task] = load_mask(plan.ticket_run(task, sparsity).ticket_dir() / MASK_FILE)
     if not masks:

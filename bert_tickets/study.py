@@ -65,6 +65,11 @@ class StudySpec:
     def transfer_seeds(self) -> int:
         return self.transfer.seeds if self.transfer and self.transfer.seeds else self.seeds
 
+    @property
+    def ticket_sources(self) -> list[str]:
+        """The transfer sources that are tasks (each brings its IMP ticket), not the magnitude mask."""
+        return [s for s in self.transfer.sources if s != MAGNITUDE] if self.transfer else []
+
     def seeds_for(self, task: str) -> int:
         """A studied task's ticket runs the study's seeds; a task that is only a transfer source, the cells'."""
         return self.seeds if task in self.tasks else self.transfer_seeds
@@ -200,15 +205,7 @@ class StudyPlan:
         if t is None:
             return None
         return TransferMatrix(t.sources, t.targets, t.sparsity, self.spec.transfer_seeds, output_dir=str(self.runs_dir),
-                              config_for=self._transfer_config)
-
-    def _transfer_config(self, settings: dict[str, Any]) -> Config:
-        """A transfer run's config. A source's ticket (no method set: IMP) is the task's own ticket run, so it
-        keeps the seeds the study gives that task; re-evaluated with the cells' fewer seeds, it would rewrite
-        the studied ticket's ticket.json with fewer seeds."""
-        if "pruning.method" not in settings:
-            settings = settings | {"pruning.seeds": self.spec.seeds_for(settings["data.task"])}
-        return self.spec.config_for(settings["data.task"], self.runs_dir, **settings)
+                              config_for=lambda s: self.spec.config_for(s["data.task"], self.runs_dir, **s))
 
     @property
     def baseline_sparsities(self) -> list[float]:
@@ -218,7 +215,7 @@ class StudyPlan:
         """Tickets first (baselines and cells reuse them), then baselines, then the transfer cells."""
         tickets = [Job("ticket", t, s) for t in self.spec.tasks for s in self.spec.sparsities]
         if (transfer := self.spec.transfer) is not None:  # each source's ticket: reused by its row of cells
-            sources = [Job("ticket", s, transfer.sparsity) for s in transfer.sources if s != MAGNITUDE]
+            sources = [Job("ticket", s, transfer.sparsity) for s in self.spec.ticket_sources]
             tickets += [job for job in sources if job not in tickets]
         baselines = [Job("baseline", t, s, m) for t in self.spec.tasks for s in self.baseline_sparsities
                      for m in self.spec.baselines]
@@ -264,14 +261,8 @@ class StudyPlan:
         return sum(implied.values()), sum(n for path, n in implied.items() if not path.exists())
 
     def finished(self, job: Job) -> dict[str, Any] | None:
-        """The job's ticket.json if its run is done; None otherwise. Never trains."""
-        run = self.engine_run(job)
-        path = run.ticket_dir() / INFO_FILE
-        if not (run.is_done() and path.exists()):
-            return None
-        info = read_json(path)
-        # a ticket.json over other seeds than the run's (written by a run with fewer) is rewritten, not used
-        return info if set(run.seeds) <= set(info.get("seeds", [])) else None
+        """The job's ticket.json if its run is done over its seeds; None otherwise. Never trains."""
+        return self.engine_run(job).finished_ticket()
 
     def run_job(self, job: Job) -> None:
         if job.kind == "cell":
@@ -280,7 +271,9 @@ class StudyPlan:
             matrix.run_cell(Cell(job.source, job.task))
             return
         if job.kind == "baseline" and job.method in NEEDS_TICKET:  # its mask is the ticket's: found first if missing
-            self.ticket_run(job.task, job.sparsity).run()
+            ticket = self.ticket_run(job.task, job.sparsity)
+            if ticket.finished_ticket() is None:
+                ticket.run()
         self.engine_run(job).run()
 
 

@@ -17,9 +17,8 @@ from typing import Any
 
 from bert_tickets.config import Config, non_default_settings, settings_hash
 from bert_tickets.imp import ImpRun
-from bert_tickets.runs import atomic_write, log, read_json, write_json
+from bert_tickets.runs import atomic_write, log, write_json
 from bert_tickets.tasks import get_task
-from bert_tickets.ticket import INFO_FILE
 
 RANDOM, MAGNITUDE, DENSE = "random", "magnitude", "dense"
 ConfigFor = Callable[[dict[str, Any]], Config]  # settings for one run -> its full config
@@ -57,8 +56,12 @@ class TransferMatrix:
                                    "training.finetune": "full"}))
 
     def source_ticket(self, task: str) -> Path:
-        """The source's ticket at this sparsity: reused from an earlier `find` with the same settings, or found."""
-        return self.source_run(task).run().path
+        """The source's ticket at this sparsity: reused as it is from an earlier run with the same settings (not
+        re-evaluated: with fewer seeds that would rewrite its ticket.json over fewer), or found."""
+        run = self.source_run(task)
+        if run.finished_ticket() is None:
+            run.run()
+        return run.ticket_dir()
 
     def cell_run(self, cell: Cell, source_ticket: Path | None = None) -> ImpRun:
         """The engine run of one cell; the source's ticket is found first unless its folder is given."""
@@ -82,9 +85,7 @@ class TransferMatrix:
     def finished_cell(self, cell: Cell) -> dict[str, Any] | None:
         """A cell's ticket.json if the cell is done, else None: reads, never trains (for reports)."""
         source = None if cell.source in (RANDOM, MAGNITUDE) else self.source_run(cell.source).ticket_dir()
-        run = self.cell_run(cell, source)
-        info = run.ticket_dir() / INFO_FILE
-        return read_json(info) if run.is_done() and info.exists() else None
+        return self.cell_run(cell, source).finished_ticket()
 
     def shared_jobs(self, cells: list[Cell]) -> list[str | Cell]:
         """What other cells reuse: each source's ticket, and one cell per other target (it trains the dense run)."""
