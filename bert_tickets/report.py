@@ -121,7 +121,7 @@ def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     rows = table2_rows(plan, finished)
     if not rows:
         return ""
-    _write_csv(out / "table2.csv", rows)
+    write_csv(out / "table2.csv", rows)
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     methods = ["dense", "imp", *plan.spec.baselines]
     by = {(r["task"], r["method"]): r for r in rows}
@@ -170,7 +170,7 @@ def _curves_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     rows = curve_rows(plan, finished)
     if not rows:
         return ""
-    _write_csv(out / "curves.csv", rows)
+    write_csv(out / "curves.csv", rows)
     _save_figure(out / "curves.png", lambda: _plot_curves(rows, ["imp", *plan.spec.baselines]))
     return ("## Score against sparsity\n\n![score against sparsity](curves.png)\n\n"
             "Lines: mean over seeds; bands: ± one standard deviation; grey band: dense (mean ± std). "
@@ -243,7 +243,7 @@ def _transfer_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
             value = table["cells"][source][target]["mean"]
             own_rows.append({"source": source, "target": target,
                              "fraction_of_own": value / own["mean"] if own and own["mean"] else float("nan")})
-    _write_csv(out / "transfer_fraction_of_own.csv", own_rows)
+    write_csv(out / "transfer_fraction_of_own.csv", own_rows)
     fractions = "| source \\ target | " + " | ".join(complete) + " |\n" + "|---" * (len(complete) + 1) + "|\n"
     for source in [*matrix.sources, RANDOM]:
         values = [r["fraction_of_own"] for r in own_rows if r["source"] == source]
@@ -278,9 +278,9 @@ def _masks_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     if not masks:
         return ""
     overlap = mask_overlap(masks)
-    _write_csv(out / "mask_overlap.csv", [{"a": a, "b": b, "jaccard": v} for (a, b), v in overlap.items()])
+    write_csv(out / "mask_overlap.csv", [{"a": a, "b": b, "jaccard": v} for (a, b), v in overlap.items()])
     layers = layer_sparsity(masks)
-    _write_csv(out / "mask_layers.csv", layers)
+    write_csv(out / "mask_layers.csv", layers)
     chance = (1 - sparsity) / (1 + sparsity)
     _save_figure(out / "mask_overlap.png", lambda: _plot_overlap(list(masks), overlap, sparsity, chance))
     _save_figure(out / "mask_layers.png", lambda: _plot_layers(layers, sparsity))
@@ -369,7 +369,7 @@ def _plot_layers(rows: list[dict[str, Any]], sparsity: float):
 
 
 # --- files -------------------------------------------------------------------------------------------------
-def _write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     rows = list(rows)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else [])

@@ -6,16 +6,34 @@ GPUs in turn, so one process per GPU fills a machine and several per GPU pack sm
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bert_tickets.errors import UserError
 from bert_tickets.runs import log
 
 Job = TypeVar("Job")
+
+
+def in_new_process(function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)` in a fresh (spawned) process, and its result: accelerate fixes one mixed precision per
+    process, so runs in another precision than the caller's need a process of their own."""
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_put_result, args=(queue, function, args))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def _put_result(queue: Any, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    queue.put(function(*args))
 
 
 def cells_of_worker(cells: list[Job], index: int, count: int) -> list[Job]:

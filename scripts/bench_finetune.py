@@ -28,12 +28,14 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bert_tickets.training import native_bf16
+from bert_tickets.workers import in_new_process
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"steps": 12, "warmup": 2, "rounds": 2, "batch_size": 16, "max_length": 64, "train_samples": 2000,
@@ -176,21 +178,6 @@ def timing(runner: str, model: str, steps: int, raw: dict[str, Any], **extra: An
                   tokens_per_s=raw["tokens"] / raw["seconds"], median_step_ms=1000 * raw["median"], extra=extra)
 
 
-def _fp32_worker(folder: str, args: argparse.Namespace, steps: int, queue: Any) -> None:
-    queue.put(run_engine(folder, args, steps, precision="no"))
-
-
-def run_engine_fp32(folder: str, args: argparse.Namespace, steps: int) -> dict[str, Any]:
-    """The engine in fp32, in a process of its own: accelerate allows one precision per process."""
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    worker = context.Process(target=_fp32_worker, args=(folder, args, steps, queue))
-    worker.start()
-    result = queue.get()
-    worker.join()
-    return result
-
-
 def _concurrent_worker(folder: str, args: argparse.Namespace, steps: int, barrier: Any, queue: Any, k: int) -> None:
     if not torch.cuda.is_available():  # share the cores instead of oversubscribing them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // k))
@@ -246,7 +233,8 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
         rounds["trainer"].append(run_trainer(folder, args, steps))
         rounds["engine_masked"].append(run_engine(folder, args, steps, sparsity=0.7))
         if bf16:
-            rounds["engine_fp32"].append(run_engine_fp32(folder, args, steps))
+            # in a process of its own: accelerate allows one precision per process
+            rounds["engine_fp32"].append(in_new_process(partial(run_engine, precision="no"), folder, args, steps))
     best = {k: min(v, key=lambda raw: raw["median"]) for k, v in rounds.items()}  # least disturbed round
     engine, trainer = timing("engine", name, steps, best["engine"]), timing("trainer", name, steps, best["trainer"])
     masked = timing("engine, 70% masked", name, steps, best["engine_masked"],

@@ -11,7 +11,6 @@ nearly the same mask whatever the task. Prints a table and writes mask_vs_magnit
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bert_tickets.errors import UserError
     from bert_tickets.masks import full_mask, load_mask, magnitude_mask, random_mask, select_prunable
-    from bert_tickets.report import mask_overlap
+    from bert_tickets.report import mask_overlap, write_csv
     from bert_tickets.study import Job, load_plan
     from bert_tickets.ticket import MASK_FILE
 
@@ -35,11 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = plan.spec
     sparsity = args.sparsity or (spec.transfer.sparsity if spec.transfer else max(spec.sparsities))
-    tasks = list(dict.fromkeys(spec.tasks + (spec.transfer.sources if spec.transfer else [])))
     rows = []
-    for task in tasks:
+    for task in dict.fromkeys(spec.tasks + spec.ticket_sources):
         job = Job("ticket", task, sparsity)
-        if task == "magnitude" or plan.finished(job) is None:
+        if plan.finished(job) is None:
             continue
         run = plan.engine_run(job)
         pruning = run.config.pruning
@@ -54,11 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no finished IMP ticket at {sparsity:.0%} in {args.study_dir}", file=sys.stderr)
         return 2
     out = Path(args.study_dir) / "mask_vs_magnitude.csv"
-    with open(out.with_suffix(".tmp"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    out.with_suffix(".tmp").replace(out)
+    write_csv(out, rows)
     print(f"IMP tickets at {sparsity:.0%} against one-shot magnitude pruning of θ0 (Jaccard of kept weights):")
     for row in rows:
         print(f"  {row['task']:6s} θ0 magnitude {row['jaccard_theta0_magnitude']:.4f}   "

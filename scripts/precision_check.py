@@ -11,8 +11,6 @@ it as JSON next to the runs.
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
 import statistics
 import sys
 from pathlib import Path
@@ -33,24 +31,9 @@ def dense_seeds(spec_source: str, task: str, study_dir: str, precision: str, see
     run = ImpRun(plan.spec.config_for(task, plan.runs_dir, **{"pruning.seeds": seeds}, **setting))
     records = []
     for seed in run.seeds:
-        path = run.dense_dir() / f"seed_{seed}.json"
-        if not path.exists():
+        if not run.result_path("dense", seed).exists():
             run.run_seed_job("dense", seed)
-        records.append(read_json(path))
-    return records
-
-
-def _worker(args: tuple[str, str, str, str, int], queue: Any) -> None:
-    queue.put(dense_seeds(*args))
-
-
-def in_own_process(*args: Any) -> list[dict[str, Any]]:
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    worker = context.Process(target=_worker, args=(args, queue))
-    worker.start()
-    records = queue.get()
-    worker.join()
+        records.append(read_json(run.result_path("dense", seed)))
     return records
 
 
@@ -70,13 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from bert_tickets.tasks import get_task
 
+    from bert_tickets.runs import write_json
     from bert_tickets.training import native_bf16
+    from bert_tickets.workers import in_new_process
 
     if not native_bf16():
         print("this machine has no native bf16: nothing to compare", file=sys.stderr)
         return 2
     metric = get_task(args.task).primary_metric
-    rows = {p: summary(in_own_process(args.spec, args.task, args.study_dir, p, args.seeds), metric)
+    # each precision in a process of its own: accelerate fixes one precision per process
+    rows = {p: summary(in_new_process(dense_seeds, args.spec, args.task, args.study_dir, p, args.seeds), metric)
             for p in PRECISIONS}
     bf16, fp32 = rows["bf16"], rows["no"]
     print(f"{args.task} dense, {metric} x 100, seeds {bf16['seeds']}:")
@@ -86,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "within" if abs(bf16["mean"] - fp32["mean"]) <= noise else "outside"
     print(f"  difference of means {bf16['mean'] - fp32['mean']:+.2f}: {verdict} seed noise (larger std {noise:.2f})")
     out = Path(args.study_dir) / f"precision_{args.task}.json"
-    out.write_text(json.dumps({"task": args.task, "metric": metric, "bf16": bf16, "fp32": fp32,
-                               "within_seed_noise": verdict == "within"}, indent=2))
+    write_json(out, {"task": args.task, "metric": metric, "bf16": bf16, "fp32": fp32,
+                     "within_seed_noise": verdict == "within"})
     print(f"JSON: {out}")
     return 0
 
