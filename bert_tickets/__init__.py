@@ -17,15 +17,14 @@ def find_ticket(task: str, sparsity: float, *, config: str | None = None, model:
                 data_dir: str | None = None, output_dir: str | None = None, **overrides: Any):
     """Find a ticket by IMP. `overrides` are `section.key` settings written with `__` for the dot,
     e.g. `training__max_steps=100`; `config` is a preset name ('paper', 'minilm') or a YAML file."""
-    from bert_tickets.config import load_config
+    from bert_tickets.config import task_config
     from bert_tickets.imp import find_ticket as run
-    from bert_tickets.tasks import get_task
 
-    settings = {"data.task": task, "pruning.sparsity": sparsity}
+    settings: dict[str, Any] = {"pruning.sparsity": sparsity}
     settings |= {k: v for k, v in {"model.name": model, "data.data_dir": data_dir,
                                    "output_dir": output_dir}.items() if v is not None}
     settings |= {k.replace("__", "."): v for k, v in overrides.items()}
-    return run(load_config(config, settings, recipe=get_task(task).recipe))
+    return run(task_config(task, config, settings))
 
 
 def __getattr__(name: str) -> Any:

@@ -44,11 +44,12 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 TASK_HELP = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad or mlm"
-# Settings that describe how a ticket was found, not how it is fine-tuned on another task.
-NOT_INHERITED = ("data.", "pruning.", "output_dir")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bert_tickets.config import help_of
+    from bert_tickets.methods import METHODS, baselines, methods_help
+
     parser = OneLineParser(prog="bert-tickets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     find = sub.add_parser("find", help="find a ticket by iterative magnitude pruning (IMP) or a baseline method")
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer = sub.add_parser("transfer", help="the cross-task transfer matrix of tickets, with dense and random rows")
     transfer.add_argument("--sources", required=True, help="comma-separated tasks whose tickets transfer, or magnitude")
     transfer.add_argument("--targets", required=True, help="comma-separated tasks to fine-tune on")
-    transfer.add_argument("--sparsity", required=True, type=float)
+    transfer.add_argument("--sparsity", required=True, type=float, help="the sparsity of every ticket and mask")
     transfer.add_argument("--cell", help="i/N: compute only this worker's share of the cells (e.g. a job array)")
     transfer.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
     transfer.add_argument("--set", action="append", default=[], metavar="[TASK:]KEY=VALUE",
@@ -84,16 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     push = sub.add_parser("push", help="release a ticket on the Hugging Face Hub (or --dry-run into a folder)")
     push.add_argument("--ticket", required=True, help="a ticket folder")
     push.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
-    push.add_argument("--private", action="store_true")
+    push.add_argument("--private", action="store_true", help="create the Hub repository as private")
     push.add_argument("--dry-run", metavar="OUT", help="only write and verify the Hub-ready folder OUT (offline)")
-    find.add_argument("--keep-head", action="store_true", help="keep the first level's head instead of a fresh one")
-    find.add_argument("--method", help="imp (default), oneshot, magnitude, random, standard, or reinit / shuffle "
-                      "(with --ticket)")
-    find.add_argument("--ticket", help="for --method reinit or shuffle: the ticket whose mask is applied to "
-                      "random weights (reinit) or to θ0 shuffled within each matrix (shuffle)")
+    find.add_argument("--keep-head", action="store_true", help=help_of("pruning.keep_head"))
+    find.add_argument("--method", choices=list(METHODS), metavar="METHOD", help=f"default imp. {methods_help()}")
+    find.add_argument("--ticket", help="a ticket folder, for the methods that apply a given ticket's mask ("
+                      f"{', '.join(name for name, m in METHODS.items() if m.needs_ticket)})")
     find.add_argument("--baselines", help="comma-separated baselines run at the ticket's sparsity with the same "
-                      "recipe and seeds, then a table and a verdict: random, reinit, shuffle, magnitude, oneshot, "
-                      "standard")
+                      f"recipe and seeds, then a table and a verdict: {', '.join(baselines())}")
     return parser
 
 
@@ -103,22 +102,13 @@ def _add_worker_flags(parser: argparse.ArgumentParser, jobs: str) -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # ROUND:i/N, set for the local workers
 
 
-def worker_count(args: argparse.Namespace) -> int:
-    from bert_tickets.workers import visible_gpus
-
-    data_parallel = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under `accelerate launch`: the ranks share a run
-    default = 1 if data_parallel else max(1, len(visible_gpus()))
-    workers = args.workers if args.workers is not None else default
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
-    return workers
-
-
 def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
     """One --flag per FIND_FLAGS entry (they map onto config keys), less those this command sets itself."""
-    for flag, (_, kind) in FIND_FLAGS.items():
+    from bert_tickets.config import help_of
+
+    for flag, (key, kind) in FIND_FLAGS.items():
         if flag not in skip:
-            parser.add_argument(f"--{flag.replace('_', '-')}", type=kind)
+            parser.add_argument(f"--{flag.replace('_', '-')}", type=kind, help=f"{help_of(key)} ({key})")
 
 
 def find_overrides(args: argparse.Namespace, task: str | None = None) -> dict[str, Any]:
@@ -151,25 +141,43 @@ def _set_item(item: str) -> tuple[str | None, str, str]:
 
 def run_find(args: argparse.Namespace) -> int:
     from bert_tickets.compare import parse_baselines
-    from bert_tickets.config import load_config
+    from bert_tickets.config import task_config
+    from bert_tickets.ticket import Ticket
 
-    args.baseline_methods = parse_baselines(args.baselines)  # a bad name fails before any training
-    inherited = _ticket_settings(args.ticket) if args.ticket else {}
-    return _run_and_report(load_config(args.config, inherited | find_overrides(args), recipe_of(args.task)), args)
+    baselines = parse_baselines(args.baselines)  # a bad name fails before any training
+    inherited = Ticket.load(args.ticket).inherited_settings() if args.ticket else {}
+    return _find_and_print(task_config(args.task, args.config, inherited | find_overrides(args)), args, baselines)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """A given ticket on any task: the ticket's own recipe and model, unless the command says otherwise."""
-    from bert_tickets.config import load_config
+    from bert_tickets.config import task_config
+    from bert_tickets.methods.ticket import GivenTicket
+    from bert_tickets.ticket import Ticket
 
-    settings = _ticket_settings(args.ticket) | {"pruning.method": "ticket"}
-    return _run_and_report(load_config(args.config, settings | find_overrides(args), recipe_of(args.task)), args)
+    settings = Ticket.load(args.ticket).inherited_settings() | {"pruning.method": GivenTicket.name}
+    return _find_and_print(task_config(args.task, args.config, settings | find_overrides(args)), args, [])
+
+
+def _find_and_print(config: Any, args: argparse.Namespace, baselines: list[str]) -> int:
+    from bert_tickets.imp import ImpRun, SeedWork
+    from bert_tickets.workers import run_share_or_start_workers, worker_count
+
+    run = ImpRun(config)
+    if run_share_or_start_workers(SeedWork(run), args.argv, args.worker, worker_count(args.workers)):
+        return 0
+    ticket = run.run()  # in-process; after local workers, only what they left
+    print_summary(run, ticket.info)
+    if baselines:
+        print_comparison(config, ticket, baselines)
+    print(ticket.path)
+    return 0
 
 
 def run_transfer(args: argparse.Namespace) -> int:
-    from bert_tickets.config import load_config
-    from bert_tickets.transfer import TransferMatrix, markdown, plan
-    from bert_tickets.workers import cells_of_worker, parse_share, run_local_workers
+    from bert_tickets.config import task_config
+    from bert_tickets.transfer import TransferMatrix, TransferWork, markdown, plan
+    from bert_tickets.workers import cells_of_worker, parse_share, run_share_or_start_workers, worker_count
 
     sources, targets = _names(args.sources), _names(args.targets)
     for item in args.set:  # a bad item fails now, not after hours of cells
@@ -177,20 +185,14 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     def config_for(settings: dict[str, Any]) -> Any:
         task = settings["data.task"]
-        return load_config(args.config, find_overrides(args, task) | settings, recipe_of(task))
+        return task_config(task, args.config, find_overrides(args, task) | settings)
 
     matrix = TransferMatrix(sources, targets, args.sparsity, args.seeds or 1, output_dir=args.output_dir or "runs",
                             config_for=config_for)
     cells = plan(matrix.sources, matrix.targets)
     mine = cells_of_worker(cells, *parse_share(args.cell)) if args.cell else cells
-    if args.worker:  # a local worker started by the command below: one share of one round
-        phase, _, share = args.worker.partition(":")
-        jobs = matrix.shared_jobs(mine) if phase == "shared" else mine
-        for job in cells_of_worker(jobs, *parse_share(share, "--worker")):
-            matrix.run_job(job)
+    if run_share_or_start_workers(TransferWork(matrix, mine), args.argv, args.worker, worker_count(args.workers)):
         return 0
-    if (workers := worker_count(args)) > 1:
-        run_local_workers(args.argv, workers, matrix.folder / "workers", rounds=("shared", "cells"))
     results = matrix.run(mine)  # in-process; after local workers, everything is cached
     if args.cell:
         print(f"worker {args.cell}: {len(mine)} of {len(cells)} cells done; run without --cell to merge")
@@ -204,31 +206,21 @@ def run_transfer(args: argparse.Namespace) -> int:
 
 def run_study_command(args: argparse.Namespace) -> int:
     from bert_tickets.report import write_report
-    from bert_tickets.study import StudyPlan, parse_spec, read_spec_text, run_study, save_spec
-    from bert_tickets.workers import cells_of_worker, parse_share, run_local_workers
+    from bert_tickets.study import StudyPlan, StudyWork, parse_spec, read_spec_text, run_study, save_spec
+    from bert_tickets.workers import cells_of_worker, parse_share, run_share_or_start_workers, worker_count
 
     text = read_spec_text(args.spec)
     spec = parse_spec(text, args.spec)  # every mistake in the spec fails here, before any training
-    share = parse_share(args.cell) if args.cell else None
     plan = StudyPlan(spec, Path(args.output_dir or Path("runs") / "studies" / spec.name))
     jobs = plan.jobs()
     if args.plan:
-        done = [plan.finished(job) is not None for job in jobs]
-        for job, finished in zip(jobs, done, strict=True):
-            print(f"{'done   ' if finished else 'missing'}  {job}")
-        total, pending = plan.fine_tunings(jobs)
-        print(f"{sum(done)} of {len(jobs)} runs done; {total} fine-tunings in all, {pending} still to train")
+        print_plan(plan, jobs)
         return 0
-    mine = cells_of_worker(jobs, *share) if share else jobs
-    if args.worker:  # a local worker started below: its share of one round
-        phase, _, part = args.worker.partition(":")
-        units = [unit for unit in plan.rounds()[phase] if any(job in mine for job in unit)]
-        for unit in cells_of_worker(units, *parse_share(part, "--worker")):
-            run_study(plan, [job for job in unit if job in mine])
+    mine = cells_of_worker(jobs, *parse_share(args.cell)) if args.cell else jobs
+    if not args.worker:
+        save_spec(plan.folder, text)
+    if run_share_or_start_workers(StudyWork(plan, mine), args.argv, args.worker, worker_count(args.workers)):
         return 0
-    save_spec(plan.folder, text)
-    if (workers := worker_count(args)) > 1:
-        run_local_workers(args.argv, workers, plan.folder / "workers", rounds=tuple(plan.rounds()))
     run_study(plan, mine)  # in-process; after local workers, everything is done
     if args.cell:
         print(f"worker {args.cell}: {len(mine)} of {len(jobs)} runs done; `bert-tickets report {plan.folder}` "
@@ -236,6 +228,14 @@ def run_study_command(args: argparse.Namespace) -> int:
         return 0
     print(write_report(plan) / "README.md")
     return 0
+
+
+def print_plan(plan: Any, jobs: list[Any]) -> None:
+    done = [plan.finished(job) is not None for job in jobs]
+    for job, finished in zip(jobs, done, strict=True):
+        print(f"{'done   ' if finished else 'missing'}  {job}")
+    total, pending = plan.fine_tunings(jobs)
+    print(f"{sum(done)} of {len(jobs)} runs done; {total} fine-tunings in all, {pending} still to train")
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -274,44 +274,6 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def recipe_of(task: str) -> dict[str, Any]:
-    from bert_tickets.tasks import get_task
-
-    return get_task(task).recipe
-
-
-def _ticket_settings(path: str) -> dict[str, Any]:
-    """What a run on a given ticket starts from: its model and fine-tuning recipe, its mask and sparsity."""
-    from bert_tickets.ticket import Ticket
-
-    source = Ticket.load(path)
-    inherited = {k: v for k, v in source.info.get("config", {}).items() if not k.startswith(NOT_INHERITED)}
-    return inherited | {"model.name": source.model_name, "pruning.ticket": str(Path(path).resolve()),
-                        "pruning.sparsity": source.sparsity}
-
-
-def _run_and_report(config: Any, args: argparse.Namespace) -> int:
-    from bert_tickets.imp import ImpRun
-    from bert_tickets.workers import cells_of_worker, parse_share, run_local_workers
-
-    run = ImpRun(config)
-    if args.worker:  # a local worker started below: its share of the evaluation seeds
-        jobs = run.seed_jobs(pending_only=False)  # the same list in every worker, whatever is done meanwhile
-        for kind, seed in cells_of_worker(jobs, *parse_share(args.worker.partition(":")[2], "--worker")):
-            run.run_seed_job(kind, seed)
-        return 0
-    if (workers := worker_count(args)) > 1:
-        run.run_levels()  # one after another by nature; the seeds' fine-tunings are independent
-        if run.seed_jobs():
-            run_local_workers(args.argv, workers, run.root / "workers", rounds=("seeds",))
-    ticket = run.run()
-    print_summary(run, ticket.info)
-    if baselines := getattr(args, "baseline_methods", None):
-        print_comparison(config, ticket, baselines)
-    print(ticket.path)
-    return 0
-
-
 def print_comparison(config: Any, ticket: Any, baselines: list[str]) -> None:
     from bert_tickets.compare import compare, comparison_table, verdict
 
@@ -325,13 +287,12 @@ def print_comparison(config: Any, ticket: Any, baselines: list[str]) -> None:
 
 def print_summary(run: Any, info: dict[str, Any]) -> None:
     from bert_tickets.metrics import percent_mean_std
-    from bert_tickets.runs import read_json
 
     primary = info["primary_metric"]
     print(f"\n{info['method']} on {info['task']} with {info['model']} ({run.root})")
     print(f"{'level':>5}  {'sparsity':>8}  {primary:>12}")
     for k in run.trained_levels:
-        metrics = read_json(run.level_dir(k) / "metrics.json")["metrics"]
+        metrics = run.level_record(k)["metrics"]
         print(f"{k:>5}  {run.sparsities[k]:>8.2%}  {100 * metrics[primary]:>12.2f}")
     seeds = ", ".join(map(str, info["seeds"]))
     print(f"\nticket at sparsity {info['sparsity']:.2%} vs dense (seeds {seeds}; mean ± std, in %)")

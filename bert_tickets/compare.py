@@ -11,26 +11,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bert_tickets.config import METHODS, NEEDS_TICKET, Config
+from bert_tickets import paths
+from bert_tickets.config import Config
 from bert_tickets.errors import UserError
+from bert_tickets.methods import METHODS, baselines, get_method
 from bert_tickets.metrics import percent_mean_std
 from bert_tickets.runs import write_json
 from bert_tickets.ticket import Ticket
 
-BASELINES = ("random", "reinit", "shuffle", "magnitude", "oneshot", "standard")
-LABELS = {
-    "imp": "IMP ticket (θ0)", "random": "random pruning (θ0)", "reinit": "IMP mask, random re-init",
-    "shuffle": "IMP mask, shuffled θ0", "magnitude": "magnitude pruning of θ0", "oneshot": "one-shot pruning (θ0)",
-    "standard": "standard pruning (no rewind)", "dense": "dense",
-}
-COMPARISON_FILE = "comparison.json"
+DENSE = "dense"  # the reference arm beside every method's
+
+
+def arm_label(arm: str) -> str:
+    """An arm's name in tables and figures: a method's label, or dense."""
+    return "dense" if arm == DENSE else get_method(arm).label
 
 
 def parse_baselines(text: str | None) -> list[str]:
     names = [n.strip() for n in (text or "").split(",") if n.strip()]
     for name in names:
-        if name not in BASELINES:
-            known = ", ".join(BASELINES)
+        if name not in baselines():
+            known = ", ".join(baselines())
             hint = "" if name in METHODS else " (a method of its own? see --method)"
             raise UserError(f"unknown baseline {name!r}{hint}; known: {known}")
     return list(dict.fromkeys(names))
@@ -43,14 +44,14 @@ class Row:
 
     @property
     def label(self) -> str:
-        return LABELS[self.method]
+        return arm_label(self.method)
 
 
 def baseline_config(config: Config, method: str, ticket_path: Path, ticket_sparsity: float) -> Config:
     """The ticket's config with only the method changed (and the ticket's mask where the method needs one)."""
     other = copy.deepcopy(config)
     other.pruning.method = method
-    needs_ticket = method in NEEDS_TICKET
+    needs_ticket = get_method(method).needs_ticket
     other.pruning.ticket = str(ticket_path.resolve()) if needs_ticket else None
     other.pruning.sparsity = ticket_sparsity if needs_ticket else config.pruning.sparsity
     return other
@@ -60,12 +61,12 @@ def compare(config: Config, ticket: Ticket, baselines: list[str]) -> list[Row]:
     """Dense, the ticket, then each baseline at the ticket's sparsity; written to the ticket's comparison.json."""
     from bert_tickets.imp import ImpRun
 
-    rows = [Row("dense", ticket.info["metrics"]["dense"]), Row(ticket.info["method"], ticket.info["metrics"]["ticket"])]
+    rows = [Row(DENSE, ticket.info["metrics"]["dense"]), Row(ticket.info["method"], ticket.info["metrics"]["ticket"])]
     for method in baselines:
         other = ImpRun(baseline_config(config, method, ticket.path, ticket.sparsity)).run()
         rows.append(Row(method, other.info["metrics"]["ticket"]))
     primary = ticket.info["primary_metric"]
-    write_json(ticket.path / COMPARISON_FILE, {
+    write_json(paths.comparison(ticket.path), {
         "task": ticket.task, "sparsity": ticket.sparsity, "seeds": ticket.info["seeds"], "primary_metric": primary,
         "rows": [{"method": r.method, "label": r.label, "metrics": r.summary} for r in rows],
         "verdict": verdict(rows, primary, ticket.sparsity)})
@@ -76,9 +77,9 @@ def verdict(rows: list[Row], primary: str, sparsity: float) -> str:
     """One line: is the ticket matching dense, and does it beat each baseline by more than the seeds' spread?"""
     by = {r.method: r.summary[primary] for r in rows}
     ticket_method = rows[1].method
-    ticket, dense = by[ticket_method], by["dense"]
+    ticket, dense = by[ticket_method], by[DENSE]
     matching = ticket["mean"] >= dense["mean"] - dense["std"]
-    parts = [f"at {sparsity:.0%} sparsity the {LABELS[ticket_method]} scores {100 * ticket['mean']:.1f} against "
+    parts = [f"at {sparsity:.0%} sparsity the {arm_label(ticket_method)} scores {100 * ticket['mean']:.1f} against "
              f"dense {100 * dense['mean']:.1f} ({'matching' if matching else 'not matching'})"]
     for r in rows[2:]:
         other = by[r.method]

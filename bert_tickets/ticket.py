@@ -8,12 +8,13 @@ from typing import Any
 
 from torch import nn
 
+from bert_tickets import paths
 from bert_tickets.errors import UserError
 from bert_tickets.masks import Mask, apply_mask, load_mask
 from bert_tickets.runs import read_json
 
-MASK_FILE = "mask.safetensors"
-INFO_FILE = "ticket.json"
+# Settings that describe how a ticket was found, not how it is fine-tuned on another task.
+NOT_INHERITED = ("data.", "pruning.", "output_dir")
 
 
 @dataclass
@@ -25,9 +26,9 @@ class Ticket:
     @classmethod
     def load(cls, path: str | Path) -> Ticket:
         path = Path(path)
-        if not (path / INFO_FILE).is_file():
-            raise UserError(f"{path} is not a ticket folder (no {INFO_FILE})")
-        return cls(path=path, info=read_json(path / INFO_FILE), mask=load_mask(path / MASK_FILE))
+        if not paths.ticket_info(path).is_file():
+            raise UserError(f"{path} is not a ticket folder (no {paths.TICKET_INFO})")
+        return cls(path=path, info=read_json(paths.ticket_info(path)), mask=load_mask(paths.mask(path)))
 
     @property
     def task(self) -> str:
@@ -40,6 +41,13 @@ class Ticket:
     @property
     def model_name(self) -> str:
         return self.info["model"]
+
+    def inherited_settings(self) -> dict[str, Any]:
+        """What a run on this ticket starts from: its model and fine-tuning recipe, its mask and sparsity."""
+        config = self.info.get("config", {})
+        inherited = {k: v for k, v in config.items() if not k.startswith(NOT_INHERITED)}
+        return inherited | {"model.name": self.model_name, "pruning.ticket": str(self.path.resolve()),
+                            "pruning.sparsity": self.sparsity}
 
     def apply(self, model: nn.Module) -> nn.Module:
         """Zero the pruned weights of any task model built on the same encoder; returns the model."""

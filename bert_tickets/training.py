@@ -88,9 +88,7 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     train_loader = training_batches(data.train, task.collator(tokenizer, train=True, pad_to_multiple_of=multiple),
                                     tokenizer, training, seed, multiple)
     steps = total_steps(training, math.ceil(len(train_loader) / training.gradient_accumulation_steps))
-    optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate,
-                                  fused=accelerator.device.type == "cuda")
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(training.warmup_ratio * steps), steps)
+    optimizer, scheduler = _optimizer_and_schedule(model, training, steps, fused=accelerator.device.type == "cuda")
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     if enforcer:
         enforcer.to(accelerator.device)
@@ -138,8 +136,13 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     accelerator.free_memory()  # drop the accelerator's references to this run's model and optimizer
     return FitResult(metrics=scores, train_loss=(loss_sum / max(micro_batches, 1)).item(), steps=step, seconds=seconds,
                      revived_weights=revived, trainable_parameters=trainable, tokens=tokens_seen,
-                     precision=accelerator.mixed_precision,
-                     step_ends=step_ends)
+                     precision=accelerator.mixed_precision, step_ends=step_ends)
+
+
+def _optimizer_and_schedule(model: nn.Module, training: TrainingConfig, steps: int, fused: bool) -> tuple[Any, Any]:
+    """AdamW (no weight decay on biases and LayerNorms) and a linear decay after the warm-up."""
+    optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate, fused=fused)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, round(training.warmup_ratio * steps), steps)
 
 
 def _optimizer_step(model: nn.Module, optimizer: Any, scheduler: Any, accelerator: Accelerator,

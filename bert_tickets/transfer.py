@@ -15,12 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bert_tickets import paths
+from bert_tickets.compare import DENSE
 from bert_tickets.config import Config, non_default_settings, settings_hash
 from bert_tickets.imp import ImpRun
+from bert_tickets.methods.magnitude import MagnitudePruning
+from bert_tickets.methods.random_pruning import RandomPruning
+from bert_tickets.methods.ticket import GivenTicket
 from bert_tickets.runs import atomic_write, log, write_json
 from bert_tickets.tasks import get_task
 
-RANDOM, MAGNITUDE, DENSE = "random", "magnitude", "dense"
+# rows beside the sources' tickets: masks that need no source (the methods of those names); then dense
+RANDOM, MAGNITUDE = RandomPruning.name, MagnitudePruning.name
 ConfigFor = Callable[[dict[str, Any]], Config]  # settings for one run -> its full config
 
 
@@ -43,7 +49,7 @@ class TransferMatrix:
         self.finetune = config_for({"data.task": self.targets[0]}).training.finetune
         study = {"sources": self.sources, "targets": self.targets, "sparsity": sparsity, "seeds": seeds,
                  "settings": non_default_settings(config_for({"data.task": self.targets[0]}))}
-        self.folder = Path(output_dir) / "transfer" / f"sparsity_{sparsity:.4f}_{settings_hash(study)}"
+        self.folder = paths.transfer(output_dir, sparsity, settings_hash(study))
 
     def config(self, settings: dict[str, Any]) -> Config:
         """One run's config; its wandb runs join this matrix's study unless the command named another."""
@@ -73,12 +79,12 @@ class TransferMatrix:
             settings["pruning.method"] = cell.source
         else:
             ticket = source_ticket if source_ticket is not None else self.source_ticket(cell.source)
-            settings |= {"pruning.method": "ticket", "pruning.ticket": str(ticket.resolve())}
+            settings |= {"pruning.method": GivenTicket.name, "pruning.ticket": str(ticket.resolve())}
         return ImpRun(self.config(settings))
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         run = self.cell_run(cell)
-        if run.method != "imp":
+        if cell.source != cell.target or self.finetune != "full":  # not the target's own ticket
             log(f"transfer cell {cell.source} -> {cell.target}")
         return run.run().info
 
@@ -109,15 +115,15 @@ class TransferMatrix:
     def write_outputs(self, results: dict[Cell, dict[str, Any]]) -> dict[str, Path]:
         rows = self.long_rows(results)
         table = self.table(results)
-        paths = {"csv": self.folder / "matrix.csv", "markdown": self.folder / "matrix.md",
+        files = {"csv": self.folder / "matrix.csv", "markdown": self.folder / "matrix.md",
                  "latex": self.folder / "matrix.tex", "png": self.folder / "transfer.png"}
-        atomic_write(paths["csv"], lambda tmp: Path(tmp).write_text(long_csv(rows)))
-        atomic_write(paths["markdown"], lambda tmp: Path(tmp).write_text(markdown(table)))
-        atomic_write(paths["latex"], lambda tmp: Path(tmp).write_text(latex(table)))
-        atomic_write(paths["png"], lambda tmp: heatmap(table, tmp))
+        atomic_write(files["csv"], lambda tmp: Path(tmp).write_text(long_csv(rows)))
+        atomic_write(files["markdown"], lambda tmp: Path(tmp).write_text(markdown(table)))
+        atomic_write(files["latex"], lambda tmp: Path(tmp).write_text(latex(table)))
+        atomic_write(files["png"], lambda tmp: heatmap(table, tmp))
         write_json(self.folder / "study.json", {"sources": self.sources, "targets": self.targets,
                                                 "sparsity": self.sparsity, "seeds": self.seeds})
-        return paths
+        return files
 
     def long_rows(self, results: dict[Cell, dict[str, Any]]) -> list[tuple[str, str, int, str, float]]:
         rows = []
@@ -150,6 +156,28 @@ class TransferMatrix:
                                                   "metric": info["primary_metric"], "matching": True, "minus_own": None}
         return {"rows": [*self.sources, RANDOM, DENSE], "targets": self.targets, "cells": rows,
                 "sparsity": self.sparsity}
+
+
+@dataclass
+class TransferWork:
+    """A matrix's cells for local workers: the shared runs first (sources' tickets, one cell per target), then
+    the cells."""
+
+    matrix: TransferMatrix
+    cells: list[Cell]
+
+    @property
+    def workers_dir(self) -> Path:
+        return paths.workers(self.matrix.folder)
+
+    def rounds(self) -> dict[str, list[str | Cell]]:
+        return {"shared": self.matrix.shared_jobs(self.cells), "cells": list(self.cells)}
+
+    def run_unit(self, unit: str | Cell) -> None:
+        self.matrix.run_job(unit)
+
+    def before_workers(self) -> bool:
+        return True
 
 
 def long_csv(rows: list[tuple]) -> str:

@@ -1,7 +1,11 @@
-"""Splitting independent fine-tunings (transfer cells, evaluation seeds) over processes and machines.
+"""Splitting independent fine-tunings (evaluation seeds, transfer cells, a study's runs) over processes and machines.
 
-`--cell i/N` splits a transfer over machines; `--workers K` starts K local processes, pinned to the visible
-GPUs in turn, so one process per GPU fills a machine and several per GPU pack small fine-tunings onto one.
+`--cell i/N` splits a transfer or a study over machines; `--workers K` starts K local processes, pinned to the
+visible GPUs in turn, so one process per GPU fills a machine and several per GPU pack small fine-tunings onto one.
+
+The protocol of local workers: what is split (`LocalWork`) comes in rounds of units, listed alike in every
+process; each worker reruns the command with `--worker ROUND:i/K` and computes every K-th unit of that round;
+once all rounds are done, the parent process runs everything itself, finding it finished, and writes the outputs.
 """
 
 from __future__ import annotations
@@ -12,12 +16,51 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bert_tickets.errors import UserError
 from bert_tickets.runs import log
 
 Job = TypeVar("Job")
+
+
+class LocalWork(Protocol):
+    """What local workers split: an engine run's seeds, a transfer matrix's cells, a study's runs."""
+
+    workers_dir: Path  # where the workers' logs go
+
+    def rounds(self) -> dict[str, list[Any]]:
+        """Units of work per round, in order; the same lists in every process, whatever is done meanwhile."""
+        ...
+
+    def run_unit(self, unit: Any) -> None: ...
+
+    def before_workers(self) -> bool:
+        """Runs, in this process, what must come before the workers; False when nothing is left for them."""
+        ...
+
+
+def run_share_or_start_workers(work: LocalWork, argv: list[str], worker: str | None, count: int) -> bool:
+    """In a worker (`worker` is its ROUND:i/N): run its share of that round and return True. Otherwise start
+    `count` local workers per round when `count` > 1, and return False: the caller then runs everything itself."""
+    if worker:
+        phase, _, share = worker.partition(":")
+        for unit in cells_of_worker(work.rounds()[phase], *parse_share(share, "--worker")):
+            work.run_unit(unit)
+        return True
+    if count > 1 and work.before_workers():
+        run_local_workers(argv, count, work.workers_dir, tuple(work.rounds()))
+    return False
+
+
+def worker_count(requested: int | None) -> int:
+    """--workers, or by default one per visible GPU (one under `accelerate launch`: its ranks share one run)."""
+    data_parallel = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    default = 1 if data_parallel else max(1, len(visible_gpus()))
+    workers = requested if requested is not None else default
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    return workers
 
 
 def in_new_process(function: Callable[..., Any], *args: Any) -> Any:

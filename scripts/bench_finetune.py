@@ -60,9 +60,8 @@ class Timing:
 
 # --- data and models ----------------------------------------------------------------------------------
 def prepare(args: argparse.Namespace, tokenizer: Any) -> Any:
-    from bert_tickets.tasks import get_task
-
     from bert_tickets.config import DataConfig
+    from bert_tickets.tasks import get_task
 
     config = DataConfig(task="sst2", data_dir=args.data_dir, max_length=args.max_length,
                         max_train_samples=args.train_samples or None, max_eval_samples=8)
@@ -104,11 +103,10 @@ def steady(step_ends: list[float], warmup: int) -> tuple[float, float]:
 # --- the runners ---------------------------------------------------------------------------------------
 def run_engine(folder: str, args: argparse.Namespace, steps: int, sparsity: float = 0.0,
                barrier: Any = None, precision: str = "auto") -> dict[str, Any]:
-    from bert_tickets.tasks import PreparedData, get_task
-
     from bert_tickets.config import PruningConfig
     from bert_tickets.masks import full_mask, global_magnitude_mask, select_prunable
     from bert_tickets.modeling import load_pretrained, load_tokenizer
+    from bert_tickets.tasks import PreparedData, get_task
     from bert_tickets.training import fine_tune, make_accelerator
 
     task = get_task("sst2")
@@ -134,10 +132,10 @@ def run_engine(folder: str, args: argparse.Namespace, steps: int, sparsity: floa
 
 
 def run_trainer(folder: str, args: argparse.Namespace, steps: int) -> dict[str, Any]:
-    from bert_tickets.tasks import get_task
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
     from bert_tickets.modeling import load_pretrained, load_tokenizer
+    from bert_tickets.tasks import get_task
 
     tokenizer = load_tokenizer(folder)
     data = prepare(args, tokenizer)

@@ -21,11 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sparsity", type=float, help="default: the transfer sparsity, else the highest")
     args = parser.parse_args(argv)
 
+    from bert_tickets import paths
     from bert_tickets.errors import UserError
     from bert_tickets.masks import full_mask, load_mask, magnitude_mask, random_mask, select_prunable
     from bert_tickets.report import mask_overlap, write_csv
     from bert_tickets.study import Job, load_plan
-    from bert_tickets.ticket import MASK_FILE
 
     try:
         plan = load_plan(args.study_dir)
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         run = plan.engine_run(job)
         pruning = run.config.pruning
         theta0 = select_prunable(run.pretrained.theta0, pruning.prunable)
-        masks = {"ticket": load_mask(run.ticket_dir() / MASK_FILE),
+        masks = {"ticket": load_mask(paths.mask(run.ticket_dir())),
                  "magnitude": magnitude_mask(theta0, full_mask(theta0), sparsity, pruning.scope),
                  "random": random_mask(theta0, sparsity, seed=0)}
         overlap = mask_overlap(masks)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from bert_tickets.errors import UserError
 from bert_tickets.tasks.base import PreparedData, TaskAdapter
 from bert_tickets.tasks.glue import GLUE_TASKS, GlueTask
 from bert_tickets.tasks.mlm import MaskedLMTask
 from bert_tickets.tasks.squad import SquadTask
 
-from bert_tickets.errors import UserError
-
 TASKS: dict[str, TaskAdapter] = {task.name: task for task in [*GLUE_TASKS, SquadTask(), MaskedLMTask()]}
 ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
+
+
+def task_data_settings() -> list[type]:
+    """The dataclasses of every task's own data settings: the config's `data` section includes their fields."""
+    return list(dict.fromkeys(t.data_settings for t in TASKS.values() if t.data_settings is not None))
 
 
 def get_task(name: str) -> TaskAdapter:
@@ -20,4 +24,4 @@ def get_task(name: str) -> TaskAdapter:
     return TASKS[key]
 
 
-__all__ = ["TASKS", "GlueTask", "PreparedData", "TaskAdapter", "get_task"]
+__all__ = ["TASKS", "GlueTask", "PreparedData", "TaskAdapter", "get_task", "task_data_settings"]

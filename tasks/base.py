@@ -28,10 +28,16 @@ class PreparedData:
 
 
 class TaskAdapter(Protocol):
-    """The engine's whole view of a task: load and tokenize data, build the head, score predictions."""
+    """The engine's whole view of a task: load and tokenize data, build the head, score predictions; and what
+    the config and the Hub release need to know about it."""
 
     name: str
     primary_metric: str
+    recipe: dict[str, Any]  # `section.key` settings layered under any preset (e.g. SQuAD's batch 16, lr 3e-5)
+    task_type: str  # the Hub's task type, for model cards (text-classification, question-answering, fill-mask)
+    hub_dataset: str  # the Hub dataset the task reads without --data-dir, and a model card names
+    hub_dataset_config: str | None
+    data_settings: type | None  # a dataclass of the task's own `data.*` settings, merged into the config
 
     def model_class(self) -> Any: ...
 

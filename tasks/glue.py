@@ -11,16 +11,16 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
 from datasets import Dataset, Features, Value
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from bert_tickets import metrics
 from bert_tickets.errors import UserError
+from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
 
 HUB_DATASET = "nyu-mll/glue"
 Column = str | int  # a header name, or a 0-based index for header-less files (CoLA)
@@ -41,6 +41,13 @@ class GlueTask:
     hub_eval_splits: dict[str, str] = field(default_factory=lambda: {"validation": "validation"})
     has_header: bool = True
     recipe: dict[str, Any] = field(default_factory=dict)  # the code defaults are the paper's GLUE recipe
+    task_type: ClassVar[str] = "text-classification"
+    hub_dataset: ClassVar[str] = HUB_DATASET
+    data_settings: ClassVar[type | None] = None  # the common data settings are all GLUE needs
+
+    @property
+    def hub_dataset_config(self) -> str | None:
+        return self.hub_config
 
     @property
     def is_regression(self) -> bool:
@@ -113,7 +120,7 @@ class GlueTask:
                 raise UserError(f"{path}:{line_no}: expected at least {max(index.values()) + 1} "
                                 f"tab-separated columns, found {len(row)}")
             for name, i in index.items():
-                columns[name].append(self._parse_label(path, line_no, row[i]) if name == "label" else row[i])
+                columns[name].append(parse_label(self.labels, path, line_no, row[i]) if name == "label" else row[i])
         if not columns["label"]:
             raise UserError(f"{path}: no examples (empty split)")
         features = Features({name: Value("string") for name in columns if name != "label"}
@@ -128,17 +135,6 @@ class GlueTask:
         if missing:
             raise UserError(f"{path}: missing column(s) {', '.join(missing)} (header has: {', '.join(header)})")
         return {name: header.index(c) for name, c in wanted.items()}  # type: ignore[arg-type]
-
-    def _parse_label(self, path: Path, line_no: int, value: str) -> float | int:
-        value = value.strip()
-        if self.is_regression:
-            try:
-                return float(value)
-            except ValueError:
-                raise UserError(f"{path}:{line_no}: label {value!r} is not a number") from None
-        if value in self.labels:
-            return self.labels.index(value)
-        raise UserError(f"{path}:{line_no}: label {value!r} is not one of {', '.join(self.labels)}")
 
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData:
         splits, sources = self.load_raw(data_config.data_dir)
@@ -182,6 +178,19 @@ class GlueTask:
 
 
 ENTAILMENT = ("entailment", "not_entailment")
+def parse_label(labels: tuple[str, ...] | None, path: Path, line_no: int, value: str) -> float | int:
+    """A TSV label: a number for regression (`labels` None), else the index of the label string."""
+    value = value.strip()
+    if labels is None:
+        try:
+            return float(value)
+        except ValueError:
+            raise UserError(f"{path}:{line_no}: label {value!r} is not a number") from None
+    if value in labels:
+        return labels.index(value)
+    raise UserError(f"{path}:{line_no}: label {value!r} is not one of {', '.join(labels)}")
+
+
 PAIR = ("sentence1", "sentence2")
 
 GLUE_TASKS = [

@@ -11,24 +11,40 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
 from datasets import Dataset
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, default_data_collator
 
 from bert_tickets.errors import UserError
+from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
 
 HUB_DATASET, HUB_CONFIG = "Salesforce/wikitext", "wikitext-103-raw-v1"
 LOCAL_FILES = {"train": "train.txt", "validation": "validation.txt"}
+
+
+@dataclass
+class MaskedLMData:
+    """Masked-LM's own data settings (`data.train_file`, ...)."""
+
+    train_file: str | None = field(default=None, metadata={
+        "help": "masked-LM: a raw text file to train on, instead of --data-dir or the Hub"})
+    validation_file: str | None = field(default=None, metadata={"help": "masked-LM: a raw text file to score on"})
+    mlm_probability: float = field(default=0.15, metadata={"help": "masked-LM: fraction of tokens masked"})
+    mask_seed: int = field(default=1234, metadata={
+        "help": "masked-LM: the evaluation set's masking, fixed so that scores are comparable"})
 
 
 @dataclass(frozen=True)
 class MaskedLMTask:
     name: str = "mlm"
     primary_metric: str = "accuracy"
+    task_type: ClassVar[str] = "fill-mask"
+    hub_dataset: ClassVar[str] = HUB_DATASET
+    hub_dataset_config: ClassVar[str | None] = HUB_CONFIG
+    data_settings: ClassVar[type | None] = MaskedLMData
     # The paper's masked-LM recipe for IMP levels: batch 16, lr 5e-5, 10,000 steps per level.
     recipe: dict[str, Any] = field(default_factory=lambda: {
         "training.batch_size": 16, "training.learning_rate": 5e-5, "training.max_steps": 10_000,

@@ -12,16 +12,16 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
 from datasets import Dataset, Features, Sequence, Value
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
 from bert_tickets import metrics
 from bert_tickets.errors import UserError
+from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
 
 HUB_DATASET = "rajpurkar/squad"
 FILES = {"train": "train-v1.1.json", "validation": "dev-v1.1.json"}
@@ -31,10 +31,22 @@ RAW_FEATURES = Features({"id": Value("string"), "question": Value("string"), "co
                          "answer_texts": Sequence(Value("string")), "answer_starts": Sequence(Value("int64"))})
 
 
+@dataclass
+class SquadData:
+    """SQuAD's own data settings (`data.doc_stride`, `data.max_answer_length`)."""
+
+    doc_stride: int = field(default=128, metadata={"help": "SQuAD: overlap of consecutive windows of a long context"})
+    max_answer_length: int = field(default=30, metadata={"help": "SQuAD: longest predicted answer, in tokens"})
+
+
 @dataclass(frozen=True)
 class SquadTask:
     name: str = "squad"
     primary_metric: str = "f1"
+    task_type: ClassVar[str] = "question-answering"
+    hub_dataset: ClassVar[str] = HUB_DATASET
+    hub_dataset_config: ClassVar[str | None] = None
+    data_settings: ClassVar[type | None] = SquadData
     # The paper's SQuAD recipe, on top of the GLUE defaults.
     recipe: dict[str, Any] = field(default_factory=lambda: {
         "training.batch_size": 16, "training.learning_rate": 3e-5, "training.epochs": 2.0, "data.max_length": 384})

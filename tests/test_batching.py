@@ -1,11 +1,11 @@
 import pytest
 import torch
-from bert_tickets.tasks import get_task
 from conftest import shared_glue
 from transformers import AutoTokenizer
 
 from bert_tickets.batching import LengthGroupedBatches, PaddedTensors, can_pre_pad
 from bert_tickets.config import DataConfig
+from bert_tickets.tasks import get_task
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import write_tsv
 
-from bert_tickets import Ticket
+from bert_tickets import Ticket, paths
 from bert_tickets.cli import main
 
 
@@ -126,7 +126,7 @@ def test_reinit_applies_a_ticket_to_random_weights(tiny_bert, glue_dir, tmp_path
                                     "pruning.ticket": source, "pruning.sparsity": 0.4}))
     query = "encoder.layer.0.attention.self.query.weight"
     # (the tiny checkpoint is itself a seed-0 random init, so look at another seed)
-    random_weights = run._build(5, rewound=True).base_model.state_dict()[query]
+    random_weights = run.build_model(5, rewound=True).base_model.state_dict()[query]
     assert not torch.equal(random_weights, run.pretrained.theta0[query])
     assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--method", "reinit", "--ticket", source,
                           "--sparsity", "0.5")) == 2
@@ -170,7 +170,7 @@ def test_baselines_run_beside_the_ticket_with_its_recipe_and_seeds(tiny_bert, gl
     assert main(args) == 0
     out = capsys.readouterr().out
     ticket = Ticket.load(out.strip().splitlines()[-1])
-    comparison = read_json(ticket.path / "comparison.json")
+    comparison = read_json(paths.comparison(ticket.path))
     assert [r["method"] for r in comparison["rows"]] == ["dense", "imp", "random", "shuffle", "reinit"]
     for row in comparison["rows"]:
         assert len(row["metrics"]["accuracy"]["values"]) == 2  # every arm over the same two seeds

@@ -2,12 +2,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bert_tickets.tasks import TASKS, get_task
 from conftest import shared_glue, write_tsv
 from transformers import AutoTokenizer
 
 from bert_tickets.config import DataConfig
 from bert_tickets.errors import UserError
+from bert_tickets.tasks import TASKS, get_task
 
 ALL_NINE = {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"}
 

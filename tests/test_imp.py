@@ -2,18 +2,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from bert_tickets.tasks import get_task
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 import bert_tickets.imp as imp
-from bert_tickets import Ticket, find_ticket
+from bert_tickets import Ticket, find_ticket, paths
 from bert_tickets.cli import main
 from bert_tickets.config import TrainingConfig, load_config
-from bert_tickets.imp import ImpRun, sparsity_schedule
+from bert_tickets.imp import ImpRun
 from bert_tickets.masks import load_mask, prunable_parameters, sparsity_report
 from bert_tickets.modeling import load_pretrained
+from bert_tickets.run_folder import sparsity_schedule
 from bert_tickets.runs import read_json
+from bert_tickets.tasks import get_task
 from bert_tickets.training import resolved_precision
 
 
@@ -48,27 +49,27 @@ def test_find_writes_levels_and_a_ticket(tiny_bert, glue_dir, tmp_path):
     assert [p.name for p in sorted(run.root.glob("level_*"))] == [
         "level_00_sparsity_0.0000", "level_01_sparsity_0.1000", "level_02_sparsity_0.2000"]
     assert read_json(run.root / "config.json")["run_hash"] == run.root.name.removeprefix("imp_")
-    masks = [load_mask(run.level_dir(k) / "mask.safetensors") for k in (1, 2)]
+    masks = [load_mask(paths.mask(run.level_dir(k))) for k in (1, 2)]
     total = sparsity_report(masks[0])["prunable_weights"]
     for k, mask in zip((1, 2), masks, strict=True):
         assert sparsity_report(mask)["remaining_weights"] == total - round(run.sparsities[k] * total)
-        assert read_json(run.level_dir(k) / "sparsity.json")["sparsity"] == pytest.approx(run.sparsities[k], abs=1e-4)
-        level = read_json(run.level_dir(k) / "metrics.json")
+        assert read_json(paths.sparsity(run.level_dir(k)))["sparsity"] == pytest.approx(run.sparsities[k], abs=1e-4)
+        level = read_json(paths.metrics(run.level_dir(k)))
         assert level["revived_weights"] == 0  # held under bf16 autocast too, where this CPU has it
         assert level["precision"] == resolved_precision(run.config.training)
     assert all(not (masks[1][n] & ~masks[0][n]).any() for n in masks[0])  # IMP prunes survivors only
     assert ticket.path == run.ticket_dir() and ticket.sparsity == pytest.approx(0.2, abs=1e-3)
-    info = read_json(ticket.path / "ticket.json")
+    info = read_json(paths.ticket_info(ticket.path))
     assert {"task", "sparsity", "model", "method", "metrics", "matching"} <= set(info)
     assert info["method"] == "imp" and info["task"] == "sst2" and info["seeds"] == [0, 1]
     ticket_acc, dense_acc = info["metrics"]["ticket"]["accuracy"], info["metrics"]["dense"]["accuracy"]
     assert len(ticket_acc["values"]) == len(dense_acc["values"]) == 2
     assert info["matching"] == (ticket_acc["mean"] >= dense_acc["mean"] - dense_acc["std"])
-    assert (ticket.path / "seeds" / "seed_1.json").exists()
-    level0 = read_json(run.level_dir(0) / "metrics.json")["metrics"]
-    assert read_json(run.dense_dir() / "seed_0.json")["metrics"] == level0
-    assert (run.dense_dir() / "seed_1.json").exists() and run.dense_dir().parent == run.root.parent
-    with safe_open(str(ticket.path / "mask.safetensors"), "pt") as f:
+    assert (paths.ticket_seed(ticket.path, 1)).exists()
+    level0 = read_json(paths.metrics(run.level_dir(0)))["metrics"]
+    assert read_json(paths.dense_seed(run.dense_dir(), 0))["metrics"] == level0
+    assert (paths.dense_seed(run.dense_dir(), 1)).exists() and run.dense_dir().parent == run.root.parent
+    with safe_open(str(paths.mask(ticket.path)), "pt") as f:
         assert f.metadata()["format"] == "bert-tickets-mask/1"
 
 
@@ -103,13 +104,13 @@ def test_a_killed_run_resumes_to_the_same_masks(tiny_bert, glue_dir, tmp_path, m
         ImpRun(config).run()
     monkeypatch.setattr(imp, "fine_tune", real)
     resumed = ImpRun(config)
-    assert not (resumed.level_dir(2) / "metrics.json").exists()
+    assert not (paths.metrics(resumed.level_dir(2))).exists()
     resumed.run()
     for k in (1, 2, 3):
-        a, b = load_mask(whole.level_dir(k) / "mask.safetensors"), load_mask(resumed.level_dir(k) / "mask.safetensors")
+        a, b = load_mask(paths.mask(whole.level_dir(k))), load_mask(paths.mask(resumed.level_dir(k)))
         assert all(torch.equal(a[n], b[n]) for n in a), f"level {k} differs"
-        assert read_json(whole.level_dir(k) / "metrics.json")["metrics"] == \
-            read_json(resumed.level_dir(k) / "metrics.json")["metrics"]
+        assert read_json(paths.metrics(whole.level_dir(k)))["metrics"] == \
+            read_json(paths.metrics(resumed.level_dir(k)))["metrics"]
 
 
 def test_ticket_applies_to_a_fresh_model(tiny_bert, glue_dir, tmp_path):
@@ -126,9 +127,9 @@ def test_rewinding_to_an_early_step_and_keeping_the_head(tiny_bert, glue_dir, tm
     run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.rewind_step": 2, "pruning.keep_head": True,
                                                                "pruning.sparsity": 0.1}))
     ticket = run.run()
-    assert (run.root / "rewind_point.safetensors").exists() and (run.root / "initial_head.safetensors").exists()
+    assert paths.rewind_point(run.root).exists() and paths.initial_head(run.root).exists()
     assert ticket.info["rewind_step"] == 2
-    rewound = run._build(0, rewound=True, keep_head=True)
+    rewound = run.build_model(0, rewound=True, keep_head=True)
     theta0 = run.pretrained.theta0["encoder.layer.0.attention.self.query.weight"]
     assert not torch.equal(rewound.base_model.encoder.layer[0].attention.self.query.weight, theta0)
     with pytest.raises(Exception, match="beyond"):
@@ -148,7 +149,7 @@ def test_baseline_methods_make_tickets_in_the_same_format(method, tiny_bert, glu
     levels = [0.0, 0.1, 0.2, 0.3] if method == "standard" else [0.0, 0.3]
     assert run.root.name.startswith(f"{method}_") and run.sparsities == levels
     trained_level_0 = method in ("oneshot", "standard")  # θ0-only masks need no training
-    assert (run.level_dir(0) / "metrics.json").exists() == trained_level_0
+    assert (paths.metrics(run.level_dir(0))).exists() == trained_level_0
     loaded = Ticket.load(ticket.path)
     assert loaded.info["method"] == method and loaded.sparsity == pytest.approx(0.3, abs=1e-3)
     assert set(loaded.info["metrics"]) == {"ticket", "dense"}
@@ -178,7 +179,7 @@ def test_dense_runs_are_shared_by_every_method(tiny_bert, glue_dir, tmp_path, mo
     ticket = random_run.run()
     assert calls == ["level 1 (20%)"]  # the dense reference came from the IMP run's level 0
     assert ticket.info["metrics"]["dense"]["accuracy"]["values"] == [
-        read_json(random_run.dense_dir() / "seed_0.json")["metrics"]["accuracy"]]
+        read_json(paths.dense_seed(random_run.dense_dir(), 0))["metrics"]["accuracy"]]
 
 
 def test_standard_pruning_trains_on_without_rewinding(tiny_bert, glue_dir, tmp_path, monkeypatch):
@@ -192,7 +193,7 @@ def test_standard_pruning_trains_on_without_rewinding(tiny_bert, glue_dir, tmp_p
     monkeypatch.setattr(imp, "fine_tune", record_start)
     run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": "standard", "pruning.seeds": 2}))
     ticket = run.run()
-    trained = load_file(str(run.level_dir(0) / "trained_model.safetensors"))
+    trained = load_file(str(paths.trained_model(run.level_dir(0))))
     trained0 = trained["bert.encoder.layer.0.output.dense.weight"]
     assert torch.equal(starts["level 1 (10%)"][0].detach(), trained0)  # level 1 began where level 0 ended
     assert not torch.equal(trained0, run.pretrained.theta0["encoder.layer.0.output.dense.weight"])
@@ -242,21 +243,21 @@ def test_shuffle_keeps_each_matrix_multiset_under_the_tickets_mask(tiny_bert, gl
     run = ImpRun(config)
     theta0 = run.pretrained.theta0
     prunable = set(source.mask)
-    shuffled = run._build(3, rewound=True).base_model.state_dict()
+    shuffled = run.build_model(3, rewound=True).base_model.state_dict()
     for name, w in theta0.items():
         if name in prunable:  # same values, other places
             assert torch.equal(shuffled[name].flatten().sort().values, w.flatten().sort().values)
             assert not torch.equal(shuffled[name], w)
         else:  # embeddings, LayerNorms, biases: θ0 as it is
             assert torch.equal(shuffled[name], w), name
-    assert torch.equal(run._build(3, rewound=True).base_model.state_dict()[name], shuffled[name])  # seeded
-    other_seed = run._build(4, rewound=True).base_model.state_dict()
+    assert torch.equal(run.build_model(3, rewound=True).base_model.state_dict()[name], shuffled[name])  # seeded
+    other_seed = run.build_model(4, rewound=True).base_model.state_dict()
     assert not all(torch.equal(other_seed[n], shuffled[n]) for n in prunable)
     ticket = run.run()
     assert ticket.info["method"] == "shuffle" and "shuffled" in ticket.info["weights"]
     assert ticket.sparsity == pytest.approx(source.sparsity)
     assert all(torch.equal(ticket.mask[n], source.mask[n]) for n in source.mask)
-    assert read_json(run.level_dir(1) / "metrics.json")["revived_weights"] == 0
+    assert read_json(paths.metrics(run.level_dir(1)))["revived_weights"] == 0
 
 
 def _grad_norms_seen(config) -> list[float]:
@@ -290,7 +291,7 @@ def test_gradient_accumulation_counts_optimizer_steps(tiny_bert, glue_dir, tmp_p
                                                            "training.batch_size": 4,
                                                            "training.gradient_accumulation_steps": 3})
     norms = _grad_norms_seen(config)
-    level0 = read_json(ImpRun(config).level_dir(0) / "metrics.json")
+    level0 = read_json(paths.metrics(ImpRun(config).level_dir(0)))
     assert level0["steps"] == 4 and len(norms) == 3 * 4  # 48 examples / 4 = 12 micro-batches, 3 per step
     with pytest.raises(Exception, match="gradient_accumulation_steps must be at least 1"):
         tiny_config(tiny_bert, glue_dir, tmp_path, **{"training.gradient_accumulation_steps": 0}).validate()

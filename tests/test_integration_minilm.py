@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import shared_glue
 
+from bert_tickets import paths
 from bert_tickets.config import load_config
 from bert_tickets.imp import ImpRun
 from bert_tickets.masks import prunable_parameters
@@ -25,7 +26,7 @@ def test_two_imp_levels_on_real_sst2(tmp_path):
     # sparsity over the prunable set, to 1e-3, level by level
     assert run.sparsities == [0.0, 0.1, 0.2]
     for k in (1, 2):
-        assert read_json(run.level_dir(k) / "sparsity.json")["sparsity"] == pytest.approx(run.sparsities[k], abs=1e-3)
+        assert read_json(paths.sparsity(run.level_dir(k)))["sparsity"] == pytest.approx(run.sparsities[k], abs=1e-3)
     assert ticket.sparsity == pytest.approx(0.2, abs=1e-3)
 
     # only encoder attention / feed-forward matrices are in the mask: the preset leaves MiniLM's untrained pooler
@@ -35,15 +36,16 @@ def test_two_imp_levels_on_real_sst2(tmp_path):
 
     # the dev metric is computed on the 200 dev examples, for every level, ticket and dense
     for k in range(3):
-        accuracy = read_json(run.level_dir(k) / "metrics.json")["metrics"]["accuracy"]
+        accuracy = read_json(paths.metrics(run.level_dir(k)))["metrics"]["accuracy"]
         assert 0.0 <= accuracy <= 1.0 and (accuracy * 200) == pytest.approx(round(accuracy * 200))
     assert set(ticket.info["metrics"]["ticket"]) == set(ticket.info["metrics"]["dense"]) == {"accuracy"}
 
     # train the ticket again, then look at the weights themselves: pruned ones are exactly zero,
     # everything outside the mask (embeddings, LayerNorms, biases, head) trained freely
-    model = run._build(seed=5, rewound=True)
+    model = run.build_model(seed=5, rewound=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    result = fine_tune(model, run.data, run.task, run.tokenizer, config.training, run.accelerator, seed=5,
+    loaded = run.resources
+    result = fine_tune(model, loaded.data, run.task, loaded.tokenizer, config.training, loaded.accelerator, seed=5,
                        mask=ticket.mask)
     assert result.revived_weights == 0
     params = prunable_parameters(model, config.pruning.prunable)

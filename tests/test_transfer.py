@@ -97,9 +97,9 @@ def test_lora_transfer_keeps_the_backbone_and_its_zeros(tiny_bert, glue_dir, tmp
                                     "data.max_length": 32, "output_dir": str(tmp_path)}))
     theta0 = select_prunable(run.pretrained.theta0, run.config.pruning.prunable)
     mask = global_magnitude_mask(theta0, {n: torch.ones_like(t, dtype=torch.bool) for n, t in theta0.items()}, 0.5)
-    model = run._build(0)
+    model = run.build_model(0)
     head_before = model.classifier.weight.detach().clone()
-    result = fine_tune(model, run.data, run.task, run.tokenizer, run.config.training,
+    result = fine_tune(model, run.resources.data, run.task, run.resources.tokenizer, run.config.training,
                        make_accelerator(run.config.training), 0, mask=mask)
     assert result.revived_weights == 0
     query = model.base_model.encoder.layer[0].attention.self.query
@@ -107,7 +107,7 @@ def test_lora_transfer_keeps_the_backbone_and_its_zeros(tiny_bert, glue_dir, tmp
     assert torch.equal(query.base_layer.weight, theta0[name] * mask[name])  # frozen, masked backbone
     assert any(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
     assert not torch.equal(model.classifier.modules_to_save["default"].weight, head_before)  # the head trained
-    full = sum(p.numel() for p in run._build(0).parameters())
+    full = sum(p.numel() for p in run.build_model(0).parameters())
     assert 0 < result.trainable_parameters < full / 10
     with pytest.raises(UserError, match="LoRA leaves the backbone frozen"):
         load_config(None, {"training.finetune": "lora"}).validate()

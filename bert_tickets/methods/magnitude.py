@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bert_tickets.masks import Mask, magnitude_mask
+from bert_tickets.methods.base import Method
+
+if TYPE_CHECKING:
+    from bert_tickets.imp import ImpRun
+
+
+class MagnitudePruning(Method):
+    """θ0 itself pruned by magnitude, without any training."""
+
+    name = "magnitude"
+    label = "magnitude pruning of θ0"
+    help = "prune θ0 itself by magnitude (no training)"
+    prunes_by_magnitude = True
+
+    def level_mask(self, run: ImpRun, k: int) -> Mask:
+        return magnitude_mask(run.theta0_prunable(), run.level_mask(0), run.sparsities[k], run.config.pruning.scope)

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bert_tickets.masks import select_prunable
+from bert_tickets.methods.base import State
+from bert_tickets.methods.ticket import GivenTicket
+from bert_tickets.modeling import shuffled_weights
+
+if TYPE_CHECKING:
+    from bert_tickets.imp import ImpRun
+
+
+class ShuffledTicket(GivenTicket):
+    """The ticket's mask on θ0 with each prunable matrix's weights shuffled within the matrix (the paper's θ0'')."""
+
+    name = "shuffle"
+    label = "IMP mask, shuffled θ0"
+    help = "the ticket's mask (--ticket) on θ0 shuffled within each matrix"
+    weights = "θ0 with each prunable matrix's weights shuffled within the matrix"
+    exportable = False
+    baseline = True
+
+    def rewound_encoder(self, run: ImpRun, state: State | None, seed: int) -> tuple[State | None, bool]:
+        names = list(select_prunable(run.pretrained.theta0, run.config.pruning.prunable))
+        return shuffled_weights(state if state is not None else run.pretrained.theta0, names, seed), False

@@ -1,0 +1,31 @@
+"""A given ticket's mask (`pruning.ticket`) on θ0; `reinit` and `shuffle` change the weights it applies to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bert_tickets.errors import UserError
+from bert_tickets.masks import Mask, fit_mask, sparsity_report
+from bert_tickets.methods.base import Method
+from bert_tickets.ticket import Ticket
+
+if TYPE_CHECKING:
+    from bert_tickets.imp import ImpRun
+
+
+class GivenTicket(Method):
+    """A given ticket's mask on θ0, fine-tuned on this run's task (`bert-tickets evaluate`, transfer cells)."""
+
+    name = "ticket"
+    label = "a given ticket's mask (θ0)"
+    help = "a given ticket's mask (--ticket), fine-tuned on this task"
+    needs_ticket = True
+    baseline = False
+
+    def level_mask(self, run: ImpRun, k: int) -> Mask:
+        mask = Ticket.load(run.config.pruning.ticket).mask
+        fit_mask(run.build_model(run.seed), mask)  # a clear error now if it was found on another architecture
+        found = sparsity_report(mask)["sparsity"]
+        if abs(found - run.sparsities[k]) > 1e-3:
+            raise UserError(f"the ticket's sparsity is {found:.4f}, not {run.sparsities[k]}")
+        return mask

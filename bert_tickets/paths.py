@@ -1,0 +1,118 @@
+"""Every file and folder name of a run folder, defined once (after open_lth's `foundations/paths.py`).
+
+A run folder (`<output_dir>/<task>/<method>_<hash>/`) holds:
+
+    config.json                          the run's settings (its hash names the folder)
+    rewind_point.safetensors             the encoder at `pruning.rewind_step` (rewinding to a training step)
+    initial_head.safetensors             the first level's head (`pruning.keep_head`)
+    level_00_sparsity_0.0000/            one folder per level of the sparsity schedule:
+        mask.safetensors                   the level's mask (level 0 is dense and has none)
+        metrics.json                       the fine-tuning's scores: written last, it marks the level done
+        sparsity.json                      the mask's sparsity, overall and per matrix
+        trained_prunable.safetensors       the trained prunable weights the next mask is pruned from
+        trained_model.safetensors          the whole trained network (methods that do not rewind go on from it)
+    tickets/sparsity_0.5000/             the ticket: mask.safetensors, ticket.json, comparison.json,
+        seeds/seed_1.json                  and the evaluation's other seeds
+    workers/                             logs of local worker processes
+and beside the run folders of a task, `dense_<hash>/seed_<n>.json`: dense fine-tunings, shared by every method.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG = "config.json"
+MASK = "mask.safetensors"
+METRICS = "metrics.json"
+SPARSITY = "sparsity.json"
+TICKET_INFO = "ticket.json"
+COMPARISON = "comparison.json"
+
+
+def run(output_dir: str | Path, task: str, method: str, run_hash: str) -> Path:
+    return Path(output_dir) / task / f"{method}_{run_hash}"
+
+
+def config(root: Path) -> Path:
+    return root / CONFIG
+
+
+def rewind_point(root: Path) -> Path:
+    return root / "rewind_point.safetensors"
+
+
+def initial_head(root: Path) -> Path:
+    return root / "initial_head.safetensors"
+
+
+def level(root: Path, k: int, sparsity: float) -> Path:
+    return root / f"level_{k:02d}_sparsity_{sparsity:.4f}"
+
+
+def mask(folder: Path) -> Path:
+    """A level's or a ticket's mask."""
+    return folder / MASK
+
+
+def metrics(level_dir: Path) -> Path:
+    return level_dir / METRICS
+
+
+def sparsity(level_dir: Path) -> Path:
+    return level_dir / SPARSITY
+
+
+def trained_prunable(level_dir: Path) -> Path:
+    """The pruning frontier: kept until the next level's mask is made (at the last level of IMP, to extend it)."""
+    return level_dir / "trained_prunable.safetensors"
+
+
+def trained_model(level_dir: Path) -> Path:
+    return level_dir / "trained_model.safetensors"
+
+
+def ticket(root: Path, sparsity: float) -> Path:
+    return root / "tickets" / f"sparsity_{sparsity:.4f}"
+
+
+def ticket_info(ticket_dir: Path) -> Path:
+    return ticket_dir / TICKET_INFO
+
+
+def comparison(ticket_dir: Path) -> Path:
+    return ticket_dir / COMPARISON
+
+
+def ticket_seed(ticket_dir: Path, seed: int) -> Path:
+    return ticket_dir / "seeds" / f"seed_{seed}.json"
+
+
+def dense(root: Path, dense_hash: str) -> Path:
+    """Dense fine-tunings depend on model, data and recipe only: the runs of every method on a task share them."""
+    return root.parent / f"dense_{dense_hash}"
+
+
+def dense_seed(dense_dir: Path, seed: int) -> Path:
+    return dense_dir / f"seed_{seed}.json"
+
+
+def workers(folder: Path) -> Path:
+    """Logs of the local worker processes of a run, a transfer matrix or a study."""
+    return folder / "workers"
+
+
+def transfer(output_dir: str | Path, sparsity: float, settings_hash: str) -> Path:
+    """A transfer matrix's folder (its tables and figure), beside the run folders its cells use."""
+    return Path(output_dir) / "transfer" / f"sparsity_{sparsity:.4f}_{settings_hash}"
+
+
+# A study folder: study.yaml (the spec as it ran), runs/ (its engine runs and transfer matrix), report/.
+STUDY_SPEC = "study.yaml"
+
+
+def study_runs(study_dir: Path) -> Path:
+    return study_dir / "runs"
+
+
+def study_report(study_dir: Path) -> Path:
+    return study_dir / "report"

@@ -1,0 +1,67 @@
+"""What a run loads, lazily: a finished run touches neither model nor data."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bert_tickets.config import Config, non_default_settings, run_hash
+from bert_tickets.errors import UserError
+from bert_tickets.masks import magnitude_outliers, select_prunable
+from bert_tickets.modeling import Pretrained, load_pretrained, load_tokenizer
+from bert_tickets.runs import log
+from bert_tickets.tasks import TaskAdapter
+from bert_tickets.tracking import Tracker
+from bert_tickets.training import make_accelerator
+
+
+class RunResources:
+    def __init__(self, config: Config, task: TaskAdapter, root: Path):
+        self.config, self.task, self.root = config, task, root
+
+    @cached_property
+    def pretrained(self) -> Pretrained:
+        pretrained = load_pretrained(self.config.model.name, self.task, self.tokenizer)
+        log(f"loaded {self.config.model.name}")
+        if (note := pretrained.describe_head()) is not None:
+            log(note)
+        return pretrained
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        return load_tokenizer(self.config.model.name)
+
+    @cached_property
+    def data(self) -> Any:
+        return self.task.prepare(self.tokenizer, self.config.data, seed=self.config.training.seed)
+
+    @cached_property
+    def accelerator(self) -> Any:
+        return make_accelerator(self.config.training)
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        t = self.config.training
+        settings = non_default_settings(self.config) | {
+            "task": self.task.name, "model": self.config.model.name, "method": self.config.pruning.method,
+            "run_hash": run_hash(self.config), "run_dir": str(self.root)}
+        return Tracker(enabled=t.report_to == "wandb" and self.accelerator.is_main_process,
+                       project=t.wandb_project, study=t.study or f"{self.task.name}/{self.root.name}",
+                       settings=settings, directory=self.root)
+
+    def theta0_prunable(self) -> dict[str, torch.Tensor]:
+        """θ0's prunable matrices, or one clear error when the patterns select none."""
+        params = select_prunable(self.pretrained.theta0, self.config.pruning.prunable)
+        if not params:
+            raise UserError("no encoder weights match the prunable patterns "
+                            f"{self.config.pruning.prunable} for {self.config.model.name}")
+        return params
+
+    def warn_magnitude_outliers(self) -> None:
+        """Before any pruning: a matrix of tiny weights is what one global magnitude threshold empties first."""
+        for name, mean in magnitude_outliers(self.theta0_prunable()).items():
+            log(f"warning: {name} has mean |w| {mean:.4f}, far below the other prunable matrices: one global "
+                "magnitude threshold will prune it first (a layer the checkpoint never trained?)")

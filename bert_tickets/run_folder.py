@@ -1,0 +1,116 @@
+"""A run folder, read-only: where an engine run keeps each level, seed and ticket, and what is done.
+
+The study, the transfer matrix and the report ask it (never training); `bert_tickets.imp.ImpRun` extends it with
+the training that fills the folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from bert_tickets import paths
+from bert_tickets.config import Config, dense_hash, run_hash
+from bert_tickets.methods import get_method
+from bert_tickets.runs import read_json
+from bert_tickets.tasks import get_task
+
+KINDS = ("ticket", "dense")  # the evaluation's two arms, each fine-tuned once per seed
+
+
+def sparsity_schedule(target: float, rate: float, schedule: str = "linear") -> list[float]:
+    """Sparsity of each level, starting with the dense level 0. `linear`: each level prunes `rate` of the
+    original weights (the paper's code); `geometric`: `rate` of the weights that remain."""
+    levels = [0.0]
+    while levels[-1] < target - 1e-9:
+        k = len(levels)
+        nxt = k * rate if schedule == "linear" else 1.0 - (1.0 - rate) ** k
+        levels.append(min(round(nxt, 10), target))
+    return levels
+
+
+def run_dir(config: Config) -> Path:
+    return paths.run(config.output_dir, get_task(config.data.task).name, config.pruning.method, run_hash(config))
+
+
+class RunFolder:
+    """An engine run's folder, read-only: its levels along the sparsity schedule, where each level, seed and the
+    ticket live (`bert_tickets.paths`), and what is done. Never loads a model and never trains."""
+
+    def __init__(self, config: Config):
+        self.config = config.validate()
+        self.task = get_task(config.data.task)
+        self.method = get_method(config.pruning.method)
+        self.root = run_dir(config)
+        self.seed = config.training.seed
+        p = config.pruning
+        self.sparsities = sparsity_schedule(p.sparsity, p.rate, p.schedule) if self.method.iterative \
+            else [0.0, p.sparsity]
+        # a mask found without training (magnitude, random, a given ticket) needs no dense level 0
+        self.trained_levels = list(range(0 if self.method.trains_dense_level else 1, len(self.sparsities)))
+
+    def level_dir(self, k: int) -> Path:
+        return paths.level(self.root, k, self.sparsities[k])
+
+    def ticket_dir(self) -> Path:
+        return paths.ticket(self.root, self.config.pruning.sparsity)
+
+    def dense_dir(self) -> Path:
+        """Dense fine-tunings depend on model, data and recipe only: every method's run shares them."""
+        return paths.dense(self.root, dense_hash(self.config))
+
+    def result_path(self, kind: str, seed: int) -> Path:
+        """Where one seed of the final evaluation lives; the run's own seed of a ticket is its last level."""
+        if kind == "dense":
+            return paths.dense_seed(self.dense_dir(), seed)
+        last = len(self.sparsities) - 1
+        if seed == self.seed and last in self.trained_levels:
+            return paths.metrics(self.level_dir(last))
+        return paths.ticket_seed(self.ticket_dir(), seed)
+
+    def level_record(self, k: int) -> dict[str, Any]:
+        """A finished level's metrics.json."""
+        return read_json(paths.metrics(self.level_dir(k)))
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.config.pruning.seeds)]
+
+    def is_done(self) -> bool:
+        levels = [paths.metrics(self.level_dir(k)) for k in self.trained_levels]
+        return all(p.exists() for p in levels + [self.result_path(kind, s) for kind in KINDS for s in self.seeds])
+
+    def finished_ticket(self) -> dict[str, Any] | None:
+        """The ticket.json of a finished run that covers the run's seeds; None otherwise. Never trains. (A
+        ticket.json over fewer seeds, written by a run asking for fewer, counts as unfinished.)"""
+        path = paths.ticket_info(self.ticket_dir())
+        if not (self.is_done() and path.exists()):
+            return None
+        info = read_json(path)
+        return info if set(self.seeds) <= set(info.get("seeds", [])) else None
+
+    def seed_jobs(self, pending_only: bool = True) -> list[tuple[str, int]]:
+        """The evaluation's fine-tunings, (kind, seed): independent, so they can run in parallel."""
+        return [(kind, s) for s in self.seeds for kind in KINDS
+                if not (pending_only and self.result_path(kind, s).exists())]
+
+    def trained_prunable(self, k: int) -> dict[str, torch.Tensor]:
+        """Level k's trained prunable weights, the frontier that mask k+1 is pruned from."""
+        path = paths.trained_prunable(self.level_dir(k))
+        if not path.exists():
+            raise RuntimeError(f"{paths.mask(self.level_dir(k + 1))} is missing: delete {self.level_dir(k)} and rerun")
+        return load_file(str(path))
+
+    def fine_tunings(self) -> dict[Path, int]:
+        """Every fine-tuning this run implies, keyed by the file its result goes to (runs sharing a dense seed
+        share its key), with how many fine-tunings each takes (another seed of some methods is a chain of levels)."""
+        chain = 1 if self.method.rewinds else len(self.trained_levels)
+        implied = {paths.metrics(self.level_dir(k)): 1 for k in self.trained_levels}
+        if 0 in self.trained_levels:  # this seed's dense result is a copy of level 0: no training of its own
+            implied[self.result_path("dense", self.seed)] = 0
+        for kind, seed in self.seed_jobs(pending_only=False):
+            implied.setdefault(self.result_path(kind, seed), chain if kind == "ticket" else 1)
+        return implied

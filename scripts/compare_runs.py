@@ -1,0 +1,72 @@
+"""Compare two output folders made by the same commands (e.g. before and after a refactor): the same files,
+JSON records equal but for timings and the folders' own paths, safetensors (masks, weights) bit-identical.
+
+    python scripts/compare_runs.py runs-before runs-after
+
+Runs on a given ticket (ticket, reinit, shuffle) are named by a hash that includes the ticket's absolute path,
+so they are paired by task and method, and their run hashes may differ. Exit status 1 if anything else differs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+TIMINGS = {"seconds", "step_ends"}
+TICKET_RUN = re.compile(r"^([\w-]+)/(ticket|reinit|shuffle)_[0-9a-f]{10}/")
+PATH_HASHED = {"run_hash", "run_dir"}  # of runs on a ticket: they follow the ticket's absolute path
+
+
+def _files(root: Path) -> dict[str, Path]:
+    return {TICKET_RUN.sub(r"\1/\2_<hash>/", str(p.relative_to(root))): p
+            for p in root.rglob("*") if p.is_file() and "workers" not in p.relative_to(root).parts}
+
+
+def _normalised(value: Any, root: Path, skip: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _normalised(v, root, skip) for k, v in value.items() if k not in skip}
+    if isinstance(value, list):
+        return [_normalised(v, root, skip) for v in value]
+    return value.replace(str(root), "<root>") if isinstance(value, str) else value
+
+
+def compare(first: Path, second: Path) -> list[str]:
+    """One line per difference; empty when the two folders hold the same results."""
+    a, b = _files(first), _files(second)
+    problems = [f"only in {first}: {name}" for name in sorted(a.keys() - b.keys())]
+    problems += [f"only in {second}: {name}" for name in sorted(b.keys() - a.keys())]
+    for name in sorted(a.keys() & b.keys()):
+        if name.endswith(".json"):
+            skip = TIMINGS | (PATH_HASHED if "_<hash>/" in name else set())
+            x, y = (_normalised(json.loads(p.read_text()), root, skip)
+                    for p, root in ((a[name], first), (b[name], second)))
+            if x != y:
+                problems.append(f"records differ: {name}")
+        elif name.endswith(".safetensors"):
+            x, y = load_file(str(a[name])), load_file(str(b[name]))
+            if x.keys() != y.keys() or any(not torch.equal(x[k], y[k]) for k in x):
+                problems.append(f"tensors differ: {name}")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or not all(Path(p).is_dir() for p in argv):
+        print("usage: compare_runs.py FIRST_DIR SECOND_DIR", file=sys.stderr)
+        return 2
+    first, second = map(Path, argv)
+    problems = compare(first, second)
+    counts = {ext: len([n for n in _files(first) if n.endswith(ext)]) for ext in (".json", ".safetensors")}
+    print("\n".join(problems))
+    print(f"{counts['.json']} JSON records and {counts['.safetensors']} safetensors files in {first}: "
+          f"{len(problems)} difference(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
