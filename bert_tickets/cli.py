@@ -120,6 +120,8 @@ def find_overrides(args: argparse.Namespace, task: str | None = None) -> dict[st
     overrides: dict[str, Any] = {key: value for scope, key, value in items if scope is None}
     for flag, (key, _) in FIND_FLAGS.items():
         if getattr(args, flag, None) is not None:
+            if key in overrides:  # one of the two would silently lose
+                raise UserError(f"--{flag.replace('_', '-')} and --set {key}=... both set {key}: give it once")
             overrides[key] = getattr(args, flag)
     if getattr(args, "keep_head", False):
         overrides["pruning.keep_head"] = True
@@ -164,9 +166,10 @@ def _find_and_print(config: Any, args: argparse.Namespace, baselines: list[str])
     from bert_tickets.workers import run_share_or_start_workers, worker_count
 
     run = ImpRun(config)
-    if run_share_or_start_workers(SeedWork(run), args.argv, args.worker, worker_count(args.workers)):
-        return 0
-    ticket = run.run()  # in-process; after local workers, only what they left
+    with run.lock():
+        if run_share_or_start_workers(SeedWork(run), args.argv, args.worker, worker_count(args.workers)):
+            return 0
+        ticket = run.run()  # in-process; after local workers, only what they left
     print_summary(run, ticket.info)
     if baselines:
         print_comparison(config, ticket, baselines)
@@ -258,7 +261,9 @@ def run_push(args: argparse.Namespace) -> int:
     from bert_tickets.hub import check_repo_id, export_ticket, push_to_hub
 
     check_repo_id(args.repo_id)
-    if args.dry_run:
+    if args.dry_run is not None:  # an empty value is a mistake, never a reason to upload
+        if not args.dry_run.strip():
+            raise UserError("--dry-run needs a folder to write the export into")
         print(export_ticket(args.ticket, args.dry_run, args.repo_id))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -320,6 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bert-tickets: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except OSError as exc:  # the last resort for the file system (full disk, permissions): one line, the path
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"bert-tickets: error: {exc.strerror or exc}{where}; earlier results are intact", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

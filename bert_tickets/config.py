@@ -7,6 +7,8 @@ study (however it was spelled: preset, flag or override) always lands in the sam
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import shlex
 import types
 import typing
@@ -18,7 +20,7 @@ from typing import Any
 import yaml
 
 from bert_tickets.errors import UserError
-from bert_tickets.tasks import task_data_settings
+from bert_tickets.tasks import TASKS, task_data_settings
 
 # The paper's prunable set: every encoder layer's attention and feed-forward matrices, plus the pooler.
 # Patterns match names relative to the encoder (`model.base_model`); BERT and RoBERTa share them.
@@ -114,6 +116,58 @@ class PruningConfig:
                          "layerwise: each matrix pruned to the level's sparsity on its own")
 
 
+# The domain of every numeric setting (None, where a setting allows it, means "unset"); NaN and infinity never pass.
+DOMAINS: dict[str, tuple[Any, str]] = {
+    "pruning.sparsity": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "pruning.rate": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "pruning.rewind_step": (lambda v: v >= 0, ">= 0 (0 = rewind to θ0)"),
+    "pruning.seeds": (lambda v: v >= 1, "at least 1"),
+    "training.learning_rate": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "training.batch_size": (lambda v: v >= 1, "at least 1"),
+    "training.eval_batch_size": (lambda v: v >= 1, "at least 1"),
+    "training.epochs": (lambda v: v > 0, "> 0"),
+    "training.max_steps": (lambda v: v >= 1, "at least 1"),
+    "training.warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "training.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "training.max_grad_norm": (lambda v: v >= 0, ">= 0 (0 = no clipping)"),
+    "training.gradient_accumulation_steps": (lambda v: v >= 1, "at least 1"),
+    "training.seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+    "training.lora_r": (lambda v: v >= 1, "at least 1"),
+    "training.lora_alpha": (lambda v: v > 0, "> 0"),
+    "training.lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "data.max_length": (lambda v: v >= 8, "at least 8 (tokens, special ones included)"),
+    "data.max_train_samples": (lambda v: v >= 1, "at least 1"),
+    "data.max_eval_samples": (lambda v: v >= 1, "at least 1"),
+    "data.doc_stride": (lambda v: v >= 1, "at least 1"),
+    "data.max_answer_length": (lambda v: v >= 1, "at least 1"),
+    "data.mlm_probability": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "data.mask_seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "pruning.schedule": ("linear", "geometric"),
+    "pruning.scope": SCOPES,
+    "training.mixed_precision": ("auto", "bf16", "fp16", "no"),
+    "training.finetune": ("full", "lora"),
+    "training.report_to": ("none", "wandb"),
+}
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _check_task_settings(config: "Config", task: Any) -> None:
+    """A task's own data settings (SQuAD's, masked-LM's) set for another task mean nothing there: an error."""
+    defaults = DataConfig()
+    for settings in task_data_settings():
+        if settings is task.data_settings:
+            continue
+        for f in dataclasses.fields(settings):
+            if getattr(config.data, f.name) != getattr(defaults, f.name):
+                owners = [t.name for t in TASKS.values() if t.data_settings is settings]
+                raise UserError(f"data.{f.name} applies to {', '.join(owners)} only, not to {task.name}")
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -123,45 +177,40 @@ class Config:
     output_dir: str = setting("runs", "where run folders go: <output_dir>/<task>/<method>_<hash>/")
 
     def validate(self) -> "Config":
+        """Every setting checked for its domain before any model or data is loaded: one clear error each."""
         from bert_tickets.methods import METHODS, get_method
+        from bert_tickets.tasks import get_task
 
-        p, t = self.pruning, self.training
-        if not 0.0 < p.sparsity < 1.0:
-            raise UserError(f"sparsity must be in (0, 1), got {p.sparsity}")
-        if not 0.0 < p.rate < 1.0:
-            raise UserError(f"pruning rate must be in (0, 1), got {p.rate}")
+        flat = _flatten(self.to_dict())
+        for key, (ok, rule) in DOMAINS.items():
+            value = flat[key]
+            if value is not None and not (_finite(value) and ok(value)):
+                raise UserError(f"{key} must be {rule}, got {value}")
+        for key, choices in CHOICES.items():
+            if flat[key] not in choices:
+                raise UserError(f"{key} must be one of {', '.join(choices)}, got {flat[key]!r}")
+        p, t, d = self.pruning, self.training, self.data
+        if t.seed + p.seeds > 2**32:
+            raise UserError(f"training.seed + pruning.seeds must stay below 2**32 (seeds count up from the seed), "
+                            f"got {t.seed} + {p.seeds}")
+        task = get_task(d.task)
+        _check_task_settings(self, task)
+        task.check_data(d)
+        for pattern in p.prunable:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise UserError(f"pruning.prunable: {pattern!r} is not a regular expression ({exc})") from None
         method = get_method(p.method)
         if method.needs_ticket != (p.ticket is not None):
             with_ticket = " and ".join(name for name, m in METHODS.items() if m.needs_ticket)
             raise UserError(f"methods {with_ticket} need a ticket folder (--ticket), the others none")
         if p.rewind_step and not (method.trains_dense_level and method.rewinds):
             raise UserError(f"rewinding to a training step needs a trained level 0: not method {p.method!r}")
-        if p.schedule not in ("linear", "geometric"):
-            raise UserError(f"pruning.schedule must be 'linear' or 'geometric', got {p.schedule!r}")
-        if p.scope not in SCOPES:
-            raise UserError(f"pruning.scope must be one of {', '.join(SCOPES)}, got {p.scope!r}")
-        if t.max_grad_norm < 0:
-            raise UserError(f"training.max_grad_norm must be >= 0 (0 = no clipping), got {t.max_grad_norm}")
-        if t.gradient_accumulation_steps < 1:
-            raise UserError(f"training.gradient_accumulation_steps must be at least 1, got "
-                            f"{t.gradient_accumulation_steps}")
-        if p.seeds < 1:
-            raise UserError(f"seeds must be at least 1, got {p.seeds}")
-        if t.mixed_precision not in ("auto", "bf16", "fp16", "no"):
-            raise UserError(f"training.mixed_precision must be auto, bf16, fp16 or no, got {t.mixed_precision!r}")
-        if t.finetune not in ("full", "lora"):
-            raise UserError(f"training.finetune must be 'full' or 'lora', got {t.finetune!r}")
         if t.finetune == "lora" and not method.allows_lora:
             raise UserError(f"LoRA leaves the backbone frozen, so it cannot find a mask by training ({p.method}); "
                             "use it to evaluate fixed masks (evaluate, transfer, "
                             f"{', '.join(name for name, m in METHODS.items() if m.allows_lora)})")
-        if t.report_to not in ("none", "wandb"):
-            raise UserError(f"training.report_to must be 'none' or 'wandb', got {t.report_to!r}")
-        for name in ("batch_size", "eval_batch_size", "max_steps", "max_train_samples", "max_eval_samples"):
-            section = self.training if hasattr(self.training, name) else self.data
-            value = getattr(section, name)
-            if value is not None and value < 1:
-                raise UserError(f"{name} must be at least 1, got {value}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,7 +241,20 @@ def reproduce_command(config: Config) -> str:
 
 
 def run_hash(config: Config) -> str:
-    return settings_hash(non_default_settings(config))
+    settings = non_default_settings(config)
+    if (ticket := settings.get("pruning.ticket")) is not None:  # the ticket's identity, wherever it lies
+        settings["pruning.ticket"] = ticket_identity(ticket)
+    return settings_hash(settings)
+
+
+def ticket_identity(folder: str) -> str:
+    """What names a ticket in the hash of a run on it: the run that found it and its sparsity, not its path (so a
+    moved results folder does not recompute its transfer cells); the path itself if it is not readable."""
+    try:
+        info = json.loads((Path(folder) / "ticket.json").read_text())
+        return f"{info['task']}/{info['method']}_{info['run_hash']}@{float(info['sparsity']):.6f}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return folder
 
 
 def dense_hash(config: Config) -> str:
@@ -250,12 +312,23 @@ def read_yaml_text(source: str, package: str = "bert_tickets.configs", kind: str
     """A YAML file's text, or the packaged preset of that name."""
     path = Path(source)
     if path.exists():
-        return path.read_text()
+        return _read_text_file(path, kind)
     preset = resources.files(package).joinpath(f"{source}.yaml")
     if not preset.is_file():
         known = ", ".join(preset_names(package))
         raise UserError(f"{kind} {source!r} is neither a file nor a preset (presets: {known})")
     return preset.read_text()
+
+
+def _read_text_file(path: Path, kind: str) -> str:
+    if not path.is_file():
+        raise UserError(f"{kind} {path} is not a file")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{kind} {path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise UserError(f"{kind} {path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def yaml_mapping(text: str, where: str) -> dict[str, Any]:

@@ -7,10 +7,15 @@ and the dense model's dev scores. Nothing is uploaded before the zeros and the s
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ from bert_tickets.masks import sparsity_report
 from bert_tickets.methods import get_method
 from bert_tickets.metrics import percent_mean_std
 from bert_tickets.modeling import MINILM_ALIASES, load_pretrained
+from bert_tickets.runs import TEMP_SUFFIX, UMASK, usable_folder
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import Ticket
 
@@ -32,35 +38,84 @@ HUB_BASE = {name: "sentence-transformers/all-MiniLM-L6-v2" for name in MINILM_AL
 
 
 def export_ticket(ticket_dir: str | Path, out: str | Path, repo_id: str) -> Path:
-    """Write the Hub-ready folder `out` (replacing an earlier export only once the new one is verified)."""
+    """Write the Hub-ready folder `out`. An existing `out` is replaced only if it is an earlier export of ours (never
+    a folder of anything else), and only once the new export is verified."""
     check_repo_id(repo_id)
     ticket = Ticket.load(ticket_dir)
     if not get_method(ticket.info["method"]).exportable:
         raise UserError(f"exporting a {ticket.info['method']!r} ticket is not supported: its weights are not θ0")
     out = Path(out)
-    tmp = out.parent / f".{out.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    usable_folder(out.parent)
+    _check_replaceable(out)
+    with _export_lock(out):
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=TEMP_SUFFIX))  # unique
+        try:
+            os.chmod(tmp, 0o777 & ~UMASK)
+            _write_export(ticket, tmp, repo_id)
+            verify_export(tmp)
+            _check_replaceable(out)  # again: something may have appeared meanwhile
+            _swap_in(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def is_export(folder: Path) -> bool:
+    """A folder that `export_ticket` wrote: a model card with our section, a ticket.json and a mask."""
+    card = folder / "README.md"
+    if not (card.is_file() and paths.ticket_info(folder).is_file() and paths.mask(folder).is_file()):
+        return False
+    try:
+        return "bert_tickets" in ModelCard.load(card).data.to_dict()
+    except Exception:  # not a model card at all
+        return False
+
+
+def _check_replaceable(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder: choose another --dry-run folder")
+    if out.is_dir() and any(out.iterdir()) and not is_export(out):
+        raise UserError(f"{out} is not empty and not an earlier export of a ticket: choose another --dry-run folder "
+                        "(nothing was changed)")
+
+
+@contextmanager
+def _export_lock(out: Path) -> Iterator[None]:
+    """One export into `out` at a time (the lock file is in the system's temp folder: none is left beside `out`)."""
+    key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
+    with (Path(tempfile.gettempdir()) / f"bert-tickets-export-{key}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
     pretrained = load_pretrained(ticket.model_name, get_task(ticket.task))
-    rewind = paths.rewind_point(Path(ticket.info["run_dir"])) if ticket.info.get("rewind_step") else None
+    here = paths.rewind_point(ticket.path.parents[1])  # the run folder, wherever it has been moved
+    rewind = (here if here.exists() else paths.rewind_point(Path(ticket.info["run_dir"]))) \
+        if ticket.info.get("rewind_step") else None
     model = pretrained.build(ticket.info["seeds"][0], encoder_state=load_file(str(rewind)) if rewind else None)
     ticket.apply(model)
     model.config.name_or_path = repo_id  # not this machine's path
-    model.save_pretrained(tmp)
-    pretrained.tokenizer.save_pretrained(tmp)
-    _drop_local_settings(tmp / "tokenizer_config.json")
-    shutil.copyfile(paths.mask(ticket.path), paths.mask(tmp))
-    shutil.copyfile(paths.ticket_info(ticket.path), paths.ticket_info(tmp))
-    model_card(ticket, repo_id, model.base_model_prefix).save(tmp / "README.md")
-    verify_export(tmp)
-    if out.exists():
-        old = out.parent / f".{out.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
-    return out
+    model.save_pretrained(folder)
+    pretrained.tokenizer.save_pretrained(folder)
+    _drop_local_settings(folder / "tokenizer_config.json")
+    shutil.copyfile(paths.mask(ticket.path), paths.mask(folder))
+    shutil.copyfile(paths.ticket_info(ticket.path), paths.ticket_info(folder))
+    model_card(ticket, repo_id, model.base_model_prefix).save(folder / "README.md")
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """`new` becomes `out`; the earlier `out`, if any, is deleted only once `new` is in place."""
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+    os.replace(out, old)  # onto the empty placeholder
+    os.replace(new, out)
+    shutil.rmtree(old)
 
 
 def check_repo_id(repo_id: str) -> None:

@@ -15,7 +15,9 @@ The public surface of a run, for the command line, transfer, studies, workers an
 from __future__ import annotations
 
 import copy
-import shutil
+import math
+from contextlib import AbstractContextManager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,15 @@ from bert_tickets.masks import (
 from bert_tickets.modeling import Pretrained, head_state_of
 from bert_tickets.resources import RunResources
 from bert_tickets.run_folder import RunFolder
-from bert_tickets.runs import atomic_write, log, read_json_if_exists, write_json
+from bert_tickets.runs import (
+    atomic_write,
+    check_output_location,
+    copy_file,
+    folder_lock,
+    log,
+    read_json_if_exists,
+    write_json,
+)
 from bert_tickets.ticket import Ticket
 from bert_tickets.training import FitResult, encoder_state, fine_tune, mean_std
 
@@ -52,14 +62,27 @@ class ImpRun(RunFolder):
 
     # --- running -------------------------------------------------------------------------------------
     def run(self) -> Ticket:
-        self.run_levels()
-        return self.evaluate_ticket()
+        """Train what is missing (one process at a time per run folder), then evaluate the ticket. A finished run
+        whose ticket covers the seeds asked is read as it is: nothing is written (a read-only or full disk is fine)."""
+        if self.finished_ticket() is not None:
+            return Ticket.load(self.ticket_dir())
+        with self.lock():
+            if not self.is_done():
+                self.run_levels()
+            return self.evaluate_ticket()
+
+    def lock(self) -> AbstractContextManager[None]:
+        """This run's folder to this process (and its local workers) while it trains; nothing for a finished run."""
+        if self.is_done():
+            return nullcontext()
+        check_output_location(self.root)
+        _ = self.resources.data, self.resources.pretrained  # bad model or data fail before anything is written
+        self.method.check(self)
+        return folder_lock(self.root)
 
     def run_levels(self) -> None:
-        if not self.is_done():
-            _ = self.resources.data, self.resources.pretrained  # bad model or data fail before anything is written
-            if self.method.prunes_by_magnitude and self.config.pruning.scope == "global":
-                self.resources.warn_magnitude_outliers()
+        if not self.is_done() and self.method.prunes_by_magnitude and self.config.pruning.scope == "global":
+            self.resources.warn_magnitude_outliers()
         write_json(paths.config(self.root), {
             "run_hash": run_hash(self.config), "non_default": non_default_settings(self.config),
             "config": self.config.to_dict(), "bert_tickets_version": __version__})
@@ -86,7 +109,7 @@ class ImpRun(RunFolder):
         model = self.build_model(seed, rewound=level > 0)
         result = self._fine_tune(model, mask, kind, f"{kind}-seed{seed}", f"{kind} seed {seed}",
                                  {"sparsity": self.sparsities[level], "seed": seed})
-        self._check_zeros(result, level)
+        check_zeros(result, level)
         return write_json_record(path, {"seed": seed, "sparsity": self.sparsities[level], **result.to_dict()})
 
     def evaluate_ticket(self) -> Ticket:
@@ -95,7 +118,7 @@ class ImpRun(RunFolder):
         ticket_runs = [self.run_seed_job("ticket", s) for s in self.seeds]
         dense_runs = [self.run_seed_job("dense", s) for s in self.seeds]
         mask = load_mask(mask_path)
-        atomic_write(paths.mask(folder), lambda tmp: shutil.copyfile(mask_path, tmp))
+        copy_file(mask_path, paths.mask(folder))
         info = ticket_info(self, mask, ticket_runs, dense_runs)
         write_json(paths.ticket_info(folder), info)
         return Ticket(path=folder, info=info, mask=mask)
@@ -136,27 +159,27 @@ class ImpRun(RunFolder):
 
     # --- private -------------------------------------------------------------------------------------
     def _run_level(self, k: int) -> dict[str, Any]:
-        folder, sparsity = self.level_dir(k), self.sparsities[k]
+        folder, sparsity, rewind = self.level_dir(k), self.sparsities[k], self.config.pruning.rewind_step
         if (done := read_json_if_exists(paths.metrics(folder))) is not None:
             log(f"level {k} (sparsity {sparsity:.2%}) already done: skipping")
             return done
         log(f"level {k}/{len(self.sparsities) - 1}: sparsity {sparsity:.2%}")
         mask = self.level_mask(k)
         model = self.build_model(self.seed, rewound=k > 0, keep_head=k > 0)
-        self._save_initial_head(model)
+        if self.config.pruning.keep_head and not paths.initial_head(self.root).exists():  # kept for later levels
+            save_tensors(paths.initial_head(self.root), head_state_of(model))
         if k > 0 and not self.method.rewinds:  # go on from the last level's trained network
             load_model(model, str(paths.trained_model(self.level_dir(k - 1))))
+        capture = partial(capture_rewind_point, self.root, rewind) if k == 0 and rewind else None
         result = self._fine_tune(model, mask if k > 0 else None, "level", f"level{k}", f"level {k} ({sparsity:.0%})",
-                                 {"level": k, "sparsity": sparsity, "seed": self.seed},
-                                 on_step=self._rewind_capture if k == 0 and self.config.pruning.rewind_step else None)
-        self._check_zeros(result, k)
-        if k == 0 and self.config.pruning.rewind_step > 0 and not paths.rewind_point(self.root).exists():
-            raise UserError(f"rewind step {self.config.pruning.rewind_step} is beyond the {result.steps} "
-                            "training steps of a level")
+                                 {"level": k, "sparsity": sparsity, "seed": self.seed}, on_step=capture)
+        check_zeros(result, k)
+        if k == 0 and rewind and not paths.rewind_point(self.root).exists():
+            raise UserError(f"rewind step {rewind} is beyond the {result.steps} training steps of a level")
         if self.method.trains_dense_level and (k + 1 < len(self.sparsities) or self.method.extendable):
             trained = {n: p.detach().cpu().contiguous()
                        for n, p in prunable_parameters(model, self.config.pruning.prunable).items()}
-            atomic_write(paths.trained_prunable(folder), lambda tmp: save_file(trained, tmp))
+            save_tensors(paths.trained_prunable(folder), trained)
         if not self.method.rewinds:
             atomic_write(paths.trained_model(folder), lambda tmp: save_model(model, tmp))
         record = {"level": k, "sparsity": sparsity, **result.to_dict()}
@@ -177,22 +200,6 @@ class ImpRun(RunFolder):
             return fine_tune(model, r.data, self.task, r.tokenizer, self.config.training, r.accelerator,
                              details["seed"], mask=mask, on_step=on_step, desc=desc, log=track)
 
-    def _save_initial_head(self, model: torch.nn.Module) -> None:
-        """With `pruning.keep_head`, the first level's fresh head is kept for the later levels."""
-        path = paths.initial_head(self.root)
-        if self.config.pruning.keep_head and not path.exists():
-            state = head_state_of(model)
-            atomic_write(path, lambda tmp: save_file(state, tmp))
-
-    def _rewind_capture(self, step: int, model: torch.nn.Module) -> None:
-        if step == self.config.pruning.rewind_step:
-            state = encoder_state(model)
-            atomic_write(paths.rewind_point(self.root), lambda tmp: save_file(state, tmp))
-
-    def _check_zeros(self, result: FitResult, level: int) -> None:
-        if result.revived_weights:
-            raise RuntimeError(f"level {level}: {result.revived_weights} pruned weights became non-zero")
-
 
 class SeedWork:
     """A run's evaluation seeds for local workers (`bert_tickets.workers.LocalWork`), once its levels are done."""
@@ -209,6 +216,24 @@ class SeedWork:
     def before_workers(self) -> bool:
         self.run.run_levels()  # one after another by nature; the seeds' fine-tunings are independent
         return bool(self.run.seed_jobs())
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    atomic_write(path, lambda tmp: save_file(tensors, tmp))
+
+
+def capture_rewind_point(root: Path, rewind_step: int, step: int, model: torch.nn.Module) -> None:
+    """Called after every training step of level 0: at `rewind_step`, the encoder is what later levels rewind to."""
+    if rewind_step and step == rewind_step:
+        save_tensors(paths.rewind_point(root), encoder_state(model))
+
+
+def check_zeros(result: FitResult, level: int) -> None:
+    """Masked weights stay exactly zero through training (the enforcer counts any that revived)."""
+    if not math.isfinite(result.train_loss):  # NaN weights are "non-zero" too: say what really happened
+        raise UserError(f"level {level}: training diverged (loss {result.train_loss}); lower the learning rate")
+    if result.revived_weights:
+        raise RuntimeError(f"level {level}: {result.revived_weights} pruned weights became non-zero")
 
 
 def write_json_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:

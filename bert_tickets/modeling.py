@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import transformers
+from safetensors import SafetensorError
 from torch import nn
 
 from bert_tickets.errors import UserError
@@ -41,6 +42,13 @@ class Pretrained:
     tokenizer: Any
     theta0: dict[str, torch.Tensor]
     new_head_weights: list[str] = field(default_factory=list)  # head weights the checkpoint did not have
+
+    @property
+    def max_length(self) -> int:
+        """The longest input the model takes, in tokens (RoBERTa's positions start after its padding index)."""
+        positions = self.config.max_position_embeddings
+        offset = self.config.pad_token_id + 1 if self.config.model_type in ("roberta", "xlm-roberta") else 0
+        return positions - offset
 
     def describe_head(self) -> str | None:
         """What the run should say about a head the checkpoint lacks (e.g. MiniLM has no MLM head)."""
@@ -104,7 +112,7 @@ def _load_errors(name: str) -> Iterator[str]:
     path = resolve_model_path(name)
     try:
         yield path
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = "" if Path(path).exists() else (
             f"; offline, pass a local copy with --model PATH (or --model {MINILM_PACKAGE})")

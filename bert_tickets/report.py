@@ -21,7 +21,7 @@ from bert_tickets import paths
 from bert_tickets.compare import DENSE, arm_label
 from bert_tickets.masks import load_mask
 from bert_tickets.methods import IMP
-from bert_tickets.runs import atomic_write
+from bert_tickets.runs import write_bytes, write_text
 from bert_tickets.study import Job, StudyPlan
 from bert_tickets.transfer import RANDOM, Cell, heatmap, long_csv, markdown
 
@@ -59,7 +59,7 @@ def write_report(plan: StudyPlan, finished: Finished | None = None) -> Path:
     sections += [_table2_section(plan, finished, out), _curves_section(plan, finished, out),
                  _transfer_section(plan, finished, out), _masks_section(plan, finished, out)]
     text = "\n\n".join(s for s in sections if s) + "\n"
-    atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(text))
+    write_text(out / "README.md", text)
     return out
 
 
@@ -235,7 +235,7 @@ def _transfer_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     matrix.targets = complete
     results = {Cell(s, t): cells[Cell(s, t)] for s in [*matrix.sources, RANDOM] for t in complete}
     table = matrix.table(results)
-    atomic_write(out / "transfer.csv", lambda tmp: Path(tmp).write_text(long_csv(matrix.long_rows(results))))
+    write_text(out / "transfer.csv", long_csv(matrix.long_rows(results)))
     _save_figure(out / "transfer.png", None, lambda path: heatmap(table, path))
     own_rows = []
     for source in [*matrix.sources, RANDOM]:
@@ -376,23 +376,22 @@ def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else [])
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(out.getvalue()))
+    write_text(path, out.getvalue())
 
 
 def _save_figure(path: Path, make=None, draw=None) -> None:
-    """Save a matplotlib figure atomically: `make()` returns a figure, or `draw(path)` writes the PNG itself."""
+    """Save a matplotlib figure atomically (not at all if the same PNG is there): `make()` returns a figure, or
+    `draw(file)` writes the PNG itself."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def write(tmp: str) -> None:
-        if draw is not None:
-            draw(tmp)
-            return
+    png = io.BytesIO()
+    if draw is not None:
+        draw(png)
+    else:
         fig = make()
-        fig.savefig(tmp, format="png")
+        fig.savefig(png, format="png")
         plt.close(fig)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, write)
+    write_bytes(path, png.getvalue())

@@ -25,6 +25,9 @@ class RunResources:
     @cached_property
     def pretrained(self) -> Pretrained:
         pretrained = load_pretrained(self.config.model.name, self.task, self.tokenizer)
+        if self.config.data.max_length > pretrained.max_length:
+            raise UserError(f"data.max_length {self.config.data.max_length} is more than {self.config.model.name} "
+                            f"takes ({pretrained.max_length} positions)")
         log(f"loaded {self.config.model.name}")
         if (note := pretrained.describe_head()) is not None:
             log(note)

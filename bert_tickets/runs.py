@@ -1,28 +1,50 @@
-"""Run folders: atomic writes, JSON records, and the 'done' checks that make reruns skip finished work."""
+"""Run folders: atomic writes, JSON records, leftovers of interrupted writes, and one worker per run folder.
+
+Every result file is written to a temp file beside it, then renamed, so a reader never sees a partial file and a
+kill never leaves a damaged one; a write whose content is already there writes nothing (a rerun of a finished run
+works on a read-only or full disk). Files get the process umask's permissions, as files made by `open` would.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from bert_tickets.errors import UserError
+
+TEMP_SUFFIX = ".tmp"
 
 
 def log(message: str) -> None:
     print(f"[bert-tickets] {message}", file=sys.stderr, flush=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call `write(tmp_path)`, then rename the temp file onto `path`, so readers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files: give them the mode `open` would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -30,9 +52,25 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     return path
 
 
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` atomically, unless the file already holds exactly that (then nothing is written)."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return path
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
 def write_json(path: str | Path, data: Any) -> Path:
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def copy_file(source: str | Path, path: str | Path) -> Path:
+    """Copy atomically, unless `path` already holds the same bytes."""
+    return write_bytes(path, Path(source).read_bytes())
 
 
 def read_json(path: str | Path) -> Any:
@@ -42,3 +80,73 @@ def read_json(path: str | Path) -> Any:
 def read_json_if_exists(path: str | Path) -> Any | None:
     path = Path(path)
     return read_json(path) if path.exists() else None
+
+
+def remove_leftovers(folder: Path) -> int:
+    """Delete the temp files of writes that were killed halfway (SIGKILL, power loss) under `folder`; call it
+    only while holding the folder's lock, so no live write is touched. Returns how many were removed."""
+    removed = 0
+    for tmp in folder.rglob(f".*{TEMP_SUFFIX}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log(f"removed {removed} temp file(s) left by an interrupted run in {folder}")
+    return removed
+
+
+def check_output_location(folder: Path) -> None:
+    """Before any work: `folder` can be made (or is) a writable folder. Creates nothing."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot create the output folder {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write in the output folder {folder}: permission denied on {existing}")
+
+
+def usable_folder(folder: Path) -> Path:
+    """`folder`, created if missing, or one clear error when it cannot hold results (a file is in the way, no
+    permission, a read-only disk) before any work starts."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write in the output folder {folder}: permission denied")
+    return folder
+
+
+LOCK_ENV = "BERT_TICKETS_LOCKED"  # folders whose lock a parent process holds for its local workers
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """One process at a time works in `folder`: a second identical run waits here, then finds the first one's
+    results done. Local workers run under their parent's lock (it holds it for them). The lock is released when
+    the process ends, however it ends."""
+    usable_folder(folder)
+    held = os.environ.get(LOCK_ENV, "").split(os.pathsep)
+    if str(folder.resolve()) in held:
+        yield
+        return
+    with (folder / ".lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            log(f"another process is working in {folder}: waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        previous = os.environ.get(LOCK_ENV)
+        os.environ[LOCK_ENV] = os.pathsep.join([*filter(None, held), str(folder.resolve())])
+        try:
+            remove_leftovers(folder)
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(LOCK_ENV, None)
+            else:
+                os.environ[LOCK_ENV] = previous
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -20,7 +20,7 @@ from bert_tickets.errors import UserError
 from bert_tickets.imp import ImpRun
 from bert_tickets.methods import IMP, METHODS, get_method
 from bert_tickets.methods import baselines as all_baselines
-from bert_tickets.runs import atomic_write, log, read_json
+from bert_tickets.runs import log, read_json, write_text
 from bert_tickets.tasks import get_task
 from bert_tickets.transfer import MAGNITUDE, RANDOM, Cell, TransferMatrix, plan
 
@@ -278,7 +278,7 @@ class StudyPlan:
 
 
 def save_spec(folder: Path, text: str) -> None:
-    atomic_write(folder / paths.STUDY_SPEC, lambda tmp: Path(tmp).write_text(text))
+    write_text(folder / paths.STUDY_SPEC, text)
 
 
 def load_plan(folder: str | Path) -> StudyPlan:

@@ -22,7 +22,7 @@ from bert_tickets.imp import ImpRun
 from bert_tickets.methods.magnitude import MagnitudePruning
 from bert_tickets.methods.random_pruning import RandomPruning
 from bert_tickets.methods.ticket import GivenTicket
-from bert_tickets.runs import atomic_write, log, write_json
+from bert_tickets.runs import log, write_bytes, write_json, write_text
 from bert_tickets.tasks import get_task
 
 # rows beside the sources' tickets: masks that need no source (the methods of those names); then dense
@@ -117,10 +117,12 @@ class TransferMatrix:
         table = self.table(results)
         files = {"csv": self.folder / "matrix.csv", "markdown": self.folder / "matrix.md",
                  "latex": self.folder / "matrix.tex", "png": self.folder / "transfer.png"}
-        atomic_write(files["csv"], lambda tmp: Path(tmp).write_text(long_csv(rows)))
-        atomic_write(files["markdown"], lambda tmp: Path(tmp).write_text(markdown(table)))
-        atomic_write(files["latex"], lambda tmp: Path(tmp).write_text(latex(table)))
-        atomic_write(files["png"], lambda tmp: heatmap(table, tmp))
+        write_text(files["csv"], long_csv(rows))
+        write_text(files["markdown"], markdown(table))
+        write_text(files["latex"], latex(table))
+        png = io.BytesIO()
+        heatmap(table, png)
+        write_bytes(files["png"], png.getvalue())
         write_json(self.folder / "study.json", {"sources": self.sources, "targets": self.targets,
                                                 "sparsity": self.sparsity, "seeds": self.seeds})
         return files
@@ -220,7 +222,7 @@ def latex(table: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def heatmap(table: dict[str, Any], path: str) -> None:
+def heatmap(table: dict[str, Any], path: Any) -> None:
     """Source × target scores normalised by dense, annotated with the scores themselves."""
     import matplotlib
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -93,6 +94,14 @@ def parse_share(text: str, flag: str = "--cell") -> tuple[int, int]:
     return int(index), int(count)
 
 
+def _die_with_parent() -> None:
+    """In a worker, before it starts: Linux stops it (SIGTERM) if the parent dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def visible_gpus() -> list[str]:
     import torch
 
@@ -117,8 +126,14 @@ def run_local_workers(argv: list[str], count: int, log_dir: Path, rounds: tuple[
             out = (log_dir / f"{phase}_{i}.log").open("w")
             command = [sys.executable, "-m", "bert_tickets.cli", *argv, "--workers", "1", "--worker",
                        f"{phase}:{i}/{count}"]
-            running.append(subprocess.Popen(command, env=os.environ | pin, stdout=out, stderr=subprocess.STDOUT))
+            running.append(subprocess.Popen(command, env=os.environ | pin, stdout=out, stderr=subprocess.STDOUT,
+                                            preexec_fn=_die_with_parent))
             out.close()  # the child holds its own copy
-        failed = [i for i, process in enumerate(running) if process.wait() != 0]
+        try:
+            failed = [i for i, process in enumerate(running) if process.wait() != 0]
+        finally:  # interrupted (Ctrl-C, an error): no worker outlives this process
+            for process in running:
+                if process.poll() is None:
+                    process.terminate()
         if failed:
             raise UserError(f"local worker(s) {failed} of the {phase} round failed; see {log_dir}/{phase}_*.log")

@@ -41,6 +41,10 @@ class TaskAdapter(Protocol):
 
     def model_class(self) -> Any: ...
 
+    def check_data(self, data_config: Any) -> None:
+        """Raise a UserError for data settings this task cannot use (called when the config is validated)."""
+        ...
+
     def model_kwargs(self) -> dict[str, Any]: ...
 
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData: ...
@@ -58,7 +62,10 @@ def read_text(path: Path, task: str) -> tuple[str, str]:
     """A data file's text (UTF-8, a byte-order mark allowed) and a fingerprint of its bytes, or one clear error."""
     if not path.is_file():
         raise UserError(f"{task}: missing data file {path}")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{task}: cannot read {path} ({exc.strerror or exc})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

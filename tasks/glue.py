@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -65,6 +66,9 @@ class GlueTask:
         return metric if len(self.eval_files) == 1 else f"{split}_{metric}"
 
     # --- model -----------------------------------------------------------------------------------
+    def check_data(self, data_config: Any) -> None:
+        """Its data settings are all the common ones, checked by the config."""
+
     def model_class(self) -> Any:
         return AutoModelForSequenceClassification
 
@@ -84,7 +88,7 @@ class GlueTask:
         files = {"train": "train.tsv", **self.eval_files}
         splits, sources = {}, {}
         for split, filename in files.items():
-            splits[split], sources[split] = self._read_tsv(folder / filename)
+            splits[split], sources[split] = read_tsv(self, folder / filename)
         return splits, sources
 
     def _load_hub(self) -> tuple[dict[str, Dataset], dict[str, str]]:
@@ -103,38 +107,6 @@ class GlueTask:
             splits[split] = ds.select_columns([*self.hub_columns, "label"]).rename_columns(renamed)
             sources[split] = ds._fingerprint
         return splits, sources
-
-    def _read_tsv(self, path: Path) -> tuple[Dataset, str]:
-        text, source = read_text(path, self.name)  # MRPC's files start with a byte-order mark
-        rows = list(csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE))
-        if not rows:
-            raise UserError(f"{path}: no examples (empty file)")
-        header: list[str] = rows.pop(0) if self.has_header else []
-        index = self._column_indices(path, header)
-        columns: dict[str, list[Any]] = {f"text_{'ab'[i]}": [] for i in range(len(self.file_columns))}
-        columns["label"] = []
-        for line_no, row in enumerate(rows, start=2 if self.has_header else 1):
-            if not row:
-                continue
-            if len(row) <= max(index.values()):
-                raise UserError(f"{path}:{line_no}: expected at least {max(index.values()) + 1} "
-                                f"tab-separated columns, found {len(row)}")
-            for name, i in index.items():
-                columns[name].append(parse_label(self.labels, path, line_no, row[i]) if name == "label" else row[i])
-        if not columns["label"]:
-            raise UserError(f"{path}: no examples (empty split)")
-        features = Features({name: Value("string") for name in columns if name != "label"}
-                            | {"label": Value(self.label_dtype)})
-        return Dataset.from_dict(columns, features=features), source
-
-    def _column_indices(self, path: Path, header: list[str]) -> dict[str, int]:
-        wanted = {f"text_{'ab'[i]}": c for i, c in enumerate(self.file_columns)} | {"label": self.file_label}
-        if not self.has_header:
-            return dict(wanted)  # type: ignore[arg-type]
-        missing = [str(c) for c in wanted.values() if c not in header]
-        if missing:
-            raise UserError(f"{path}: missing column(s) {', '.join(missing)} (header has: {', '.join(header)})")
-        return {name: header.index(c) for name, c in wanted.items()}  # type: ignore[arg-type]
 
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData:
         splits, sources = self.load_raw(data_config.data_dir)
@@ -178,14 +150,55 @@ class GlueTask:
 
 
 ENTAILMENT = ("entailment", "not_entailment")
+def read_tsv(task: GlueTask, path: Path) -> tuple[Dataset, str]:
+    """One split from an official glue_data TSV file: text columns and labels, or one clear error."""
+    text, source = read_text(path, task.name)  # MRPC's files start with a byte-order mark
+    reader = csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise UserError(f"{path}:{reader.line_num}: unreadable row ({exc})") from None
+    if not rows:
+        raise UserError(f"{path}: no examples (empty file)")
+    header: list[str] = rows.pop(0) if task.has_header else []
+    index = _column_indices(task, path, header)
+    columns: dict[str, list[Any]] = {f"text_{'ab'[i]}": [] for i in range(len(task.file_columns))}
+    columns["label"] = []
+    for line_no, row in enumerate(rows, start=2 if task.has_header else 1):
+        if not row:
+            continue
+        if len(row) <= max(index.values()):
+            raise UserError(f"{path}:{line_no}: expected at least {max(index.values()) + 1} "
+                            f"tab-separated columns, found {len(row)}")
+        for name, i in index.items():
+            columns[name].append(parse_label(task.labels, path, line_no, row[i]) if name == "label" else row[i])
+    if not columns["label"]:
+        raise UserError(f"{path}: no examples (empty split)")
+    features = Features({name: Value("string") for name in columns if name != "label"}
+                        | {"label": Value(task.label_dtype)})
+    return Dataset.from_dict(columns, features=features), source
+
+def _column_indices(task: GlueTask, path: Path, header: list[str]) -> dict[str, int]:
+    wanted = {f"text_{'ab'[i]}": c for i, c in enumerate(task.file_columns)} | {"label": task.file_label}
+    if not task.has_header:
+        return dict(wanted)  # type: ignore[arg-type]
+    missing = [str(c) for c in wanted.values() if c not in header]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (header has: {', '.join(header)})")
+    return {name: header.index(c) for name, c in wanted.items()}  # type: ignore[arg-type]
+
+
 def parse_label(labels: tuple[str, ...] | None, path: Path, line_no: int, value: str) -> float | int:
     """A TSV label: a number for regression (`labels` None), else the index of the label string."""
     value = value.strip()
     if labels is None:
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise UserError(f"{path}:{line_no}: label {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise UserError(f"{path}:{line_no}: label {value!r} is not a finite number")
+        return number
     if value in labels:
         return labels.index(value)
     raise UserError(f"{path}:{line_no}: label {value!r} is not one of {', '.join(labels)}")

@@ -50,6 +50,9 @@ class MaskedLMTask:
         "training.batch_size": 16, "training.learning_rate": 5e-5, "training.max_steps": 10_000,
         "training.eval_batch_size": 16, "data.max_length": 512})
 
+    def check_data(self, data_config: Any) -> None:
+        """Its data settings are all the common ones, checked by the config."""
+
     def model_class(self) -> Any:
         return AutoModelForMaskedLM
 

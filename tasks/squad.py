@@ -54,6 +54,11 @@ class SquadTask:
     def model_class(self) -> Any:
         return AutoModelForQuestionAnswering
 
+    def check_data(self, data_config: Any) -> None:
+        if data_config.doc_stride >= data_config.max_length:
+            raise UserError(f"data.doc_stride must be below data.max_length ({data_config.max_length}), "
+                            f"got {data_config.doc_stride}")
+
     def model_kwargs(self) -> dict[str, Any]:
         return {}
 

@@ -43,6 +43,9 @@ class Method:
         """The mask of level k >= 1 (called once: the engine saves it)."""
         raise NotImplementedError
 
+    def check(self, run: ImpRun) -> None:
+        """Raise a UserError for inputs this method cannot use, before the run writes anything."""
+
     def rewound_encoder(self, run: ImpRun, state: State | None, seed: int) -> tuple[State | None, bool]:
         """The encoder a masked fine-tuning starts from: (`state`, or None for θ0; re-initialise it at random?)."""
         return state, False

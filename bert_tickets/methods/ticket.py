@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bert_tickets.errors import UserError
-from bert_tickets.masks import Mask, fit_mask, sparsity_report
+from bert_tickets.masks import OPTIONAL_KEYS, Mask, fit_mask, sparsity_report
 from bert_tickets.methods.base import Method
 from bert_tickets.ticket import Ticket
 
@@ -23,9 +23,19 @@ class GivenTicket(Method):
     baseline = False
 
     def level_mask(self, run: ImpRun, k: int) -> Mask:
+        return Ticket.load(run.config.pruning.ticket).mask
+
+    def check(self, run: ImpRun) -> None:
+        """The ticket's mask fits this model and covers its prunable matrices, at the run's sparsity."""
+        k = len(run.sparsities) - 1
         mask = Ticket.load(run.config.pruning.ticket).mask
         fit_mask(run.build_model(run.seed), mask)  # a clear error now if it was found on another architecture
+        prunable = run.theta0_prunable()
+        if missing := [n for n in prunable if n not in mask and not OPTIONAL_KEYS.search(n)]:
+            covered = sum(name in mask for name in prunable)
+            raise UserError(f"the ticket's mask covers {covered} of the {len(prunable)} "
+                            f"prunable matrices (first missing: {missing[0]}): its sparsity would not be this "
+                            "network's; check pruning.prunable")
         found = sparsity_report(mask)["sparsity"]
         if abs(found - run.sparsities[k]) > 1e-3:
             raise UserError(f"the ticket's sparsity is {found:.4f}, not {run.sparsities[k]}")
-        return mask
