@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from bert_tickets.errors import UserError
+from bert_tickets.runs import is_main_process
 
 # Command-line flag -> config key. Anything else: --set section.key=value.
 FIND_FLAGS: dict[str, tuple[str, type]] = {
@@ -315,12 +318,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main_process = is_main_process()
     try:
-        commands = {"find": run_find, "evaluate": run_evaluate, "transfer": run_transfer, "push": run_push,
-                    "study": run_study_command, "report": run_report}
-        return commands[args.command](args)
+        if not main_process:  # data parallel: the summary and the ticket path come once, from rank 0
+            with contextlib.redirect_stdout(io.StringIO()):
+                return COMMANDS[args.command](args)
+        return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"bert-tickets: error: {exc}", file=sys.stderr)
+        if main_process:
+            print(f"bert-tickets: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bert-tickets: interrupted; rerun the same command to resume", file=sys.stderr)
@@ -330,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bert-tickets: error: {exc.strerror or exc}{where}; earlier results are intact", file=sys.stderr)
         return 2
 
+
+COMMANDS = {"find": run_find, "evaluate": run_evaluate, "transfer": run_transfer, "push": run_push,
+            "study": run_study_command, "report": run_report}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -95,6 +95,9 @@ class TrainingConfig:
     lora_alpha: int = setting(16, "LoRA scaling numerator")
     lora_dropout: float = setting(0.1, "LoRA dropout")
     lora_targets: list[str] = setting(["query", "key", "value"], "the modules LoRA adapts")
+    checkpoint_minutes: float = setting(15.0, "save the training state this often, so a killed fine-tuning resumes "
+                                        "inside its level")
+    checkpoint_steps: int | None = setting(None, "save the training state every this many steps instead")
 
 
 SCOPES = ("global", "layerwise")
@@ -133,6 +136,8 @@ DOMAINS: dict[str, tuple[Any, str]] = {
     "training.gradient_accumulation_steps": (lambda v: v >= 1, "at least 1"),
     "training.seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
     "training.lora_r": (lambda v: v >= 1, "at least 1"),
+    "training.checkpoint_minutes": (lambda v: v > 0, "> 0"),
+    "training.checkpoint_steps": (lambda v: v >= 1, "at least 1"),
     "training.lora_alpha": (lambda v: v > 0, "> 0"),
     "training.lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "data.max_length": (lambda v: v >= 8, "at least 8 (tokens, special ones included)"),
@@ -219,7 +224,7 @@ class Config:
 
 # Settings that change where results are written or how many are gathered, never what a level computes.
 NOT_HASHED = {"output_dir", "pruning.sparsity", "pruning.seeds", "training.report_to", "training.eval_batch_size",
-              "training.wandb_project", "training.study"}
+              "training.wandb_project", "training.study", "training.checkpoint_minutes", "training.checkpoint_steps"}
 
 
 def non_default_settings(config: Config) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from bert_tickets import __version__, paths
+from bert_tickets.checkpoints import remove_checkpoint
 from bert_tickets.config import Config, non_default_settings, reproduce_command, run_hash
 from bert_tickets.errors import UserError
 from bert_tickets.masks import (
@@ -41,10 +42,13 @@ from bert_tickets.resources import RunResources
 from bert_tickets.run_folder import RunFolder
 from bert_tickets.runs import (
     atomic_write,
+    barrier,
     check_output_location,
     copy_file,
     folder_lock,
+    is_main_process,
     log,
+    rank0_sees,
     read_json_if_exists,
     write_json,
 )
@@ -91,6 +95,7 @@ class ImpRun(RunFolder):
         if 0 in self.trained_levels and not self.result_path("dense", self.seed).exists():
             # level 0 is the dense fine-tuning of this seed: share it with every method's run
             write_json(self.result_path("dense", self.seed), {"seed": self.seed, **self.level_record(0)})
+        barrier()  # what the main rank wrote is there for the others' done checks
 
     def run_seed_job(self, kind: str, seed: int) -> dict[str, Any]:
         """One seed of the final evaluation: the ticket's mask (or none, dense) on θ0 with a fresh head."""
@@ -108,7 +113,7 @@ class ImpRun(RunFolder):
         mask = self.level_mask(level) if level > 0 else None
         model = self.build_model(seed, rewound=level > 0)
         result = self._fine_tune(model, mask, kind, f"{kind}-seed{seed}", f"{kind} seed {seed}",
-                                 {"sparsity": self.sparsities[level], "seed": seed})
+                                 {"sparsity": self.sparsities[level], "seed": seed}, path)
         check_zeros(result, level)
         return write_json_record(path, {"seed": seed, "sparsity": self.sparsities[level], **result.to_dict()})
 
@@ -129,11 +134,13 @@ class ImpRun(RunFolder):
         if k == 0:
             return full_mask(self.theta0_prunable())
         path = paths.mask(self.level_dir(k))
-        if path.exists():
+        if rank0_sees(path):  # the ranks decide together, or one would skip a barrier the others wait at
             return load_mask(path)
-        mask = self.method.level_mask(self, k)
+        mask = self.method.level_mask(self, k)  # on every rank alike (the main one saves it)
         save_mask(path, mask)
-        paths.trained_prunable(self.level_dir(k - 1)).unlink(missing_ok=True)  # the frontier has moved on
+        barrier()  # every rank has read the frontier before it goes
+        if is_main_process():
+            paths.trained_prunable(self.level_dir(k - 1)).unlink(missing_ok=True)  # the frontier has moved on
         return mask
 
     def theta0_prunable(self) -> dict[str, torch.Tensor]:
@@ -172,7 +179,8 @@ class ImpRun(RunFolder):
             load_model(model, str(paths.trained_model(self.level_dir(k - 1))))
         capture = partial(capture_rewind_point, self.root, rewind) if k == 0 and rewind else None
         result = self._fine_tune(model, mask if k > 0 else None, "level", f"level{k}", f"level {k} ({sparsity:.0%})",
-                                 {"level": k, "sparsity": sparsity, "seed": self.seed}, on_step=capture)
+                                 {"level": k, "sparsity": sparsity, "seed": self.seed}, paths.metrics(folder),
+                                 on_step=capture)
         check_zeros(result, k)
         if k == 0 and rewind and not paths.rewind_point(self.root).exists():
             raise UserError(f"rewind step {rewind} is beyond the {result.steps} training steps of a level")
@@ -187,18 +195,21 @@ class ImpRun(RunFolder):
         if (warning := collapse_warning(report)) is not None:
             log(f"warning: level {k}: {warning}")
         write_json(paths.sparsity(folder), report)
-        write_json(paths.metrics(folder), record)
+        write_json_record(paths.metrics(folder), record)
+        barrier()  # the other ranks go on to read what the main one wrote
         log(f"level {k} done: {self.task.primary_metric} {100 * result.metrics[self.task.primary_metric]:.2f} "
             f"in {result.seconds:.0f}s")
         return record
 
     def _fine_tune(self, model: torch.nn.Module, mask: Mask | None, job_type: str, name: str, desc: str,
-                   details: dict[str, Any], on_step: Any = None) -> FitResult:
-        """One fine-tuning of `model` (seed `details["seed"]`), tracked as one wandb run when tracking is on."""
+                   details: dict[str, Any], result: Path, on_step: Any = None) -> FitResult:
+        """One fine-tuning of `model` (seed `details["seed"]`) whose record goes to `result` (its checkpoint beside
+        it), tracked as one wandb run when tracking is on."""
         r = self.resources
         with r.tracker.run(f"{self.task.name}-{self.method.name}-{name}", job_type, **details) as track:
             return fine_tune(model, r.data, self.task, r.tokenizer, self.config.training, r.accelerator,
-                             details["seed"], mask=mask, on_step=on_step, desc=desc, log=track)
+                             details["seed"], mask=mask, on_step=on_step, desc=desc, log=track,
+                             checkpoint=paths.checkpoint(result))
 
 
 class SeedWork:
@@ -237,7 +248,9 @@ def check_zeros(result: FitResult, level: int) -> None:
 
 
 def write_json_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """A fine-tuning's record; its checkpoint is no longer needed."""
     write_json(path, record)
+    remove_checkpoint(path)
     return record
 
 

@@ -8,12 +8,14 @@ A run folder (`<output_dir>/<task>/<method>_<hash>/`) holds:
     level_00_sparsity_0.0000/            one folder per level of the sparsity schedule:
         mask.safetensors                   the level's mask (level 0 is dense and has none)
         metrics.json                       the fine-tuning's scores: written last, it marks the level done
+        metrics.checkpoint/                while the level trains: its training state, to resume after a kill
         sparsity.json                      the mask's sparsity, overall and per matrix
         trained_prunable.safetensors       the trained prunable weights the next mask is pruned from
         trained_model.safetensors          the whole trained network (methods that do not rewind go on from it)
     tickets/sparsity_0.5000/             the ticket: mask.safetensors, ticket.json, comparison.json,
         seeds/seed_1.json                  and the evaluation's other seeds
     workers/                             logs of local worker processes
+    .lock                                one process at a time trains in the folder
 and beside the run folders of a task, `dense_<hash>/seed_<n>.json`: dense fine-tunings, shared by every method.
 """
 
@@ -94,6 +96,12 @@ def dense(root: Path, dense_hash: str) -> Path:
 
 def dense_seed(dense_dir: Path, seed: int) -> Path:
     return dense_dir / f"seed_{seed}.json"
+
+
+def checkpoint(result: Path) -> Path:
+    """The training state of the fine-tuning whose record goes to `result` (e.g. a level's metrics.json), while it
+    runs: resumed after a kill, deleted once the record is written."""
+    return result.with_name(f"{result.stem}.checkpoint")
 
 
 def workers(folder: Path) -> Path:

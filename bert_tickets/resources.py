@@ -39,7 +39,8 @@ class RunResources:
 
     @cached_property
     def data(self) -> Any:
-        return self.task.prepare(self.tokenizer, self.config.data, seed=self.config.training.seed)
+        with self.accelerator.main_process_first():  # one tokenization; the other ranks read its cache
+            return self.task.prepare(self.tokenizer, self.config.data, seed=self.config.training.seed)
 
     @cached_property
     def accelerator(self) -> Any:

@@ -21,10 +21,40 @@ from typing import Any
 from bert_tickets.errors import UserError
 
 TEMP_SUFFIX = ".tmp"
+WRITE_LOG_ENV = "BERT_TICKETS_WRITE_LOG"  # a file: each run file written is appended to it, with the writer's rank
+
+
+def is_main_process() -> bool:
+    """Under `accelerate launch` / torchrun (RANK set), only rank 0 writes run files, logs and prints; the other
+    ranks train alongside it and read what it wrote (run folders on a file system every node sees)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def barrier() -> None:
+    """Data parallel: every rank waits here for the others (nothing to wait for in one process)."""
+    if world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
+def rank0_sees(path: Path) -> bool:
+    """Whether `path` exists, as rank 0 sees it: it writes the run files, so another rank may see one earlier, and
+    the ranks must take the same branch (or one skips a collective step the others wait at)."""
+    if world_size() == 1:
+        return path.exists()
+    from accelerate.utils import broadcast_object_list
+
+    return bool(broadcast_object_list([path.exists()], from_process=0)[0])
 
 
 def log(message: str) -> None:
-    print(f"[bert-tickets] {message}", file=sys.stderr, flush=True)
+    if is_main_process():
+        print(f"[bert-tickets] {message}", file=sys.stderr, flush=True)
 
 
 def _umask() -> int:
@@ -37,8 +67,11 @@ UMASK = _umask()
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call `write(tmp_path)`, then rename the temp file onto `path`, so readers never see a partial file."""
+    """Call `write(tmp_path)`, then rename the temp file onto `path`, so readers never see a partial file. Only the
+    main process writes."""
     path = Path(path)
+    if not is_main_process():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     os.close(fd)
@@ -46,6 +79,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         write(tmp)
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files: give them the mode `open` would
         os.replace(tmp, path)
+        if trace := os.environ.get(WRITE_LOG_ENV):  # which process wrote what (shared file systems, debugging)
+            with open(trace, "a") as out:
+                out.write(f"{os.environ.get('RANK', '0')}\t{path}\n")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -128,7 +164,7 @@ def folder_lock(folder: Path) -> Iterator[None]:
     the process ends, however it ends."""
     usable_folder(folder)
     held = os.environ.get(LOCK_ENV, "").split(os.pathsep)
-    if str(folder.resolve()) in held:
+    if str(folder.resolve()) in held or not is_main_process():  # the other ranks train under the main one's lock
         yield
         return
     with (folder / ".lock").open("a") as handle:

@@ -6,9 +6,11 @@ Task-agnostic: the task adapter supplies tokenized data and scores the gathered 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,9 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from bert_tickets.batching import LengthGroupedBatches, PaddedTensors, can_pre_pad
+from bert_tickets.checkpoints import Checkpointer
 from bert_tickets.config import TrainingConfig
+from bert_tickets.errors import UserError
 from bert_tickets.masks import MaskEnforcer, encoder_of
 from bert_tickets.tasks import PreparedData, TaskAdapter
 from bert_tickets.tracking import LogFn
@@ -38,13 +42,16 @@ class FitResult:
     trainable_parameters: int = 0
     tokens: int = 0  # non-padding training tokens seen
     precision: str = "no"  # the autocast actually used (training.mixed_precision "auto" resolved)
+    final_learning_rate: float = 0.0  # the scheduler's last rate: a check that the schedule ran its course
+    processes: int = 1  # data-parallel processes that shared each global batch
     step_ends: list[float] = field(default_factory=list)  # host clock after each step (no device sync)
 
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": self.metrics, "train_loss": self.train_loss, "steps": self.steps,
                 "seconds": round(self.seconds, 2), "revived_weights": self.revived_weights,
                 "trainable_parameters": self.trainable_parameters, "tokens": self.tokens,
-                "precision": self.precision}
+                "precision": self.precision, "final_learning_rate": self.final_learning_rate,
+                "processes": self.processes}
 
 
 def native_bf16() -> bool:
@@ -63,11 +70,22 @@ def resolved_precision(training: TrainingConfig) -> str:
 
 
 def make_accelerator(training: TrainingConfig) -> Accelerator:
+    """One accelerator per run. Data parallel keeps the one-process recipe: `training.batch_size` is the global
+    batch, split over the processes (`split_batches`), so an epoch has as many optimizer steps as on one process
+    and the scheduler steps once per optimizer step. `mixed_precision: auto` defers to `accelerate launch
+    --mixed_precision` or accelerate's config when they set one."""
     precision = resolved_precision(training)
+    if training.mixed_precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        precision = None  # accelerate reads its own setting
     # pinned batches copied without blocking: the host never waits for the device to queue the next step
-    non_blocking = DataLoaderConfiguration(non_blocking=torch.cuda.is_available())
-    return Accelerator(mixed_precision=precision, dataloader_config=non_blocking,
-                       gradient_accumulation_steps=training.gradient_accumulation_steps)
+    loading = DataLoaderConfiguration(split_batches=True, non_blocking=torch.cuda.is_available())
+    accelerator = Accelerator(mixed_precision=precision, dataloader_config=loading,
+                              gradient_accumulation_steps=training.gradient_accumulation_steps)
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(training, name) % accelerator.num_processes:
+            raise UserError(f"training.{name} ({getattr(training, name)}) is the global batch: it must divide "
+                            f"evenly over the {accelerator.num_processes} processes")
+    return accelerator
 
 
 def total_steps(training: TrainingConfig, batches_per_epoch: int) -> int:
@@ -79,8 +97,9 @@ def total_steps(training: TrainingConfig, batches_per_epoch: int) -> int:
 def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer: Any,
               training: TrainingConfig, accelerator: Accelerator, seed: int,
               mask: Mapping[str, torch.Tensor] | None = None, on_step: StepCallback | None = None,
-              desc: str = "fine-tuning", log: LogFn | None = None) -> FitResult:
-    """Train `model` on `data.train` with `mask` held fixed, then score it on every evaluation split."""
+              desc: str = "fine-tuning", log: LogFn | None = None, checkpoint: Path | None = None) -> FitResult:
+    """Train `model` on `data.train` with `mask` held fixed, then score it on every evaluation split. With a
+    `checkpoint` folder, the training state is saved there now and then and a rerun resumes from it."""
     enforcer = MaskEnforcer(model, mask) if mask is not None else None  # before LoRA renames the layers
     if training.finetune == "lora":
         model = with_lora(model, training)
@@ -92,51 +111,100 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     if enforcer:
         enforcer.to(accelerator.device)
-
-    start, step, micro_batches = time.perf_counter(), 0, 0
-    loss_sum = torch.zeros((), device=accelerator.device)
-    tokens, step_ends = torch.zeros((), dtype=torch.long, device=accelerator.device), []
-    model.train()
-    bar = tqdm(total=steps, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
-    while step < steps:
-        for batch in train_loader:
-            # accumulate: skips the gradient all-reduce until the last micro-batch; backward divides the loss
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    _optimizer_step(model, optimizer, scheduler, accelerator, enforcer, training.max_grad_norm)
-            loss_sum += loss.detach()
-            micro_batches += 1
-            if "attention_mask" in batch:
-                tokens += batch["attention_mask"].sum()
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            step_ends.append(time.perf_counter())
-            bar.update()
-            if on_step:
-                on_step(step, accelerator.unwrap_model(model))
-            if step % 50 == 0 or step == steps:
-                mean_loss = (loss_sum / micro_batches).item()
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-                if log:
-                    log({"train_loss": mean_loss}, step)
-            if step >= steps:
-                break
-    bar.close()
-    tokens_seen = int(tokens)  # the one wait for the device, once training is over
-    seconds = time.perf_counter() - start
+    loop = _Loop(accelerator, model, optimizer, scheduler, enforcer, training, steps)
+    loop.run(train_loader, Checkpointer(checkpoint, accelerator, training), on_step, desc, log)
+    # the one wait for the device, once training is over; data parallel: over every process's share of the batches
+    tokens_seen = int(accelerator.reduce(loop.tokens, reduction="sum"))
+    train_loss = accelerator.reduce(loop.loss_sum / max(loop.micro_batches, 1), reduction="mean").item()
     scores = evaluate(model, data, task, task.collator(tokenizer, train=False, pad_to_multiple_of=multiple),
                       training.eval_batch_size, accelerator)
     if log:
-        log({f"eval/{k}": v for k, v in scores.items()}, step)
+        log({f"eval/{k}": v for k, v in scores.items()}, loop.step)
     revived = enforcer.count_revived() if enforcer else 0
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     accelerator.free_memory()  # drop the accelerator's references to this run's model and optimizer
-    return FitResult(metrics=scores, train_loss=(loss_sum / max(micro_batches, 1)).item(), steps=step, seconds=seconds,
+    return FitResult(metrics=scores, train_loss=train_loss, steps=loop.step, seconds=loop.seconds,
                      revived_weights=revived, trainable_parameters=trainable, tokens=tokens_seen,
-                     precision=accelerator.mixed_precision, step_ends=step_ends)
+                     precision=accelerator.mixed_precision, step_ends=loop.step_ends,
+                     final_learning_rate=scheduler.get_last_lr()[0], processes=accelerator.num_processes)
+
+
+class _Loop:
+    """The training loop's state: steps, micro-batches, the running loss and tokens (on the device, read at the
+    end or at a checkpoint), so that a checkpoint can save it and a resumed run go on from it exactly."""
+
+    def __init__(self, accelerator: Accelerator, model: nn.Module, optimizer: Any, scheduler: Any,
+                 enforcer: MaskEnforcer | None, training: TrainingConfig, steps: int):
+        self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
+        self.enforcer, self.training, self.steps = enforcer, training, steps
+        self.step = self.micro_batches = 0
+        self.loss_sum = torch.zeros((), device=accelerator.device)
+        self.tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
+        self.step_ends: list[float] = []
+        self.seconds, self.earlier_seconds = 0.0, 0.0
+
+    def run(self, loader: Any, checkpoints: Checkpointer, on_step: StepCallback | None, desc: str,
+            log: LogFn | None) -> None:
+        resume = checkpoints.resume_point()
+        skip = resume["micro_batches"] if resume else 0  # the data position: batches already trained on
+        start = time.perf_counter()
+        bar = tqdm(total=self.steps, desc=desc, disable=not self.accelerator.is_local_main_process, leave=False)
+        self.model.train()
+        while self.step < self.steps:
+            for batch in loader:
+                if self.micro_batches < skip:  # replay the data order (its generator), not the training
+                    self.micro_batches += 1
+                    if self.micro_batches == skip:
+                        self._resume(resume, checkpoints, bar)
+                    continue
+                if not self._micro_batch(batch):
+                    continue
+                self.step_ends.append(time.perf_counter())
+                bar.update()
+                if on_step:
+                    on_step(self.step, self.accelerator.unwrap_model(self.model))
+                if self.step % 50 == 0 or self.step == self.steps:
+                    mean_loss = (self.loss_sum / self.micro_batches).item()
+                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    if log:
+                        log({"train_loss": mean_loss}, self.step)
+                if self.step >= self.steps:
+                    break
+                if checkpoints.due(self.step):
+                    self.seconds = self.earlier_seconds + time.perf_counter() - start
+                    checkpoints.save(self._progress())
+        bar.close()
+        self.seconds = self.earlier_seconds + time.perf_counter() - start
+
+    def _micro_batch(self, batch: dict[str, torch.Tensor]) -> bool:
+        """One forward/backward; True when it completed an optimizer step."""
+        accelerator = self.accelerator
+        # accumulate: skips the gradient all-reduce until the last micro-batch; backward divides the loss
+        with accelerator.accumulate(self.model):
+            loss = self.model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                _optimizer_step(self.model, self.optimizer, self.scheduler, accelerator, self.enforcer,
+                                self.training.max_grad_norm)
+        self.loss_sum += loss.detach()
+        self.micro_batches += 1
+        if "attention_mask" in batch:
+            self.tokens += batch["attention_mask"].sum()
+        if accelerator.sync_gradients:
+            self.step += 1
+        return accelerator.sync_gradients
+
+    def _progress(self) -> dict[str, Any]:
+        return {"step": self.step, "micro_batches": self.micro_batches, "loss_sum": self.loss_sum.item(),
+                "tokens": int(self.tokens.item()), "seconds": self.seconds}
+
+    def _resume(self, progress: dict[str, Any], checkpoints: Checkpointer, bar: Any) -> None:
+        checkpoints.restore()  # after the replay: the RNG states are the checkpoint's, as in an unbroken run
+        checkpoints.log_resume(progress)
+        self.step, self.earlier_seconds = progress["step"], progress["seconds"]
+        self.loss_sum.fill_(progress["loss_sum"])
+        self.tokens.fill_(progress["tokens"])
+        bar.update(self.step)
 
 
 def _optimizer_and_schedule(model: nn.Module, training: TrainingConfig, steps: int, fused: bool) -> tuple[Any, Any]:
