@@ -49,7 +49,9 @@ from bert_tickets.runs import (
     is_main_process,
     log,
     rank0_sees,
+    read_json,
     read_json_if_exists,
+    result_lock,
     write_json,
 )
 from bert_tickets.ticket import Ticket
@@ -91,17 +93,23 @@ class ImpRun(RunFolder):
             "run_hash": run_hash(self.config), "non_default": non_default_settings(self.config),
             "config": self.config.to_dict(), "bert_tickets_version": __version__})
         for k in self.trained_levels:
-            self._run_level(k)
-        if 0 in self.trained_levels and not self.result_path("dense", self.seed).exists():
-            # level 0 is the dense fine-tuning of this seed: share it with every method's run
-            write_json(self.result_path("dense", self.seed), {"seed": self.seed, **self.level_record(0)})
+            if k > 0:
+                self._run_level(k)
+                continue
+            dense = self.result_path("dense", self.seed)
+            with result_lock(dense):  # level 0 is this seed's dense fine-tuning: other runs wait for it, then share it
+                self._run_level(0)
+                if not rank0_sees(dense):
+                    write_json(dense, {"seed": self.seed, **self.level_record(0)})
         barrier()  # what the main rank wrote is there for the others' done checks
 
     def run_seed_job(self, kind: str, seed: int) -> dict[str, Any]:
         """One seed of the final evaluation: the ticket's mask (or none, dense) on θ0 with a fresh head."""
         path = self.result_path(kind, seed)
-        if (done := read_json_if_exists(path)) is not None:
-            return done
+        with result_lock(path):  # dense seeds are shared between runs: the second to come waits and reuses
+            return read_json(path) if rank0_sees(path) else self._seed_run(kind, seed, path)
+
+    def _seed_run(self, kind: str, seed: int, path: Path) -> dict[str, Any]:
         if kind == "ticket" and not self.method.rewinds:  # another seed is another whole chain of levels
             chain = copy.deepcopy(self.config)
             chain.training.seed, chain.pruning.seeds = seed, 1

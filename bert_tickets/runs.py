@@ -154,6 +154,22 @@ def usable_folder(folder: Path) -> Path:
     return folder
 
 
+@contextmanager
+def result_lock(path: Path) -> Iterator[None]:
+    """One process at a time computes the record `path` (a dense seed several runs share, a ticket's seed), so two
+    runs or array tasks never train it twice: the second waits, then finds it. Only the main rank locks."""
+    if not is_main_process():
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(f".{path.name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 LOCK_ENV = "BERT_TICKETS_LOCKED"  # folders whose lock a parent process holds for its local workers
 
 

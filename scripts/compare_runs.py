@@ -26,7 +26,8 @@ PATH_HASHED = {"run_hash", "run_dir"}  # of runs on a ticket: they follow the ti
 def _files(root: Path) -> dict[str, Path]:
     return {TICKET_RUN.sub(r"\1/\2_<hash>/", str(p.relative_to(root))): p
             for p in root.rglob("*")
-            if p.is_file() and p.name != ".lock" and "workers" not in p.relative_to(root).parts}  # results only
+            if p.is_file() and not p.name.endswith(".lock")  # results only: no locks, no worker logs
+            and "workers" not in p.relative_to(root).parts}
 
 
 def _normalised(value: Any, root: Path, skip: set[str]) -> Any:
