@@ -8,8 +8,8 @@ skips it and a killed run resumes.
 The public surface of a run, for the command line, transfer, studies, workers and tests: what its folder holds
 (`bert_tickets.run_folder.RunFolder`: levels, seeds, done checks), and here `run`, `run_levels`, `evaluate_ticket`,
 `run_seed_job` (one of the evaluation's independent fine-tunings; `SeedWork` splits them over local workers),
-`level_mask`, `build_model`, `pretrained` and `resources` (what the run loads). The rest is private; the methods
-(`bert_tickets.methods`) call `trained_prunable` and `theta0_prunable` to make their masks.
+`lock`, `level_mask`, `build_model` and `resources` (what the run loads: θ0, data, accelerator). The rest is
+private; the methods (`bert_tickets.methods`) read `trained_prunable` and `resources` to make their masks.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from bert_tickets.masks import (
     save_mask,
     sparsity_report,
 )
-from bert_tickets.modeling import Pretrained, head_state_of
+from bert_tickets.modeling import head_state_of
 from bert_tickets.resources import RunResources
 from bert_tickets.run_folder import RunFolder
 from bert_tickets.runs import (
@@ -140,7 +140,7 @@ class ImpRun(RunFolder):
     def level_mask(self, k: int) -> Mask:
         """Mask k: level 0 keeps everything; a later one is made once, by the method, then read from its file."""
         if k == 0:
-            return full_mask(self.theta0_prunable())
+            return full_mask(self.resources.theta0_prunable())
         path = paths.mask(self.level_dir(k))
         if rank0_sees(path):  # the ranks decide together, or one would skip a barrier the others wait at
             return load_mask(path)
@@ -150,14 +150,6 @@ class ImpRun(RunFolder):
         if is_main_process():
             paths.trained_prunable(self.level_dir(k - 1)).unlink(missing_ok=True)  # the frontier has moved on
         return mask
-
-    def theta0_prunable(self) -> dict[str, torch.Tensor]:
-        return self.resources.theta0_prunable()
-
-    @property
-    def pretrained(self) -> Pretrained:
-        """θ0 and what builds a task model around it (loaded on first use)."""
-        return self.resources.pretrained
 
     def build_model(self, seed: int, rewound: bool = False, keep_head: bool = False) -> torch.nn.Module:
         """A task model: encoder θ0 (`rewound`: the rewind point, and whatever the method starts masked

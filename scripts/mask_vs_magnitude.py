@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run = plan.engine_run(job)
         pruning = run.config.pruning
-        theta0 = select_prunable(run.pretrained.theta0, pruning.prunable)
+        theta0 = select_prunable(run.resources.pretrained.theta0, pruning.prunable)
         masks = {"ticket": load_mask(paths.mask(run.ticket_dir())),
                  "magnitude": magnitude_mask(theta0, full_mask(theta0), sparsity, pruning.scope),
                  "random": random_mask(theta0, sparsity, seed=0)}

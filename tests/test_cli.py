@@ -127,7 +127,7 @@ def test_reinit_applies_a_ticket_to_random_weights(tiny_bert, glue_dir, tmp_path
     query = "encoder.layer.0.attention.self.query.weight"
     # (the tiny checkpoint is itself a seed-0 random init, so look at another seed)
     random_weights = run.build_model(5, rewound=True).base_model.state_dict()[query]
-    assert not torch.equal(random_weights, run.pretrained.theta0[query])
+    assert not torch.equal(random_weights, run.resources.pretrained.theta0[query])
     assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--method", "reinit", "--ticket", source,
                           "--sparsity", "0.5")) == 2
     assert "the ticket's sparsity is 0.4000, not 0.5" in capsys.readouterr().err

@@ -130,7 +130,7 @@ def test_rewinding_to_an_early_step_and_keeping_the_head(tiny_bert, glue_dir, tm
     assert paths.rewind_point(run.root).exists() and paths.initial_head(run.root).exists()
     assert ticket.info["rewind_step"] == 2
     rewound = run.build_model(0, rewound=True, keep_head=True)
-    theta0 = run.pretrained.theta0["encoder.layer.0.attention.self.query.weight"]
+    theta0 = run.resources.pretrained.theta0["encoder.layer.0.attention.self.query.weight"]
     assert not torch.equal(rewound.base_model.encoder.layer[0].attention.self.query.weight, theta0)
     with pytest.raises(Exception, match="beyond"):
         ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path / "far", **{"pruning.rewind_step": 99})).run()
@@ -196,7 +196,7 @@ def test_standard_pruning_trains_on_without_rewinding(tiny_bert, glue_dir, tmp_p
     trained = load_file(str(paths.trained_model(run.level_dir(0))))
     trained0 = trained["bert.encoder.layer.0.output.dense.weight"]
     assert torch.equal(starts["level 1 (10%)"][0].detach(), trained0)  # level 1 began where level 0 ended
-    assert not torch.equal(trained0, run.pretrained.theta0["encoder.layer.0.output.dense.weight"])
+    assert not torch.equal(trained0, run.resources.pretrained.theta0["encoder.layer.0.output.dense.weight"])
     assert ticket.info["method"] == "standard" and "no rewinding" in ticket.info["weights"]
     assert len(ticket.info["metrics"]["ticket"]["accuracy"]["values"]) == 2  # seed 1 ran a chain of its own
     assert len(starts["level 2 (20%)"]) == 2  # the second seed's chain went through its own levels
@@ -241,7 +241,7 @@ def test_shuffle_keeps_each_matrix_multiset_under_the_tickets_mask(tiny_bert, gl
     config = tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": "shuffle", "pruning.sparsity": 0.2,
                                                            "pruning.ticket": str(source.path)})
     run = ImpRun(config)
-    theta0 = run.pretrained.theta0
+    theta0 = run.resources.pretrained.theta0
     prunable = set(source.mask)
     shuffled = run.build_model(3, rewound=True).base_model.state_dict()
     for name, w in theta0.items():

@@ -70,7 +70,7 @@ def test_two_imp_levels_of_masked_lm_on_wikitext_with_minilm(tmp_path, capfd):
         assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["perplexity"] > 1.0
     assert not ticket.info["pooler_in_mask"] and len(ticket.mask) == 6 * 6  # BertForMaskedLM has no pooler
     # a mask found with the MLM objective applies to a classifier, whose pooler stays dense
-    classifier = ImpRun(load_config("minilm", {"data.task": "sst2"})).pretrained.build(0)
+    classifier = ImpRun(load_config("minilm", {"data.task": "sst2"})).resources.pretrained.build(0)
     ticket.apply(classifier)
     assert torch.count_nonzero(classifier.bert.pooler.dense.weight) == classifier.bert.pooler.dense.weight.numel()
     assert torch.equal(load_mask(paths.mask(run.level_dir(2)))["encoder.layer.0.output.dense.weight"],

@@ -95,7 +95,7 @@ def test_lora_transfer_keeps_the_backbone_and_its_zeros(tiny_bert, glue_dir, tmp
                                     "training.finetune": "lora", "training.max_steps": 4, "training.batch_size": 8,
                                     "training.learning_rate": 1e-2, "pruning.method": "magnitude",
                                     "data.max_length": 32, "output_dir": str(tmp_path)}))
-    theta0 = select_prunable(run.pretrained.theta0, run.config.pruning.prunable)
+    theta0 = select_prunable(run.resources.pretrained.theta0, run.config.pruning.prunable)
     mask = global_magnitude_mask(theta0, {n: torch.ones_like(t, dtype=torch.bool) for n, t in theta0.items()}, 0.5)
     model = run.build_model(0)
     head_before = model.classifier.weight.detach().clone()

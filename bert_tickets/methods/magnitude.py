@@ -18,4 +18,5 @@ class MagnitudePruning(Method):
     prunes_by_magnitude = True
 
     def level_mask(self, run: ImpRun, k: int) -> Mask:
-        return magnitude_mask(run.theta0_prunable(), run.level_mask(0), run.sparsities[k], run.config.pruning.scope)
+        theta0 = run.resources.theta0_prunable()
+        return magnitude_mask(theta0, run.level_mask(0), run.sparsities[k], run.config.pruning.scope)

@@ -17,4 +17,4 @@ class RandomPruning(Method):
     help = "a random mask at the same sparsity, on θ0"
 
     def level_mask(self, run: ImpRun, k: int) -> Mask:
-        return random_mask(run.theta0_prunable(), run.sparsities[k], seed=run.seed)
+        return random_mask(run.resources.theta0_prunable(), run.sparsities[k], seed=run.seed)

@@ -22,5 +22,5 @@ class ShuffledTicket(GivenTicket):
     baseline = True
 
     def rewound_encoder(self, run: ImpRun, state: State | None, seed: int) -> tuple[State | None, bool]:
-        names = list(select_prunable(run.pretrained.theta0, run.config.pruning.prunable))
-        return shuffled_weights(state if state is not None else run.pretrained.theta0, names, seed), False
+        names = list(select_prunable(run.resources.pretrained.theta0, run.config.pruning.prunable))
+        return shuffled_weights(state if state is not None else run.resources.pretrained.theta0, names, seed), False

@@ -30,7 +30,7 @@ class GivenTicket(Method):
         k = len(run.sparsities) - 1
         mask = Ticket.load(run.config.pruning.ticket).mask
         fit_mask(run.build_model(run.seed), mask)  # a clear error now if it was found on another architecture
-        prunable = run.theta0_prunable()
+        prunable = run.resources.theta0_prunable()
         if missing := [n for n in prunable if n not in mask and not OPTIONAL_KEYS.search(n)]:
             covered = sum(name in mask for name in prunable)
             raise UserError(f"the ticket's mask covers {covered} of the {len(prunable)} "
