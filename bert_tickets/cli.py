@@ -110,8 +110,9 @@ def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
     from bert_tickets.config import help_of
 
     for flag, (key, kind) in FIND_FLAGS.items():
-        if flag not in skip:
-            parser.add_argument(f"--{flag.replace('_', '-')}", type=kind, help=f"{help_of(key)} ({key})")
+        if flag not in skip:  # --data-dir, and --data_dir as Hugging Face's scripts spell it
+            spellings = dict.fromkeys([f"--{flag.replace('_', '-')}", f"--{flag}"])
+            parser.add_argument(*spellings, dest=flag, type=kind, help=f"{help_of(key)} ({key})")
 
 
 def find_overrides(args: argparse.Namespace, task: str | None = None) -> dict[str, Any]:

@@ -104,8 +104,8 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     if training.finetune == "lora":
         model = with_lora(model, training)
     multiple = 16 if accelerator.device.type == "cuda" else None  # few bucket lengths: few shapes on a GPU
-    train_loader = training_batches(data.train, task.collator(tokenizer, train=True, pad_to_multiple_of=multiple),
-                                    tokenizer, training, seed, multiple)
+    collate = task.collator(tokenizer, train=True, pad_to_multiple_of=multiple, data=data)
+    train_loader = training_batches(data.train, collate, tokenizer, training, seed, multiple)
     steps = total_steps(training, math.ceil(len(train_loader) / training.gradient_accumulation_steps))
     optimizer, scheduler = _optimizer_and_schedule(model, training, steps, fused=accelerator.device.type == "cuda")
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)

@@ -49,7 +49,10 @@ class TaskAdapter(Protocol):
 
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData: ...
 
-    def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None) -> Callable: ...
+    def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None,
+                 data: PreparedData | None = None) -> Callable:
+        """Batches for training or evaluation; `data` carries what the task prepared (e.g. masked-LM's rate)."""
+        ...
 
     def eval_outputs(self, outputs: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Reduce one evaluation batch to per-example tensors (first dimension = batch) for `score`."""

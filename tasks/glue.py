@@ -134,7 +134,7 @@ class GlueTask:
         return ds.rename_column("label", "labels")
 
     # --- scoring ---------------------------------------------------------------------------------
-    def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None) -> Any:
+    def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None, data: Any = None) -> Any:
         return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     def eval_outputs(self, outputs: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

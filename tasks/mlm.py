@@ -106,12 +106,15 @@ class MaskedLMTask:
                 ds = _mask_once(ds, tokenizer, data_config.mlm_probability, data_config.mask_seed)
             prepared[split] = ds.map(lambda b: b, batched=True, cache_file_name=str(path),
                                      desc=f"caching mlm {split} blocks")
-        return PreparedData(train=prepared["train"], evals={"validation": prepared["validation"]})
+        return PreparedData(train=prepared["train"], evals={"validation": prepared["validation"]},
+                            extras={"mlm_probability": data_config.mlm_probability})
 
     # --- training and evaluation -----------------------------------------------------------------
-    def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None) -> Any:
-        if train:  # fresh masks every batch, drawn from the run's seeded global generator
-            return DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+    def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None,
+                 data: PreparedData | None = None) -> Any:
+        if train:  # fresh masks every batch, drawn from the run's seeded global generator, at data.mlm_probability
+            probability = data.extras.get("mlm_probability", 0.15) if data is not None else 0.15
+            return DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability)
         return default_data_collator  # blocks are pre-masked and all the same length
 
     def eval_outputs(self, outputs: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

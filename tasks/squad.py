@@ -113,7 +113,8 @@ class SquadTask:
                       cache_file_name=str(path), desc=f"tokenizing SQuAD {desc}")
 
     # --- evaluation ------------------------------------------------------------------------------
-    def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None) -> Any:
+    def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None,
+                 data: PreparedData | None = None) -> Any:
         return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     def eval_outputs(self, outputs: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

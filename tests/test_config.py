@@ -73,3 +73,13 @@ def test_reproduce_command_round_trips_to_the_same_run(tmp_path):
     again = load_config(args.config, find_overrides(args))
     assert run_hash(again) == run_hash(config) and again.pruning.seeds == 3
     assert again.pruning.prunable == config.pruning.prunable
+
+
+def test_flags_take_hugging_face_spellings_too():
+    from bert_tickets.cli import build_parser, find_overrides
+
+    args = build_parser().parse_args(["find", "--task", "sst2", "--sparsity", "0.5", "--output_dir", "out",
+                                      "--learning_rate", "1e-4", "--max-steps", "7"])
+    overrides = find_overrides(args)
+    assert overrides["output_dir"] == "out" and overrides["training.learning_rate"] == 1e-4
+    assert overrides["training.max_steps"] == 7

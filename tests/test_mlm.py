@@ -87,3 +87,20 @@ def test_mlm_data_errors(tmp_path):
     config.data.train_file = None
     with pytest.raises(UserError, match="give both"):
         get_task("mlm").load_texts(config.data)
+
+
+def test_training_masks_at_the_configured_rate(minilm_path, tmp_path):
+    """data.mlm_probability sets the training batches' masking too, not only the fixed evaluation set's."""
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    task = get_task("mlm")
+    rates = {}
+    for probability in (0.15, 0.4):
+        config = mlm_config(minilm_path, tmp_path, **{"data.mlm_probability": probability})
+        data = task.prepare(tokenizer, config.data)
+        collate = task.collator(tokenizer, train=True, pad_to_multiple_of=None, data=data)
+        torch.manual_seed(0)
+        batch = collate([{"input_ids": ids} for ids in data.train["input_ids"]])
+        rates[probability] = float((batch["labels"] != -100).float().mean())
+        held_out = torch.tensor(data.evals["validation"]["labels"]) != -100
+        assert abs(float(held_out.float().mean()) - probability) < 0.06
+    assert abs(rates[0.15] - 0.15) < 0.03 and abs(rates[0.4] - 0.4) < 0.04
