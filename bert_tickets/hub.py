@@ -7,7 +7,6 @@ and the dense model's dev scores. Nothing is uploaded before the zeros and the s
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ from bert_tickets.masks import sparsity_report
 from bert_tickets.methods import get_method
 from bert_tickets.metrics import percent_mean_std
 from bert_tickets.modeling import MINILM_ALIASES, load_pretrained
-from bert_tickets.runs import TEMP_SUFFIX, UMASK, usable_folder
+from bert_tickets.runs import TEMP_SUFFIX, UMASK, file_lock, usable_folder
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import Ticket
 
@@ -83,12 +82,8 @@ def _check_replaceable(out: Path) -> None:
 def _export_lock(out: Path) -> Iterator[None]:
     """One export into `out` at a time (the lock file is in the system's temp folder: none is left beside `out`)."""
     key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
-    with (Path(tempfile.gettempdir()) / f"bert-tickets-export-{key}.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(Path(tempfile.gettempdir()) / f"bert-tickets-export-{key}.lock"):
+        yield
 
 
 def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:

@@ -46,6 +46,7 @@ from bert_tickets.runs import (
     check_output_location,
     copy_file,
     folder_lock,
+    holds_lock,
     is_main_process,
     log,
     rank0_sees,
@@ -78,8 +79,9 @@ class ImpRun(RunFolder):
             return self.evaluate_ticket()
 
     def lock(self) -> AbstractContextManager[None]:
-        """This run's folder to this process (and its local workers) while it trains; nothing for a finished run."""
-        if self.is_done():
+        """This run's folder to this process (and its local workers) while it trains; nothing for a finished run, or
+        when this process already holds it (the inputs were checked when it took it)."""
+        if self.is_done() or holds_lock(self.root):
             return nullcontext()
         check_output_location(self.root)
         _ = self.resources.data, self.resources.pretrained  # bad model or data fail before anything is written

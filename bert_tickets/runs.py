@@ -155,6 +155,25 @@ def usable_folder(folder: Path) -> Path:
 
 
 @contextmanager
+def file_lock(lock_file: Path, waiting: str | None = None) -> Iterator[None]:
+    """An exclusive `flock` on `lock_file` (created if missing, never deleted: a waiter may hold it open), released
+    however the process ends; `waiting` is logged when another process holds it."""
+    with lock_file.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            if waiting:
+                log(waiting)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
 def result_lock(path: Path) -> Iterator[None]:
     """One process at a time computes the record `path` (a dense seed several runs share, a ticket's seed), so two
     runs or array tasks never train it twice: the second waits, then finds it. Only the main rank locks."""
@@ -162,15 +181,16 @@ def result_lock(path: Path) -> Iterator[None]:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.with_name(f".{path.name}.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        yield
 
 
 LOCK_ENV = "BERT_TICKETS_LOCKED"  # folders whose lock a parent process holds for its local workers
+
+
+def holds_lock(folder: Path) -> bool:
+    """Whether this process (or its parent, for local workers) already holds `folder`'s lock."""
+    return str(folder.resolve()) in os.environ.get(LOCK_ENV, "").split(os.pathsep)
 
 
 @contextmanager
@@ -179,20 +199,12 @@ def folder_lock(folder: Path) -> Iterator[None]:
     results done. Local workers run under their parent's lock (it holds it for them). The lock is released when
     the process ends, however it ends."""
     usable_folder(folder)
-    held = os.environ.get(LOCK_ENV, "").split(os.pathsep)
-    if str(folder.resolve()) in held or not is_main_process():  # the other ranks train under the main one's lock
+    if holds_lock(folder) or not is_main_process():  # the other ranks train under the main one's lock
         yield
         return
-    with (folder / ".lock").open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            log(f"another process is working in {folder}: waiting for it")
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    with file_lock(folder / ".lock", waiting=f"another process is working in {folder}: waiting for it"):
         previous = os.environ.get(LOCK_ENV)
-        os.environ[LOCK_ENV] = os.pathsep.join([*filter(None, held), str(folder.resolve())])
+        os.environ[LOCK_ENV] = os.pathsep.join(filter(None, [previous, str(folder.resolve())]))
         try:
             remove_leftovers(folder)
             yield
@@ -201,4 +213,3 @@ def folder_lock(folder: Path) -> Iterator[None]:
                 os.environ.pop(LOCK_ENV, None)
             else:
                 os.environ[LOCK_ENV] = previous
-            fcntl.flock(handle, fcntl.LOCK_UN)
