@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from bert_tickets.errors import UserError
-from bert_tickets.runs import log
+from bert_tickets.runs import log, world_size
 
 Job = TypeVar("Job")
 
@@ -56,8 +56,7 @@ def run_share_or_start_workers(work: LocalWork, argv: list[str], worker: str | N
 
 def worker_count(requested: int | None) -> int:
     """--workers, or by default one per visible GPU (one under `accelerate launch`: its ranks share one run)."""
-    data_parallel = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    default = 1 if data_parallel else max(1, len(visible_gpus()))
+    default = 1 if world_size() > 1 else max(1, len(visible_gpus()))
     workers = requested if requested is not None else default
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
