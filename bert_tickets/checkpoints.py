@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import Accelerator
 
 from bert_tickets import paths
@@ -20,18 +21,24 @@ from bert_tickets.runs import barrier, is_main_process, log, read_json, write_js
 
 PROGRESS = "progress.json"  # written last: a checkpoint without it is incomplete
 
+def _aside(folder: Path, suffix: str) -> Path:
+    """`<folder>.new` (a checkpoint being written) or `<folder>.old` (the one it replaces, during the swap)."""
+    return folder.with_name(folder.name + suffix)
+
 
 def remove_checkpoint(result: Path) -> None:
     """Once a fine-tuning's record is written, its checkpoint (and any half-swapped copy) goes."""
     if is_main_process():
         folder = paths.checkpoint(result)
-        for leftover in (folder, *(folder.with_name(folder.name + s) for s in (".new", ".old"))):
+        for leftover in (folder, _aside(folder, ".new"), _aside(folder, ".old")):
             shutil.rmtree(leftover, ignore_errors=True)
 
 
 class Checkpointer:
-    def __init__(self, folder: Path | None, accelerator: Accelerator, training: TrainingConfig):
-        self.folder, self.accelerator = folder, accelerator
+    def __init__(self, folder: Path | None, accelerator: Accelerator, training: TrainingConfig, clock_every: int):
+        # the clock is read only every `clock_every` steps, where the training loop syncs with the device anyway:
+        # under data parallel the ranks must agree on it (an all-reduce), which would otherwise cost a sync a step
+        self.folder, self.accelerator, self.clock_every = folder, accelerator, clock_every
         self.every_steps, self.every_seconds = training.checkpoint_steps, 60 * training.checkpoint_minutes
         self.last = time.perf_counter()
 
@@ -39,7 +46,7 @@ class Checkpointer:
         """The progress of the last complete checkpoint, or None (a fresh start)."""
         if self.folder is None:
             return None
-        old = self.folder.with_name(self.folder.name + ".old")
+        old = _aside(self.folder, ".old")
         if not (self.folder / PROGRESS).exists() and (old / PROGRESS).exists() and is_main_process():
             os.replace(old, self.folder)  # killed between the two renames of a swap
         barrier()
@@ -54,15 +61,18 @@ class Checkpointer:
             return False
         if self.every_steps:
             return step % self.every_steps == 0
+        if step % self.clock_every:
+            return False
         due = time.perf_counter() - self.last >= self.every_seconds
         if self.accelerator.num_processes > 1:  # every rank must agree, or save_state waits forever
-            due = bool(self.accelerator.reduce(self._flag(due), reduction="sum").item())
+            flag = torch.tensor(int(due), device=self.accelerator.device)
+            due = bool(self.accelerator.reduce(flag, reduction="sum").item())
         return due
 
     def save(self, progress: dict[str, Any]) -> None:
         """Write the state into `<folder>.new`, then swap it in: a kill at any point leaves one whole checkpoint."""
         assert self.folder is not None
-        new, old = (self.folder.with_name(self.folder.name + suffix) for suffix in (".new", ".old"))
+        new, old = _aside(self.folder, ".new"), _aside(self.folder, ".old")
         if is_main_process():
             shutil.rmtree(new, ignore_errors=True)
         barrier()
@@ -79,9 +89,4 @@ class Checkpointer:
 
     def log_resume(self, progress: dict[str, Any]) -> None:
         log(f"resuming at step {progress['step']} from {self.folder}")
-
-    def _flag(self, value: bool) -> Any:
-        import torch
-
-        return torch.tensor(int(value), device=self.accelerator.device)
 

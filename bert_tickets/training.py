@@ -30,6 +30,7 @@ from bert_tickets.tasks import PreparedData, TaskAdapter
 from bert_tickets.tracking import LogFn
 
 StepCallback = Callable[[int, nn.Module], None]
+SYNC_EVERY = 50  # steps between reads from the device in the training loop (the running loss, the checkpoint clock)
 
 
 @dataclass
@@ -112,7 +113,7 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     if enforcer:
         enforcer.to(accelerator.device)
     loop = _Loop(accelerator, model, optimizer, scheduler, enforcer, training, steps)
-    loop.run(train_loader, Checkpointer(checkpoint, accelerator, training), on_step, desc, log)
+    loop.run(train_loader, Checkpointer(checkpoint, accelerator, training, SYNC_EVERY), on_step, desc, log)
     # the one wait for the device, once training is over; data parallel: over every process's share of the batches
     tokens_seen = int(accelerator.reduce(loop.tokens, reduction="sum"))
     train_loss = accelerator.reduce(loop.loss_sum / max(loop.micro_batches, 1), reduction="mean").item()
@@ -163,7 +164,7 @@ class _Loop:
                 bar.update()
                 if on_step:
                     on_step(self.step, self.accelerator.unwrap_model(self.model))
-                if self.step % 50 == 0 or self.step == self.steps:
+                if self.step % SYNC_EVERY == 0 or self.step == self.steps:
                     mean_loss = (self.loss_sum / self.micro_batches).item()
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
                     if log:
