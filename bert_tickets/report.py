@@ -23,7 +23,7 @@ from bert_tickets.masks import load_mask
 from bert_tickets.methods import IMP
 from bert_tickets.runs import write_bytes, write_text
 from bert_tickets.study import Job, StudyPlan
-from bert_tickets.transfer import RANDOM, Cell, heatmap, long_csv, markdown
+from bert_tickets.transfer import RANDOM, Cell, long_csv, markdown, write_heatmap
 
 MATRIX_TYPES = {  # encoder parameter name pattern -> the paper's matrix type
     r"attention\.self\.query": "query", r"attention\.self\.key": "key", r"attention\.self\.value": "value",
@@ -236,7 +236,7 @@ def _transfer_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     results = {Cell(s, t): cells[Cell(s, t)] for s in [*matrix.sources, RANDOM] for t in complete}
     table = matrix.table(results)
     write_text(out / "transfer.csv", long_csv(matrix.long_rows(results)))
-    _save_figure(out / "transfer.png", None, lambda path: heatmap(table, path))
+    write_heatmap(table, out / "transfer.png")
     own_rows = []
     for source in [*matrix.sources, RANDOM]:
         for target in complete:
@@ -379,19 +379,15 @@ def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     write_text(path, out.getvalue())
 
 
-def _save_figure(path: Path, make=None, draw=None) -> None:
-    """Save a matplotlib figure atomically (not at all if the same PNG is there): `make()` returns a figure, or
-    `draw(file)` writes the PNG itself."""
+def _save_figure(path: Path, make) -> None:
+    """Save the figure `make()` returns atomically (not at all if the same PNG is there)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     png = io.BytesIO()
-    if draw is not None:
-        draw(png)
-    else:
-        fig = make()
-        fig.savefig(png, format="png")
-        plt.close(fig)
+    fig = make()
+    fig.savefig(png, format="png")
+    plt.close(fig)
     write_bytes(path, png.getvalue())

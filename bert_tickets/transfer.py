@@ -120,9 +120,7 @@ class TransferMatrix:
         write_text(files["csv"], long_csv(rows))
         write_text(files["markdown"], markdown(table))
         write_text(files["latex"], latex(table))
-        png = io.BytesIO()
-        heatmap(table, png)
-        write_bytes(files["png"], png.getvalue())
+        write_heatmap(table, files["png"])
         write_json(self.folder / "study.json", {"sources": self.sources, "targets": self.targets,
                                                 "sparsity": self.sparsity, "seeds": self.seeds})
         return files
@@ -220,6 +218,13 @@ def latex(table: dict[str, Any]) -> str:
         lines.append(source.replace("_", r"\_") + " & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+def write_heatmap(table: dict[str, Any], path: Path) -> None:
+    """The heatmap as a PNG file, written atomically (not at all if the same PNG is there)."""
+    png = io.BytesIO()
+    heatmap(table, png)
+    write_bytes(path, png.getvalue())
 
 
 def heatmap(table: dict[str, Any], path: Any) -> None:
