@@ -295,7 +295,7 @@ def print_comparison(config: Any, ticket: Any, baselines: list[str]) -> None:
 
 
 def print_summary(run: Any, info: dict[str, Any]) -> None:
-    from bert_tickets.metrics import percent_mean_std
+    from bert_tickets.metrics import format_mean_std
 
     primary = info["primary_metric"]
     print(f"\n{info['method']} on {info['task']} with {info['model']} ({run.root})")
@@ -305,10 +305,10 @@ def print_summary(run: Any, info: dict[str, Any]) -> None:
         print(f"{k:>5}  {run.sparsities[k]:>8.2%}  {100 * metrics[primary]:>12.2f}")
     seeds = ", ".join(map(str, info["seeds"]))
     print(f"\nticket at sparsity {info['sparsity']:.2%} vs dense (seeds {seeds}; mean ± std, in %)")
-    print(f"{'metric':<24} {'ticket':>16} {'dense':>16}")
+    print(f"{'metric':<24} {'ticket':>18} {'dense':>18}")
     for name, t in info["metrics"]["ticket"].items():
         d = info["metrics"]["dense"][name]
-        print(f"{name:<24} {percent_mean_std(t):>16} {percent_mean_std(d):>16}")
+        print(f"{name:<24} {format_mean_std(name, t):>18} {format_mean_std(name, d):>18}")
     verdict = "yes" if info["matching"] else "no"
     print(f"matching ({primary} within one std of dense): {verdict}")
     for name, sparsity in (info.get("collapsed_matrices") or {}).items():

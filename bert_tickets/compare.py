@@ -15,7 +15,7 @@ from bert_tickets import paths
 from bert_tickets.config import Config
 from bert_tickets.errors import UserError
 from bert_tickets.methods import METHODS, baselines, get_method
-from bert_tickets.metrics import percent_mean_std
+from bert_tickets.metrics import format_mean_std
 from bert_tickets.runs import write_json
 from bert_tickets.ticket import Ticket
 
@@ -92,6 +92,6 @@ def verdict(rows: list[Row], primary: str, sparsity: float) -> str:
 
 def comparison_table(rows: list[Row], primary: str) -> str:
     width = max(len(r.label) for r in rows)
-    lines = [f"{'':<{width}}  {primary + ' (mean ± std, %)':>28}"]
-    lines += [f"{r.label:<{width}}  {percent_mean_std(r.summary[primary]):>28}" for r in rows]
+    lines = [f"{'':<{width}}  {primary + ' (mean ± std)':>28}"]
+    lines += [f"{r.label:<{width}}  {format_mean_std(primary, r.summary[primary]):>28}" for r in rows]
     return "\n".join(lines)

@@ -1,111 +1,65 @@
-"""Task metrics as plain functions behind one interface (no Hub-hosted `evaluate` modules needed).
+"""Task metrics, computed by the `evaluate` modules shipped in `bert_tickets/evaluate_modules/`, and how a
+score is written for people (its unit).
 
-Each takes predictions and references as 1-D arrays and returns a float; `compute` runs several by name.
-The tests check every one against scikit-learn / scipy.
+The modules load by path (`evaluate.load(<folder>)`), so they work offline and travel with the package;
+scikit-learn, scipy and SQuAD's official v1.1 rules do the computing inside them.
 """
 
 from __future__ import annotations
 
-import re
-import string
-from collections import Counter
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-_PUNCTUATION = set(string.punctuation)
+MODULES = Path(__file__).parent / "evaluate_modules"
+# Scores that are fractions of examples (shown in %); correlations are coefficients and masked-LM's loss and
+# perplexity have their own units: those are shown as they are.
+PERCENT_METRICS = frozenset({"accuracy", "f1", "exact_match"})
 
 
-def accuracy(predictions: np.ndarray, references: np.ndarray) -> float:
-    return float(np.mean(np.asarray(predictions) == np.asarray(references)))
+@functools.cache
+def load_module(name: str, config_name: str | None = None) -> Any:
+    """One of our evaluate modules ('glue_scores' with 'classification'/'regression', or 'squad_v1')."""
+    import evaluate
+
+    evaluate.logging.set_verbosity_error()
+    evaluate.logging.disable_progress_bar()  # one compute per evaluation: a bar would only add noise
+    return evaluate.load(str(MODULES / name), config_name, keep_in_memory=True)
 
 
-def f1(predictions: np.ndarray, references: np.ndarray) -> float:
-    """Binary F1 of the positive class (label 1), as GLUE reports it for MRPC and QQP."""
-    p, r = np.asarray(predictions) == 1, np.asarray(references) == 1
-    tp = np.sum(p & r)
-    denominator = np.sum(p) + np.sum(r)
-    return float(2 * tp / denominator) if denominator else 0.0
-
-
-def matthews_correlation(predictions: np.ndarray, references: np.ndarray) -> float:
-    p, r = np.asarray(predictions) == 1, np.asarray(references) == 1
-    tp, tn = np.sum(p & r), np.sum(~p & ~r)
-    fp, fn = np.sum(p & ~r), np.sum(~p & r)
-    denominator = np.sqrt(float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn))
-    return float((tp * tn - fp * fn) / denominator) if denominator else 0.0
-
-
-def pearson(predictions: np.ndarray, references: np.ndarray) -> float:
-    x = np.asarray(predictions, dtype=np.float64)
-    y = np.asarray(references, dtype=np.float64)
-    x, y = x - x.mean(), y - y.mean()
-    denominator = np.sqrt(np.sum(x * x) * np.sum(y * y))
-    return float(np.sum(x * y) / denominator) if denominator else 0.0
-
-
-def spearman(predictions: np.ndarray, references: np.ndarray) -> float:
-    return pearson(_average_ranks(predictions), _average_ranks(references))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank (as scipy.stats.rankdata)."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    starts = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    last = np.r_[first[1:], len(values)] - 1
-    ranks = np.empty(len(values))
-    ranks[order] = (first[group] + last[group]) / 2.0 + 1.0
-    return ranks
-
-
-def percent_mean_std(summary: dict[str, float]) -> str:
-    """'mean ± std' in percent, for a summary of a metric over seeds."""
-    return f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f}"
-
-
-METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "accuracy": accuracy,
-    "f1": f1,
-    "matthews_correlation": matthews_correlation,
-    "pearson": pearson,
-    "spearman": spearman,
-}
-
-
-def compute(names: Iterable[str], predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
-    return {name: METRICS[name](predictions, references) for name in names}
-
-
-# --- SQuAD v1.1, as its official evaluation script computes it ---------------------------------------
-def normalize_answer(text: str) -> str:
-    """Lower-case, drop punctuation and the articles a/an/the, collapse white space."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def squad_exact_match(prediction: str, golds: Iterable[str]) -> float:
-    return max(float(normalize_answer(prediction) == normalize_answer(g)) for g in golds)
-
-
-def squad_f1(prediction: str, golds: Iterable[str]) -> float:
-    return max(_token_f1(normalize_answer(prediction).split(), normalize_answer(g).split()) for g in golds)
-
-
-def _token_f1(prediction: list[str], gold: list[str]) -> float:
-    common = sum((Counter(prediction) & Counter(gold)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(prediction), common / len(gold)
-    return 2 * precision * recall / (precision + recall)
+def compute(names: Iterable[str], predictions: np.ndarray, references: np.ndarray,
+            regression: bool = False) -> dict[str, float]:
+    """GLUE scores by name: accuracy, f1, matthews_correlation, pearson, spearman."""
+    module = load_module("glue_scores", "regression" if regression else "classification")
+    return module.compute(predictions=np.asarray(predictions).tolist(), references=np.asarray(references).tolist(),
+                          metrics=list(names))
 
 
 def squad_scores(predictions: dict[str, str], golds: dict[str, list[str]]) -> dict[str, float]:
     """Mean exact match and F1 over every question with gold answers (a missing prediction scores 0)."""
-    em = [squad_exact_match(predictions.get(qid, ""), answers) for qid, answers in golds.items()]
-    f1_ = [squad_f1(predictions.get(qid, ""), answers) for qid, answers in golds.items()]
-    return {"exact_match": float(np.mean(em)), "f1": float(np.mean(f1_))}
+    module = load_module("squad_v1")
+    return module.compute(
+        predictions=[{"id": qid, "prediction_text": predictions.get(qid)} for qid in golds],  # None: unanswered
+        references=[{"id": qid, "answers": {"text": answers, "answer_start": [0] * len(answers)}}
+                    for qid, answers in golds.items()])
+
+
+def is_percent(metric: str) -> bool:
+    """accuracy, f1 and exact_match, also under a split prefix (MNLI's matched_accuracy)."""
+    return any(metric == name or metric.endswith(f"_{name}") for name in PERCENT_METRICS)
+
+
+def display_value(metric: str, value: float) -> float:
+    """The number people read: percent for percentages, the value itself otherwise."""
+    return 100 * value if is_percent(metric) else value
+
+
+def format_mean_std(metric: str, summary: dict[str, float]) -> str:
+    """'mean ± std' over seeds, in the metric's unit: '84.31 ± 0.52 %', '0.8712 ± 0.0031', '11.02 ± 0.10'."""
+    if is_percent(metric):
+        return f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f} %"
+    digits = 2 if metric.endswith(("loss", "perplexity")) else 4
+    return f"{summary['mean']:.{digits}f} ± {summary['std']:.{digits}f}"

@@ -143,7 +143,7 @@ class GlueTask:
     def score(self, split: str, arrays: dict[str, np.ndarray], data: Any = None) -> dict[str, float]:
         logits = arrays["logits"]
         predictions = logits.reshape(-1) if self.is_regression else logits.argmax(-1)
-        scores = metrics.compute(self.metric_names, predictions, arrays["labels"])
+        scores = metrics.compute(self.metric_names, predictions, arrays["labels"], regression=self.is_regression)
         return {self.metric_key(split, name): value for name, value in scores.items()}
 
 

@@ -90,13 +90,7 @@ def test_the_best_span_maps_back_to_the_original_text(minilm_path, tmp_path):
     assert short[examples[4]["id"]] != "6,650 km"  # a 4-token answer is longer than the limit
 
 
-def test_official_normalisation_and_scores_by_hand():
-    assert metrics.normalize_answer("  The Cat,  sat! ") == "cat sat"
-    assert metrics.normalize_answer("An apple a day") == "apple day"
-    assert metrics.squad_exact_match("the Broncos.", ["Denver", "Broncos"]) == 1.0
-    assert metrics.squad_f1("cat sat on mat", ["the cat sat"]) == pytest.approx(2 / 3)  # P 2/4, R 2/2
-    assert metrics.squad_f1("cat sat on mat", ["dog", "on the mat"]) == pytest.approx(2 * 0.5 * 1 / 1.5)
-    assert metrics.squad_f1("the", ["a"]) == 0.0  # both normalise to nothing
+def test_scores_by_hand():
     scores = metrics.squad_scores({"q1": "Denver Broncos", "q2": "Panthers"},
                                   {"q1": ["Denver Broncos"], "q2": ["the Carolina Panthers"], "q3": ["x"]})
     assert scores["exact_match"] == pytest.approx(1 / 3)
