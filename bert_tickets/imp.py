@@ -38,6 +38,7 @@ from bert_tickets.masks import (
     sparsity_report,
 )
 from bert_tickets.modeling import head_state_of
+from bert_tickets.provenance import data_source, model_source
 from bert_tickets.resources import RunResources
 from bert_tickets.run_folder import RunFolder
 from bert_tickets.runs import (
@@ -277,10 +278,18 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
         "seeds": run.seeds, "primary_metric": primary, "matching": bool(matching),
         "matching_rule": "ticket mean >= dense mean - one dense standard deviation (Chen et al. 2020)",
         "metrics": {"ticket": ticket, "dense": dense},
+        "model_source": model_source(config.model.name, config.model.revision, _loaded_commit(run)),
+        "data_source": data_source(run.task, config.data),
         "run_dir": str(run.root), "run_hash": run_hash(config),
         "config": non_default_settings(config), "command": reproduce_command(config),
         "bert_tickets_version": __version__,
     }
+
+
+def _loaded_commit(run: ImpRun) -> str | None:
+    """The Hub commit θ0 was loaded from, if this process loaded it (a finished run loads nothing)."""
+    loaded = vars(run.resources).get("pretrained")  # a cached_property, filled only once used
+    return loaded.commit if loaded is not None else None
 
 
 def _summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -42,6 +42,7 @@ class Pretrained:
     tokenizer: Any
     theta0: dict[str, torch.Tensor]
     new_head_weights: list[str] = field(default_factory=list)  # head weights the checkpoint did not have
+    commit: str | None = None  # the Hub commit the weights came from (None for a local folder)
 
     @property
     def max_length(self) -> int:
@@ -89,27 +90,42 @@ def head_state_of(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if id(p) not in encoder_ids}
 
 
-def load_tokenizer(name: str) -> Any:
-    with _load_errors(name) as path:
-        return transformers.AutoTokenizer.from_pretrained(path)
+def load_tokenizer(name: str, revision: str | None = None) -> Any:
+    with _load_errors(name, revision) as path:
+        return transformers.AutoTokenizer.from_pretrained(path, revision=revision)
 
 
-def load_pretrained(name: str, task: Any, tokenizer: Any | None = None) -> Pretrained:
+def load_pretrained(name: str, task: Any, tokenizer: Any | None = None, revision: str | None = None) -> Pretrained:
+    """θ0 of `name` (at the Hub `revision`, if given) under `task`'s model class."""
     transformers.logging.set_verbosity_error()  # the expected "newly initialized head" report is noise here
-    transformers.utils.logging.disable_progress_bar()
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name)
-    with _load_errors(name) as path:
-        model, info = task.model_class().from_pretrained(path, dtype=torch.float32, output_loading_info=True,
-                                                         **task.model_kwargs())
+    quiet_weight_loading()
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name, revision)
+    with _load_errors(name, revision) as path:
+        model, info = task.model_class().from_pretrained(path, revision=revision, dtype=torch.float32,
+                                                         output_loading_info=True, **task.model_kwargs())
     theta0 = {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}
+    commit = None if Path(path).exists() else getattr(model.config, "_commit_hash", None)
     return Pretrained(name=name, model_class=task.model_class(), config=model.config, tokenizer=tokenizer,
-                      theta0=theta0, new_head_weights=sorted(info["missing_keys"]))
+                      theta0=theta0, new_head_weights=sorted(info["missing_keys"]), commit=commit)
+
+
+def quiet_weight_loading() -> None:
+    """No "Loading weights" bar (a run builds many models from memory), but the Hub download's bars stay as they
+    were: transformers' switch also turns off huggingface_hub's, so theirs is put back."""
+    import huggingface_hub.utils as hub_utils
+
+    downloads_were_shown = not hub_utils.are_progress_bars_disabled()
+    transformers.utils.logging.disable_progress_bar()
+    if downloads_were_shown:
+        hub_utils.enable_progress_bars()
 
 
 @contextmanager
-def _load_errors(name: str) -> Iterator[str]:
+def _load_errors(name: str, revision: str | None = None) -> Iterator[str]:
     """Turn the many ways a checkpoint fails to load into one line that says what to do."""
     path = resolve_model_path(name)
+    if revision is not None and Path(path).exists():
+        raise UserError(f"model.revision {revision!r} is for Hub models; {name} is a local folder")
     try:
         yield path
     except (OSError, ValueError, KeyError, SafetensorError) as exc:

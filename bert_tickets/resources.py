@@ -24,7 +24,7 @@ class RunResources:
 
     @cached_property
     def pretrained(self) -> Pretrained:
-        pretrained = load_pretrained(self.config.model.name, self.task, self.tokenizer)
+        pretrained = load_pretrained(self.config.model.name, self.task, self.tokenizer, self.config.model.revision)
         if self.config.data.max_length > pretrained.max_length:
             raise UserError(f"data.max_length {self.config.data.max_length} is more than {self.config.model.name} "
                             f"takes ({pretrained.max_length} positions)")
@@ -35,7 +35,7 @@ class RunResources:
 
     @cached_property
     def tokenizer(self) -> Any:
-        return load_tokenizer(self.config.model.name)
+        return load_tokenizer(self.config.model.name, self.config.model.revision)
 
     @cached_property
     def data(self) -> Any:

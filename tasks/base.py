@@ -34,6 +34,7 @@ class TaskAdapter(Protocol):
     name: str
     primary_metric: str
     recipe: dict[str, Any]  # `section.key` settings layered under any preset (e.g. SQuAD's batch 16, lr 3e-5)
+    language: str  # the data's language, for model cards
     task_type: str  # the Hub's task type, for model cards (text-classification, question-answering, fill-mask)
     hub_dataset: str  # the Hub dataset the task reads without --data-dir, and a model card names
     hub_dataset_config: str | None
@@ -46,6 +47,15 @@ class TaskAdapter(Protocol):
         ...
 
     def model_kwargs(self) -> dict[str, Any]: ...
+
+    def data_source(self, data_config: Any) -> dict[str, Any]:
+        """Where the data comes from: {"local_files": [...]} or the Hub dataset, config and revision."""
+        ...
+
+    def hub_metric(self, metric: str) -> tuple[str, str]:
+        """A score's (Hub split, Hub metric id) for model cards: MNLI's matched_accuracy is ('validation_matched',
+        'accuracy'), STS-B's pearson is ('validation', 'pearsonr')."""
+        ...
 
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData: ...
 
@@ -75,6 +85,11 @@ def read_text(path: Path, task: str) -> tuple[str, str]:
         line = raw[: exc.start].count(b"\n") + 1
         raise UserError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
     return text, fingerprint(str(path), hashlib.sha256(raw).hexdigest())
+
+
+def hub_source(task: Any, data_config: Any) -> dict[str, Any]:
+    """The Hub dataset a task reads without local files, and the revision asked for (None: the default branch)."""
+    return {"hub_dataset": task.hub_dataset, "config": task.hub_dataset_config, "revision": data_config.revision}
 
 
 def subsample(ds: Dataset, limit: int | None, train: bool, seed: int) -> Dataset:

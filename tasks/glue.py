@@ -21,9 +21,18 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from bert_tickets import metrics
 from bert_tickets.errors import UserError
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
+from bert_tickets.tasks.base import (
+    PreparedData,
+    cache_dir,
+    fingerprint,
+    hub_source,
+    read_text,
+    subsample,
+    tokenizer_identity,
+)
 
 HUB_DATASET = "nyu-mll/glue"
+HUB_METRIC_IDS = {"pearson": "pearsonr", "spearman": "spearmanr"}  # our score names -> the Hub's metric ids
 Column = str | int  # a header name, or a 0-based index for header-less files (CoLA)
 
 
@@ -42,7 +51,9 @@ class GlueTask:
     hub_eval_splits: dict[str, str] = field(default_factory=lambda: {"validation": "validation"})
     has_header: bool = True
     recipe: dict[str, Any] = field(default_factory=dict)  # the code defaults are the paper's GLUE recipe
+    label_names: tuple[str, ...] | None = None  # the Hub dataset's names of the label ids, for id2label
     task_type: ClassVar[str] = "text-classification"
+    language: ClassVar[str] = "en"
     hub_dataset: ClassVar[str] = HUB_DATASET
     data_settings: ClassVar[type | None] = None  # the common data settings are all GLUE needs
 
@@ -75,27 +86,45 @@ class GlueTask:
     def model_kwargs(self) -> dict[str, Any]:
         if self.is_regression:
             return {"num_labels": 1, "problem_type": "regression"}
-        return {"num_labels": len(self.labels), "problem_type": "single_label_classification"}
+        names = self.label_names or self.labels
+        return {"num_labels": len(self.labels), "problem_type": "single_label_classification",
+                "id2label": dict(enumerate(names)), "label2id": {name: i for i, name in enumerate(names)}}
+
+    def hub_metric(self, metric: str) -> tuple[str, str]:
+        for split, hub_split in self.hub_eval_splits.items():
+            name = metric.removeprefix(f"{split}_") if len(self.eval_files) > 1 else metric
+            if name != metric or len(self.eval_files) == 1:
+                return hub_split, HUB_METRIC_IDS.get(name, name)
+        raise KeyError(f"{self.name} has no metric {metric!r}")
 
     # --- data ------------------------------------------------------------------------------------
-    def load_raw(self, data_dir: str | None) -> tuple[dict[str, Dataset], dict[str, str]]:
+    def load_raw(self, data_dir: str | None, revision: str | None = None) -> tuple[dict[str, Dataset], dict[str, str]]:
         """Untokenized splits with columns text_a[, text_b], label; plus a fingerprint of each source."""
         if data_dir is None:
-            return self._load_hub()
+            return self._load_hub(revision)
+        splits, sources = {}, {}
+        for split, path in self._local_files(data_dir).items():
+            splits[split], sources[split] = read_tsv(self, path)
+        return splits, sources
+
+    def _local_files(self, data_dir: str) -> dict[str, Path]:
         folder = Path(data_dir) / self.folder
         if not folder.is_dir():
             folder = Path(data_dir)  # a folder holding this task's files directly
-        files = {"train": "train.tsv", **self.eval_files}
-        splits, sources = {}, {}
-        for split, filename in files.items():
-            splits[split], sources[split] = read_tsv(self, folder / filename)
-        return splits, sources
+        return {split: folder / name for split, name in {"train": "train.tsv", **self.eval_files}.items()}
 
-    def _load_hub(self) -> tuple[dict[str, Dataset], dict[str, str]]:
+    def data_source(self, data_config: Any) -> dict[str, Any]:
+        """Where the data comes from, for ticket.json and the model card."""
+        if data_config.data_dir is None:
+            return hub_source(self, data_config)
+        return {"local_files": [str(p) for p in self._local_files(data_config.data_dir).values()],
+                "official_format_of": HUB_DATASET}
+
+    def _load_hub(self, revision: str | None) -> tuple[dict[str, Dataset], dict[str, str]]:
         import datasets
 
         try:
-            hub = datasets.load_dataset(HUB_DATASET, self.hub_config)
+            hub = datasets.load_dataset(HUB_DATASET, self.hub_config, revision=revision)
         except Exception as exc:
             raise UserError(f"could not load {HUB_DATASET}/{self.hub_config} from the Hub ({type(exc).__name__}); "
                             "offline, pass --data-dir pointing at a glue_data folder") from None
@@ -109,7 +138,7 @@ class GlueTask:
         return splits, sources
 
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData:
-        splits, sources = self.load_raw(data_config.data_dir)
+        splits, sources = self.load_raw(data_config.data_dir, data_config.revision)
         limits = {"train": data_config.max_train_samples}
         prepared = {}
         for split, ds in splits.items():
@@ -208,14 +237,15 @@ PAIR = ("sentence1", "sentence2")
 
 GLUE_TASKS = [
     GlueTask("cola", "cola", "CoLA", ("sentence",), (3,), 1, ("0", "1"),
-             ("matthews_correlation",), "matthews_correlation", has_header=False),
+             ("matthews_correlation",), "matthews_correlation", has_header=False,
+             label_names=("unacceptable", "acceptable")),
     GlueTask("sst2", "sst2", "SST-2", ("sentence",), ("sentence",), "label", ("0", "1"),
-             ("accuracy",), "accuracy"),
+             ("accuracy",), "accuracy", label_names=("negative", "positive")),
     GlueTask("mrpc", "mrpc", "MRPC", PAIR, ("#1 String", "#2 String"), "Quality", ("0", "1"),
-             ("accuracy", "f1"), "accuracy"),
+             ("accuracy", "f1"), "accuracy", label_names=("not_equivalent", "equivalent")),
     GlueTask("stsb", "stsb", "STS-B", PAIR, PAIR, "score", None, ("pearson", "spearman"), "pearson"),
     GlueTask("qqp", "qqp", "QQP", ("question1", "question2"), ("question1", "question2"), "is_duplicate",
-             ("0", "1"), ("accuracy", "f1"), "accuracy"),
+             ("0", "1"), ("accuracy", "f1"), "accuracy", label_names=("not_duplicate", "duplicate")),
     GlueTask("mnli", "mnli", "MNLI", ("premise", "hypothesis"), PAIR, "gold_label",
              ("entailment", "neutral", "contradiction"), ("accuracy",), "accuracy",
              eval_files={"matched": "dev_matched.tsv", "mismatched": "dev_mismatched.tsv"},
@@ -223,5 +253,6 @@ GLUE_TASKS = [
     GlueTask("qnli", "qnli", "QNLI", ("question", "sentence"), ("question", "sentence"), "label", ENTAILMENT,
              ("accuracy",), "accuracy"),
     GlueTask("rte", "rte", "RTE", PAIR, PAIR, "label", ENTAILMENT, ("accuracy",), "accuracy"),
-    GlueTask("wnli", "wnli", "WNLI", PAIR, PAIR, "label", ("0", "1"), ("accuracy",), "accuracy"),
+    GlueTask("wnli", "wnli", "WNLI", PAIR, PAIR, "label", ("0", "1"), ("accuracy",), "accuracy",
+             label_names=("not_entailment", "entailment")),
 ]

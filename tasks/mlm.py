@@ -19,7 +19,15 @@ from datasets import Dataset
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, default_data_collator
 
 from bert_tickets.errors import UserError
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
+from bert_tickets.tasks.base import (
+    PreparedData,
+    cache_dir,
+    fingerprint,
+    hub_source,
+    read_text,
+    subsample,
+    tokenizer_identity,
+)
 
 HUB_DATASET, HUB_CONFIG = "Salesforce/wikitext", "wikitext-103-raw-v1"
 LOCAL_FILES = {"train": "train.txt", "validation": "validation.txt"}
@@ -42,6 +50,7 @@ class MaskedLMTask:
     name: str = "mlm"
     primary_metric: str = "accuracy"
     task_type: ClassVar[str] = "fill-mask"
+    language: ClassVar[str] = "en"
     hub_dataset: ClassVar[str] = HUB_DATASET
     hub_dataset_config: ClassVar[str | None] = HUB_CONFIG
     data_settings: ClassVar[type | None] = MaskedLMData
@@ -59,13 +68,26 @@ class MaskedLMTask:
     def model_kwargs(self) -> dict[str, Any]:
         return {}
 
+    def hub_metric(self, metric: str) -> tuple[str, str]:
+        return "validation", metric  # the Hub's ids already
+
     # --- data ------------------------------------------------------------------------------------
-    def load_texts(self, data_config: Any) -> tuple[dict[str, list[str]], dict[str, str]]:
+    def data_source(self, data_config: Any) -> dict[str, Any]:
+        files = self._files(data_config)
+        if all(f is None for f in files.values()):
+            return hub_source(self, data_config)
+        return {"local_files": [f for f in files.values() if f is not None]}
+
+    def _files(self, data_config: Any) -> dict[str, str | None]:
         files = {"train": data_config.train_file, "validation": data_config.validation_file}
         if data_config.data_dir is not None:
             files = {s: f or str(Path(data_config.data_dir) / LOCAL_FILES[s]) for s, f in files.items()}
+        return files
+
+    def load_texts(self, data_config: Any) -> tuple[dict[str, list[str]], dict[str, str]]:
+        files = self._files(data_config)
         if all(f is None for f in files.values()):
-            return self._load_hub()
+            return self._load_hub(data_config.revision)
         if any(f is None for f in files.values()):
             raise UserError("mlm: give both a training and a validation text file (or --data-dir with "
                             "train.txt and validation.txt)")
@@ -74,11 +96,11 @@ class MaskedLMTask:
             texts[split], sources[split] = _read_lines(Path(name))
         return texts, sources
 
-    def _load_hub(self) -> tuple[dict[str, list[str]], dict[str, str]]:
+    def _load_hub(self, revision: str | None) -> tuple[dict[str, list[str]], dict[str, str]]:
         import datasets
 
         try:
-            hub = datasets.load_dataset(HUB_DATASET, HUB_CONFIG)
+            hub = datasets.load_dataset(HUB_DATASET, HUB_CONFIG, revision=revision)
         except Exception as exc:
             raise UserError(f"could not load {HUB_DATASET}/{HUB_CONFIG} from the Hub ({type(exc).__name__}); "
                             "offline, pass --set data.train_file=... --set data.validation_file=...") from None

@@ -21,7 +21,15 @@ from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
 from bert_tickets import metrics
 from bert_tickets.errors import UserError
-from bert_tickets.tasks.base import PreparedData, cache_dir, fingerprint, read_text, subsample, tokenizer_identity
+from bert_tickets.tasks.base import (
+    PreparedData,
+    cache_dir,
+    fingerprint,
+    hub_source,
+    read_text,
+    subsample,
+    tokenizer_identity,
+)
 
 HUB_DATASET = "rajpurkar/squad"
 FILES = {"train": "train-v1.1.json", "validation": "dev-v1.1.json"}
@@ -44,6 +52,7 @@ class SquadTask:
     name: str = "squad"
     primary_metric: str = "f1"
     task_type: ClassVar[str] = "question-answering"
+    language: ClassVar[str] = "en"
     hub_dataset: ClassVar[str] = HUB_DATASET
     hub_dataset_config: ClassVar[str | None] = None
     data_settings: ClassVar[type | None] = SquadData
@@ -62,21 +71,30 @@ class SquadTask:
     def model_kwargs(self) -> dict[str, Any]:
         return {}
 
+    def hub_metric(self, metric: str) -> tuple[str, str]:
+        return "validation", metric  # the Hub's ids already
+
     # --- data ------------------------------------------------------------------------------------
-    def load_raw(self, data_dir: str | None) -> tuple[dict[str, Dataset], dict[str, str]]:
+    def data_source(self, data_config: Any) -> dict[str, Any]:
+        if data_config.data_dir is None:
+            return hub_source(self, data_config)
+        return {"local_files": [str(Path(data_config.data_dir) / f) for f in FILES.values()],
+                "official_format_of": HUB_DATASET}
+
+    def load_raw(self, data_dir: str | None, revision: str | None = None) -> tuple[dict[str, Dataset], dict[str, str]]:
         if data_dir is None:
-            return self._load_hub()
+            return self._load_hub(revision)
         splits, sources = {}, {}
         for split, filename in FILES.items():
             path = Path(data_dir) / filename
             splits[split], sources[split] = read_squad_json(path)
         return splits, sources
 
-    def _load_hub(self) -> tuple[dict[str, Dataset], dict[str, str]]:
+    def _load_hub(self, revision: str | None) -> tuple[dict[str, Dataset], dict[str, str]]:
         import datasets
 
         try:
-            hub = datasets.load_dataset(HUB_DATASET)
+            hub = datasets.load_dataset(HUB_DATASET, revision=revision)
         except Exception as exc:
             raise UserError(f"could not load {HUB_DATASET} from the Hub ({type(exc).__name__}); offline, pass "
                             "--data-dir holding train-v1.1.json and dev-v1.1.json") from None
@@ -92,7 +110,7 @@ class SquadTask:
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData:
         if not getattr(tokenizer, "is_fast", False):
             raise UserError("SQuAD needs a fast tokenizer (for offset mappings)")
-        splits, sources = self.load_raw(data_config.data_dir)
+        splits, sources = self.load_raw(data_config.data_dir, data_config.revision)
         train = subsample(splits["train"], data_config.max_train_samples, True, seed)
         examples = subsample(splits["validation"], data_config.max_eval_samples, False, seed)
         window = (data_config.max_length, data_config.doc_stride, tokenizer_identity(tokenizer))

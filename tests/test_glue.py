@@ -108,14 +108,14 @@ def test_scores_are_named_per_split():
 def test_hub_columns_are_mapped_like_local_files(monkeypatch):
     import datasets
 
-    def fake_hub(path, name):
-        assert (path, name) == ("nyu-mll/glue", "mnli")
+    def fake_hub(path, name, revision=None):
+        assert (path, name, revision) == ("nyu-mll/glue", "mnli", "a1b2c3d")  # the pinned revision reaches the Hub
         split = datasets.Dataset.from_dict({"premise": ["p1", "p2"], "hypothesis": ["h1", "h2"], "label": [2, 0],
                                             "idx": [0, 1]})
         return datasets.DatasetDict(train=split, validation_matched=split, validation_mismatched=split)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_hub)
-    splits, sources = get_task("mnli").load_raw(None)
+    splits, sources = get_task("mnli").load_raw(None, revision="a1b2c3d")
     assert set(splits) == {"train", "matched", "mismatched"}
     assert splits["matched"].column_names == ["text_a", "text_b", "label"]
     assert splits["train"][0] == {"text_a": "p1", "text_b": "h1", "label": 2}

