@@ -14,32 +14,6 @@ from typing import Any, NoReturn
 from bert_tickets.errors import UserError
 from bert_tickets.runs import is_main_process
 
-# Command-line flag -> config key. Anything else: --set section.key=value.
-FIND_FLAGS: dict[str, tuple[str, type]] = {
-    "task": ("data.task", str),
-    "sparsity": ("pruning.sparsity", float),
-    "model": ("model.name", str),
-    "data_dir": ("data.data_dir", str),
-    "train_file": ("data.train_file", str),
-    "validation_file": ("data.validation_file", str),
-    "output_dir": ("output_dir", str),
-    "seed": ("training.seed", int),
-    "seeds": ("pruning.seeds", int),
-    "rate": ("pruning.rate", float),
-    "schedule": ("pruning.schedule", str),
-    "rewind_step": ("pruning.rewind_step", int),
-    "max_steps": ("training.max_steps", int),
-    "epochs": ("training.epochs", float),
-    "learning_rate": ("training.learning_rate", float),
-    "batch_size": ("training.batch_size", int),
-    "max_length": ("data.max_length", int),
-    "max_train_samples": ("data.max_train_samples", int),
-    "max_eval_samples": ("data.max_eval_samples", int),
-    "report_to": ("training.report_to", str),
-    "study": ("training.study", str),
-    "finetune": ("training.finetune", str),
-}
-
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -50,7 +24,6 @@ TASK_HELP = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad or mlm"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bert_tickets.config import help_of
     from bert_tickets.methods import METHODS, baselines, methods_help
 
     parser = OneLineParser(prog="bert-tickets", description=__doc__)
@@ -62,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (find, evaluate):
         command.add_argument("--task", required=True, help=TASK_HELP)
         command.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
-        _add_setting_flags(command, skip={"task", "sparsity"} | (set() if command is find else {"rate", "schedule"}))
+        _add_setting_flags(command, skip={"task", "sparsity", "method", "ticket"} | (
+            set() if command is find else {"rate", "schedule", "rewind_step", "keep_head"}))
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="override any setting, e.g. --set training.warmup_ratio=0.1 (repeatable)")
     for command in (find, evaluate):
@@ -75,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
     transfer.add_argument("--set", action="append", default=[], metavar="[TASK:]KEY=VALUE",
                           help="override a setting, for every run or (TASK:KEY=VALUE) for one task's runs only")
-    _add_setting_flags(transfer, skip={"task", "sparsity", "train_file", "validation_file"})
+    _add_setting_flags(transfer, skip={"task", "sparsity", "train_file", "validation_file", "method", "ticket",
+                                       "rate", "schedule", "rewind_step", "keep_head"})
     _add_worker_flags(transfer, "cells")
     study = sub.add_parser("study", help="run a declarative study (configs/studies/*.yaml), then write its report")
     study.add_argument("spec", help="a study file, or a preset: paper, minilm, minilm-cpu")
@@ -101,7 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
                       "committing")
     push.add_argument("--dry-run", metavar="OUT", help="only write and verify the Hub-ready folder(s) into OUT "
                       "(offline)")
-    find.add_argument("--keep-head", action="store_true", help=help_of("pruning.keep_head"))
     find.add_argument("--method", choices=list(METHODS), metavar="METHOD", help=f"default imp. {methods_help()}")
     find.add_argument("--ticket", help="a ticket folder, for the methods that apply a given ticket's mask ("
                       f"{', '.join(name for name, m in METHODS.items() if m.needs_ticket)})")
@@ -117,13 +91,34 @@ def _add_worker_flags(parser: argparse.ArgumentParser, jobs: str) -> None:
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
-    """One --flag per FIND_FLAGS entry (they map onto config keys), less those this command sets itself."""
-    from bert_tickets.config import help_of
+    """A flag for every setting (`config.setting_specs`: help, default, choices and rule from its dataclass field),
+    less those this command sets itself; --flag-name and Hugging Face's --flag_name spelling alike."""
+    from bert_tickets.config import setting_specs
 
-    for flag, (key, kind) in FIND_FLAGS.items():
-        if flag not in skip:  # --data-dir, and --data_dir as Hugging Face's scripts spell it
-            spellings = dict.fromkeys([f"--{flag.replace('_', '-')}", f"--{flag}"])
-            parser.add_argument(*spellings, dest=flag, type=kind, help=f"{help_of(key)} ({key})")
+    sections: dict[str, Any] = {}
+    for spec in setting_specs():
+        if spec.flag in skip:
+            continue
+        section = spec.key.split(".")[0] if "." in spec.key else "output"
+        group = sections.get(section) or sections.setdefault(section, parser.add_argument_group(f"{section} settings"))
+        spellings = list(dict.fromkeys([f"--{spec.flag.replace('_', '-')}", f"--{spec.flag}"]))
+        kwargs: dict[str, Any] = {"dest": spec.flag, "help": spec.describe().replace("%", "%%")}
+        if spec.type_name == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = spec.type_name.upper() if not spec.choices else "{" + ",".join(spec.choices) + "}"
+            kwargs["nargs"] = "+" if spec.type_name == "list" else None
+            kwargs["choices"] = spec.choices
+        group.add_argument(*spellings, **kwargs)
+
+
+def _setting_flags_given(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
+    """`section.key -> (flag, value)` for every setting flag on the command line (the config converts the values);
+    --ticket is not among them: a ticket's folder comes in through its inherited settings, resolved."""
+    from bert_tickets.config import setting_specs
+
+    return {spec.key: (spec.flag, getattr(args, spec.flag)) for spec in setting_specs()
+            if spec.flag != "ticket" and getattr(args, spec.flag, None) is not None}
 
 
 def find_overrides(args: argparse.Namespace, task: str | None = None) -> dict[str, Any]:
@@ -133,15 +128,10 @@ def find_overrides(args: argparse.Namespace, task: str | None = None) -> dict[st
     run_task = get_task(task or args.task).name
     items = list(map(_set_item, args.set))
     overrides: dict[str, Any] = {key: value for scope, key, value in items if scope is None}
-    for flag, (key, _) in FIND_FLAGS.items():
-        if getattr(args, flag, None) is not None:
-            if key in overrides:  # one of the two would silently lose
-                raise UserError(f"--{flag.replace('_', '-')} and --set {key}=... both set {key}: give it once")
-            overrides[key] = getattr(args, flag)
-    if getattr(args, "keep_head", False):
-        overrides["pruning.keep_head"] = True
-    if getattr(args, "method", None):
-        overrides["pruning.method"] = args.method
+    for key, (flag, value) in _setting_flags_given(args).items():
+        if key in overrides:  # one of the two would silently lose
+            raise UserError(f"--{flag.replace('_', '-')} and --set {key}=... both set {key}: give it once")
+        overrides[key] = value
     return overrides | {key: value for scope, key, value in items if scope == run_task}
 
 

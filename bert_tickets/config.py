@@ -405,3 +405,80 @@ def _coerce(value: Any, hint: Any, dotted: str) -> Any:
     except (TypeError, ValueError):
         name = getattr(base, "__name__", str(base))
         raise UserError(f"config key {dotted!r} expects {name}, got {value!r}") from None
+
+
+# --- every setting as a command-line flag, with its help, default and choices: one source for the CLI and README ---
+# Flags whose name is not the field's own: the familiar short ones, and fields whose names repeat across sections.
+FLAG_NAMES = {"model.name": "model", "model.revision": "model_revision", "data.revision": "data_revision"}
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    key: str  # section.key
+    flag: str  # the flag's name with underscores (--flag-name and --flag_name both work)
+    type_name: str  # int, float, str, bool or list
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None
+    domain: str | None  # the rule a value must satisfy, e.g. "in (0, 1)"
+    in_recipes: bool  # a task's recipe changes its default
+
+    @property
+    def default_text(self) -> str:
+        if self.default is None:
+            return "none"
+        if isinstance(self.default, list):
+            text = " ".join(self.default)
+            return text if len(text) <= 60 else f"{len(self.default)} patterns (bert_tickets/config.py)"
+        return str(self.default)
+
+    def describe(self) -> str:
+        """The help text with the default, the rule or choices, and the key (as `--help` and README show it)."""
+        parts = [self.help, f"default: {self.default_text}" + (" (a task's recipe may change it)" if self.in_recipes else "")]
+        if self.domain:
+            parts.append(f"must be {self.domain}")
+        return "; ".join(parts) + f" [{self.key}]"
+
+
+def setting_specs() -> list[SettingSpec]:
+    """Every setting of `Config`, from its dataclass field."""
+    defaults = _flatten(Config().to_dict())
+    recipe_keys = {key for task in TASKS.values() for key in task.recipe}
+    specs = []
+    for key, hint in _setting_hints(Config).items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(hint, types.UnionType) else []
+        base = args[0] if args else hint
+        type_name = "list" if typing.get_origin(base) is list else getattr(base, "__name__", str(base))
+        specs.append(SettingSpec(key=key, flag=FLAG_NAMES.get(key, key.rsplit(".", 1)[-1]), type_name=type_name,
+                                 default=defaults[key], help=help_of(key) or "", choices=CHOICES.get(key),
+                                 domain=DOMAINS[key][1] if key in DOMAINS else None, in_recipes=key in recipe_keys))
+    flags = [s.flag for s in specs]
+    assert len(flags) == len(set(flags)), "two settings share a flag name: add one to FLAG_NAMES"
+    return specs
+
+
+def _setting_hints(cls: type, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(hint):
+            out |= _setting_hints(hint, f"{prefix}{name}.")
+        else:
+            out[f"{prefix}{name}"] = hint
+    return out
+
+
+def settings_markdown() -> str:
+    """The README's table of every setting (tests/test_cli.py checks that the README holds exactly this)."""
+    rows = ["| flag | setting | type | default | what it does |", "|---|---|---|---|---|"]
+    for s in setting_specs():
+        default = s.default_text.replace("|", "\\|")
+        rule = f"; must be {s.domain}" if s.domain else ""
+        choices = f"; one of: {', '.join(s.choices)}" if s.choices else ""
+        recipe = "; a task's recipe may change the default" if s.in_recipes else ""
+        text = (s.help + choices + rule + recipe).replace("|", "\\|")
+        rows.append(f"| `--{s.flag.replace('_', '-')}` | `{s.key}` | {s.type_name} | `{default}` | {text} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # the README's settings table
+    print(settings_markdown())

@@ -156,7 +156,7 @@ def test_task_scoped_settings_apply_to_that_task_only(capsys):
     # a task's own setting beats the flag for everyone
     assert find_overrides(args, "mlm") == {"data.train_file": "wiki.txt", "training.seed": "3",
                                            "training.max_steps": "20", "pruning.sparsity": 0.5}
-    assert find_overrides(args, "sst2") == {"training.seed": "3", "training.max_steps": 10, "pruning.sparsity": 0.5}
+    assert find_overrides(args, "sst2") == {"training.seed": "3", "training.max_steps": "10", "pruning.sparsity": 0.5}
     assert main(["transfer", "--sources", "sst2", "--targets", "sst2", "--sparsity", "0.5", "--set",
                  "qqq:training.seed=1"]) == 2
     assert capsys.readouterr().err.strip() == ("bert-tickets: error: unknown task 'qqq' (known: cola, sst2, mrpc, "
