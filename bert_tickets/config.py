@@ -434,7 +434,8 @@ class SettingSpec:
 
     def describe(self) -> str:
         """The help text with the default, the rule or choices, and the key (as `--help` and README show it)."""
-        parts = [self.help, f"default: {self.default_text}" + (" (a task's recipe may change it)" if self.in_recipes else "")]
+        recipe = " (a task's recipe may change it)" if self.in_recipes else ""
+        parts = [self.help, f"default: {self.default_text}{recipe}"]
         if self.domain:
             parts.append(f"must be {self.domain}")
         return "; ".join(parts) + f" [{self.key}]"
