@@ -24,7 +24,6 @@ from bert_tickets.tasks.base import (
     cache_dir,
     fingerprint,
     hub_source,
-    read_text,
     subsample,
     tokenizer_identity,
 )
@@ -84,7 +83,9 @@ class MaskedLMTask:
             files = {s: f or str(Path(data_config.data_dir) / LOCAL_FILES[s]) for s, f in files.items()}
         return files
 
-    def load_texts(self, data_config: Any) -> tuple[dict[str, list[str]], dict[str, str]]:
+    def load_texts(self, data_config: Any) -> tuple[dict[str, Dataset], dict[str, str]]:
+        """Each split as a Dataset of non-empty lines (column `text`, on disk: a corpus never has to fit in
+        memory as Python strings), and a fingerprint of its source."""
         files = self._files(data_config)
         if all(f is None for f in files.values()):
             return self._load_hub(data_config.revision)
@@ -96,7 +97,7 @@ class MaskedLMTask:
             texts[split], sources[split] = _read_lines(Path(name))
         return texts, sources
 
-    def _load_hub(self, revision: str | None) -> tuple[dict[str, list[str]], dict[str, str]]:
+    def _load_hub(self, revision: str | None) -> tuple[dict[str, Dataset], dict[str, str]]:
         import datasets
 
         try:
@@ -104,8 +105,8 @@ class MaskedLMTask:
         except Exception as exc:
             raise UserError(f"could not load {HUB_DATASET}/{HUB_CONFIG} from the Hub ({type(exc).__name__}); "
                             "offline, pass --set data.train_file=... --set data.validation_file=...") from None
-        return ({s: [t for t in hub[s]["text"] if t.strip()] for s in LOCAL_FILES},
-                {s: hub[s]._fingerprint for s in LOCAL_FILES})
+        texts = {s: _non_empty(hub[s].select_columns(["text"])) for s in LOCAL_FILES}
+        return texts, {s: hub[s]._fingerprint for s in LOCAL_FILES}
 
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData:
         texts, sources = self.load_texts(data_config)
@@ -113,17 +114,17 @@ class MaskedLMTask:
         limits = {"train": data_config.max_train_samples, "validation": data_config.max_eval_samples}
         prepared = {}
         for split, lines in texts.items():
-            key = fingerprint("mlm", split, sources[split], block, limits[split], seed, data_config.mask_seed,
+            key = fingerprint("mlm-v2", split, sources[split], block, limits[split], seed, data_config.mask_seed,
                               data_config.mlm_probability, tokenizer_identity(tokenizer))
             path = cache_dir() / f"mlm-{key}.arrow"
             if path.exists():
                 prepared[split] = Dataset.from_file(str(path))
                 continue
-            blocks = _blocks(tokenizer, lines, block)
-            if not blocks:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            blocks = _blocks(tokenizer, lines, block, str(cache_dir() / f"mlm-{key}-blocks.arrow"))
+            if not len(blocks):
                 raise UserError(f"mlm: the {split} text is shorter than one block of {block} tokens")
-            ds = Dataset.from_dict({"input_ids": blocks})
-            ds = subsample(ds, limits[split], split == "train", seed)
+            ds = subsample(blocks, limits[split], split == "train", seed)
             if split == "validation":
                 ds = _mask_once(ds, tokenizer, data_config.mlm_probability, data_config.mask_seed)
             prepared[split] = ds.map(lambda b: b, batched=True, cache_file_name=str(path),
@@ -153,25 +154,74 @@ class MaskedLMTask:
                 "perplexity": math.exp(min(loss, 50.0))}
 
 
-def _read_lines(path: Path) -> tuple[list[str], str]:
-    text, source = read_text(path, "mlm")
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
+def _read_lines(path: Path) -> tuple[Dataset, str]:
+    """A text file's non-empty lines as a Dataset, read by `datasets`' text loader (Arrow on disk), after one
+    streaming pass that checks it is UTF-8 (with the line of the first bad byte) and fingerprints its bytes."""
+    import datasets
+
+    source = _check_text_file(path)
+    lines = datasets.load_dataset("text", data_files=str(path), split="train", cache_dir=str(cache_dir() / "text"))
+    lines = _non_empty(lines)
+    if not len(lines):
         raise UserError(f"{path}: no text (empty split)")
     return lines, source
 
 
-def _blocks(tokenizer: Any, lines: list[str], block: int) -> list[list[int]]:
-    """Concatenate every line's tokens and cut them into [CLS] + (block - 2) tokens + [SEP]; the tail that
-    doesn't fill a block is dropped."""
-    ids = [t for encoded in tokenizer(lines, add_special_tokens=False)["input_ids"] for t in encoded]
+def _check_text_file(path: Path) -> str:
+    import codecs
+    import hashlib
+
+    if not path.is_file():
+        raise UserError(f"mlm: missing data file {path}")
+    digest, decoder = hashlib.sha256(), codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as f:
+            for line_no, raw in enumerate(f, 1):
+                digest.update(raw)
+                try:
+                    decoder.decode(raw)
+                except UnicodeDecodeError as exc:
+                    raise UserError(f"{path}:{line_no}: not valid UTF-8 (byte {exc.start} of the line)") from None
+    except OSError as exc:
+        raise UserError(f"mlm: cannot read {path} ({exc.strerror or exc})") from None
+    return fingerprint(str(path), digest.hexdigest())
+
+
+def _non_empty(lines: Dataset) -> Dataset:
+    return lines.filter(lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True,
+                        desc="dropping empty lines")
+
+
+def _blocks(tokenizer: Any, lines: Dataset, block: int, cache_file: str) -> Dataset:
+    """Tokenize the lines in batches and cut the concatenated tokens of each batch of 1,000 lines into
+    [CLS] + (block - 2) tokens + [SEP] (a batch's tail that doesn't fill a block is dropped, as in transformers'
+    run_mlm.py): batched `Dataset.map`, so memory holds one batch, never the corpus."""
     body = block - 2
-    return [[tokenizer.cls_token_id, *ids[i: i + body], tokenizer.sep_token_id]
-            for i in range(0, len(ids) - body + 1, body)]
+
+    def to_blocks(batch: dict[str, list]) -> dict[str, list]:
+        ids = [t for encoded in tokenizer(batch["text"], add_special_tokens=False)["input_ids"] for t in encoded]
+        return {"input_ids": [[tokenizer.cls_token_id, *ids[i: i + body], tokenizer.sep_token_id]
+                              for i in range(0, len(ids) - body + 1, body)]}
+
+    return lines.map(to_blocks, batched=True, batch_size=1000, remove_columns=lines.column_names,
+                     cache_file_name=cache_file, num_proc=_processes(len(lines)), desc="tokenizing mlm text")
+
+
+def _processes(n_lines: int) -> int | None:
+    """Worker processes for tokenizing a large corpus (the tokenizer is fast, but one process for 1.8M lines of
+    wikitext-103 is minutes); small ones are done in-process."""
+    import os
+
+    return min(8, os.cpu_count() or 1) if n_lines >= 200_000 else None
 
 
 def _mask_once(ds: Dataset, tokenizer: Any, probability: float, seed: int) -> Dataset:
-    """The 80/10/10 masking, drawn once with a fixed seed: the evaluation set is the same on every run."""
+    """The 80/10/10 masking, drawn once with a fixed seed (batch by batch, in order): the evaluation set is the
+    same on every run."""
     collate = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, seed=seed)
-    batch = collate([{"input_ids": ids} for ids in ds["input_ids"]])
-    return Dataset.from_dict({"input_ids": batch["input_ids"].tolist(), "labels": batch["labels"].tolist()})
+
+    def mask(batch: dict[str, list]) -> dict[str, list]:
+        masked = collate([{"input_ids": ids} for ids in batch["input_ids"]])
+        return {"input_ids": masked["input_ids"].tolist(), "labels": masked["labels"].tolist()}
+
+    return ds.map(mask, batched=True, batch_size=1000, desc="masking the mlm evaluation set once")
