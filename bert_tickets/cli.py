@@ -49,8 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
     transfer.add_argument("--set", action="append", default=[], metavar="[TASK:]KEY=VALUE",
                           help="override a setting, for every run or (TASK:KEY=VALUE) for one task's runs only")
-    _add_setting_flags(transfer, skip={"task", "sparsity", "train_file", "validation_file", "method", "ticket",
-                                       "rate", "schedule", "rewind_step", "keep_head"})
+    _add_setting_flags(transfer, skip={"task", "sparsity", "train_file", "validation_file", "method", "ticket"})
     _add_worker_flags(transfer, "cells")
     study = sub.add_parser("study", help="run a declarative study (configs/studies/*.yaml), then write its report")
     study.add_argument("spec", help="a study file, or a preset: paper, minilm, minilm-cpu")

@@ -284,15 +284,20 @@ def _concat_padded(values: list[torch.Tensor]) -> torch.Tensor:
 
 
 def with_lora(model: nn.Module, training: TrainingConfig) -> nn.Module:
-    """Freeze the (masked) backbone; train LoRA adapters on the attention projections and the whole task head."""
+    """Freeze the (masked) backbone; train LoRA adapters on the attention projections and the task head's own
+    weights. The head is trained in place rather than through PEFT's `modules_to_save`, which copies whole modules:
+    a masked-LM head's decoder is the word-embedding matrix (tied), and copying it would untie it and train a
+    30522 x H matrix. Weights the head shares with the encoder stay tied and frozen."""
     from peft import LoraConfig, get_peft_model
 
-    encoder = encoder_of(model)
-    head = [name for name, child in model.named_children()
-            if child is not encoder and next(child.parameters(), None) is not None]
+    encoder_params = {id(p) for p in encoder_of(model).parameters()}
+    head = [p for p in model.parameters() if id(p) not in encoder_params]
     config = LoraConfig(r=training.lora_r, lora_alpha=training.lora_alpha, lora_dropout=training.lora_dropout,
-                        target_modules=training.lora_targets, modules_to_save=head)
-    return get_peft_model(model, config)
+                        target_modules=training.lora_targets)
+    model = get_peft_model(model, config)
+    for param in head:
+        param.requires_grad_(True)
+    return model
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

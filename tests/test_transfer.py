@@ -106,7 +106,7 @@ def test_lora_transfer_keeps_the_backbone_and_its_zeros(tiny_bert, glue_dir, tmp
     name = "encoder.layer.0.attention.self.query.weight"
     assert torch.equal(query.base_layer.weight, theta0[name] * mask[name])  # frozen, masked backbone
     assert any(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
-    assert not torch.equal(model.classifier.modules_to_save["default"].weight, head_before)  # the head trained
+    assert not torch.equal(model.classifier.weight, head_before)  # the head trained
     full = sum(p.numel() for p in run.build_model(0).parameters())
     assert 0 < result.trainable_parameters < full / 10
     with pytest.raises(UserError, match="LoRA leaves the backbone frozen"):
@@ -158,3 +158,21 @@ def test_local_workers_share_the_cells_and_train_each_once(tiny_bert, glue_dir, 
     trained = {name: len(re.findall(r"level \d+ done:", text)) for name, text in logs.items()}
     assert trained == {"shared_0.log": 2, "shared_1.log": 2, "cells_0.log": 2, "cells_1.log": 2}
     assert main(["transfer", "--workers", "0", *transfer_args(tiny_bert, glue_dir, tmp_path)[1:]]) == 2
+
+
+def test_lora_on_masked_lm_keeps_the_decoder_tied_and_frozen(tiny_bert):
+    from transformers import AutoModelForMaskedLM
+
+    from bert_tickets.config import TrainingConfig
+    from bert_tickets.training import with_lora
+
+    model = with_lora(AutoModelForMaskedLM.from_pretrained(tiny_bert), TrainingConfig(finetune="lora"))
+    embeddings = model.base_model.model.bert.embeddings.word_embeddings.weight
+    decoder = model.base_model.model.cls.predictions.decoder.weight
+    assert decoder is embeddings and not decoder.requires_grad  # tied, and frozen with the backbone
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trainable) and any(n.endswith("predictions.bias") for n in trainable)
+    assert any("transform.dense" in n for n in trainable)
+    assert not any("decoder.weight" in n or "modules_to_save" in n for n in trainable)
+    total = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) < total / 10
