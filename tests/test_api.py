@@ -1,0 +1,48 @@
+"""The Python API mirrors the commands: same settings, same run folders, and the README's example runs."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+import bert_tickets as bt
+from bert_tickets.cli import main
+from bert_tickets.errors import UserError
+
+
+def readme_example() -> str:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    return re.search(r"<!-- api-example.*?-->\n```python\n(.*?)```", readme, re.S).group(1)
+
+
+def test_the_readme_example_runs(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    code = readme_example()
+    code = code.replace('glue = "../shared/data/glue"', f"glue = {str(glue_dir)!r}")
+    code = re.sub(r"recipe = dict\(.*\)", f"recipe = dict(model={tiny_bert!r}, max_steps=2, batch_size=8, "
+                  f"max_length=32, output_dir={str(tmp_path / 'runs')!r})", code)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 (the README's own example)
+    ticket, on_mrpc, matrix = scope["ticket"], scope["on_mrpc"], scope["matrix"]
+    assert ticket.info["task"] == "rte" and ticket.info["seeds"] == [0, 1]
+    assert on_mrpc.info["task"] == "mrpc" and on_mrpc.info["method"] == "ticket"
+    assert (matrix.folder / "matrix.csv").is_file() and set(matrix.table["cells"]["rte"]) == {"rte", "mrpc"}
+    assert (Path(scope["release"]) / "model.safetensors").is_file()
+
+
+def test_python_and_the_shell_share_a_run(tiny_bert, glue_dir, tmp_path, capsys):
+    ticket = bt.find_ticket("rte", 0.2, method="magnitude", model=tiny_bert, data_dir=str(glue_dir),
+                            output_dir=str(tmp_path), max_steps=2, training__batch_size=8,
+                            settings={"data.max_length": 32})
+    assert main(["find", "--task", "rte", "--sparsity", "0.2", "--method", "magnitude", "--model", tiny_bert,
+                 "--data-dir", str(glue_dir), "--output-dir", str(tmp_path), "--max-steps", "2",
+                 "--batch-size", "8", "--max-length", "32"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(ticket.path)
+
+
+def test_unknown_settings_and_missing_repo_ids_are_errors(tmp_path):
+    with pytest.raises(UserError, match="unknown setting 'max_stpes'"):
+        bt.find_ticket("rte", 0.2, max_stpes=2)
+    with pytest.raises(UserError, match="push needs repo_id"):
+        bt.push(tmp_path)
+    assert set(bt.API) <= set(dir(bt.api))
