@@ -231,6 +231,11 @@ NOT_HASHED = {"output_dir", "pruning.sparsity", "pruning.seeds", "training.repor
               "training.wandb_project", "training.study", "training.checkpoint_minutes", "training.checkpoint_steps"}
 
 
+def flat_settings(config: Config) -> dict[str, Any]:
+    """Every setting as `section.key -> value`."""
+    return _flatten(config.to_dict())
+
+
 def non_default_settings(config: Config) -> dict[str, Any]:
     """Flat `section.key -> value` for every setting that differs from the code defaults."""
     ours, defaults = _flatten(config.to_dict()), _flatten(Config().to_dict())

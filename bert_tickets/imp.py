@@ -124,7 +124,8 @@ class ImpRun(RunFolder):
         mask = self.level_mask(level) if level > 0 else None
         model = self.build_model(seed, rewound=level > 0)
         result = self._fine_tune(model, mask, kind, f"{kind}-seed{seed}", f"{kind} seed {seed}",
-                                 {"sparsity": self.sparsities[level], "seed": seed}, path)
+                                 {"sparsity": self.sparsities[level], "seed": seed}, path,
+                                 mask_file=paths.mask(self.level_dir(level)) if level > 0 else None)
         check_zeros(result, level)
         return write_json_record(path, {"seed": seed, "sparsity": self.sparsities[level], **result.to_dict()})
 
@@ -183,7 +184,7 @@ class ImpRun(RunFolder):
         capture = partial(capture_rewind_point, self.root, rewind) if k == 0 and rewind else None
         result = self._fine_tune(model, mask if k > 0 else None, "level", f"level{k}", f"level {k} ({sparsity:.0%})",
                                  {"level": k, "sparsity": sparsity, "seed": self.seed}, paths.metrics(folder),
-                                 on_step=capture)
+                                 on_step=capture, mask_file=paths.mask(folder) if k > 0 else None)
         check_zeros(result, k)
         if k == 0 and rewind and not paths.rewind_point(self.root).exists():
             raise UserError(f"rewind step {rewind} is beyond the {result.steps} training steps of a level")
@@ -205,14 +206,23 @@ class ImpRun(RunFolder):
         return record
 
     def _fine_tune(self, model: torch.nn.Module, mask: Mask | None, job_type: str, name: str, desc: str,
-                   details: dict[str, Any], result: Path, on_step: Any = None) -> FitResult:
+                   details: dict[str, Any], result: Path, on_step: Any = None,
+                   mask_file: Path | None = None) -> FitResult:
         """One fine-tuning of `model` (seed `details["seed"]`) whose record goes to `result` (its checkpoint beside
-        it), tracked as one wandb run when tracking is on."""
+        it), tracked as one wandb run when tracking is on: its final scores in the run's summary, and its mask
+        (`mask_file`) as an artifact."""
         r = self.resources
         with r.tracker.run(f"{self.task.name}-{self.method.name}-{name}", job_type, **details) as track:
-            return fine_tune(model, r.data, self.task, r.tokenizer, self.config.training, r.accelerator,
-                             details["seed"], mask=mask, on_step=on_step, desc=desc, log=track,
-                             checkpoint=paths.checkpoint(result))
+            fit = fine_tune(model, r.data, self.task, r.tokenizer, self.config.training, r.accelerator,
+                            details["seed"], mask=mask, on_step=on_step, desc=desc, log=track,
+                            checkpoint=paths.checkpoint(result))
+            if track is not None:
+                sparsity = details["sparsity"]
+                track.close(fit.metrics, mask_file, f"mask-{self.task.name}-{self.method.name}-"
+                            f"{self.root.name.rsplit('_', 1)[-1]}-{sparsity:.4f}",
+                            {"task": self.task.name, "method": self.method.name, "sparsity": sparsity,
+                             "run_hash": run_hash(self.config), "model": self.config.model.name})
+            return fit
 
 
 class SeedWork:

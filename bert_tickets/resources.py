@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from bert_tickets.config import Config, non_default_settings, run_hash
+from bert_tickets.config import Config, flat_settings, non_default_settings, run_hash
 from bert_tickets.errors import UserError
 from bert_tickets.masks import magnitude_outliers, select_prunable
 from bert_tickets.modeling import Pretrained, load_pretrained, load_tokenizer
@@ -49,9 +49,10 @@ class RunResources:
     @cached_property
     def tracker(self) -> Tracker:
         t = self.config.training
-        settings = non_default_settings(self.config) | {
+        settings = flat_settings(self.config) | {  # every setting, resolved: defaults, recipe, preset, overrides
             "task": self.task.name, "model": self.config.model.name, "method": self.config.pruning.method,
-            "run_hash": run_hash(self.config), "run_dir": str(self.root)}
+            "run_hash": run_hash(self.config), "run_dir": str(self.root),
+            "changed_settings": sorted(non_default_settings(self.config))}
         return Tracker(enabled=t.report_to == "wandb" and self.accelerator.is_main_process,
                        project=t.wandb_project, study=t.study or f"{self.task.name}/{self.root.name}",
                        settings=settings, directory=self.root)

@@ -123,14 +123,20 @@ def test_wandb_groups_every_ticket_level_and_cell_of_a_transfer(tiny_bert, glue_
     calls = []
 
     class Run:
+        def __init__(self):
+            self.summary = calls[-1]["summary"]
+
         def log(self, metrics, step=None):
             calls[-1]["logged"].append(metrics)
+
+        def log_artifact(self, artifact):
+            calls[-1]["artifacts"].append(artifact)
 
         def finish(self):
             calls[-1]["finished"] = True
 
     def init(**kwargs):
-        calls.append(kwargs | {"logged": [], "finished": False})
+        calls.append(kwargs | {"logged": [], "finished": False, "summary": {}, "artifacts": []})
         return Run()
 
     monkeypatch.setattr(wandb, "init", init)
@@ -143,6 +149,13 @@ def test_wandb_groups_every_ticket_level_and_cell_of_a_transfer(tiny_bert, glue_
     assert [c["job_type"] for c in calls].count("level") == 8
     assert all(c["config"]["training.max_steps"] == 3 and "run_hash" in c["config"] for c in calls)
     assert all(any("eval/accuracy" in m for m in c["logged"]) for c in calls)
+    # the full resolved config (defaults included), the final scores in the summary, the mask as an artifact
+    assert all(c["config"]["training.weight_decay"] == 0.0 and c["config"]["model.revision"] is None for c in calls)
+    assert all(isinstance(c["summary"].get("final/accuracy"), float) for c in calls)
+    masked = [c for c in calls if c["config"].get("level", 1) > 0]
+    assert masked and all(len(c["artifacts"]) == 1 and c["artifacts"][0].type == "mask" for c in masked)
+    assert all(not c["artifacts"] for c in calls if c["config"].get("level") == 0)  # dense: no mask
+    assert all(a.metadata["sparsity"] > 0 for c in masked for a in c["artifacts"])
     capsys.readouterr()
     assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--report-to", "wandb", "--study", "mine")) == 0
     assert len(calls) == 8  # all cached: nothing trains, nothing logs
