@@ -74,14 +74,14 @@ def transfer(sources: list[str], targets: list[str], sparsity: float, *, seeds: 
              output_dir: str = "runs", settings: dict[str, Any] | None = None, **kwargs: Any) -> TransferResult:
     """`bert-tickets transfer`: each source's ticket fine-tuned on each target, with dense and random rows."""
     from bert_tickets.config import task_config
-    from bert_tickets.transfer import TransferMatrix
+    from bert_tickets.transfer_matrix import TransferMatrix
 
     chosen = _settings(kwargs, settings)
 
     def config_for(cell_settings: dict[str, Any]) -> Any:
         return task_config(cell_settings["data.task"], config, chosen | cell_settings)
 
-    from bert_tickets.transfer import plan
+    from bert_tickets.transfer_matrix import plan
 
     matrix = TransferMatrix(list(sources), list(targets), sparsity, seeds, output_dir=output_dir,
                             config_for=config_for)
@@ -94,7 +94,7 @@ def study(spec: str, *, output_dir: str | None = None) -> Path:
     """`bert-tickets study`: every run a study file (or preset: paper, minilm, minilm-cpu) implies that is not done
     yet, then its report; returns the report's README.md."""
     from bert_tickets.report import write_report
-    from bert_tickets.study import StudyPlan, parse_spec, read_spec_text, run_study, save_spec
+    from bert_tickets.study_plan import StudyPlan, parse_spec, read_spec_text, run_study, save_spec
 
     text = read_spec_text(spec)
     parsed = parse_spec(text, spec)

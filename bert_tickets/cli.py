@@ -183,7 +183,7 @@ def _find_and_print(config: Any, args: argparse.Namespace, baselines: list[str])
 
 def run_transfer(args: argparse.Namespace) -> int:
     from bert_tickets.config import task_config
-    from bert_tickets.transfer import TransferMatrix, TransferWork, markdown, plan
+    from bert_tickets.transfer_matrix import TransferMatrix, TransferWork, markdown, plan
     from bert_tickets.workers import cells_of_worker, parse_share, run_share_or_start_workers, worker_count
 
     sources, targets = _names(args.sources), _names(args.targets)
@@ -213,7 +213,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
 def run_study_command(args: argparse.Namespace) -> int:
     from bert_tickets.report import write_report
-    from bert_tickets.study import StudyPlan, StudyWork, parse_spec, read_spec_text, run_study, save_spec
+    from bert_tickets.study_plan import StudyPlan, StudyWork, parse_spec, read_spec_text, run_study, save_spec
     from bert_tickets.workers import cells_of_worker, parse_share, run_share_or_start_workers, worker_count
 
     text = read_spec_text(args.spec)
@@ -247,7 +247,7 @@ def print_plan(plan: Any, jobs: list[Any]) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     from bert_tickets.report import collect, write_report
-    from bert_tickets.study import load_plan
+    from bert_tickets.study_plan import load_plan
 
     plan = load_plan(args.study_dir)
     finished = collect(plan)

@@ -41,7 +41,7 @@ class Release:
 
 def plan_releases(study_dir: str | Path, repo_prefix: str) -> tuple[Any, list[Release]]:
     """The study's finished IMP tickets (the ones its report is about) and their repository ids."""
-    from bert_tickets.study import load_plan
+    from bert_tickets.study_plan import load_plan
 
     check_repo_id(repo_prefix, "--repo-prefix")
     plan = load_plan(study_dir)

@@ -22,8 +22,8 @@ from bert_tickets.compare import DENSE, arm_label
 from bert_tickets.masks import load_mask
 from bert_tickets.methods import IMP
 from bert_tickets.runs import write_bytes, write_text
-from bert_tickets.study import Job, StudyPlan
-from bert_tickets.transfer import RANDOM, Cell, long_csv, markdown, write_heatmap
+from bert_tickets.study_plan import Job, StudyPlan
+from bert_tickets.transfer_matrix import RANDOM, Cell, long_csv, markdown, write_heatmap
 
 MATRIX_TYPES = {  # encoder parameter name pattern -> the paper's matrix type
     r"attention\.self\.query": "query", r"attention\.self\.key": "key", r"attention\.self\.value": "value",

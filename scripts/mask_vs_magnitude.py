@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from bert_tickets.errors import UserError
     from bert_tickets.masks import full_mask, load_mask, magnitude_mask, random_mask, select_prunable
     from bert_tickets.report import mask_overlap, write_csv
-    from bert_tickets.study import Job, load_plan
+    from bert_tickets.study_plan import Job, load_plan
 
     try:
         plan = load_plan(args.study_dir)

@@ -7,7 +7,7 @@ import pytest
 
 import bert_tickets.imp as imp
 from bert_tickets.cli import main
-from bert_tickets.study import load_plan, spec_names
+from bert_tickets.study_plan import load_plan, spec_names
 
 REPORT_FILES = {"README.md", "table2.csv", "curves.csv", "curves.png", "transfer.csv", "transfer.png",
                 "transfer_fraction_of_own.csv", "mask_overlap.csv", "mask_overlap.png", "mask_layers.csv",
@@ -120,7 +120,7 @@ def test_a_bad_spec_is_one_line_and_exit_2_before_any_training(line, message, tm
 
 
 def test_baselines_at_chosen_sparsities_and_fewer_transfer_seeds_shrink_the_plan(tiny_bert, glue_dir, tmp_path):
-    from bert_tickets.study import Job, StudyPlan, parse_spec
+    from bert_tickets.study_plan import Job, StudyPlan, parse_spec
 
     text = tiny_spec(tiny_bert, glue_dir).replace(
         "transfer: {sources: [sst2, magnitude], targets: [sst2, rte], sparsity: 0.2}",
@@ -146,7 +146,7 @@ def test_fewer_transfer_seeds_never_shrink_a_studied_ticket(tiny_bert, glue_dir,
     folder = tmp_path / "study"
     assert main(["study", str(spec), "--output-dir", str(folder)]) == 0
     plan = load_plan(folder)
-    from bert_tickets.study import Job
+    from bert_tickets.study_plan import Job
 
     # sst2 is studied (two seeds) and a transfer source whose cells have one: its ticket keeps both seeds
     assert plan.finished(Job("ticket", "sst2", 0.2))["seeds"] == [0, 1]
@@ -173,7 +173,7 @@ def test_report_needs_a_study_folder(tmp_path, capsys):
 
 
 def test_the_shipped_studies_parse(capsys):
-    from bert_tickets.study import parse_spec, read_spec_text
+    from bert_tickets.study_plan import parse_spec, read_spec_text
 
     assert {"paper", "minilm", "minilm-cpu"} <= set(spec_names())
     for name in spec_names():

@@ -9,7 +9,7 @@ from conftest import shared_glue
 
 import bert_tickets.imp as imp
 from bert_tickets.cli import main
-from bert_tickets.transfer import Cell, plan
+from bert_tickets.transfer_matrix import Cell, plan
 from bert_tickets.workers import cells_of_worker
 
 

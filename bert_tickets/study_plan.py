@@ -22,7 +22,7 @@ from bert_tickets.methods import IMP, METHODS, get_method
 from bert_tickets.methods import baselines as all_baselines
 from bert_tickets.runs import log, read_json, write_text
 from bert_tickets.tasks import get_task
-from bert_tickets.transfer import MAGNITUDE, RANDOM, Cell, TransferMatrix, plan
+from bert_tickets.transfer_matrix import MAGNITUDE, RANDOM, Cell, TransferMatrix, plan
 
 SPEC_KEYS = {"name", "description", "config", "data_dir", "settings", "task_settings", "tasks", "sparsities",
              "baselines", "baseline_sparsities", "seeds", "transfer"}
