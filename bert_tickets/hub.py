@@ -169,7 +169,7 @@ def model_card(ticket: Ticket, repo_id: str, encoder_prefix: str) -> ModelCard:
             metric_name=f"{metric} (mean of {n_seeds} seed{'s' * (n_seeds > 1)})"))
     base = HUB_BASE.get(ticket.model_name.lower(), ticket.model_name)
     base_id = None if Path(base).exists() else base  # a local folder is no Hub id
-    model = info.get("model_source") or {"model": ticket.model_name}
+    model = _public_model(info.get("model_source") or {"model": ticket.model_name})
     data = ModelCardData(
         base_model=base_id, datasets=[dataset_id] if dataset_id else None, language=[task.language],
         license=base_model_license(ticket.model_name, model.get("revision")), library_name="transformers",
@@ -206,6 +206,14 @@ def _public(source: dict[str, Any]) -> dict[str, Any]:
     if "local_files" not in source:
         return source
     return source | {"local_files": [f"{Path(f).parent.name}/{Path(f).name}" for f in source["local_files"]]}
+
+
+def _public_model(source: dict[str, Any]) -> dict[str, Any]:
+    """A local checkpoint by its folder's name only (a Hub id, or the MiniLM package, as it is)."""
+    if "local_folder" not in source or not Path(source["local_folder"]).is_absolute():
+        return source
+    name = Path(source["local_folder"]).name
+    return source | {"model": name, "local_folder": f"a local checkpoint folder ({name})"}
 
 
 def _card_dataset(task: Any, source: dict[str, Any]) -> tuple[str | None, str]:

@@ -105,3 +105,15 @@ def test_local_text_is_not_claimed_as_the_hub_corpus(tmp_path):
     local = load_config(None, {"data.task": "mlm", "data.data_dir": str(folder)}).data
     assert data_source(get_task("mlm"), local) == {"local_files": [str(folder / "train.txt"),
                                                                    str(folder / "validation.txt")]}
+
+
+def test_a_card_publishes_no_local_paths(tiny_bert, glue_dir, tmp_path, capsys):
+    args = ["find", "--task", "rte", "--data-dir", str(glue_dir), "--output-dir", str(tmp_path / "runs"),
+            *COMMON, "--model", tiny_bert]
+    assert main(args) == 0
+    ticket = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["push", "--ticket", ticket, "--repo-id", "someone/rte", "--dry-run", str(tmp_path / "out")]) == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    metadata = card.split("\n---\n")[0]
+    assert str(tmp_path) not in metadata and str(Path(tiny_bert).parent) not in metadata
+    assert "license" not in ModelCard.load(tmp_path / "out" / "README.md").data.to_dict()  # no card: unknown
