@@ -185,7 +185,7 @@ def model_card(ticket: Ticket, repo_id: str, encoder_prefix: str) -> ModelCard:
                                 matching="yes" if info["matching"] else "no", command=info.get("command", ""),
                                 n_seeds=n_seeds, model_class=task.model_class().__name__,
                                 project=project_link(), data=_describe_data(source, dataset_name),
-                                model_pin=_describe_model(model))
+                                model_pin=_describe_model(model), method_label=get_method(info["method"]).label)
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)
 
 
@@ -335,7 +335,7 @@ def _first_line(exc: Exception) -> str:
 CARD_TEMPLATE = """
 # {repo_id}: a {sparsity:.0f}%-sparse lottery ticket of {base} for {task}
 
-A subnetwork of the pre-trained **{base}**, found by `{method}` with {project} (after Chen et al., *The
+A subnetwork of the pre-trained **{base}**, found by `{method}` ({method_label}) with {project} (after Chen et al., *The
 Lottery Ticket Hypothesis for Pre-trained BERT Networks*, NeurIPS 2020) on {data}. The weights are the
 pre-trained ones with {sparsity:.1f}% of the encoder's attention and feed-forward matrices set to exactly zero;
 `mask.safetensors` holds the mask (True = kept), keyed by the encoder's parameter names, and `ticket.json` how
