@@ -44,9 +44,15 @@ transfer:
 		$(if $(MODEL),--model $(MODEL)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --output-dir $(OUTPUT_DIR) $(ARGS)
 
 # make push TICKET=runs/.../tickets/sparsity_0.7000 REPO_ID=you/bert-mnli-70 [ARGS="--private" or "--dry-run OUT"]
+# make push STUDY=runs/studies/minilm-cpu REPO_PREFIX=you/minilm [ARGS=...]: every ticket, the report, a collection
 push:
-	@test -n "$(TICKET)" -a -n "$(REPO_ID)" || { echo "make push needs TICKET=<ticket folder> REPO_ID=<owner/name>" >&2; exit 2; }
+ifeq ($(origin STUDY),command line)  # STUDY also has a default, for `make report`
+	@test -n "$(REPO_PREFIX)" || { echo "make push STUDY=... needs REPO_PREFIX=<owner/prefix>" >&2; exit 2; }
+	$(BIN)/bert-tickets push --study $(STUDY) --repo-prefix $(REPO_PREFIX) $(ARGS)
+else
+	@test -n "$(TICKET)" -a -n "$(REPO_ID)" || { echo "make push needs TICKET=<ticket folder> REPO_ID=<owner/name> (or STUDY=<folder> REPO_PREFIX=<owner/prefix>)" >&2; exit 2; }
 	$(BIN)/bert-tickets push --ticket $(TICKET) --repo-id $(REPO_ID) $(ARGS)
+endif
 
 # The main job, offline and small: MiniLM on local SST-2, IMP to 50% sparsity next to random pruning at 50% and
 # dense, two seeds each, with a one-line verdict; about 3.5 minutes on 2 CPU cores (bf16 where native).
