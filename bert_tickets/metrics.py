@@ -43,7 +43,7 @@ def squad_scores(predictions: dict[str, str], golds: dict[str, list[str]]) -> di
     module = load_module("squad_v1")
     return module.compute(
         predictions=[{"id": qid, "prediction_text": predictions.get(qid)} for qid in golds],  # None: unanswered
-        references=[{"id": qid, "answers": {"text": answers, "answer_start": [0] * len(answers)}}
+        references=[{"id": qid, "answers": {"text": answers, "answer_start": [0] * len(answers)}}  # start: unused
                     for qid, answers in golds.items()])
 
 
