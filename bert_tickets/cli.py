@@ -327,9 +327,20 @@ def print_summary(run: Any, info: dict[str, Any]) -> None:
         print(f"COLLAPSED: {name} is {sparsity:.1%} pruned ({info['collapse_rule']}); see ticket.json")
 
 
+def dashed(argv: Sequence[str]) -> list[str]:
+    """Every flag in its --dash-spelling: Hugging Face's scripts write --output_dir, --repo_id, --dry_run; values are
+    left alone (`--set training.max_steps=3`, `--flag=a_b`)."""
+    out = []
+    for token in argv:
+        name, eq, value = token.partition("=")
+        out.append(name.replace("_", "-") + eq + value if token.startswith("--") else token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(dashed(argv))
+    args.argv = argv
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main_process = is_main_process()
     try:

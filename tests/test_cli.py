@@ -185,3 +185,12 @@ def test_baselines_run_beside_the_ticket_with_its_recipe_and_seeds(tiny_bert, gl
     assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--baselines", "random,lottery")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown baseline 'lottery'" in err[0]
+
+
+def test_every_flag_takes_the_underscore_spelling(tmp_path, capsys):
+    from bert_tickets.cli import dashed
+
+    assert dashed(["push", "--repo_id", "a/b_c", "--dry_run=out_dir", "--set", "training.max_steps=3"]) == [
+        "push", "--repo-id", "a/b_c", "--dry-run=out_dir", "--set", "training.max_steps=3"]
+    assert main(["push", "--ticket", str(tmp_path), "--repo_id", "a/x--y", "--dry_run", str(tmp_path / "o")]) == 2
+    assert "'a/x--y' is not a valid Hub repository id" in capsys.readouterr().err  # parsed, then refused
