@@ -59,6 +59,8 @@ def test_model_revision_reaches_every_load_and_is_recorded(hub_model, glue_dir, 
     assert main(["push", "--ticket", str(ticket.path), "--repo-id", "someone/ticket", "--dry-run",
                  str(tmp_path / "out")]) == 0
     assert hub_model and all(revision == "v1.0" for _, _, revision in hub_model)
+    exported = json.loads((tmp_path / "out" / "config.json").read_text())["bert_tickets"]["base_model"]
+    assert exported == {"model": "someone/bert", "revision": "v1.0", "commit": COMMIT}
 
 
 def test_data_revision_is_recorded_with_its_commit(monkeypatch):
