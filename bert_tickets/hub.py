@@ -97,7 +97,8 @@ def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
     model.config.name_or_path = repo_id  # not this machine's path
     model.config.bert_tickets = {  # saved into config.json: where the weights and the mask's data came from
         "base_model": _public_model(ticket.info.get("model_source") or {"model": ticket.model_name}),
-        "data_source": _public(ticket_data_source(ticket)), "sparsity": ticket.sparsity, "method": ticket.info["method"]}
+        "data_source": _public(ticket_data_source(ticket)), "sparsity": ticket.sparsity,
+        "method": ticket.info["method"]}
     model.save_pretrained(folder)
     pretrained.tokenizer.save_pretrained(folder)
     _drop_local_settings(folder / "tokenizer_config.json")
