@@ -38,16 +38,17 @@ def _settings(kwargs: dict[str, Any], settings: dict[str, Any] | None = None) ->
     return out
 
 
-def find_ticket(task: str, sparsity: float, *, method: str = "imp", config: str | None = None,
+def find_ticket(task: str, sparsity: float, *, method: str | None = None, config: str | None = None,
                 ticket: Any = None, settings: dict[str, Any] | None = None, **kwargs: Any):
-    """`bert-tickets find`: the ticket of `task` at `sparsity` found by `method` (IMP by default), evaluated next
-    to dense over `seeds`. `ticket` (a folder or Ticket) for the methods that apply a given ticket's mask."""
+    """`bert-tickets find`: the ticket of `task` at `sparsity` found by `method` (default: the config's, IMP),
+    evaluated next to dense over `seeds`. `ticket` (a folder or Ticket) for the methods that apply a given
+    ticket's mask."""
     from bert_tickets.config import task_config
     from bert_tickets.imp import find_ticket as run
     from bert_tickets.ticket import Ticket
 
     inherited = Ticket.load(_folder(ticket)).inherited_settings() if ticket is not None else {}
-    chosen = _settings(kwargs, settings) | {"pruning.sparsity": sparsity, "pruning.method": method}
+    chosen = _settings(kwargs | {"method": method}, settings) | {"pruning.sparsity": sparsity}
     return run(task_config(task, config, inherited | chosen).validate())
 
 
