@@ -5,6 +5,7 @@ study (however it was spelled: preset, flag or override) always lands in the sam
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -12,6 +13,7 @@ import re
 import shlex
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,16 +40,6 @@ def setting(default: Any, help: str) -> Any:
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
-
-
-def help_of(dotted: str) -> str | None:
-    """The help text of a `section.key` setting, or None."""
-    *path, key = dotted.split(".")
-    target: Any = Config
-    for part in path:
-        target = typing.get_type_hints(target)[part]
-    found = {f.name: f for f in dataclasses.fields(target)}.get(key)
-    return found.metadata.get("help") if found else None
 
 
 @dataclass
@@ -446,35 +438,37 @@ class SettingSpec:
         return "; ".join(parts) + f" [{self.key}]"
 
 
-def setting_specs() -> list[SettingSpec]:
-    """Every setting of `Config`, from its dataclass field."""
+@functools.cache
+def setting_specs() -> tuple[SettingSpec, ...]:
+    """Every setting of `Config`, from its dataclass field (built once: the parser and the API ask often)."""
     defaults = _flatten(Config().to_dict())
     recipe_keys = {key for task in TASKS.values() for key in task.recipe}
     specs = []
-    for key, hint in _setting_hints(Config).items():
+    for key, hint, found in _setting_fields(Config):
         args = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(hint, types.UnionType) else []
         base = args[0] if args else hint
         type_name = "list" if typing.get_origin(base) is list else getattr(base, "__name__", str(base))
         specs.append(SettingSpec(key=key, flag=FLAG_NAMES.get(key, key.rsplit(".", 1)[-1]), type_name=type_name,
-                                 default=defaults[key], help=help_of(key) or "", choices=CHOICES.get(key),
+                                 default=defaults[key], help=found.metadata.get("help", ""), choices=CHOICES.get(key),
                                  domain=DOMAINS[key][1] if key in DOMAINS else None, in_recipes=key in recipe_keys))
     flags = [s.flag for s in specs]
     assert len(flags) == len(set(flags)), "two settings share a flag name: add one to FLAG_NAMES"
-    return specs
+    return tuple(specs)
 
 
-def _setting_hints(cls: type, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, hint in typing.get_type_hints(cls).items():
+def _setting_fields(cls: type, prefix: str = "") -> Iterator[tuple[str, Any, dataclasses.Field]]:
+    """(`section.key`, type, field) of every leaf setting, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    for found in dataclasses.fields(cls):
+        hint = hints[found.name]
         if dataclasses.is_dataclass(hint):
-            out |= _setting_hints(hint, f"{prefix}{name}.")
+            yield from _setting_fields(hint, f"{prefix}{found.name}.")
         else:
-            out[f"{prefix}{name}"] = hint
-    return out
+            yield f"{prefix}{found.name}", hint, found
 
 
 def settings_markdown() -> str:
-    """The README's table of every setting (tests/test_cli.py checks that the README holds exactly this)."""
+    """The README's table of every setting (tests/test_config.py checks that the README holds exactly this)."""
     rows = ["| flag | setting | type | default | what it does |", "|---|---|---|---|---|"]
     for s in setting_specs():
         default = s.default_text.replace("|", "\\|")

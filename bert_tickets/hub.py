@@ -95,9 +95,9 @@ def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
     model = pretrained.build(ticket.info["seeds"][0], encoder_state=load_file(str(rewind)) if rewind else None)
     ticket.apply(model)
     model.config.name_or_path = repo_id  # not this machine's path
+    base_model, data_source = public_sources(ticket)
     model.config.bert_tickets = {  # saved into config.json: where the weights and the mask's data came from
-        "base_model": _public_model(ticket.info.get("model_source") or {"model": ticket.model_name}),
-        "data_source": _public(ticket_data_source(ticket)), "sparsity": ticket.sparsity,
+        "base_model": base_model, "data_source": data_source, "sparsity": ticket.sparsity,
         "method": ticket.info["method"]}
     model.save_pretrained(folder)
     pretrained.tokenizer.save_pretrained(folder)
@@ -160,7 +160,7 @@ def model_card(ticket: Ticket, repo_id: str, encoder_prefix: str) -> ModelCard:
     """The card: metadata the Hub reads (base model and its license, language, pipeline, the dataset the ticket
     was found on, a model-index of the ticket's own dev scores in their units) and a body with dense beside it."""
     info, task = ticket.info, get_task(ticket.task)
-    source = _public(ticket_data_source(ticket))
+    model, source = public_sources(ticket)
     dataset_id, dataset_name = _card_dataset(task, source)
     n_seeds = len(info["seeds"])
     results = []
@@ -173,10 +173,9 @@ def model_card(ticket: Ticket, repo_id: str, encoder_prefix: str) -> ModelCard:
             metric_name=f"{metric} (mean of {n_seeds} seed{'s' * (n_seeds > 1)})"))
     base = HUB_BASE.get(ticket.model_name.lower(), ticket.model_name)
     base_id = None if Path(base).exists() else base  # a local folder is no Hub id
-    model = _public_model(info.get("model_source") or {"model": ticket.model_name})
     data = ModelCardData(
         base_model=base_id, datasets=[dataset_id] if dataset_id else None, language=[task.language],
-        license=base_model_license(ticket.model_name, model.get("revision")), library_name="transformers",
+        license=base_model_license(ticket.model_name), library_name="transformers",
         pipeline_tag=task.task_type, model_name=repo_id.split("/")[-1], eval_results=results,
         tags=["lottery-ticket", "pruning", "sparse", "bert-tickets", f"sparsity-{round(100 * ticket.sparsity)}"],
         bert_tickets={"task": ticket.task, "method": info["method"], "sparsity": ticket.sparsity,
@@ -203,6 +202,12 @@ def ticket_data_source(ticket: Ticket) -> dict[str, Any]:
         return {"local_files": files}
     task = get_task(ticket.task)
     return {"hub_dataset": task.hub_dataset, "config": task.hub_dataset_config, "revision": None}
+
+
+def public_sources(ticket: Ticket) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The base model's and the data's source as a release states them (no paths of this machine)."""
+    return (_public_model(ticket.info.get("model_source") or {"model": ticket.model_name}),
+            _public(ticket_data_source(ticket)))
 
 
 def _public(source: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +252,7 @@ def _describe_model(source: dict[str, Any]) -> str:
     return f"`{source['model']}`{pinned}{commit}"
 
 
-def base_model_license(name: str, revision: str | None = None) -> str | None:
+def base_model_license(name: str) -> str | None:
     """The license in the base model's own card (a local folder's README.md, or the Hub's); None if unknown."""
     path = Path(resolve_model_path(name))
     try:

@@ -217,11 +217,10 @@ class ImpRun(RunFolder):
                             details["seed"], mask=mask, on_step=on_step, desc=desc, log=track,
                             checkpoint=paths.checkpoint(result))
             if track is not None:
-                sparsity = details["sparsity"]
-                track.close(fit.metrics, mask_file, f"mask-{self.task.name}-{self.method.name}-"
-                            f"{self.root.name.rsplit('_', 1)[-1]}-{sparsity:.4f}",
+                sparsity, hash_ = details["sparsity"], run_hash(self.config)
+                track.close(fit.metrics, mask_file, f"mask-{self.task.name}-{self.method.name}-{hash_}-{sparsity:.4f}",
                             {"task": self.task.name, "method": self.method.name, "sparsity": sparsity,
-                             "run_hash": run_hash(self.config), "model": self.config.model.name})
+                             "run_hash": hash_, "model": self.config.model.name})
             return fit
 
 

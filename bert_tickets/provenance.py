@@ -41,5 +41,3 @@ def hub_commit(repo_id: str, repo_type: str, revision: str | None) -> str | None
         return HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=10).sha
     except Exception:  # offline, private, unknown: the requested revision stands on its own
         return None
-
-

@@ -92,9 +92,9 @@ class GlueTask:
 
     def hub_metric(self, metric: str) -> tuple[str, str]:
         for split, hub_split in self.hub_eval_splits.items():
-            name = metric.removeprefix(f"{split}_") if len(self.eval_files) > 1 else metric
-            if name != metric or len(self.eval_files) == 1:
-                return hub_split, HUB_METRIC_IDS.get(name, name)
+            for name in self.metric_names:
+                if self.metric_key(split, name) == metric:
+                    return hub_split, HUB_METRIC_IDS.get(name, name)
         raise KeyError(f"{self.name} has no metric {metric!r}")
 
     # --- data ------------------------------------------------------------------------------------

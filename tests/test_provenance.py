@@ -36,7 +36,7 @@ def hub_model(tiny_bert, monkeypatch):
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tokenizer)
     monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", model)
-    monkeypatch.setattr(hub, "base_model_license", lambda name, revision=None: "apache-2.0")
+    monkeypatch.setattr(hub, "base_model_license", lambda name: "apache-2.0")
     return loads
 
 
