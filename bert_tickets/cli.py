@@ -260,30 +260,16 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from bert_tickets.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
+    from bert_tickets.api import push
 
     if args.dry_run is not None and not args.dry_run.strip():  # a mistake, never a reason to upload
         raise UserError("--dry-run needs a folder to write the export into")
-    options = PushOptions(private=args.private, revision=args.revision, create_pr=args.create_pr)
-    options.check()
-    if args.study is not None:
-        from bert_tickets.hub_study import push_study
-
-        if args.repo_prefix is None or args.repo_id is not None:
-            raise UserError("--study takes --repo-prefix OWNER/PREFIX (not --repo-id)")
-        print(push_study(args.study, args.repo_prefix, options, args.dry_run))
-        return 0
-    if args.repo_id is None or args.repo_prefix is not None:
+    if args.study is not None and (args.repo_prefix is None or args.repo_id is not None):
+        raise UserError("--study takes --repo-prefix OWNER/PREFIX (not --repo-id)")
+    if args.ticket is not None and (args.repo_id is None or args.repo_prefix is not None):
         raise UserError("--ticket takes --repo-id OWNER/NAME (not --repo-prefix)")
-    check_repo_id(args.repo_id)
-    if args.dry_run is not None:
-        print(export_ticket(args.ticket, args.dry_run, args.repo_id))
-        return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = export_ticket(args.ticket, Path(tmp) / "release", args.repo_id)
-        print(push_to_hub(folder, args.repo_id, options))
+    print(push(args.study or args.ticket, args.repo_id, repo_prefix=args.repo_prefix, private=args.private,
+               revision=args.revision, create_pr=args.create_pr, dry_run=args.dry_run))
     return 0
 
 
