@@ -121,7 +121,10 @@ class MaskedLMTask:
                 prepared[split] = Dataset.from_file(str(path))
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
-            blocks = _blocks(tokenizer, lines, block, str(cache_dir() / f"mlm-{key}-blocks.arrow"))
+            # the blocks depend on the text, the block size and the tokenizer only: other seeds, subsets and
+            # maskings of the same corpus reuse them instead of tokenizing it again
+            blocks_key = fingerprint("mlm-blocks", split, sources[split], block, tokenizer_identity(tokenizer))
+            blocks = _blocks(tokenizer, lines, block, str(cache_dir() / f"mlm-{blocks_key}.arrow"))
             if not len(blocks):
                 raise UserError(f"mlm: the {split} text is shorter than one block of {block} tokens")
             ds = subsample(blocks, limits[split], split == "train", seed)
