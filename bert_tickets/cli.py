@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from bert_tickets.errors import UserError
 from bert_tickets.runs import is_main_process
+from bert_tickets.stats import MATCHING_RULE, matching_mark
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -307,8 +308,7 @@ def print_summary(run: Any, info: dict[str, Any]) -> None:
     for name, t in info["metrics"]["ticket"].items():
         d = info["metrics"]["dense"][name]
         print(f"{name:<24} {format_mean_std(name, t):>18} {format_mean_std(name, d):>18}")
-    verdict = "yes" if info["matching"] else "no"
-    print(f"matching ({primary} within one std of dense): {verdict}")
+    print(f"{primary}: {matching_mark(info['matching'])} ({MATCHING_RULE})")
     for name, sparsity in (info.get("collapsed_matrices") or {}).items():
         print(f"COLLAPSED: {name} is {sparsity:.1%} pruned ({info['collapse_rule']}); see ticket.json")
 

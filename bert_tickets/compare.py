@@ -17,6 +17,7 @@ from bert_tickets.errors import UserError
 from bert_tickets.methods import METHODS, baselines, get_method
 from bert_tickets.metrics import format_mean_std
 from bert_tickets.runs import write_json
+from bert_tickets.stats import is_matching, matching_mark
 from bert_tickets.ticket import Ticket
 
 DENSE = "dense"  # the reference arm beside every method's
@@ -78,9 +79,9 @@ def verdict(rows: list[Row], primary: str, sparsity: float) -> str:
     by = {r.method: r.summary[primary] for r in rows}
     ticket_method = rows[1].method
     ticket, dense = by[ticket_method], by[DENSE]
-    matching = ticket["mean"] >= dense["mean"] - dense["std"]
+    matching = is_matching(ticket, dense)
     parts = [f"at {sparsity:.0%} sparsity the {arm_label(ticket_method)} scores {100 * ticket['mean']:.1f} against "
-             f"dense {100 * dense['mean']:.1f} ({'matching' if matching else 'not matching'})"]
+             f"dense {100 * dense['mean']:.1f} ({matching_mark(matching)})"]
     for r in rows[2:]:
         other = by[r.method]
         gap = ticket["mean"] - other["mean"]

@@ -108,8 +108,17 @@ class PruningConfig:
     rate: float = setting(0.1, "the fraction pruned per IMP level (see schedule)")
     rewind_step: int = setting(0, "rewind to the weights after this many training steps of level 0 instead of θ0")
     keep_head: bool = setting(False, "every level starts from the first level's head instead of a fresh one")
+    carry_head: bool = setting(False, "every level starts from the previous level's trained head, as the authors' "
+                               "LT_glue.py does (it rewinds the encoder only); the evaluation's fine-tunings still "
+                               "start from a fresh head")
+    level_lr_horizon: float = setting(1.0, "an IMP level's linear learning-rate decay runs over this many times "
+                                      "the level's steps, so a level ends at 1 - 1/horizon of the peak rate. The "
+                                      "authors' LT_glue.py: 10 (3-epoch levels in a 30-epoch schedule, rebuilt each "
+                                      "level). The evaluation's fine-tunings always decay to 0")
     ticket: str | None = setting(None, "a ticket folder, for the methods that apply a given ticket's mask")
     seeds: int = setting(1, "seeds of the final evaluation (ticket and dense, each)")
+    search_seed: int | None = setting(None, "seed of the fine-tunings that find the mask (the levels); another "
+                                      "value is another, independent mask search. Default: training.seed")
     prunable: list[str] = setting(DEFAULT_PRUNABLE, "regular expressions of the encoder weights that may be pruned")
     scope: str = setting("global", "global: one magnitude threshold over all prunable matrices (the paper); "
                          "layerwise: each matrix pruned to the level's sparsity on its own")
@@ -121,6 +130,7 @@ DOMAINS: dict[str, tuple[Any, str]] = {
     "pruning.rate": (lambda v: 0 < v < 1, "in (0, 1)"),
     "pruning.rewind_step": (lambda v: v >= 0, ">= 0 (0 = rewind to θ0)"),
     "pruning.seeds": (lambda v: v >= 1, "at least 1"),
+    "pruning.level_lr_horizon": (lambda v: v >= 1, ">= 1 (1: each level decays to 0)"),
     "training.learning_rate": (lambda v: 0 < v < 1, "in (0, 1)"),
     "training.batch_size": (lambda v: v >= 1, "at least 1"),
     "training.eval_batch_size": (lambda v: v >= 1, "at least 1"),
@@ -131,6 +141,7 @@ DOMAINS: dict[str, tuple[Any, str]] = {
     "training.max_grad_norm": (lambda v: v >= 0, ">= 0 (0 = no clipping)"),
     "training.gradient_accumulation_steps": (lambda v: v >= 1, "at least 1"),
     "training.seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+    "pruning.search_seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
     "training.lora_r": (lambda v: v >= 1, "at least 1"),
     "training.checkpoint_minutes": (lambda v: v > 0, "> 0"),
     "training.checkpoint_steps": (lambda v: v >= 1, "at least 1"),
@@ -206,6 +217,9 @@ class Config:
         if method.needs_ticket != (p.ticket is not None):
             with_ticket = " and ".join(name for name, m in METHODS.items() if m.needs_ticket)
             raise UserError(f"methods {with_ticket} need a ticket folder (--ticket), the others none")
+        if p.carry_head and p.keep_head:
+            raise UserError("pruning.carry_head and pruning.keep_head both choose the head a level starts from: "
+                            "set one")
         if p.rewind_step and not (method.trains_dense_level and method.rewinds):
             raise UserError(f"rewinding to a training step needs a trained level 0: not method {p.method!r}")
         if t.finetune == "lora" and not method.allows_lora:

@@ -30,6 +30,7 @@ from bert_tickets.methods import get_method
 from bert_tickets.metrics import display_value, format_mean_std
 from bert_tickets.modeling import MINILM_ALIASES, load_pretrained, resolve_model_path
 from bert_tickets.runs import TEMP_SUFFIX, UMASK, file_lock, log, usable_folder
+from bert_tickets.stats import matching_mark
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import Ticket
 
@@ -185,7 +186,7 @@ def model_card(ticket: Ticket, repo_id: str, encoder_prefix: str) -> ModelCard:
                      for m, s in info["metrics"]["ticket"].items())
     body = CARD_TEMPLATE.format(repo_id=repo_id, task=ticket.task, sparsity=100 * ticket.sparsity, rows=rows,
                                 method=info["method"], base=base, primary=task.primary_metric,
-                                matching="yes" if info["matching"] else "no", command=info.get("command", ""),
+                                matching=matching_mark(info["matching"]), command=info.get("command", ""),
                                 n_seeds=n_seeds, model_class=task.model_class().__name__,
                                 project=project_link(), data=_describe_data(source, dataset_name),
                                 model_pin=_describe_model(model), method_label=get_method(info["method"]).label)
@@ -359,7 +360,7 @@ same recipe and seeds. Accuracy, F1 and exact match are in %; correlations, loss
 |---|---|---|
 {rows}
 
-Matching the dense model ({primary} within one standard deviation): **{matching}**.
+Matching the dense model ({primary} within one standard deviation of dense, over the same seeds): **{matching}**.
 
 ## Reproduce
 

@@ -32,8 +32,11 @@ from bert_tickets.masks import (
     Mask,
     collapse_warning,
     full_mask,
+    jaccard,
     load_mask,
+    magnitude_mask,
     prunable_parameters,
+    relative_drift,
     save_mask,
     sparsity_report,
 )
@@ -56,8 +59,9 @@ from bert_tickets.runs import (
     result_lock,
     write_json,
 )
+from bert_tickets.stats import MATCHING_RULE, is_matching, mean_std
 from bert_tickets.ticket import Ticket
-from bert_tickets.training import FitResult, encoder_state, fine_tune, mean_std
+from bert_tickets.training import FAILED_RULE, FitResult, encoder_state, fine_tune
 
 
 class ImpRun(RunFolder):
@@ -102,7 +106,7 @@ class ImpRun(RunFolder):
             dense = self.result_path("dense", self.seed)
             with result_lock(dense):  # level 0 is this seed's dense fine-tuning: other runs wait for it, then share it
                 self._run_level(0)
-                if not rank0_sees(dense):
+                if self.levels_are_evaluations and not rank0_sees(dense):
                     write_json(dense, {"seed": self.seed, **self.level_record(0)})
         barrier()  # what the main rank wrote is there for the others' done checks
 
@@ -115,7 +119,7 @@ class ImpRun(RunFolder):
     def _seed_run(self, kind: str, seed: int, path: Path) -> dict[str, Any]:
         if kind == "ticket" and not self.method.rewinds:  # another seed is another whole chain of levels
             chain = copy.deepcopy(self.config)
-            chain.training.seed, chain.pruning.seeds = seed, 1
+            chain.training.seed, chain.pruning.seeds, chain.pruning.search_seed = seed, 1, None
             other = ImpRun(chain)
             other.run()
             return write_json_record(path, {"seed": seed, **other.level_record(len(self.sparsities) - 1)})
@@ -177,6 +181,8 @@ class ImpRun(RunFolder):
         log(f"level {k}/{len(self.sparsities) - 1}: sparsity {sparsity:.2%}")
         mask = self.level_mask(k)
         model = self.build_model(self.seed, rewound=k > 0, keep_head=k > 0)
+        if k > 0 and self.config.pruning.carry_head:  # the authors' code rewinds the encoder only
+            load_model(model, str(paths.trained_head(self.level_dir(k - 1))), strict=False)
         if self.config.pruning.keep_head and not paths.initial_head(self.root).exists():  # kept for later levels
             save_tensors(paths.initial_head(self.root), head_state_of(model))
         if k > 0 and not self.method.rewinds:  # go on from the last level's trained network
@@ -184,7 +190,8 @@ class ImpRun(RunFolder):
         capture = partial(capture_rewind_point, self.root, rewind) if k == 0 and rewind else None
         result = self._fine_tune(model, mask if k > 0 else None, "level", f"level{k}", f"level {k} ({sparsity:.0%})",
                                  {"level": k, "sparsity": sparsity, "seed": self.seed}, paths.metrics(folder),
-                                 on_step=capture, mask_file=paths.mask(folder) if k > 0 else None)
+                                 on_step=capture, mask_file=paths.mask(folder) if k > 0 else None,
+                                 lr_horizon=self.config.pruning.level_lr_horizon)
         check_zeros(result, k)
         if k == 0 and rewind and not paths.rewind_point(self.root).exists():
             raise UserError(f"rewind step {rewind} is beyond the {result.steps} training steps of a level")
@@ -194,7 +201,11 @@ class ImpRun(RunFolder):
             save_tensors(paths.trained_prunable(folder), trained)
         if not self.method.rewinds:
             atomic_write(paths.trained_model(folder), lambda tmp: save_model(model, tmp))
+        if self.config.pruning.carry_head:
+            save_tensors(paths.trained_head(folder), {n: t.cpu().contiguous() for n, t in head_state_of(model).items()})
         record = {"level": k, "sparsity": sparsity, **result.to_dict()}
+        if k > 0 and self.method.prunes_by_magnitude:  # how far the mask is from pruning θ0 once by magnitude
+            record["jaccard_to_theta0_magnitude"] = self._jaccard_to_theta0_magnitude(mask, sparsity)
         report = sparsity_report(mask)
         if (warning := collapse_warning(report)) is not None:
             log(f"warning: level {k}: {warning}")
@@ -205,17 +216,28 @@ class ImpRun(RunFolder):
             f"in {result.seconds:.0f}s")
         return record
 
+    def _jaccard_to_theta0_magnitude(self, mask: Mask, sparsity: float) -> float:
+        theta0 = self.resources.theta0_prunable()
+        return jaccard(mask, magnitude_mask(theta0, full_mask(theta0), sparsity, self.config.pruning.scope))
+
     def _fine_tune(self, model: torch.nn.Module, mask: Mask | None, job_type: str, name: str, desc: str,
                    details: dict[str, Any], result: Path, on_step: Any = None,
-                   mask_file: Path | None = None) -> FitResult:
+                   mask_file: Path | None = None, lr_horizon: float = 1.0) -> FitResult:
         """One fine-tuning of `model` (seed `details["seed"]`) whose record goes to `result` (its checkpoint beside
         it), tracked as one wandb run when tracking is on: its final scores in the run's summary, and its mask
         (`mask_file`) as an artifact."""
         r = self.resources
+        prunable = self.config.pruning.prunable
+        # where training starts: the masked weights (pruning is not movement); the parameters themselves are kept,
+        # since LoRA renames the layers it wraps
+        params = prunable_parameters(model, prunable)
+        start = {n: p.detach().cpu() * mask[n] if mask is not None and n in mask else p.detach().cpu().clone()
+                 for n, p in params.items()}
         with r.tracker.run(f"{self.task.name}-{self.method.name}-{name}", job_type, **details) as track:
             fit = fine_tune(model, r.data, self.task, r.tokenizer, self.config.training, r.accelerator,
                             details["seed"], mask=mask, on_step=on_step, desc=desc, log=track,
-                            checkpoint=paths.checkpoint(result))
+                            checkpoint=paths.checkpoint(result), lr_horizon=lr_horizon)
+            fit.drift = relative_drift(start, params)
             if track is not None:
                 sparsity, hash_ = details["sparsity"], run_hash(self.config)
                 track.close(fit.metrics, mask_file, f"mask-{self.task.name}-{self.method.name}-{hash_}-{sparsity:.4f}",
@@ -270,7 +292,7 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
     """ticket.json: the ticket's scores next to dense over the same seeds, and how it was found."""
     ticket, dense = _summarise(ticket_runs), _summarise(dense_runs)
     primary = run.task.primary_metric
-    matching = ticket[primary]["mean"] >= dense[primary]["mean"] - dense[primary]["std"]
+    matching = is_matching(ticket[primary], dense[primary])
     p, config = run.config.pruning, run.config
     report = sparsity_report(mask)
     return {
@@ -284,9 +306,10 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
         "pooler_rule": "a mask without a pooler entry leaves a model's pooler dense; a pooler entry is skipped "
                        "for models without a pooler",
         "mask_keys": "encoder parameter names (model.base_model)",
-        "seeds": run.seeds, "primary_metric": primary, "matching": bool(matching),
-        "matching_rule": "ticket mean >= dense mean - one dense standard deviation (Chen et al. 2020)",
+        "seeds": run.seeds, "primary_metric": primary, "matching": matching, "matching_rule": MATCHING_RULE,
         "metrics": {"ticket": ticket, "dense": dense},
+        "runs": {"ticket": [_run_summary(r) for r in ticket_runs], "dense": [_run_summary(r) for r in dense_runs]},
+        "failed_rule": FAILED_RULE,
         "model_source": model_source(config.model.name, config.model.revision, _loaded_commit(run)),
         "data_source": data_source(run.task, config.data),
         "run_dir": str(run.root), "run_hash": run_hash(config),
@@ -299,6 +322,12 @@ def _loaded_commit(run: ImpRun) -> str | None:
     """The Hub commit θ0 was loaded from, if this process loaded it (a finished run loads nothing)."""
     loaded = vars(run.resources).get("pretrained")  # a cached_property, filled only once used
     return loaded.commit if loaded is not None else None
+
+
+def _run_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """What the report needs of one fine-tuning beside its scores: did it learn, its losses, how far it moved."""
+    keys = ("seed", "failed", "train_loss", "final_train_loss", "chance_loss", "eval_loss", "drift")
+    return {key: record.get(key) for key in keys}
 
 
 def _summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -26,6 +26,39 @@ MASK_FORMAT = "bert-tickets-mask/1"
 OPTIONAL_KEYS = re.compile(r"(^|\.)pooler\.")
 
 
+MATRIX_TYPES = {  # encoder parameter name pattern -> the paper's matrix type
+    r"attention\.self\.query": "query", r"attention\.self\.key": "key", r"attention\.self\.value": "value",
+    r"attention\.output\.dense": "attn-output", r"intermediate\.dense": "intermediate",
+    r"layer\.\d+\.output\.dense": "output", r"pooler\.dense": "pooler",
+}
+
+
+def matrix_type(name: str) -> str:
+    return next((kind for pattern, kind in MATRIX_TYPES.items() if re.search(pattern, name)), "other")
+
+
+def jaccard(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
+    """Shared kept weights over weights kept by either, over the entries both masks hold."""
+    names = [n for n in a if n in b]
+    shared = sum(int((a[n] & b[n]).sum()) for n in names)
+    either = sum(int((a[n] | b[n]).sum()) for n in names)
+    return shared / either if either else float("nan")
+
+
+def relative_drift(start: Mapping[str, torch.Tensor], end: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """How far training moved the weights: ||θ_T − θ_start|| / ||θ_start|| per matrix type and over all ("all"),
+    Frobenius norms pooled over the matrices of a type."""
+    moved: dict[str, float] = {}
+    size: dict[str, float] = {}
+    for name, before in start.items():
+        after = end[name].detach().float().cpu()
+        before = before.float()
+        for kind in (matrix_type(name), "all"):
+            moved[kind] = moved.get(kind, 0.0) + float((after - before).pow(2).sum())
+            size[kind] = size.get(kind, 0.0) + float(before.pow(2).sum())
+    return {kind: (moved[kind] / size[kind]) ** 0.5 if size[kind] else 0.0 for kind in moved}
+
+
 def encoder_of(model: nn.Module) -> nn.Module:
     """The pre-trained encoder inside a task model (`model.base_model`), or the model itself."""
     return getattr(model, "base_model", model)

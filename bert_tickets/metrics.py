@@ -58,7 +58,12 @@ def display_value(metric: str, value: float) -> float:
 
 
 def format_mean_std(metric: str, summary: dict[str, float]) -> str:
-    """'mean ± std' over seeds, in the metric's unit: '84.31 ± 0.52 %', '0.8712 ± 0.0031', '11.02 ± 0.10'."""
+    """'mean ± std' over seeds, in the metric's unit: '84.31 ± 0.52 %', '0.8712 ± 0.0031', '11.02 ± 0.10'; one seed
+    has no spread: '84.31 % (n = 1)'."""
+    if len(summary.get("values", [None, None])) == 1:
+        digits = 2 if is_percent(metric) or metric.endswith(("loss", "perplexity")) else 4
+        value = 100 * summary["mean"] if is_percent(metric) else summary["mean"]
+        return f"{value:.{digits}f}{' %' if is_percent(metric) else ''} (n = 1)"
     if is_percent(metric):
         return f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f} %"
     digits = 2 if metric.endswith(("loss", "perplexity")) else 4

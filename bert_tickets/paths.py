@@ -12,6 +12,8 @@ A run folder (`<output_dir>/<task>/<method>_<hash>/`) holds:
         sparsity.json                      the mask's sparsity, overall and per matrix
         trained_prunable.safetensors       the trained prunable weights the next mask is pruned from
         trained_model.safetensors          the whole trained network (methods that do not rewind go on from it)
+        trained_head.safetensors           the trained task head, which the next level starts from
+                                           (`pruning.carry_head`, the authors' code)
     tickets/sparsity_0.5000/             the ticket: mask.safetensors, ticket.json, comparison.json,
         seeds/seed_1.json                  and the evaluation's other seeds
     workers/                             logs of local worker processes
@@ -71,6 +73,10 @@ def trained_prunable(level_dir: Path) -> Path:
 
 def trained_model(level_dir: Path) -> Path:
     return level_dir / "trained_model.safetensors"
+
+
+def trained_head(level_dir: Path) -> Path:
+    return level_dir / "trained_head.safetensors"
 
 
 def ticket(root: Path, sparsity: float) -> Path:

@@ -10,26 +10,36 @@ import copy
 import csv
 import io
 import re
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bert_tickets import paths
 from bert_tickets.compare import DENSE, arm_label
-from bert_tickets.masks import load_mask
+from bert_tickets.errors import UserError
+from bert_tickets.masks import MATRIX_TYPES, full_mask, jaccard, load_mask, magnitude_mask, matrix_type
 from bert_tickets.methods import IMP
+from bert_tickets.metrics import is_percent
 from bert_tickets.runs import write_bytes, write_text
+from bert_tickets.stats import (
+    MATCHING_RULE,
+    Paired,
+    by_seed,
+    is_matching,
+    matching_mark,
+    mean_std,
+    paired,
+    summary_text,
+)
 from bert_tickets.study_plan import Job, StudyPlan
-from bert_tickets.transfer_matrix import RANDOM, Cell, long_csv, markdown, write_heatmap
-
-MATRIX_TYPES = {  # encoder parameter name pattern -> the paper's matrix type
-    r"attention\.self\.query": "query", r"attention\.self\.key": "key", r"attention\.self\.value": "value",
-    r"attention\.output\.dense": "attn-output", r"intermediate\.dense": "intermediate",
-    r"layer\.\d+\.output\.dense": "output", r"pooler\.dense": "pooler",
-}
+from bert_tickets.tasks import get_task
+from bert_tickets.training import FAILED_RULE
+from bert_tickets.transfer_matrix import MAGNITUDE, RANDOM, Cell, long_csv, source_label, write_heatmap
 
 
 @dataclass
@@ -56,8 +66,9 @@ def write_report(plan: StudyPlan, finished: Finished | None = None) -> Path:
     finished = finished if finished is not None else collect(plan)
     out = paths.study_report(plan.folder)
     sections = [f"# Study `{plan.spec.name}`", plan.spec.description.strip(), _missing_section(finished)]
-    sections += [_table2_section(plan, finished, out), _curves_section(plan, finished, out),
-                 _transfer_section(plan, finished, out), _masks_section(plan, finished, out)]
+    sections += [_table2_section(plan, finished, out), _searches_section(plan, finished, out),
+                 _curves_section(plan, finished, out), _transfer_section(plan, finished, out),
+                 _masks_section(plan, finished, out), _drift_section(plan, finished, out)]
     text = "\n\n".join(s for s in sections if s) + "\n"
     write_text(out / "README.md", text)
     return out
@@ -72,7 +83,7 @@ def _missing_section(finished: Finished) -> str:
             f"out. Rerun the study to compute them:\n\n{listed}")
 
 
-# --- Table 2: each task's ticket against every baseline at its highest matching sparsity ------------------
+# --- per-seed views of a finished run ---------------------------------------------------------------------
 def _primary(info: dict[str, Any]) -> str:
     return info["primary_metric"]
 
@@ -81,9 +92,68 @@ def _score(info: dict[str, Any], kind: str = "ticket") -> dict[str, Any]:
     return info["metrics"][kind][_primary(info)]
 
 
+def failed_seeds(info: dict[str, Any], kind: str = "ticket") -> set[int] | None:
+    """Seeds of an arm whose fine-tuning never left chance (`training.FAILED_RULE`); None for runs recorded before
+    failures were (no per-seed records in ticket.json)."""
+    runs = info.get("runs", {}).get(kind)
+    if runs is None:
+        return None
+    return {r["seed"] for r in runs if r.get("failed")}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm's per-seed scores, and which seeds failed to learn."""
+
+    label: str
+    values: dict[int, float]
+    failed: set[int] | None
+
+    @property
+    def learned(self) -> dict[int, float]:
+        return {s: v for s, v in self.values.items() if s not in (self.failed or set())}
+
+    def failed_text(self) -> str:
+        if self.failed is None:
+            return "not recorded"
+        return f"{len(self.failed)} of {len(self.values)}"
+
+    def text(self) -> str:
+        """All seeds, then (where some failed) the seeds that learned, apart."""
+        text = summary_text(list(self.values.values()))
+        if self.failed:
+            text += f"; without the {len(self.failed)} failed: {summary_text(list(self.learned.values()))}"
+        return text
+
+
+def _arm(method: str, info: dict[str, Any], kind: str = "ticket") -> Arm:
+    return Arm(arm_label(method) if kind == "ticket" else arm_label(DENSE), by_seed(info, kind),
+               failed_seeds(info, kind))
+
+
+def recipe_line(plan: StudyPlan) -> str:
+    """Model, steps per fine-tuning and level, rate, seeds and searches: the subtitle of every figure."""
+    config = plan.spec.config_for(plan.spec.tasks[0], plan.runs_dir)
+    t, p = config.training, config.pruning
+    budget = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs:g} epochs"
+    searches = f", {plan.spec.searches} mask searches" if plan.spec.searches > 1 else ""
+    return (f"{Path(config.model.name).name}; {budget} of batch {t.batch_size} per fine-tuning and level, lr "
+            f"{t.learning_rate:g}; {p.rate:.0%} pruned per level; {plan.spec.seeds} seeds{searches}")
+
+
+def metric_label(metric: str) -> str:
+    """The axis label of a metric shown ×100 (the paper's convention): 'Pearson r × 100', 'accuracy (%)'."""
+    if is_percent(metric):
+        return f"{metric.replace('_', ' ')} (%)"
+    names = {"pearson": "Pearson r", "spearman": "Spearman ρ", "matthews": "Matthews corr."}
+    return f"{names.get(metric, metric)} × 100"
+
+
+# --- Table 2: each task's ticket against every baseline at its highest matching sparsity ------------------
 def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     """Per task: the sparsity shown (highest where the IMP ticket matches; else the lowest run), then one row
-    per arm (dense, IMP, each baseline) with mean, std and both matching criteria."""
+    per arm (dense, IMP, each baseline): mean, std, the matching rule, failed runs, and paired differences by seed
+    against dense and against the IMP ticket."""
     rows = []
     for task in plan.spec.tasks:
         tickets = {s: finished.results.get(Job("ticket", task, s)) for s in plan.spec.sparsities}
@@ -96,17 +166,25 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
         shown = max(matching) if matching else min(done)
         highest = max((s for s, info in every.items() if info["matching"]), default=None)
         info = done[shown]
-        dense = _score(info, "dense")
-        arms = [(DENSE, dense), (IMP, _score(info))]
-        arms += [(m, _score(b)) for m in plan.spec.baselines
+        dense, ticket = _score(info, "dense"), by_seed(info)
+        arms = [(DENSE, info, "dense"), (IMP, info, "ticket")]
+        arms += [(m, b, "ticket") for m in plan.spec.baselines
                  if (b := finished.results.get(Job("baseline", task, shown, m))) is not None]
-        for method, score in arms:
+        for method, run, kind in arms:
+            score, arm = _score(run, kind), _arm(method, run, kind)
+            minus_dense, minus_ticket = paired(arm.values, by_seed(info, "dense")), paired(arm.values, ticket)
             rows.append({
                 "task": task, "metric": _primary(info), "sparsity": shown, "highest_matching": shown == highest,
                 "highest_matching_sparsity": highest,
                 "method": method, "mean": score["mean"], "std": score["std"], "seeds": len(score["values"]),
-                "within_one_std": score["mean"] >= dense["mean"] - dense["std"],
-                "at_least_dense_mean": score["mean"] >= dense["mean"]})
+                "matching": is_matching(score, dense) if method != DENSE else None,
+                "at_least_dense_mean": score["mean"] >= dense["mean"],
+                "failed": None if arm.failed is None else len(arm.failed),
+                "mean_without_failed": mean_std(list(arm.learned.values()))[0] if arm.learned else float("nan"),
+                "minus_dense": minus_dense.mean, "minus_dense_std": minus_dense.std, "paired_seeds": minus_dense.n,
+                "minus_imp": minus_ticket.mean if method not in (DENSE, IMP) else None,
+                "minus_imp_std": minus_ticket.std if method not in (DENSE, IMP) else None,
+                "values": " ".join(f"{v:.6f}" for v in score["values"])})
     return rows
 
 
@@ -118,6 +196,14 @@ def _shown_note(row: dict[str, Any]) -> str:
     return f" (highest matching: {row['highest_matching_sparsity']:.0%}, without baselines)"
 
 
+def _cell(row: dict[str, Any]) -> str:
+    n = row["seeds"]
+    spread = f" ± {100 * row['std']:.1f}" if n > 1 else " (n = 1)"
+    mark = "" if row["method"] == DENSE else ("*" if row["matching"] else "") + ("†" if row["at_least_dense_mean"]
+                                                                                 else "")
+    return f"{100 * row['mean']:.1f}{spread}{mark}"
+
+
 def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     rows = table2_rows(plan, finished)
     if not rows:
@@ -127,33 +213,105 @@ def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     methods = [DENSE, IMP, *plan.spec.baselines]
     by = {(r["task"], r["method"]): r for r in rows}
     first = {t: next(r for r in rows if r["task"] == t) for t in tasks}
-    header = "| | " + " | ".join(f"{t} ({first[t]['metric']})" for t in tasks) + " |"
+    header = "| | " + " | ".join(f"{t} ({metric_label(first[t]['metric'])})" for t in tasks) + " |"
     lines = [header, "|---" * (len(tasks) + 1) + "|"]
     lines.append("| sparsity shown | " + " | ".join(f"{first[t]['sparsity']:.0%}" + _shown_note(first[t])
                                                   for t in tasks) + " |")
     for method in methods:
-        cells = []
-        for t in tasks:
-            r = by.get((t, method))
-            if r is None:
-                cells.append("–")
-                continue
-            mark = ("*" if r["within_one_std"] else "") + ("†" if r["at_least_dense_mean"] else "")
-            cells.append(f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}{mark if method != 'dense' else ''}")
+        cells = [_cell(r) if (r := by.get((t, method))) is not None else "–" for t in tasks]
         lines.append(f"| {arm_label(method)} | " + " | ".join(cells) + " |")
+    paired_lines = ["| task | arm | all seeds | failed | − dense, by seed | − IMP ticket, by seed |",
+                    "|---|---|---|---|---|---|"]
+    for r in rows:
+        values = [float(v) for v in r["values"].split()]
+        failed = "not recorded" if r["failed"] is None else f"{r['failed']} of {r['seeds']}"
+        if r["failed"]:
+            rest = r["mean_without_failed"]
+            failed += " (none learned)" if rest != rest else f" (mean of the rest {100 * rest:.1f})"
+        minus_dense = "" if r["method"] == DENSE else _paired_text(r["minus_dense"], r["minus_dense_std"],
+                                                                   r["paired_seeds"])
+        minus_imp = "" if r["minus_imp"] is None else _paired_text(r["minus_imp"], r["minus_imp_std"],
+                                                                   r["paired_seeds"])
+        paired_lines.append(f"| {r['task']} | {arm_label(r['method'])} | {summary_text(values)} | {failed} | "
+                            f"{minus_dense} | {minus_imp} |")
     return ("## Tickets against the baselines (the paper's Table 2)\n\n"
             "Each task at the highest sparsity where its IMP ticket matches dense (or, if none does, the lowest "
-            "sparsity run), among the sparsities where the baselines ran, "
-            f"mean ± std over {plan.spec.seeds} seeds, in %. *: within one standard deviation of dense (the "
-            "paper's criterion); †: at least dense's mean. Every arm uses the same recipe and seeds.\n\n"
-            + "\n".join(lines) + "\n\nCSV: [table2.csv](table2.csv)")
+            "sparsity run), among the sparsities where the baselines ran; mean ± std over seeds, × 100. "
+            f"*: {MATCHING_RULE}. †: at least dense's mean. Every arm uses the same recipe and seeds.\n\n"
+            + "\n".join(lines)
+            + "\n\n### Paired by seed\n\nThe same seed gives every arm the same head initialisation and data "
+            "order, so differences are taken seed by seed (mean ± std of the differences, n seeds). "
+            f"Failed runs: {FAILED_RULE}; they are counted here and the arm's mean without them is shown "
+            "beside it.\n\n" + "\n".join(paired_lines) + "\n\nCSV: [table2.csv](table2.csv)")
+
+
+def _paired_text(mean: float, std: float, n: int) -> str:
+    return Paired(mean, std, n, ()).text()
+
+
+# --- repeated mask searches: the variance of finding a ticket, not only of fine-tuning it ------------------
+def search_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
+    rows = []
+    for task in plan.spec.tasks:
+        for sparsity in plan.spec.sparsities:
+            infos = {k: info for k in range(plan.spec.searches)
+                     if (info := finished.results.get(Job("ticket", task, sparsity, search=k))) is not None}
+            if len(infos) < 2 or 0 not in infos:
+                continue
+            first = by_seed(infos[0])
+            for k, info in infos.items():
+                arm, versus = _arm(IMP, info), paired(by_seed(info), first)
+                score = _score(info)
+                rows.append({"task": task, "sparsity": sparsity, "search": k + 1,
+                             "search_seed": plan.ticket_run(task, sparsity, k).seed, "metric": _primary(info),
+                             "mean": score["mean"], "std": score["std"], "seeds": len(score["values"]),
+                             "failed": None if arm.failed is None else len(arm.failed),
+                             "minus_search_1": versus.mean if k else None,
+                             "minus_search_1_std": versus.std if k else None, "paired_seeds": versus.n,
+                             "matching": info["matching"]})
+    return rows
+
+
+def _searches_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
+    rows = search_rows(plan, finished)
+    if not rows:
+        return ""
+    write_csv(out / "searches.csv", rows)
+    lines = ["| task | sparsity | search (level seed) | ticket, all seeds | − search 1, by seed | failed | matching |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        spread = f" ± {100 * r['std']:.1f}" if r["seeds"] > 1 else ""
+        versus = "" if r["minus_search_1"] is None else _paired_text(r["minus_search_1"], r["minus_search_1_std"],
+                                                                     r["paired_seeds"])
+        failed = "not recorded" if r["failed"] is None else f"{r['failed']} of {r['seeds']}"
+        lines.append(f"| {r['task']} | {r['sparsity']:.0%} | {r['search']} ({r['search_seed']}) | "
+                     f"{100 * r['mean']:.1f}{spread} (n = {r['seeds']}) | {versus} | {failed} | "
+                     f"{matching_mark(r['matching'])} |")
+    spreads = []
+    for (task, sparsity), group in _groups(rows, ("task", "sparsity")).items():
+        means = [r["mean"] for r in group]
+        spreads.append(f"{task} at {sparsity:.0%}: the searches' means span {100 * (max(means) - min(means)):.1f} "
+                       f"points (std across searches {100 * mean_std(means)[1]:.1f}, {len(means)} searches)")
+    return ("## Repeated mask searches\n\nEach search is IMP run again with another seed for its levels (head, data "
+            "order, dropout), then evaluated over the same seeds as the first, so searches pair seed by seed. "
+            "The spread across searches is the part of a ticket's variance that fine-tuning one mask again "
+            "cannot show; the masks' overlap across searches (below) is the noise floor for every cross-task "
+            "overlap.\n\n" + "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in spreads)
+            + "\n\nCSV: [searches.csv](searches.csv)")
+
+
+def _groups(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple, list[dict[str, Any]]]:
+    out: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return out
 
 
 # --- curves: score against sparsity, IMP and every baseline, seed bands, the dense band -------------------
 def curve_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     rows = []
     for job, info in finished.results.items():
-        if job.kind == "cell" or job.task not in plan.spec.tasks:  # a source-only ticket is one point, no curve
+        if job.kind == "cell" or job.task not in plan.spec.tasks or job.search:  # repeats: their own section
             continue
         rows.append(_curve_point(job.task, job.method, job.sparsity, info, _score(info)))
         if job.kind == "ticket":
@@ -164,7 +322,8 @@ def curve_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
 
 def _curve_point(task: str, method: str, sparsity: float, info: dict[str, Any], score: dict[str, Any]) -> dict:
     return {"task": task, "method": method, "sparsity": sparsity, "metric": _primary(info), "mean": score["mean"],
-            "std": score["std"], "values": " ".join(f"{v:.6f}" for v in score["values"])}
+            "std": score["std"], "seeds": len(score["values"]),
+            "values": " ".join(f"{v:.6f}" for v in score["values"])}
 
 
 def _curves_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
@@ -172,97 +331,190 @@ def _curves_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     if not rows:
         return ""
     write_csv(out / "curves.csv", rows)
-    _save_figure(out / "curves.png", lambda: _plot_curves(rows, [IMP, *plan.spec.baselines]))
+    subtitle = recipe_line(plan)
+    chance = {task: constant_score(plan, task) for task in dict.fromkeys(r["task"] for r in rows)}
+    _save_figure(out / "curves.png", lambda: _plot_curves(rows, [IMP, *plan.spec.baselines], subtitle, chance))
     return ("## Score against sparsity\n\n![score against sparsity](curves.png)\n\n"
-            "Lines: mean over seeds; bands: ± one standard deviation; grey band: dense (mean ± std). "
-            "CSV: [curves.csv](curves.csv)")
+            "Top row: every arm; markers: mean over seeds, error bars ± one standard deviation (baselines offset "
+            "sideways so that none hides another); grey band: dense, mean ± one standard deviation; dotted line: "
+            "always predicting the training set's majority class (0 for a correlation), where a run that never "
+            "learned sits. Bottom row: the same, zoomed on dense and the tickets. CSV: [curves.csv](curves.csv)")
 
 
-def _plot_curves(rows: list[dict[str, Any]], methods: list[str]):
+def constant_score(plan: StudyPlan, task: str) -> float | None:
+    """The primary metric of always predicting the training set's majority class on the dev set (0 for a
+    correlation); None where that needs more than reading local label files (the Hub, SQuAD, masked-LM)."""
+    adapter = get_task(task)
+    if not hasattr(adapter, "load_raw") or not hasattr(adapter, "is_regression"):
+        return None
+    if adapter.is_regression:
+        return 0.0
+    data = plan.spec.config_for(task, plan.runs_dir).data
+    if data.data_dir is None:
+        return None
+    try:
+        splits, _ = adapter.load_raw(data.data_dir)
+    except (UserError, OSError):
+        return None
+    majority = int(np.bincount(np.asarray(splits["train"]["label"], dtype=np.int64)).argmax())
+    scores: dict[str, float] = {}
+    for split, ds in splits.items():
+        if split == "train":
+            continue
+        labels = np.asarray(ds["label"], dtype=np.int64)[:data.max_eval_samples]
+        logits = np.zeros((len(labels), len(adapter.labels)), dtype=np.float32)
+        logits[:, majority] = 1.0
+        scores |= adapter.score(split, {"logits": logits, "labels": labels})
+    return scores.get(adapter.primary_metric)
+
+
+def _plot_curves(rows: list[dict[str, Any]], methods: list[str], subtitle: str, chance: dict[str, float | None]):
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    cols = min(3, len(tasks))
-    n_rows = -(-len(tasks) // cols)
-    fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.6 * n_rows), dpi=110, squeeze=False)
-    colors = dict(zip(methods, plt.get_cmap("tab10").colors, strict=False))
-    for ax, task in zip(axes.flat, tasks, strict=False):
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.8 * len(tasks) + 0.4, 7.4), dpi=110, squeeze=False)
+    offsets = {m: 0.9 * (i - (len(methods) - 1) / 2) for i, m in enumerate(methods)}  # % of sparsity
+    for col, task in enumerate(tasks):
         mine = [r for r in rows if r["task"] == task]
-        for d in (r for r in mine if r["method"] == DENSE):
-            ax.axhspan(100 * (d["mean"] - d["std"]), 100 * (d["mean"] + d["std"]), color="0.85", label="dense")
-            ax.axhline(100 * d["mean"], color="0.5", lw=1)
-        for method in methods:
-            points = sorted((r for r in mine if r["method"] == method), key=lambda r: r["sparsity"])
-            if not points:
-                continue
-            x = [100 * r["sparsity"] for r in points]
-            y = [100 * r["mean"] for r in points]
-            s = [100 * r["std"] for r in points]
-            ax.plot(x, y, marker="o", color=colors[method], label=arm_label(method), lw=2 if method == IMP else 1.2)
-            ax.fill_between(x, [a - b for a, b in zip(y, s, strict=True)], [a + b for a, b in zip(y, s, strict=True)],
-                            color=colors[method], alpha=0.15)
-            if len(points) == 1:  # a band has no width at one sparsity: an error bar instead
-                ax.errorbar(x, y, yerr=s, color=colors[method], capsize=3, lw=1)
-        ax.set_title(task)
-        ax.set_xlim(0, 100 * max(r["sparsity"] for r in mine) + 10)  # from dense (0%) on, even with one sparsity
-        ax.set_xlabel("sparsity (% of prunable weights pruned)")
-        ax.set_ylabel(f"{mine[0]['metric']} (%)")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(tasks):]:
-        ax.axis("off")
-    legend = {}  # every arm of every panel, once: a task's first panel may lack some baselines
+        for ax in axes[:, col]:
+            _plot_task(ax, mine, methods, offsets)
+            if chance.get(task) is not None:
+                ax.axhline(100 * chance[task], color="0.2", ls=":", lw=1.2, label="majority class (0 for correlations)")
+        axes[0, col].set_title(task)
+        _zoom(axes[1, col], mine)
+        axes[1, col].set_title(f"{task}, zoomed on dense and the tickets", fontsize=9)
+    legend = {}  # every arm of every panel, once
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
-    handles, labels = list(legend.values()), list(legend)
-    ncol = min(len(labels), 2 * cols)  # a legend no wider than the panels
-    legend_rows = -(-len(labels) // ncol)
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 * legend_rows / n_rows, 1, 1))
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(len(legend), 4), fontsize=8,
+               frameon=False)
+    width = fig.get_size_inches()[0]
+    fig.suptitle("\n".join(textwrap.wrap(subtitle, int(15 * width))), fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
     return fig
 
 
+def _plot_task(ax: Any, mine: list[dict[str, Any]], methods: list[str], offsets: dict[str, float]) -> None:
+    for d in (r for r in mine if r["method"] == DENSE):
+        ax.axhspan(100 * (d["mean"] - d["std"]), 100 * (d["mean"] + d["std"]), color="0.88",
+                   label="dense, mean ± 1 std")
+        ax.axhline(100 * d["mean"], color="0.45", lw=1)
+    for method in methods:
+        points = sorted((r for r in mine if r["method"] == method), key=lambda r: r["sparsity"])
+        if not points:
+            continue
+        x = [100 * r["sparsity"] + offsets[method] for r in points]
+        y = [100 * r["mean"] for r in points]
+        s = [100 * r["std"] if r["seeds"] > 1 else 0.0 for r in points]
+        ax.errorbar(x, y, yerr=s, marker="o", ms=4, capsize=3, color=arm_color(method), label=arm_label(method),
+                    lw=2 if method == IMP else 1.0, ls="-" if len(points) > 1 else "none")
+    ax.set_xlim(-5, 100 * max(r["sparsity"] for r in mine) + 8)  # from dense (0%) on, even with one sparsity
+    ax.set_xlabel("sparsity (% of prunable weights pruned)")
+    ax.set_ylabel(metric_label(mine[0]["metric"]))
+    ax.grid(alpha=0.3)
+
+
+def _zoom(ax: Any, mine: list[dict[str, Any]]) -> None:
+    """Limits that hold dense's band and every arm within 6 points of dense's mean (the tickets)."""
+    dense = next((r for r in mine if r["method"] == DENSE), None)
+    if dense is None:
+        return
+    centre = 100 * dense["mean"]
+    near = [100 * r["mean"] for r in mine if abs(100 * r["mean"] - centre) <= 6] + [
+        centre - 100 * dense["std"], centre + 100 * dense["std"]]
+    spread = [100 * r["std"] for r in mine if abs(100 * r["mean"] - centre) <= 6]
+    pad = max(spread + [0.5])
+    ax.set_ylim(min(near) - pad - 0.3, max(near) + pad + 0.3)
+
+
+def arm_color(arm: str) -> str:
+    """One colour per arm in every figure of every study (the methods' registry order)."""
+    from bert_tickets.methods import METHODS
+
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+    order = [IMP, *[m for m in METHODS if m != IMP]]
+    return "0.35" if arm == DENSE else palette[order.index(arm) % len(palette)]
+
+
 # --- transfer ----------------------------------------------------------------------------------------------
+def transfer_rows(plan: StudyPlan, results: dict[Cell, dict[str, Any]], owns: dict[str, dict[str, Any]],
+                  targets: list[str]) -> list[dict[str, Any]]:
+    """Every cell: its score, paired by seed against the target's own ticket (`owns`: the target's IMP ticket at the
+    matrix's sparsity), and the share of the own ticket's gain over random pruning that it recovers."""
+    assert plan.matrix is not None
+    rows = []
+    for target in targets:
+        own, random = owns[target], results[Cell(RANDOM, target)]
+        own_values, random_mean = by_seed(own), _score(random)["mean"]
+        gain = _score(own)["mean"] - random_mean
+        for source in [*plan.matrix.sources, RANDOM]:
+            info = results[Cell(source, target)]
+            arm, versus = _arm(source if source in (RANDOM, MAGNITUDE) else IMP, info), paired(by_seed(info),
+                                                                                               own_values)
+            score = _score(info)
+            rows.append({"source": source, "target": target, "metric": _primary(info), "mean": score["mean"],
+                         "std": score["std"], "seeds": len(score["values"]),
+                         "failed": None if arm.failed is None else len(arm.failed),
+                         "minus_own": versus.mean, "minus_own_std": versus.std, "paired_seeds": versus.n,
+                         "gain_over_random_recovered": (score["mean"] - random_mean) / gain if gain else float("nan"),
+                         "matching": is_matching(score, _score(own, "dense")), "diagonal": source == target})
+    return rows
+
+
 def _transfer_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     if plan.matrix is None:
         return ""
     matrix = copy.copy(plan.matrix)  # the report's view: only complete targets; the plan's matrix stays whole
     every = [Cell(s, t) for s in [*matrix.sources, RANDOM] for t in matrix.targets]
     cells = {c: info for c in every if (info := finished.results.get(plan.cell_job(c))) is not None}
-    complete = [t for t in matrix.targets if all(Cell(s, t) in cells for s in [*matrix.sources, RANDOM])]
+    owns = {t: info for t in matrix.targets
+            if (info := finished.results.get(Job("ticket", t, matrix.sparsity))) is not None}
+    complete = [t for t in matrix.targets if all(Cell(s, t) in cells for s in [*matrix.sources, RANDOM])
+                and t in owns]
     if not complete:
-        return "## Transfer between tasks\n\nNo target has all its cells yet."
+        return "## Transfer between tasks\n\nNo target has all its cells (and its own ticket) yet."
     matrix.targets = complete
     results = {Cell(s, t): cells[Cell(s, t)] for s in [*matrix.sources, RANDOM] for t in complete}
-    table = matrix.table(results)
+    rows = transfer_rows(plan, results, owns, complete)
     write_text(out / "transfer.csv", long_csv(matrix.long_rows(results)))
-    write_heatmap(table, out / "transfer.png")
-    own_rows = []
+    write_csv(out / "transfer_paired.csv", rows)
+    # the figure's table: each target's own ticket as its diagonal, also where the target is no source
+    with_owns = results | {Cell(t, t): owns[t] for t in complete}
+    write_heatmap(matrix.table(with_owns), out / "transfer.png", recipe_line(plan))
+    dense = {t: _score(results[Cell(RANDOM, t)], "dense") for t in complete}
+    metrics = {r["target"]: r["metric"] for r in rows}
+    lines = ["| mask from \\ target | " + " | ".join(f"{t} ({metric_label(metrics[t])})" for t in complete) + " |",
+             "|---" * (len(complete) + 1) + "|"]
+    by = {(r["source"], r["target"]): r for r in rows}
     for source in [*matrix.sources, RANDOM]:
-        for target in complete:
-            own = table["cells"].get(target, {}).get(target)
-            value = table["cells"][source][target]["mean"]
-            own_rows.append({"source": source, "target": target,
-                             "fraction_of_own": value / own["mean"] if own and own["mean"] else float("nan")})
-    write_csv(out / "transfer_fraction_of_own.csv", own_rows)
-    fractions = "| source \\ target | " + " | ".join(complete) + " |\n" + "|---" * (len(complete) + 1) + "|\n"
-    for source in [*matrix.sources, RANDOM]:
-        values = [r["fraction_of_own"] for r in own_rows if r["source"] == source]
-        fractions += f"| {source} | " + " | ".join(f"{100 * v:.0f}%" if v == v else "–" for v in values) + " |\n"
+        cells_text: list[str] = []
+        for t in complete:
+            r = by[(source, t)]
+            values = _score(results[Cell(source, t)])["values"]
+            text = summary_text(values)
+            if source != t:
+                text += f"; − own {_paired_text(r['minus_own'], r['minus_own_std'], r['paired_seeds'])}"
+                recovered = r["gain_over_random_recovered"]
+                if source != RANDOM and recovered == recovered:  # NaN: the own ticket is no better than random
+                    text += f"; {100 * recovered:.0f}% of the gain over random"
+            text += f"; {matching_mark(r['matching'])}"
+            cells_text.append(text)
+        lines.append(f"| {source_label(source)} | " + " | ".join(cells_text) + " |")
+    lines.append("| dense (reference) | " + " | ".join(summary_text(dense[t]["values"]) for t in complete) + " |")
     skipped = [t for t in plan.spec.transfer.targets if t not in complete] if plan.spec.transfer else []
-    note = f"\n\nTargets left out until all their cells are done: {', '.join(skipped)}." if skipped else ""
+    note = f"\n\nTargets left out until all their cells and their own ticket are done: {', '.join(skipped)}." \
+        if skipped else ""
     return (f"## Transfer between tasks ({matrix.sparsity:.0%} masks)\n\n![transfer](transfer.png)\n\n"
-            + markdown(table)
-            + "\nFraction of the target's own-ticket score that each source's mask reaches:\n\n" + fractions
-            + "\nCSV: [transfer.csv](transfer.csv), [transfer_fraction_of_own.csv](transfer_fraction_of_own.csv)"
+            "Each cell: the mask from the row's source applied to θ0 and fine-tuned on the column's target; × 100, "
+            "all seeds; − own: the cell minus the target's own IMP ticket, paired by seed; % of the gain over "
+            "random: (cell − random pruning) / (own ticket − random pruning). "
+            f"{MATCHING_RULE}.\n\n" + "\n".join(lines)
+            + "\n\nCSV: [transfer.csv](transfer.csv) (every seed), [transfer_paired.csv](transfer_paired.csv)"
             + note)
 
 
 # --- what the masks look like ---------------------------------------------------------------------------
-def matrix_type(name: str) -> str:
-    return next((kind for pattern, kind in MATRIX_TYPES.items() if re.search(pattern, name)), "other")
-
-
 def layer_of(name: str) -> str:
     found = re.search(r"layer\.(\d+)\.", name)
     return found.group(1) if found else "pooler"
@@ -272,38 +524,76 @@ def _masks_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     sparsity = plan.spec.transfer.sparsity if plan.spec.transfer else max(plan.spec.sparsities)
     if sparsity not in plan.spec.sparsities:
         sparsity = max(plan.spec.sparsities)
-    masks = {}
-    for task in dict.fromkeys(plan.spec.tasks + plan.spec.ticket_sources):  # sources' tickets too (masked-LM's)
-        if Job("ticket", task, sparsity) in finished.results:
-            masks[task] = load_mask(paths.mask(plan.ticket_run(task, sparsity).ticket_dir()))
-    if not masks:
+    masks = ticket_masks(plan, finished, sparsity)
+    if len(masks) < 2:  # one ticket against itself says nothing
         return ""
+    theta0_run = plan.ticket_run(plan.spec.tasks[0], sparsity)
+    pruning = theta0_run.config.pruning
+    theta0 = theta0_run.resources.theta0_prunable()
+    masks[THETA0_MAGNITUDE] = magnitude_mask(theta0, full_mask(theta0), sparsity, pruning.scope)
     overlap = mask_overlap(masks)
     write_csv(out / "mask_overlap.csv", [{"a": a, "b": b, "jaccard": v} for (a, b), v in overlap.items()])
-    layers = layer_sparsity(masks)
+    tickets = {name: mask for name, mask in masks.items() if name != THETA0_MAGNITUDE}
+    layers = layer_sparsity(tickets)
     write_csv(out / "mask_layers.csv", layers)
     chance = (1 - sparsity) / (1 + sparsity)
-    _save_figure(out / "mask_overlap.png", lambda: _plot_overlap(list(masks), overlap, sparsity, chance))
+    subtitle = recipe_line(plan)
+    _save_figure(out / "mask_overlap.png", lambda: _plot_overlap(list(masks), overlap, sparsity, chance, subtitle))
     _save_figure(out / "mask_layers.png", lambda: _plot_layers(layers, sparsity))
+    floor = overlap_floor_rows(list(tickets), overlap)
+    write_csv(out / "mask_overlap_floor.csv", floor)
+    floor_lines = ["| pair of masks | Jaccard |", "|---|---|"]
+    floor_lines += [f"| {r['kind']}: {r['a']} / {r['b']} | {r['jaccard']:.4f} |" for r in floor]
+    floor_lines.append(f"| two independent random masks (expected) | {chance:.4f} |")
     return (f"## What the masks look like ({sparsity:.0%} IMP tickets)\n\n"
             f"![mask overlap](mask_overlap.png)\n\nPairwise overlap of the kept weights (Jaccard: shared kept / "
-            f"kept by either). Two independent random masks at this sparsity overlap {chance:.2f} on average.\n\n"
+            f"kept by either), with θ0 pruned once by global magnitude to the same sparsity (no training) and, "
+            "where the study repeats the mask search, each task's other searches (`#2`, ...). Two masks found "
+            "on the same task by different searches set the noise floor: a cross-task overlap is only evidence "
+            "of task-specific masks where it lies below it. Two independent random masks at this sparsity "
+            f"overlap {chance:.2f}.\n\n" + "\n".join(floor_lines) + "\n\n"
             "![sparsity per layer and matrix type](mask_layers.png)\n\n"
             "Sparsity of each ticket per encoder layer and matrix type (where tickets agree, their lines lie on "
-            "top of each other). "
-            "CSV: [mask_overlap.csv](mask_overlap.csv), [mask_layers.csv](mask_layers.csv)")
+            "top of each other). CSV: [mask_overlap.csv](mask_overlap.csv), "
+            "[mask_overlap_floor.csv](mask_overlap_floor.csv), [mask_layers.csv](mask_layers.csv)")
+
+
+THETA0_MAGNITUDE = "θ0 magnitude"
+
+
+def ticket_masks(plan: StudyPlan, finished: Finished, sparsity: float) -> dict[str, dict[str, torch.Tensor]]:
+    """Every finished IMP ticket's mask at `sparsity`: each task's first search under its name, repeats as
+    `task #k`, and the transfer sources' tickets."""
+    masks = {}
+    for task in dict.fromkeys(plan.spec.tasks + plan.spec.ticket_sources):  # sources' tickets too (masked-LM's)
+        searches = plan.spec.searches if task in plan.spec.tasks else 1
+        for k in range(searches):
+            if Job("ticket", task, sparsity, search=k) in finished.results:
+                name = task if k == 0 else f"{task} #{k + 1}"
+                masks[name] = load_mask(paths.mask(plan.ticket_run(task, sparsity, k).ticket_dir()))
+    return masks
+
+
+def overlap_floor_rows(names: list[str], overlap: dict[tuple[str, str], float]) -> list[dict[str, Any]]:
+    """The overlaps a reader compares: same task across searches (the noise floor), across tasks, and each
+    ticket against θ0's own magnitude mask."""
+    def task_of(name: str) -> str:
+        return name.split(" #")[0]
+
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            kind = "same task, another search" if task_of(a) == task_of(b) else "across tasks"
+            rows.append({"kind": kind, "a": a, "b": b, "jaccard": overlap[(a, b)]})
+    rows += [{"kind": "against one-shot θ0 magnitude", "a": a, "b": THETA0_MAGNITUDE,
+              "jaccard": overlap[(a, THETA0_MAGNITUDE)]} for a in names]
+    order = ["same task, another search", "across tasks", "against one-shot θ0 magnitude"]
+    return sorted(rows, key=lambda r: order.index(r["kind"]))
 
 
 def mask_overlap(masks: dict[str, dict[str, torch.Tensor]]) -> dict[tuple[str, str], float]:
     """Jaccard overlap of the kept weights of every pair of masks, over the entries both hold."""
-    out = {}
-    for a in masks:
-        for b in masks:
-            names = [n for n in masks[a] if n in masks[b]]
-            shared = sum(int((masks[a][n] & masks[b][n]).sum()) for n in names)
-            either = sum(int((masks[a][n] | masks[b][n]).sum()) for n in names)
-            out[(a, b)] = shared / either if either else float("nan")
-    return out
+    return {(a, b): jaccard(masks[a], masks[b]) for a in masks for b in masks}
 
 
 def layer_sparsity(masks: dict[str, dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
@@ -319,28 +609,69 @@ def layer_sparsity(masks: dict[str, dict[str, torch.Tensor]]) -> list[dict[str, 
     return rows
 
 
-def _plot_overlap(tasks: list[str], overlap: dict[tuple[str, str], float], sparsity: float, chance: float):
+def _plot_overlap(names: list[str], overlap: dict[tuple[str, str], float], sparsity: float, chance: float,
+                  subtitle: str):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    values = np.array([[overlap[(a, b)] for b in tasks] for a in tasks])
-    fig, ax = plt.subplots(figsize=(1.8 + 1.1 * len(tasks), 1.4 + 0.9 * len(tasks)), dpi=110)
-    # colours from what two random masks would share to identity: the differences between tickets stay visible
-    low = min(chance, float(np.nanmin(values)))
-    image = ax.imshow(values, cmap="viridis", vmin=low, vmax=1)
-    ax.set_xticks(range(len(tasks)), labels=tasks)
-    ax.set_yticks(range(len(tasks)), labels=tasks)
-    for i in range(len(tasks)):
-        for j in range(len(tasks)):
-            ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center",
-                    color="black" if values[i, j] > low + 0.6 * (1 - low) else "white", fontsize=9)
-    bar = fig.colorbar(image, ax=ax, label="Jaccard overlap of kept weights")
-    bar.ax.axhline(chance, color="red", lw=1.5)
-    bar.ax.text(1.05, chance, " random", transform=bar.ax.get_yaxis_transform(), va="center", fontsize=7,
-                color="red")
-    ax.set_title(f"Mask overlap at {sparsity:.0%} sparsity")
+    values = np.array([[overlap[(a, b)] for b in names] for a in names])
+    off_diagonal = values[~np.eye(len(names), dtype=bool)]
+    # a scale from just below the smallest overlap to 1: 0.97 and 0.99 get different colours; random masks'
+    # overlap (far below) is given in the title instead of stretching the scale
+    low = max(0.0, float(np.floor(100 * np.nanmin(off_diagonal)) / 100) - 0.01)
+    fig, ax = plt.subplots(figsize=(2.4 + 1.05 * len(names), 1.9 + 0.8 * len(names)), dpi=110)
+    image = ax.imshow(values, cmap="magma", vmin=low, vmax=1)
+    ax.set_xticks(range(len(names)), labels=names, rotation=30, ha="right")
+    ax.set_yticks(range(len(names)), labels=names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize=8,
+                    color="black" if values[i, j] > low + 0.55 * (1 - low) else "white")
+    fig.colorbar(image, ax=ax, label="Jaccard overlap of kept weights")
+    title = f"Mask overlap at {sparsity:.0%} sparsity (two random masks: {chance:.2f})"
+    ax.set_title("\n".join([title, *textwrap.wrap(subtitle, int(14 * fig.get_size_inches()[0]))]), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --- how far fine-tuning moves the weights ------------------------------------------------------------------
+def drift_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
+    """Per IMP level of each task's first search: relative drift ||θ_T − θ_start|| / ||θ_start|| per matrix type,
+    and how close the level's mask is to θ0's own magnitude ranking (levels recorded before these were: none)."""
+    rows = []
+    for task in plan.spec.tasks:
+        done = [s for s in plan.spec.sparsities if Job("ticket", task, s) in finished.results]
+        if not done:
+            continue
+        run = plan.ticket_run(task, max(done))
+        for k in run.trained_levels:
+            record = run.level_record(k)
+            if not record.get("drift"):
+                continue
+            rows.append({"task": task, "level": k, "sparsity": run.sparsities[k],
+                         "jaccard_to_theta0_magnitude": record.get("jaccard_to_theta0_magnitude"),
+                         **{f"drift_{kind}": value for kind, value in record["drift"].items()}})
+    return rows
+
+
+def _drift_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
+    rows = drift_rows(plan, finished)
+    if not rows:
+        return ""
+    write_csv(out / "drift.csv", rows)
+    kinds = [key.removeprefix("drift_") for key in rows[0] if key.startswith("drift_") and key != "drift_all"]
+    lines = ["| task | level (sparsity) | all | " + " | ".join(kinds) + " | mask vs θ0 magnitude (Jaccard) |",
+             "|---" * (len(kinds) + 4) + "|"]
+    for r in rows:
+        jac = r["jaccard_to_theta0_magnitude"]
+        lines.append(f"| {r['task']} | {r['level']} ({r['sparsity']:.0%}) | {r['drift_all']:.4f} | "
+                     + " | ".join(f"{r.get(f'drift_{k}', float('nan')):.4f}" for k in kinds)
+                     + f" | {'–' if jac is None else f'{jac:.4f}'} |")
+    return ("## How far fine-tuning moves the weights\n\nRelative drift of the prunable weights over one "
+            "fine-tuning, ‖θ_T − θ_start‖ / ‖θ_start‖ (Frobenius norms pooled per matrix type), for each IMP level "
+            "of each task's first search, and the Jaccard overlap of the mask that level trained with and θ0 "
+            "pruned once by magnitude to the same sparsity. Small drift means the next magnitude ranking is "
+            f"mostly θ0's own. {recipe_line(plan)}.\n\n" + "\n".join(lines) + "\n\nCSV: [drift.csv](drift.csv)")
 
 
 def _plot_layers(rows: list[dict[str, Any]], sparsity: float):

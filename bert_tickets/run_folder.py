@@ -45,10 +45,15 @@ class RunFolder:
         self.task = get_task(config.data.task)
         self.method = get_method(config.pruning.method)
         self.root = run_dir(config)
-        self.seed = config.training.seed
         p = config.pruning
+        # the levels' seed (the mask search); the evaluation's seeds count up from training.seed either way, so two
+        # searches are compared seed by seed and share their dense runs
+        self.seed = config.training.seed if p.search_seed is None else p.search_seed
         self.sparsities = sparsity_schedule(p.sparsity, p.rate, p.schedule) if self.method.iterative \
             else [0.0, p.sparsity]
+        # a level is also one of the evaluation's fine-tunings (level 0 dense, the last level the ticket) unless the
+        # levels train by another recipe than the evaluation (the authors' schedule, a carried head)
+        self.levels_are_evaluations = p.level_lr_horizon == 1 and not p.carry_head
         # a mask found without training (magnitude, random, a given ticket) needs no dense level 0
         self.trained_levels = list(range(0 if self.method.trains_dense_level else 1, len(self.sparsities)))
 
@@ -67,7 +72,7 @@ class RunFolder:
         if kind == "dense":
             return paths.dense_seed(self.dense_dir(), seed)
         last = len(self.sparsities) - 1
-        if seed == self.seed and last in self.trained_levels:
+        if seed == self.seed and last in self.trained_levels and self.levels_are_evaluations:
             return paths.metrics(self.level_dir(last))
         return paths.ticket_seed(self.ticket_dir(), seed)
 
@@ -77,7 +82,7 @@ class RunFolder:
 
     @property
     def seeds(self) -> list[int]:
-        return [self.seed + i for i in range(self.config.pruning.seeds)]
+        return [self.config.training.seed + i for i in range(self.config.pruning.seeds)]
 
     def is_done(self) -> bool:
         levels = [paths.metrics(self.level_dir(k)) for k in self.trained_levels]
@@ -109,7 +114,7 @@ class RunFolder:
         share its key), with how many fine-tunings each takes (another seed of some methods is a chain of levels)."""
         chain = 1 if self.method.rewinds else len(self.trained_levels)
         implied = {paths.metrics(self.level_dir(k)): 1 for k in self.trained_levels}
-        if 0 in self.trained_levels:  # this seed's dense result is a copy of level 0: no training of its own
+        if 0 in self.trained_levels and self.levels_are_evaluations:  # this seed's dense result is level 0's
             implied[self.result_path("dense", self.seed)] = 0
         for kind, seed in self.seed_jobs(pending_only=False):
             implied.setdefault(self.result_path(kind, seed), chain if kind == "ticket" else 1)

@@ -25,7 +25,7 @@ from bert_tickets.tasks import get_task
 from bert_tickets.transfer_matrix import MAGNITUDE, RANDOM, Cell, TransferMatrix, plan
 
 SPEC_KEYS = {"name", "description", "config", "data_dir", "settings", "task_settings", "tasks", "sparsities",
-             "baselines", "baseline_sparsities", "seeds", "transfer"}
+             "baselines", "baseline_sparsities", "seeds", "searches", "transfer"}
 TRANSFER_KEYS = {"sources", "targets", "sparsity", "seeds"}
 
 
@@ -43,6 +43,7 @@ class StudySpec:
     tasks: list[str]
     sparsities: list[float]
     seeds: int = 3
+    searches: int = 1  # independent IMP mask searches per studied task (other level seeds), each evaluated alike
     baselines: list[str] = field(default_factory=all_baselines)
     baseline_sparsities: list[float] | None = None  # where the baselines run; None: every sparsity
     config: str | None = None  # a preset name or YAML file: the recipe of every run
@@ -100,6 +101,7 @@ def parse_spec(text: str, where: str = "study") -> StudySpec:
                      for t, v in _mapping(data.get("task_settings"), "task_settings", where).items()}
     spec = StudySpec(
         name=str(data["name"]), tasks=tasks, sparsities=sparsities, seeds=_seeds(data.get("seeds", 3), where),
+        searches=_seeds(data.get("searches", 1), where, "searches"),
         baselines=parse_baselines(",".join(map(str, data.get("baselines", all_baselines()) or []))),
         config=data.get("config"), data_dir=data.get("data_dir"),
         settings=_mapping(data.get("settings"), "settings", where), task_settings=task_settings,
@@ -142,9 +144,9 @@ def _sparsity(value: Any, where: str) -> float:
     return s
 
 
-def _seeds(value: Any, where: str) -> int:
+def _seeds(value: Any, where: str, key: str = "seeds") -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UserError(f"{where}: seeds must be a whole number of at least 1, got {value!r}")
+        raise UserError(f"{where}: {key} must be a whole number of at least 1, got {value!r}")
     return value
 
 
@@ -175,11 +177,13 @@ class Job:
     sparsity: float
     method: str = IMP
     source: str = ""
+    search: int = 0  # a ticket's mask search: 0 the study's own, k > 0 the k-th repeat (another level seed)
 
     def __str__(self) -> str:
         if self.kind == "cell":
             return f"transfer {self.source} -> {self.task} at {self.sparsity:.0%}"
-        return f"{self.task} {self.method} at {self.sparsity:.0%}"
+        repeat = f" (mask search {self.search + 1})" if self.search else ""
+        return f"{self.task} {self.method} at {self.sparsity:.0%}{repeat}"
 
 
 class StudyPlan:
@@ -187,9 +191,15 @@ class StudyPlan:
         self.spec, self.folder = spec, Path(folder)
         self.runs_dir = paths.study_runs(self.folder)
 
-    def ticket_run(self, task: str, sparsity: float) -> ImpRun:
-        return ImpRun(self.spec.config_for(task, self.runs_dir, **{"pruning.sparsity": sparsity,
-                                                                   "pruning.seeds": self.spec.seeds_for(task)}))
+    def ticket_run(self, task: str, sparsity: float, search: int = 0) -> ImpRun:
+        """A task's IMP ticket; `search` k > 0: the k-th repeated mask search, its levels seeded training.seed + k,
+        evaluated over the same seeds (so searches pair seed by seed and share dense)."""
+        settings = {"pruning.sparsity": sparsity, "pruning.seeds": self.spec.seeds_for(task)}
+        config = self.spec.config_for(task, self.runs_dir, **settings)
+        if search:
+            config = self.spec.config_for(task, self.runs_dir, **settings,
+                                          **{"pruning.search_seed": config.training.seed + search})
+        return ImpRun(config)
 
     def baseline_run(self, task: str, sparsity: float, method: str) -> ImpRun:
         """The baseline beside the IMP ticket: same recipe and seeds; reinit/shuffle take the ticket's mask."""
@@ -213,7 +223,8 @@ class StudyPlan:
 
     def jobs(self) -> list[Job]:
         """Tickets first (baselines and cells reuse them), then baselines, then the transfer cells."""
-        tickets = [Job("ticket", t, s) for t in self.spec.tasks for s in self.spec.sparsities]
+        tickets = [Job("ticket", t, s, search=k) for t in self.spec.tasks for k in range(self.spec.searches)
+                   for s in self.spec.sparsities]
         if (transfer := self.spec.transfer) is not None:  # each source's ticket: reused by its row of cells
             sources = [Job("ticket", s, transfer.sparsity) for s in self.spec.ticket_sources]
             tickets += [job for job in sources if job not in tickets]
@@ -238,12 +249,13 @@ class StudyPlan:
         then every other run; each inner list is one unit of work for one worker."""
         jobs = self.jobs()
         tickets = [j for j in jobs if j.kind == "ticket"]
-        by_task = [[j for j in tickets if j.task == task] for task in dict.fromkeys(j.task for j in tickets)]
+        chains = dict.fromkeys((j.task, j.search) for j in tickets)  # a search's sparsities share its levels
+        by_task = [[j for j in tickets if (j.task, j.search) == chain] for chain in chains]
         return {"tickets": by_task, "runs": [[j] for j in jobs if j.kind != "ticket"]}
 
     def engine_run(self, job: Job) -> ImpRun:
         if job.kind == "ticket":
-            return self.ticket_run(job.task, job.sparsity)
+            return self.ticket_run(job.task, job.sparsity, job.search)
         if job.kind == "baseline":
             return self.baseline_run(job.task, job.sparsity, job.method)
         matrix = self.matrix

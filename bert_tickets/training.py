@@ -46,13 +46,55 @@ class FitResult:
     final_learning_rate: float = 0.0  # the scheduler's last rate: a check that the schedule ran its course
     processes: int = 1  # data-parallel processes that shared each global batch
     step_ends: list[float] = field(default_factory=list)  # host clock after each step (no device sync)
+    final_train_loss: float | None = None  # mean loss over the last quarter of the steps
+    chance_loss: float | None = None  # the loss of the best constant prediction (None: not defined for the task)
+    eval_loss: dict[str, float] = field(default_factory=dict)  # per evaluation split, where the model gives one
+    drift: dict[str, float] = field(default_factory=dict)  # ||θ_T − θ_start|| / ||θ_start|| of the prunable weights
+
+    @property
+    def failed(self) -> bool | None:
+        return failed_to_learn(self.final_train_loss, self.chance_loss)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, "train_loss": self.train_loss, "steps": self.steps,
+        return {"metrics": self.metrics, "eval_loss": self.eval_loss, "train_loss": self.train_loss,
+                "final_train_loss": self.final_train_loss, "chance_loss": self.chance_loss, "failed": self.failed,
+                "drift": self.drift,
+                "steps": self.steps,
                 "seconds": round(self.seconds, 2), "revived_weights": self.revived_weights,
                 "trainable_parameters": self.trainable_parameters, "tokens": self.tokens,
                 "precision": self.precision, "final_learning_rate": self.final_learning_rate,
                 "processes": self.processes}
+
+
+# A fine-tuning "failed" when the loss of its last quarter of steps is still within 10% of the loss of the best
+# constant prediction (the training labels' entropy, or their variance for regression): it never left chance, so
+# its dev score says nothing about its mask (Mosbach et al. 2021: BERT fine-tuning on small data fails so for some
+# seeds whatever the mask). The report counts such runs per arm and shows them apart from the arm's mean.
+FAILED_FRACTION_OF_CHANCE = 0.9
+FAILED_RULE = (f"failed: mean training loss over the last quarter of the steps >= {FAILED_FRACTION_OF_CHANCE} x the "
+               "loss of the best constant prediction (label entropy; label variance for regression)")
+
+
+def failed_to_learn(final_train_loss: float | None, chance_loss: float | None) -> bool | None:
+    """Whether a fine-tuning never left chance; None where it cannot be told (no chance level for the task)."""
+    if final_train_loss is None or chance_loss is None or chance_loss <= 0:
+        return None
+    return bool(final_train_loss >= FAILED_FRACTION_OF_CHANCE * chance_loss)
+
+
+def chance_loss(train: Any) -> float | None:
+    """The training loss of the best constant prediction: the entropy of the label distribution for a classifier
+    (cross-entropy), the labels' variance for a regressor (MSE); None for tasks without one label per example."""
+    if "labels" not in getattr(train, "column_names", []):
+        return None
+    labels = np.asarray(train["labels"])
+    if labels.ndim != 1 or len(labels) == 0 or labels.dtype == object:
+        return None  # masked-LM: a label per token
+    if np.issubdtype(labels.dtype, np.floating):
+        return float(labels.var())
+    counts = np.bincount(labels.astype(np.int64))
+    p = counts[counts > 0] / len(labels)
+    return float(-(p * np.log(p)).sum())
 
 
 def native_bf16() -> bool:
@@ -98,9 +140,11 @@ def total_steps(training: TrainingConfig, batches_per_epoch: int) -> int:
 def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer: Any,
               training: TrainingConfig, accelerator: Accelerator, seed: int,
               mask: Mapping[str, torch.Tensor] | None = None, on_step: StepCallback | None = None,
-              desc: str = "fine-tuning", log: LogFn | None = None, checkpoint: Path | None = None) -> FitResult:
+              desc: str = "fine-tuning", log: LogFn | None = None, checkpoint: Path | None = None,
+              lr_horizon: float = 1.0) -> FitResult:
     """Train `model` on `data.train` with `mask` held fixed, then score it on every evaluation split. With a
-    `checkpoint` folder, the training state is saved there now and then and a rerun resumes from it."""
+    `checkpoint` folder, the training state is saved there now and then and a rerun resumes from it. The learning
+    rate decays linearly over `lr_horizon` times the steps (1: to 0 at the last step)."""
     enforcer = MaskEnforcer(model, mask) if mask is not None else None  # before LoRA renames the layers
     if training.finetune == "lora":
         model = with_lora(model, training)
@@ -108,7 +152,8 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     collate = task.collator(tokenizer, train=True, pad_to_multiple_of=multiple, data=data)
     train_loader = training_batches(data.train, collate, tokenizer, training, seed, multiple)
     steps = total_steps(training, math.ceil(len(train_loader) / training.gradient_accumulation_steps))
-    optimizer, scheduler = _optimizer_and_schedule(model, training, steps, fused=accelerator.device.type == "cuda")
+    optimizer, scheduler = _optimizer_and_schedule(model, training, steps, fused=accelerator.device.type == "cuda",
+                                                   horizon=lr_horizon)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     if enforcer:
         enforcer.to(accelerator.device)
@@ -117,8 +162,10 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     # the one wait for the device, once training is over; data parallel: over every process's share of the batches
     tokens_seen = int(accelerator.reduce(loop.tokens, reduction="sum"))
     train_loss = accelerator.reduce(loop.loss_sum / max(loop.micro_batches, 1), reduction="mean").item()
+    final_loss = accelerator.reduce(loop.tail_loss_sum / max(loop.tail_batches, 1), reduction="mean").item()
+    eval_losses: dict[str, float] = {}
     scores = evaluate(model, data, task, task.collator(tokenizer, train=False, pad_to_multiple_of=multiple),
-                      training.eval_batch_size, accelerator)
+                      training.eval_batch_size, accelerator, losses=eval_losses)
     if log:
         log({f"eval/{k}": v for k, v in scores.items()}, loop.step)
     revived = enforcer.count_revived() if enforcer else 0
@@ -127,7 +174,9 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     return FitResult(metrics=scores, train_loss=train_loss, steps=loop.step, seconds=loop.seconds,
                      revived_weights=revived, trainable_parameters=trainable, tokens=tokens_seen,
                      precision=accelerator.mixed_precision, step_ends=loop.step_ends,
-                     final_learning_rate=scheduler.get_last_lr()[0], processes=accelerator.num_processes)
+                     final_learning_rate=scheduler.get_last_lr()[0], processes=accelerator.num_processes,
+                     final_train_loss=final_loss if loop.tail_batches else None, chance_loss=chance_loss(data.train),
+                     eval_loss=eval_losses)
 
 
 class _Loop:
@@ -140,6 +189,9 @@ class _Loop:
         self.enforcer, self.training, self.steps = enforcer, training, steps
         self.step = self.micro_batches = 0
         self.loss_sum = torch.zeros((), device=accelerator.device)
+        self.tail_loss_sum = torch.zeros((), device=accelerator.device)  # the last quarter of the steps
+        self.tail_batches = 0
+        self.tail_from = steps - max(1, steps // 4)  # steps completed before the last quarter begins
         self.tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
         self.step_ends: list[float] = []
         self.seconds, self.earlier_seconds = 0.0, 0.0
@@ -188,6 +240,9 @@ class _Loop:
                 _optimizer_step(self.model, self.optimizer, self.scheduler, accelerator, self.enforcer,
                                 self.training.max_grad_norm)
         self.loss_sum += loss.detach()
+        if self.step >= self.tail_from:
+            self.tail_loss_sum += loss.detach()
+            self.tail_batches += 1
         self.micro_batches += 1
         if "attention_mask" in batch:
             self.tokens += batch["attention_mask"].sum()
@@ -197,6 +252,7 @@ class _Loop:
 
     def _progress(self) -> dict[str, Any]:
         return {"step": self.step, "micro_batches": self.micro_batches, "loss_sum": self.loss_sum.item(),
+                "tail_loss_sum": self.tail_loss_sum.item(), "tail_batches": self.tail_batches,
                 "tokens": int(self.tokens.item()), "seconds": self.seconds}
 
     def _resume(self, progress: dict[str, Any], checkpoints: Checkpointer, bar: Any) -> None:
@@ -204,14 +260,19 @@ class _Loop:
         checkpoints.log_resume(progress)
         self.step, self.earlier_seconds = progress["step"], progress["seconds"]
         self.loss_sum.fill_(progress["loss_sum"])
+        self.tail_loss_sum.fill_(progress.get("tail_loss_sum", 0.0))  # checkpoints from before it was kept: 0
+        self.tail_batches = progress.get("tail_batches", 0)
         self.tokens.fill_(progress["tokens"])
         bar.update(self.step)
 
 
-def _optimizer_and_schedule(model: nn.Module, training: TrainingConfig, steps: int, fused: bool) -> tuple[Any, Any]:
-    """AdamW (no weight decay on biases and LayerNorms) and a linear decay after the warm-up."""
+def _optimizer_and_schedule(model: nn.Module, training: TrainingConfig, steps: int, fused: bool,
+                            horizon: float = 1.0) -> tuple[Any, Any]:
+    """AdamW (no weight decay on biases and LayerNorms) and a linear decay after the warm-up, over `horizon` times
+    the steps that will run (the authors' IMP levels stop a tenth of the way along theirs)."""
     optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate, fused=fused)
-    return optimizer, get_linear_schedule_with_warmup(optimizer, round(training.warmup_ratio * steps), steps)
+    scheduled = max(steps, round(horizon * steps))
+    return optimizer, get_linear_schedule_with_warmup(optimizer, round(training.warmup_ratio * scheduled), scheduled)
 
 
 def _optimizer_step(model: nn.Module, optimizer: Any, scheduler: Any, accelerator: Accelerator,
@@ -249,19 +310,31 @@ def training_batches(dataset: Any, collator: Any, tokenizer: Any, training: Trai
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: PreparedData, task: TaskAdapter, collate: Any, batch_size: int,
-             accelerator: Accelerator) -> dict[str, float]:
+             accelerator: Accelerator, losses: dict[str, float] | None = None) -> dict[str, float]:
+    """Every evaluation split's scores; `losses` gets each split's mean loss where the model computes one (the
+    batches carry labels). Under data parallel the last batch's padding copies count in the loss (not the scores)."""
     model.eval()
     scores: dict[str, float] = {}
     for split, dataset in data.evals.items():
         loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate))
         collected: dict[str, list[torch.Tensor]] = {}
+        loss_sum, loss_count = torch.zeros((), device=accelerator.device), 0
         for batch in loader:
-            outputs = task.eval_outputs(model(**batch), batch)
+            output = model(**batch)
+            if getattr(output, "loss", None) is not None:
+                n = len(next(iter(batch.values())))
+                loss_sum += output.loss.detach().float() * n
+                loss_count += n
+            outputs = task.eval_outputs(output, batch)
             outputs = {k: _pad_sequence_dim(accelerator, v) for k, v in outputs.items()}
             for key, value in accelerator.gather_for_metrics(outputs).items():
                 collected.setdefault(key, []).append(value.cpu())
         arrays = {key: _concat_padded(values).numpy() for key, values in collected.items()}
         scores.update(task.score(split, arrays, data))
+        if losses is not None and loss_count:
+            total = accelerator.reduce(torch.stack([loss_sum, torch.tensor(float(loss_count), device=loss_sum.device)]),
+                                       reduction="sum")
+            losses[split] = (total[0] / total[1]).item()
     model.train()
     return scores
 
@@ -311,8 +384,3 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 def encoder_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in encoder_of(model).state_dict().items()}
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from bert_tickets.methods.magnitude import MagnitudePruning
 from bert_tickets.methods.random_pruning import RandomPruning
 from bert_tickets.methods.ticket import GivenTicket
 from bert_tickets.runs import log, write_bytes, write_json, write_text
+from bert_tickets.stats import MATCHING_RULE, by_seed, is_matching, paired
 from bert_tickets.tasks import get_task
 
 # rows beside the sources' tickets: masks that need no source (the methods of those names); then dense
@@ -138,22 +140,26 @@ class TransferMatrix:
         return rows
 
     def table(self, results: dict[Cell, dict[str, Any]]) -> dict[str, Any]:
-        """Primary metric per cell: mean, std, mean / dense mean, matching, and minus the target's own ticket."""
+        """Primary metric per cell: mean, std, seeds, mean / dense mean, matching (one rule: `stats`), and minus the
+        target's own ticket paired by seed (where `results` holds the target's own ticket, Cell(T, T))."""
         rows: dict[str, dict[str, dict[str, Any]]] = {}
         for cell, info in results.items():
             primary = info["primary_metric"]
             ticket, dense = info["metrics"]["ticket"][primary], info["metrics"]["dense"][primary]
             own = results.get(Cell(cell.target, cell.target))
+            versus = paired(by_seed(info), by_seed(own)) if own else None
             rows.setdefault(cell.source, {})[cell.target] = {
-                "mean": ticket["mean"], "std": ticket["std"], "metric": primary,
+                "mean": ticket["mean"], "std": ticket["std"], "n": len(ticket["values"]), "metric": primary,
                 "relative": ticket["mean"] / dense["mean"] if dense["mean"] else float("nan"),
-                "matching": info["matching"],
-                "minus_own": ticket["mean"] - own["metrics"]["ticket"][primary]["mean"] if own else None}
+                "matching": is_matching(ticket, dense),
+                "minus_own": versus.mean if versus else None, "minus_own_std": versus.std if versus else None,
+                "paired_seeds": versus.n if versus else 0}
         for target in self.targets:
             info = results[Cell(RANDOM, target)]
             dense = info["metrics"]["dense"][info["primary_metric"]]
-            rows.setdefault(DENSE, {})[target] = {"mean": dense["mean"], "std": dense["std"], "relative": 1.0,
-                                                  "metric": info["primary_metric"], "matching": True, "minus_own": None}
+            rows.setdefault(DENSE, {})[target] = {"mean": dense["mean"], "std": dense["std"], "n": len(dense["values"]),
+                                                  "relative": 1.0, "metric": info["primary_metric"], "matching": None,
+                                                  "minus_own": None, "minus_own_std": None, "paired_seeds": 0}
         return {"rows": [*self.sources, RANDOM, DENSE], "targets": self.targets, "cells": rows,
                 "sparsity": self.sparsity}
 
@@ -190,7 +196,7 @@ def long_csv(rows: list[tuple]) -> str:
 
 def _cell_text(cell: dict[str, Any], latex_style: bool = False) -> str:
     pm = r" $\pm$ " if latex_style else " ± "
-    text = f"{100 * cell['mean']:.1f}{pm}{100 * cell['std']:.1f}"
+    text = f"{100 * cell['mean']:.1f}" + (f"{pm}{100 * cell['std']:.1f}" if cell["n"] > 1 else " (n = 1)")
     if cell["minus_own"] is not None:
         text += f" ({100 * cell['minus_own']:+.1f})"
     return text + ("*" if cell["matching"] else "")
@@ -204,8 +210,9 @@ def markdown(table: dict[str, Any]) -> str:
     for source in table["rows"]:
         lines.append(f"| {source} | " + " | ".join(_cell_text(table["cells"][source][t]) for t in targets) + " |")
     lines.append("")
-    lines.append(f"Sparsity {table['sparsity']:.0%}. Mean ± std over seeds (in %); (±x): minus the target's own "
-                 "ticket, TRANSFER(S,T) − TRANSFER(T,T); *: matching, within one std of dense.")
+    lines.append(f"Sparsity {table['sparsity']:.0%}. Mean ± std over seeds (in %; n = 1: one seed, no spread); "
+                 "(±x): minus the target's own ticket, TRANSFER(S,T) − TRANSFER(T,T), paired by seed; *: "
+                 f"{MATCHING_RULE}.")
     return "\n".join(lines) + "\n"
 
 
@@ -220,35 +227,58 @@ def latex(table: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_heatmap(table: dict[str, Any], path: Path) -> None:
+def write_heatmap(table: dict[str, Any], path: Path, subtitle: str = "") -> None:
     """The heatmap as a PNG file, written atomically (not at all if the same PNG is there)."""
     png = io.BytesIO()
-    heatmap(table, png)
+    heatmap(table, png, subtitle)
     write_bytes(path, png.getvalue())
 
 
-def heatmap(table: dict[str, Any], path: Any) -> None:
-    """Source × target scores normalised by dense, annotated with the scores themselves."""
+def heatmap(table: dict[str, Any], path: Any, subtitle: str = "") -> None:
+    """One quantity: each mask's cell minus the target's own ticket, in points, paired by seed, with n; the
+    diagonal outlined; dense is the reference, not a row. Targets without their own ticket show the score."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.patches import Rectangle
 
-    rows, targets = table["rows"], table["targets"]
-    values = np.array([[table["cells"][r][t]["relative"] for t in targets] for r in rows])
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(targets), 1.2 + 0.6 * len(rows)), dpi=100)
-    image = ax.imshow(values, cmap="viridis", vmin=min(0.5, np.nanmin(values)), vmax=max(1.0, np.nanmax(values)))
+    sources, targets, cells = [r for r in table["rows"] if r != DENSE], table["targets"], table["cells"]
+    values = np.array([[100 * (cells[s][t]["minus_own"] or 0.0) for t in targets] for s in sources])
+    # the colour scale follows the masks' own differences; random pruning may lie far beyond and is clipped
+    masks = values[[i for i, s in enumerate(sources) if s != RANDOM]] if len(sources) > 1 else values
+    scale = max(1.0, float(np.nanmax(np.abs(masks))) if masks.size else 1.0)
+    fig, ax = plt.subplots(figsize=(2.8 + 1.9 * len(targets), 1.7 + 0.7 * len(sources)), dpi=100)
+    image = ax.imshow(np.clip(values, -scale, scale), cmap="RdBu", norm=TwoSlopeNorm(0, -scale, scale))
     ax.set_xticks(range(len(targets)), labels=targets)
-    ax.set_yticks(range(len(rows)), labels=rows)
-    ax.set_xlabel("target task")
+    ax.set_yticks(range(len(sources)), labels=[source_label(s) for s in sources])
+    ax.set_xlabel("target task (fine-tuned on)")
     ax.set_ylabel("mask from")
-    for i, r in enumerate(rows):
+    for i, s in enumerate(sources):
         for j, t in enumerate(targets):
-            ax.text(j, i, f"{100 * table['cells'][r][t]['mean']:.1f}", ha="center", va="center",
-                    color="white" if values[i, j] < 0.9 else "black", fontsize=9)
-    fig.colorbar(image, ax=ax, label="score / dense")
-    ax.set_title(f"Transfer at {table['sparsity']:.0%} sparsity")
+            c = cells[s][t]
+            if s == t:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, ec="black"))
+                text = f"own ticket\n{100 * c['mean']:.1f}"
+            elif c["minus_own"] is None:
+                text = f"{100 * c['mean']:.1f}\n(no own ticket)"
+            else:
+                spread = f" ± {100 * c['minus_own_std']:.1f}" if c["paired_seeds"] > 1 else ""
+                text = f"{100 * c['minus_own']:+.1f}{spread}\nn = {c['paired_seeds']}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if abs(values[i, j]) > 0.6 * scale else "black")
+    fig.colorbar(image, ax=ax, label="− target's own ticket (points)")
+    title = f"Transfer at {table['sparsity']:.0%} sparsity: cell − own ticket, paired by seed"
+    ax.set_title("\n".join([title, *textwrap.wrap(subtitle, int(14 * fig.get_size_inches()[0]))]), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
+
+
+def source_label(source: str) -> str:
+    """A row of the matrix: a task's IMP ticket, or a mask-only method's label."""
+    from bert_tickets.compare import arm_label
+
+    return arm_label(source) if source in (RANDOM, MAGNITUDE) else f"{source} IMP ticket"

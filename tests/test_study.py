@@ -1,5 +1,6 @@
 """Studies: a tiny spec end to end (every report file), resumption, extension, partial reports, bad specs."""
 
+import csv
 import re
 from pathlib import Path
 
@@ -10,8 +11,8 @@ from bert_tickets.cli import main
 from bert_tickets.study_plan import load_plan, spec_names
 
 REPORT_FILES = {"README.md", "table2.csv", "curves.csv", "curves.png", "transfer.csv", "transfer.png",
-                "transfer_fraction_of_own.csv", "mask_overlap.csv", "mask_overlap.png", "mask_layers.csv",
-                "mask_layers.png"}
+                "transfer_paired.csv", "mask_overlap.csv", "mask_overlap.png", "mask_overlap_floor.csv",
+                "mask_layers.csv", "mask_layers.png", "drift.csv"}
 
 
 def tiny_spec(model: str, glue_dir: Path, sparsities: str = "[0.1, 0.2]") -> str:
@@ -151,8 +152,8 @@ def test_fewer_transfer_seeds_never_shrink_a_studied_ticket(tiny_bert, glue_dir,
     # sst2 is studied (two seeds) and a transfer source whose cells have one: its ticket keeps both seeds
     assert plan.finished(Job("ticket", "sst2", 0.2))["seeds"] == [0, 1]
     assert plan.finished(Job("ticket", "rte", 0.2))["seeds"] == [0]  # only a source: the cells' seeds
-    table2 = (folder / "report" / "table2.csv").read_text().splitlines()
-    assert all(line.split(",")[-3] == "2" for line in table2[1:])  # every arm over both seeds
+    with (folder / "report" / "table2.csv").open() as table2:
+        assert all(row["seeds"] == "2" for row in csv.DictReader(table2))  # every arm over both seeds
     trained = len(count_fine_tunings)
     assert main(["study", str(spec), "--output-dir", str(folder)]) == 0
     assert len(count_fine_tunings) == trained
@@ -178,8 +179,10 @@ def test_the_shipped_studies_parse(capsys):
     assert {"paper", "minilm", "minilm-cpu"} <= set(spec_names())
     for name in spec_names():
         spec = parse_spec(read_spec_text(name), name)
-        assert spec.seeds >= 3 and len(spec.sparsities) >= 2 and spec.transfer is not None
-        assert "mlm" in spec.transfer.sources or name == "paper"
+        assert spec.seeds >= 3 and spec.transfer is not None
+        assert "magnitude" in spec.transfer.sources and "magnitude" in spec.baselines  # the one-shot θ0 control
+        if name != "minilm-cpu":  # the CPU study holds the controls at 50% only
+            assert len(spec.sparsities) >= 2 and "mlm" in spec.transfer.sources
 
 
 def test_local_workers_run_the_tickets_first_and_train_each_run_once(tiny_bert, glue_dir, tmp_path,

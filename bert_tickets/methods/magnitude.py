@@ -13,7 +13,7 @@ class MagnitudePruning(Method):
     """θ0 itself pruned by magnitude, without any training."""
 
     name = "magnitude"
-    label = "magnitude pruning of θ0"
+    label = "one-shot θ0 magnitude mask"
     help = "prune θ0 itself by magnitude (no training)"
     prunes_by_magnitude = True
 

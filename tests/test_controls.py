@@ -1,0 +1,224 @@
+"""The controls that can prove a study's claims wrong: failed runs, paired differences, one matching rule, repeated
+mask searches and their noise floor, the one-shot θ0 row, weight drift, the authors' recipe, complete specs."""
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets import Dataset
+from safetensors.torch import load_file
+
+from bert_tickets import paths
+from bert_tickets.cli import main
+from bert_tickets.compare import DENSE, Row, verdict
+from bert_tickets.imp import ImpRun
+from bert_tickets.masks import jaccard, load_mask, relative_drift
+from bert_tickets.metrics import format_mean_std
+from bert_tickets.report import Finished, table2_rows
+from bert_tickets.runs import read_json
+from bert_tickets.stats import is_matching, paired, summary_text
+from bert_tickets.study_plan import Job, StudyPlan, load_plan, parse_spec, read_spec_text
+from bert_tickets.training import chance_loss, failed_to_learn
+from tests.test_imp import tiny_config
+from tests.test_study import tiny_spec
+
+# --- the statistics -------------------------------------------------------------------------------------
+
+
+def test_paired_differences_use_the_seeds_both_arms_ran():
+    a, b = {0: 0.80, 1: 0.70, 2: 0.90}, {0: 0.75, 1: 0.72, 3: 0.10}
+    diff = paired(a, b)
+    assert diff.seeds == (0, 1) and diff.n == 2
+    assert diff.mean == pytest.approx(((0.80 - 0.75) + (0.70 - 0.72)) / 2)
+    assert diff.std == pytest.approx(np.std([0.05, -0.02], ddof=1))
+    assert paired(a, {5: 1.0}).n == 0 and paired(a, {5: 1.0}).text() == "–"
+    assert paired({0: 0.8}, {0: 0.7}).text() == "+10.0 (n = 1)"  # one seed: no spread shown
+
+
+def test_one_seed_is_never_shown_with_a_spread_of_zero():
+    assert summary_text([0.804]) == "80.4 (n = 1)"
+    assert summary_text([0.80, 0.82]) == "81.0 ± 1.4 (n = 2)"
+    assert format_mean_std("accuracy", {"mean": 0.8, "std": 0.0, "values": [0.8]}) == "80.00 % (n = 1)"
+    assert format_mean_std("pearson", {"mean": 0.8, "std": 0.0, "values": [0.8]}) == "0.8000 (n = 1)"
+
+
+def test_one_matching_rule_with_no_verdict_on_one_dense_seed():
+    dense = {"mean": 0.80, "std": 0.02, "values": [0.78, 0.82]}
+    assert is_matching({"mean": 0.79}, dense) is True
+    assert is_matching({"mean": 0.77}, dense) is False
+    one = {"mean": 0.80, "std": 0.0, "values": [0.80]}
+    assert is_matching({"mean": 0.80}, one) is None  # std 0 of one seed would make any shortfall "not matching"
+    line = verdict([Row(DENSE, {"accuracy": one}), Row("imp", {"accuracy": {"mean": 0.79, "std": 0.0,
+                                                                            "values": [0.79]}})], "accuracy", 0.5)
+    assert "n/a (one dense seed)" in line
+
+
+# --- failed fine-tunings ----------------------------------------------------------------------------------
+
+
+def test_chance_loss_is_the_best_constant_prediction():
+    assert chance_loss(Dataset.from_dict({"labels": [0, 0, 1, 1]})) == pytest.approx(math.log(2))
+    assert chance_loss(Dataset.from_dict({"labels": [0, 0, 0, 1]})) == pytest.approx(
+        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert chance_loss(Dataset.from_dict({"labels": [1.0, 3.0]})) == pytest.approx(1.0)  # variance, for MSE
+    assert chance_loss(Dataset.from_dict({"labels": [[1, -100], [2, 3]]})) is None  # a label per token
+    assert chance_loss(Dataset.from_dict({"input_ids": [[1]]})) is None
+    assert failed_to_learn(0.69, math.log(2)) is True and failed_to_learn(0.45, math.log(2)) is False
+    assert failed_to_learn(0.69, None) is None
+
+
+def test_a_run_that_cannot_learn_is_marked_and_weights_do_not_drift(tiny_bert, glue_dir, tmp_path):
+    frozen = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.sparsity": 0.1}))
+    frozen.config.training.learning_rate = 0.0  # past validation (which wants > 0): the rate of no movement
+    frozen.run()
+    level0 = read_json(paths.metrics(frozen.level_dir(0)))
+    assert level0["failed"] is True and level0["final_train_loss"] >= 0.9 * level0["chance_loss"]
+    assert set(level0["drift"]) >= {"all", "query", "key", "value", "attn-output", "intermediate", "output"}
+    assert all(v == 0.0 for v in level0["drift"].values())  # learning rate 0: nothing moved
+    assert read_json(paths.metrics(frozen.level_dir(1)))["drift"]["all"] == 0.0  # pruning is not movement
+    assert "validation" in level0["eval_loss"]
+    info = read_json(paths.ticket_info(frozen.ticket_dir()))
+    assert [r["failed"] for r in info["runs"]["ticket"]] == [True] and info["failed_rule"]
+    moving = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path / "moving", **{"pruning.sparsity": 0.1}))
+    moving.run()
+    assert read_json(paths.metrics(moving.level_dir(0)))["drift"]["all"] > 0
+    assert read_json(paths.metrics(moving.level_dir(1)))["jaccard_to_theta0_magnitude"] > 0.9
+
+
+def test_relative_drift_per_matrix_type():
+    import torch
+
+    start = {"encoder.layer.0.attention.self.query.weight": torch.ones(2, 2),
+             "encoder.layer.0.output.dense.weight": torch.ones(2, 2)}
+    end = {"encoder.layer.0.attention.self.query.weight": torch.ones(2, 2) * 1.5,
+           "encoder.layer.0.output.dense.weight": torch.ones(2, 2)}
+    drift = relative_drift(start, end)
+    assert drift["query"] == pytest.approx(0.5) and drift["output"] == 0.0
+    assert drift["all"] == pytest.approx(math.sqrt(4 * 0.25 / 8))
+
+
+def _info(seeds, ticket, dense, failed=()):
+    def summary(values):
+        mean = float(np.mean(values))
+        return {"mean": mean, "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "values": list(values)}
+
+    runs = {"ticket": [{"seed": s, "failed": s in failed} for s in seeds],
+            "dense": [{"seed": s, "failed": False} for s in seeds]}
+    return {"seeds": list(seeds), "primary_metric": "accuracy", "matching": is_matching(summary(ticket),
+                                                                                         summary(dense)),
+            "metrics": {"ticket": {"accuracy": summary(ticket)}, "dense": {"accuracy": summary(dense)}},
+            "runs": runs}
+
+
+def test_the_report_counts_failed_runs_and_pairs_every_arm_by_seed(tmp_path):
+    spec = parse_spec("name: x\ntasks: [sst2]\nsparsities: [0.5]\nbaselines: [magnitude]\nseeds: 3\n")
+    plan = StudyPlan(spec, tmp_path)
+    ticket = _info([0, 1, 2], [0.80, 0.81, 0.79], [0.82, 0.80, 0.81])
+    oneshot = _info([0, 1, 2], [0.78, 0.51, 0.77], [0.82, 0.80, 0.81], failed={1})
+    finished = Finished({Job("ticket", "sst2", 0.5): ticket, Job("baseline", "sst2", 0.5, "magnitude"): oneshot}, [])
+    rows = {r["method"]: r for r in table2_rows(plan, finished)}
+    assert rows["magnitude"]["failed"] == 1 and rows["imp"]["failed"] == 0
+    assert rows["magnitude"]["mean_without_failed"] == pytest.approx(0.775)  # the failed seed apart
+    assert rows["magnitude"]["minus_imp"] == pytest.approx(np.mean([-0.02, -0.30, -0.02]))
+    assert rows["imp"]["minus_dense"] == pytest.approx(np.mean([-0.02, 0.01, -0.02]))
+    assert rows["imp"]["matching"] is True
+
+
+# --- a study with the controls: repeated searches, the one-shot row, one-seed cells ------------------------
+
+
+def test_a_study_repeats_the_mask_search_and_reports_its_noise_floor(tiny_bert, glue_dir, tmp_path, capsys):
+    text = tiny_spec(tiny_bert, glue_dir, "[0.2]").replace("tasks: [sst2, rte]", "tasks: [sst2]").replace(
+        "baselines: [random, shuffle]", "baselines: [magnitude]\nsearches: 2").replace(
+        "transfer: {sources: [sst2, magnitude], targets: [sst2, rte], sparsity: 0.2}",
+        "transfer: {sources: [sst2, magnitude], targets: [sst2, rte], sparsity: 0.2, seeds: 1}").replace(
+        "training.max_steps: 2", "training.max_steps: 6\n  training.learning_rate: 1.0e-3")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(text)
+    folder = tmp_path / "study"
+    assert main(["study", str(spec), "--output-dir", str(folder)]) == 0
+    plan = load_plan(folder)
+    first, second = (plan.ticket_run("sst2", 0.2, k) for k in (0, 1))
+    assert first.root != second.root and (first.seed, second.seed) == (0, 1)
+    assert first.seeds == second.seeds == [0, 1]  # evaluated alike: paired by seed, dense shared
+    assert first.dense_dir() == second.dense_dir()
+    masks = [load_mask(paths.mask(run.ticket_dir())) for run in (first, second)]
+    assert jaccard(*masks) < 1.0  # another search, another mask
+    report = folder / "report"
+    with (report / "mask_overlap_floor.csv").open() as f:
+        floor = list(csv.DictReader(f))
+    same = [r for r in floor if r["kind"] == "same task, another search"]
+    assert same and same[0]["a"] == "sst2" and same[0]["b"] == "sst2 #2"
+    assert float(same[0]["jaccard"]) == pytest.approx(jaccard(*masks))
+    assert any(r["kind"] == "against one-shot θ0 magnitude" for r in floor)
+    with (report / "searches.csv").open() as f:
+        assert [r["search"] for r in csv.DictReader(f)] == ["1", "2"]
+    with (report / "transfer_paired.csv").open() as f:
+        cells = {(r["source"], r["target"]): r for r in csv.DictReader(f)}
+    assert ("magnitude", "sst2") in cells  # the one-shot θ0 row of the transfer matrix
+    text = (report / "README.md").read_text()
+    assert "Repeated mask searches" in text and "one-shot θ0 magnitude mask" in text
+    assert "± 0.0 (n = 1)" not in text
+    # rte is a target only: its cells have one seed, so no matching verdict, in the report as on the command line
+    rte_cell = plan.finished(Job("cell", "rte", 0.2, source="sst2"))
+    assert rte_cell["matching"] is None
+    assert "rte" not in {t for (_, t) in cells}  # no own ticket to pair against: left out, and said so
+    assert "Targets left out until all their cells and their own ticket are done: rte" in text
+
+
+def test_the_find_command_and_ticket_json_share_the_matching_rule(tiny_bert, glue_dir, tmp_path, capsys):
+    args = ["find", "--task", "sst2", "--sparsity", "0.1", "--model", tiny_bert, "--data-dir", str(glue_dir),
+            "--output-dir", str(tmp_path), "--set", "training.max_steps=2", "--set", "training.batch_size=8",
+            "--set", "data.max_length=32"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "n/a (one dense seed)" in out
+    info = read_json(Path(out.strip().splitlines()[-1]) / "ticket.json")
+    assert info["matching"] is None
+
+
+# --- the authors' recipe -----------------------------------------------------------------------------------
+
+
+def test_the_authors_level_schedule_and_carried_head(tiny_bert, glue_dir, tmp_path):
+    run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{
+        "pruning.sparsity": 0.1, "pruning.level_lr_horizon": 10.0, "pruning.carry_head": True}))
+    run.run()
+    level0, level1 = (read_json(paths.metrics(run.level_dir(k))) for k in (0, 1))
+    lr = run.config.training.learning_rate
+    assert level0["final_learning_rate"] == pytest.approx(lr * (1 - 4 / 40))  # 4 steps of a 40-step schedule
+    head = load_file(str(paths.trained_head(run.level_dir(0))))
+    assert set(head) == {"classifier.weight", "classifier.bias"}
+    # the levels train by another recipe than the evaluation: the ticket's seed is a fine-tuning of its own
+    assert run.result_path("ticket", 0) == paths.ticket_seed(run.ticket_dir(), 0)
+    seed0 = read_json(run.result_path("ticket", 0))
+    assert seed0["final_learning_rate"] == 0.0 and level1["final_learning_rate"] > 0
+    assert not paths.metrics(run.level_dir(0)).samefile(run.result_path("dense", 0))
+
+
+def test_carry_head_and_keep_head_exclude_each_other(tiny_bert, glue_dir, tmp_path, capsys):
+    args = ["find", "--task", "sst2", "--sparsity", "0.1", "--model", tiny_bert, "--data-dir", str(glue_dir),
+            "--output-dir", str(tmp_path), "--set", "pruning.carry_head=true", "--set", "pruning.keep_head=true"]
+    assert main(args) == 2
+    assert "set one" in capsys.readouterr().err
+
+
+# --- complete study specs ----------------------------------------------------------------------------------
+
+
+def test_the_paper_study_plans_table2s_eleven_columns_90_percent_and_the_one_shot_row(tmp_path):
+    spec = parse_spec(read_spec_text("paper"), "paper")
+    assert set(spec.tasks) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli", "squad", "mlm"}
+    assert 0.9 in spec.sparsities and spec.seeds == 5 and spec.searches >= 2
+    assert "magnitude" in spec.baselines and spec.transfer.sparsity == 0.7 and spec.transfer.seeds == 3
+    jobs = StudyPlan(spec, tmp_path).jobs()
+    assert {j.task for j in jobs if j.kind == "ticket" and j.sparsity == 0.9} == set(spec.tasks)
+    assert {j.task for j in jobs if j.kind == "cell" and j.source == "magnitude"} == set(spec.transfer.targets)
+    config = StudyPlan(spec, tmp_path).ticket_run("mnli", 0.7).config
+    assert config.training.mixed_precision == "no" and not config.training.group_by_length
+    assert (config.training.seed, config.pruning.search_seed) == (5, 57)
+    assert config.pruning.carry_head and config.pruning.level_lr_horizon == 10
+    assert StudyPlan(spec, tmp_path).ticket_run("squad", 0.7).config.training.epochs == 4
