@@ -311,9 +311,10 @@ def _groups(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple, li
 def curve_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     rows = []
     for job, info in finished.results.items():
-        if job.kind == "cell" or job.task not in plan.spec.tasks or job.search:  # repeats: their own section
+        if job.kind == "cell" or job.task not in plan.spec.tasks:  # a source-only ticket is one point, no curve
             continue
-        rows.append(_curve_point(job.task, job.method, job.sparsity, info, _score(info)))
+        method = f"{job.method}{SEARCH}{job.search + 1}" if job.search else job.method
+        rows.append(_curve_point(job.task, method, job.sparsity, info, _score(info)))
         if job.kind == "ticket":
             rows.append(_curve_point(job.task, DENSE, 0.0, info, _score(info, "dense")))
     unique = {(r["task"], r["method"], r["sparsity"]): r for r in rows}
@@ -333,7 +334,9 @@ def _curves_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     write_csv(out / "curves.csv", rows)
     subtitle = recipe_line(plan)
     chance = {task: constant_score(plan, task) for task in dict.fromkeys(r["task"] for r in rows)}
-    _save_figure(out / "curves.png", lambda: _plot_curves(rows, [IMP, *plan.spec.baselines], subtitle, chance))
+    searches = [f"{IMP}{SEARCH}{k + 1}" for k in range(1, plan.spec.searches)]
+    _save_figure(out / "curves.png", lambda: _plot_curves(rows, [IMP, *searches, *plan.spec.baselines], subtitle,
+                                                          chance))
     return ("## Score against sparsity\n\n![score against sparsity](curves.png)\n\n"
             "Top row: every arm; markers: mean over seeds, error bars ± one standard deviation (baselines offset "
             "sideways so that none hides another); grey band: dense, mean ± one standard deviation; dotted line: "
@@ -387,11 +390,12 @@ def _plot_curves(rows: list[dict[str, Any]], methods: list[str], subtitle: str, 
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
-    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(len(legend), 4), fontsize=8,
-               frameon=False)
     width = fig.get_size_inches()[0]
+    ncol = max(1, min(len(legend), int(width / 2.6)))  # about 2.6 inches an entry: none cut off at the edges
+    legend_rows = -(-len(legend) // ncol)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle("\n".join(textwrap.wrap(subtitle, int(15 * width))), fontsize=8)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.01 + 0.032 * legend_rows, 1, 0.95))
     return fig
 
 
@@ -407,7 +411,7 @@ def _plot_task(ax: Any, mine: list[dict[str, Any]], methods: list[str], offsets:
         x = [100 * r["sparsity"] + offsets[method] for r in points]
         y = [100 * r["mean"] for r in points]
         s = [100 * r["std"] if r["seeds"] > 1 else 0.0 for r in points]
-        ax.errorbar(x, y, yerr=s, marker="o", ms=4, capsize=3, color=arm_color(method), label=arm_label(method),
+        ax.errorbar(x, y, yerr=s, marker="o", ms=4, capsize=3, color=arm_color(method), label=curve_label(method),
                     lw=2 if method == IMP else 1.0, ls="-" if len(points) > 1 else "none")
     ax.set_xlim(-5, 100 * max(r["sparsity"] for r in mine) + 8)  # from dense (0%) on, even with one sparsity
     ax.set_xlabel("sparsity (% of prunable weights pruned)")
@@ -428,10 +432,22 @@ def _zoom(ax: Any, mine: list[dict[str, Any]]) -> None:
     ax.set_ylim(min(near) - pad - 0.3, max(near) + pad + 0.3)
 
 
+SEARCH = "@search"  # a repeated mask search's curve: "imp@search2"
+
+
+def curve_label(method: str) -> str:
+    if SEARCH in method:
+        name, k = method.split(SEARCH)
+        return f"{arm_label(name)}, mask search {k}"
+    return arm_label(method)
+
+
 def arm_color(arm: str) -> str:
     """One colour per arm in every figure of every study (the methods' registry order)."""
     from bert_tickets.methods import METHODS
 
+    if SEARCH in arm:  # the ticket's other searches: lighter blues
+        return ["#6baed6", "#9ecae1", "#c6dbef"][(int(arm.split(SEARCH)[1]) - 2) % 3]
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
     order = [IMP, *[m for m in METHODS if m != IMP]]
     return "0.35" if arm == DENSE else palette[order.index(arm) % len(palette)]

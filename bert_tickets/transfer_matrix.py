@@ -271,7 +271,8 @@ def heatmap(table: dict[str, Any], path: Any, subtitle: str = "") -> None:
                     color="white" if abs(values[i, j]) > 0.6 * scale else "black")
     fig.colorbar(image, ax=ax, label="− target's own ticket (points)")
     title = f"Transfer at {table['sparsity']:.0%} sparsity: cell − own ticket, paired by seed"
-    ax.set_title("\n".join([title, *textwrap.wrap(subtitle, int(14 * fig.get_size_inches()[0]))]), fontsize=8)
+    width = int(11 * fig.get_size_inches()[0])  # characters of 8-point text across the figure
+    ax.set_title("\n".join([*textwrap.wrap(title, width), *textwrap.wrap(subtitle, width)]), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
