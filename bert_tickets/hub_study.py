@@ -47,7 +47,7 @@ def plan_releases(study_dir: str | Path, repo_prefix: str) -> tuple[Any, list[Re
     plan = load_plan(study_dir)
     releases = []
     for job in plan.jobs():
-        if job.kind != "ticket":
+        if job.kind != "ticket" or job.search:  # a repeated mask search is a control, not another release
             continue
         run = plan.ticket_run(job.task, job.sparsity)
         if run.finished_ticket() is None:
