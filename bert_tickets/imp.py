@@ -308,7 +308,8 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
         "mask_keys": "encoder parameter names (model.base_model)",
         "seeds": run.seeds, "primary_metric": primary, "matching": matching, "matching_rule": MATCHING_RULE,
         "metrics": {"ticket": ticket, "dense": dense},
-        "runs": {"ticket": [_run_summary(r) for r in ticket_runs], "dense": [_run_summary(r) for r in dense_runs]},
+        "runs": {kind: [_run_summary(r, seed) for r, seed in zip(runs, run.seeds, strict=True)]
+                 for kind, runs in (("ticket", ticket_runs), ("dense", dense_runs))},
         "failed_rule": FAILED_RULE,
         "model_source": model_source(config.model.name, config.model.revision, _loaded_commit(run)),
         "data_source": data_source(run.task, config.data),
@@ -324,10 +325,11 @@ def _loaded_commit(run: ImpRun) -> str | None:
     return loaded.commit if loaded is not None else None
 
 
-def _run_summary(record: dict[str, Any]) -> dict[str, Any]:
-    """What the report needs of one fine-tuning beside its scores: did it learn, its losses, how far it moved."""
-    keys = ("seed", "failed", "train_loss", "final_train_loss", "chance_loss", "eval_loss", "drift")
-    return {key: record.get(key) for key in keys}
+def _run_summary(record: dict[str, Any], seed: int) -> dict[str, Any]:
+    """What the report needs of one fine-tuning beside its scores: did it learn, its losses, how far it moved (a
+    level's record, which is also a seed's result, names no seed of its own)."""
+    keys = ("failed", "train_loss", "final_train_loss", "chance_loss", "eval_loss", "drift")
+    return {"seed": seed, **{key: record.get(key) for key in keys}}
 
 
 def _summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

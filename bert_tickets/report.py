@@ -98,7 +98,7 @@ def failed_seeds(info: dict[str, Any], kind: str = "ticket") -> set[int] | None:
     runs = info.get("runs", {}).get(kind)
     if runs is None:
         return None
-    return {r["seed"] for r in runs if r.get("failed")}
+    return {seed for seed, r in zip(info["seeds"], runs, strict=True) if r.get("failed")}  # in the seeds' order
 
 
 @dataclass(frozen=True)

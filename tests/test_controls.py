@@ -80,7 +80,7 @@ def test_a_run_that_cannot_learn_is_marked_and_weights_do_not_drift(tiny_bert, g
     assert read_json(paths.metrics(frozen.level_dir(1)))["drift"]["all"] == 0.0  # pruning is not movement
     assert "validation" in level0["eval_loss"]
     info = read_json(paths.ticket_info(frozen.ticket_dir()))
-    assert [r["failed"] for r in info["runs"]["ticket"]] == [True] and info["failed_rule"]
+    assert [(r["seed"], r["failed"]) for r in info["runs"]["ticket"]] == [(0, True)] and info["failed_rule"]
     moving = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path / "moving", **{"pruning.sparsity": 0.1}))
     moving.run()
     assert read_json(paths.metrics(moving.level_dir(0)))["drift"]["all"] > 0
