@@ -271,9 +271,10 @@ def heatmap(table: dict[str, Any], path: Any, subtitle: str = "") -> None:
                     color="white" if abs(values[i, j]) > 0.6 * scale else "black")
     fig.colorbar(image, ax=ax, label="− target's own ticket (points)")
     title = f"Transfer at {table['sparsity']:.0%} sparsity: cell − own ticket, paired by seed"
-    width = int(11 * fig.get_size_inches()[0])  # characters of 8-point text across the figure
-    ax.set_title("\n".join([*textwrap.wrap(title, width), *textwrap.wrap(subtitle, width)]), fontsize=8)
-    fig.tight_layout()
+    width = int(13 * fig.get_size_inches()[0])  # characters of 8-point text across the figure, not the axes
+    lines = [*textwrap.wrap(title, width), *textwrap.wrap(subtitle, width)]
+    fig.suptitle("\n".join(lines), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.035 * len(lines)))
     fig.savefig(path, format="png")
     plt.close(fig)
 
