@@ -454,25 +454,23 @@ def arm_color(arm: str) -> str:
 
 
 # --- transfer ----------------------------------------------------------------------------------------------
-def transfer_rows(plan: StudyPlan, results: dict[Cell, dict[str, Any]], owns: dict[str, dict[str, Any]],
+def transfer_rows(table: dict[str, Any], results: dict[Cell, dict[str, Any]], owns: dict[str, dict[str, Any]],
                   targets: list[str]) -> list[dict[str, Any]]:
-    """Every cell: its score, paired by seed against the target's own ticket (`owns`: the target's IMP ticket at the
-    matrix's sparsity), and the share of the own ticket's gain over random pruning that it recovers."""
-    assert plan.matrix is not None
+    """Every cell: its score, its difference from the target's own ticket paired by seed (from the matrix's `table`,
+    built with each target's own ticket, `owns`), and the share of the own ticket's gain over random pruning that it
+    recovers."""
     rows = []
     for target in targets:
-        own, random = owns[target], results[Cell(RANDOM, target)]
-        own_values, random_mean = by_seed(own), _score(random)["mean"]
+        own, random_mean = owns[target], _score(results[Cell(RANDOM, target)])["mean"]
         gain = _score(own)["mean"] - random_mean
-        for source in [*plan.matrix.sources, RANDOM]:
-            info = results[Cell(source, target)]
-            arm, versus = _arm(source if source in (RANDOM, MAGNITUDE) else IMP, info), paired(by_seed(info),
-                                                                                               own_values)
-            score = _score(info)
+        for source in (r for r in table["rows"] if r != DENSE):
+            info, cell = results[Cell(source, target)], table["cells"][source][target]
+            arm, score = _arm(source if source in (RANDOM, MAGNITUDE) else IMP, info), _score(info)
             rows.append({"source": source, "target": target, "metric": _primary(info), "mean": score["mean"],
                          "std": score["std"], "seeds": len(score["values"]),
                          "failed": None if arm.failed is None else len(arm.failed),
-                         "minus_own": versus.mean, "minus_own_std": versus.std, "paired_seeds": versus.n,
+                         "minus_own": cell["minus_own"], "minus_own_std": cell["minus_own_std"],
+                         "paired_seeds": cell["paired_seeds"],
                          "gain_over_random_recovered": (score["mean"] - random_mean) / gain if gain else float("nan"),
                          "matching": is_matching(score, _score(own, "dense")), "diagonal": source == target})
     return rows
@@ -492,12 +490,13 @@ def _transfer_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
         return "## Transfer between tasks\n\nNo target has all its cells (and its own ticket) yet."
     matrix.targets = complete
     results = {Cell(s, t): cells[Cell(s, t)] for s in [*matrix.sources, RANDOM] for t in complete}
-    rows = transfer_rows(plan, results, owns, complete)
+    # the matrix's table with each target's own ticket as its diagonal (also where the target is no source): the
+    # paired differences are computed there once, for the figure and the rows alike
+    table = matrix.table(results | {Cell(t, t): owns[t] for t in complete})
+    rows = transfer_rows(table, results, owns, complete)
     write_text(out / "transfer.csv", long_csv(matrix.long_rows(results)))
     write_csv(out / "transfer_paired.csv", rows)
-    # the figure's table: each target's own ticket as its diagonal, also where the target is no source
-    with_owns = results | {Cell(t, t): owns[t] for t in complete}
-    write_heatmap(matrix.table(with_owns), out / "transfer.png", recipe_line(plan))
+    write_heatmap(table, out / "transfer.png", recipe_line(plan))
     dense = {t: _score(results[Cell(RANDOM, t)], "dense") for t in complete}
     metrics = {r["target"]: r["metric"] for r in rows}
     lines = ["| mask from \\ target | " + " | ".join(f"{t} ({metric_label(metrics[t])})" for t in complete) + " |",
