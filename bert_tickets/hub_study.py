@@ -3,8 +3,9 @@ dataset repository (its CSV tables load with `datasets`), and a Hub collection t
 
     bert-tickets push --study runs/studies/minilm --repo-prefix OWNER/minilm-tickets [--dry-run OUT]
 
-Repositories are named `<prefix>-<task>-<sparsity in %>` and `<prefix>-report`. `--dry-run OUT` writes every
-folder, verified, plus `collection.json` (what the collection would hold), and uploads nothing.
+Repositories are named `<prefix>-<task>-<sparsity in %>` (50, or 50.4: the exact sparsity) and `<prefix>-report`.
+`--dry-run OUT` writes every folder, verified, plus `collection.json` (what the collection would hold),
+and uploads nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bert_tickets import paths
 from bert_tickets.errors import UserError
 from bert_tickets.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
 from bert_tickets.runs import TEMP_SUFFIX, log, usable_folder, write_json, write_text
@@ -36,7 +38,7 @@ class Release:
 
     @property
     def note(self) -> str:
-        return f"{self.task} ticket at {self.sparsity:.0%} sparsity"
+        return f"{self.task} ticket at {paths.sparsity_percent(self.sparsity)}% sparsity"
 
 
 def plan_releases(study_dir: str | Path, repo_prefix: str) -> tuple[Any, list[Release]]:
@@ -53,8 +55,11 @@ def plan_releases(study_dir: str | Path, repo_prefix: str) -> tuple[Any, list[Re
         if run.finished_ticket() is None:
             log(f"skipping {job}: not finished (rerun the study to compute it)")
             continue
-        repo_id = f"{repo_prefix}-{job.task}-{round(100 * job.sparsity)}"
+        repo_id = f"{repo_prefix}-{job.task}-{paths.sparsity_percent(job.sparsity)}"
         check_repo_id(repo_id, "--repo-prefix")
+        if any(r.repo_id == repo_id for r in releases):  # one repository, one ticket: never overwrite another
+            raise UserError(f"two tickets of the study would both be released as {repo_id}: their sparsities differ "
+                            "only beyond ten digits")
         releases.append(Release(job.task, job.sparsity, run.ticket_dir(), repo_id))
     if not releases:
         raise UserError(f"{study_dir} has no finished ticket yet: run the study first")

@@ -155,9 +155,17 @@ class ImpRun(RunFolder):
         mask = self.method.level_mask(self, k)  # on every rank alike (the main one saves it)
         save_mask(path, mask)
         barrier()  # every rank has read the frontier before it goes
-        if is_main_process():
-            paths.trained_prunable(self.level_dir(k - 1)).unlink(missing_ok=True)  # the frontier has moved on
+        if is_main_process() and self.on_grid(k):  # the frontier has moved on: a larger target reuses level k
+            paths.trained_prunable(self.level_dir(k - 1)).unlink(missing_ok=True)
         return mask
+
+    def trained_prunable(self, k: int) -> dict[str, torch.Tensor]:
+        """Level k's trained prunable weights; let go once level k+1 was made, they are trained again (the same
+        seed, data order and recipe: the same weights) when a smaller target than before needs another level k+1."""
+        if not rank0_sees(paths.trained_prunable(self.level_dir(k))):
+            log(f"level {k}: training it again for the trained weights another level {k + 1} is pruned from")
+            self._run_level(k, frontier_only=True)
+        return super().trained_prunable(k)
 
     def build_model(self, seed: int, rewound: bool = False, keep_head: bool = False) -> torch.nn.Module:
         """A task model: encoder θ0 (`rewound`: the rewind point, and whatever the method starts masked
@@ -173,9 +181,10 @@ class ImpRun(RunFolder):
         return self.resources.pretrained.build(seed, encoder_state=encoder, head_state=head, reinit=reinit)
 
     # --- private -------------------------------------------------------------------------------------
-    def _run_level(self, k: int) -> dict[str, Any]:
+    def _run_level(self, k: int, frontier_only: bool = False) -> dict[str, Any]:
+        """Train level k (its record marks it done); `frontier_only`: a done level again, for its trained weights."""
         folder, sparsity, rewind = self.level_dir(k), self.sparsities[k], self.config.pruning.rewind_step
-        if (done := read_json_if_exists(paths.metrics(folder))) is not None:
+        if not frontier_only and (done := read_json_if_exists(paths.metrics(folder))) is not None:
             log(f"level {k} (sparsity {sparsity:.2%}) already done: skipping")
             return done
         log(f"level {k}/{len(self.sparsities) - 1}: sparsity {sparsity:.2%}")
@@ -187,18 +196,22 @@ class ImpRun(RunFolder):
             save_tensors(paths.initial_head(self.root), head_state_of(model))
         if k > 0 and not self.method.rewinds:  # go on from the last level's trained network
             load_model(model, str(paths.trained_model(self.level_dir(k - 1))))
-        capture = partial(capture_rewind_point, self.root, rewind) if k == 0 and rewind else None
+        capture = partial(capture_rewind_point, self.root, rewind) if k == 0 and rewind and not frontier_only else None
+        record_path = paths.trained_prunable(folder) if frontier_only else paths.metrics(folder)
         result = self._fine_tune(model, mask if k > 0 else None, "level", f"level{k}", f"level {k} ({sparsity:.0%})",
-                                 {"level": k, "sparsity": sparsity, "seed": self.seed}, paths.metrics(folder),
+                                 {"level": k, "sparsity": sparsity, "seed": self.seed}, record_path,
                                  on_step=capture, mask_file=paths.mask(folder) if k > 0 else None,
                                  lr_horizon=self.config.pruning.level_lr_horizon)
         check_zeros(result, k)
+        if frontier_only:
+            self._save_frontier(model, folder)
+            remove_checkpoint(record_path)
+            barrier()
+            return read_json(paths.metrics(folder))
         if k == 0 and rewind and not paths.rewind_point(self.root).exists():
             raise UserError(f"rewind step {rewind} is beyond the {result.steps} training steps of a level")
         if self.method.trains_dense_level and (k + 1 < len(self.sparsities) or self.method.extendable):
-            trained = {n: p.detach().cpu().contiguous()
-                       for n, p in prunable_parameters(model, self.config.pruning.prunable).items()}
-            save_tensors(paths.trained_prunable(folder), trained)
+            self._save_frontier(model, folder)
         if not self.method.rewinds:
             atomic_write(paths.trained_model(folder), lambda tmp: save_model(model, tmp))
         if self.config.pruning.carry_head:
@@ -215,6 +228,11 @@ class ImpRun(RunFolder):
         log(f"level {k} done: {self.task.primary_metric} {100 * result.metrics[self.task.primary_metric]:.2f} "
             f"in {result.seconds:.0f}s")
         return record
+
+    def _save_frontier(self, model: torch.nn.Module, folder: Path) -> None:
+        trained = {n: p.detach().cpu().contiguous()
+                   for n, p in prunable_parameters(model, self.config.pruning.prunable).items()}
+        save_tensors(paths.trained_prunable(folder), trained)
 
     def _jaccard_to_theta0_magnitude(self, mask: Mask, sparsity: float) -> float:
         theta0 = self.resources.theta0_prunable()

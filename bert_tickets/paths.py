@@ -33,6 +33,18 @@ TICKET_INFO = "ticket.json"
 COMPARISON = "comparison.json"
 
 
+def sparsity_name(sparsity: float) -> str:
+    """A sparsity in a file or repository name, exactly: 4 decimals where they are the whole value (0.5000, the
+    names every run folder has used), else every digit, so that two sparsities never share a name by rounding."""
+    four = f"{sparsity:.4f}"
+    return four if float(four) == sparsity else repr(float(sparsity))
+
+
+def sparsity_percent(sparsity: float) -> str:
+    """A sparsity in percent for a release's name: 50, 50.4, 50.004 (ten significant digits, never whole percent)."""
+    return f"{100 * sparsity:.10g}"
+
+
 def run(output_dir: str | Path, task: str, method: str, run_hash: str) -> Path:
     return Path(output_dir) / task / f"{method}_{run_hash}"
 
@@ -50,7 +62,7 @@ def initial_head(root: Path) -> Path:
 
 
 def level(root: Path, k: int, sparsity: float) -> Path:
-    return root / f"level_{k:02d}_sparsity_{sparsity:.4f}"
+    return root / f"level_{k:02d}_sparsity_{sparsity_name(sparsity)}"
 
 
 def mask(folder: Path) -> Path:
@@ -80,7 +92,7 @@ def trained_head(level_dir: Path) -> Path:
 
 
 def ticket(root: Path, sparsity: float) -> Path:
-    return root / "tickets" / f"sparsity_{sparsity:.4f}"
+    return root / "tickets" / f"sparsity_{sparsity_name(sparsity)}"
 
 
 def ticket_info(ticket_dir: Path) -> Path:
@@ -117,7 +129,7 @@ def workers(folder: Path) -> Path:
 
 def transfer(output_dir: str | Path, sparsity: float, settings_hash: str) -> Path:
     """A transfer matrix's folder (its tables and figure), beside the run folders its cells use."""
-    return Path(output_dir) / "transfer" / f"sparsity_{sparsity:.4f}_{settings_hash}"
+    return Path(output_dir) / "transfer" / f"sparsity_{sparsity_name(sparsity)}_{settings_hash}"
 
 
 # A study folder: study.yaml (the spec as it ran), runs/ (its engine runs and transfer matrix), report/.

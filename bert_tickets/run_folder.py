@@ -26,10 +26,13 @@ def sparsity_schedule(target: float, rate: float, schedule: str = "linear") -> l
     original weights (the paper's code); `geometric`: `rate` of the weights that remain."""
     levels = [0.0]
     while levels[-1] < target - 1e-9:
-        k = len(levels)
-        nxt = k * rate if schedule == "linear" else 1.0 - (1.0 - rate) ** k
-        levels.append(min(round(nxt, 10), target))
+        levels.append(min(grid_sparsity(len(levels), rate, schedule), target))
     return levels
+
+
+def grid_sparsity(k: int, rate: float, schedule: str = "linear") -> float:
+    """Level k's sparsity on the schedule's own grid (a target between two grid points cuts its last level short)."""
+    return round(k * rate if schedule == "linear" else 1.0 - (1.0 - rate) ** k, 10)
 
 
 def run_dir(config: Config) -> Path:
@@ -59,6 +62,13 @@ class RunFolder:
 
     def level_dir(self, k: int) -> Path:
         return paths.level(self.root, k, self.sparsities[k])
+
+    def on_grid(self, k: int) -> bool:
+        """Level k is the schedule's own: any larger target reuses it. A level cut short by its target (0.6 with a
+        rate of 0.25), and a one-shot method's single level, are one target's alone: another target makes another
+        level k from level k-1's trained weights, so those are kept."""
+        p = self.config.pruning
+        return self.method.iterative and self.sparsities[k] == grid_sparsity(k, p.rate, p.schedule)
 
     def ticket_dir(self) -> Path:
         return paths.ticket(self.root, self.config.pruning.sparsity)
@@ -104,10 +114,7 @@ class RunFolder:
 
     def trained_prunable(self, k: int) -> dict[str, torch.Tensor]:
         """Level k's trained prunable weights, the frontier that mask k+1 is pruned from."""
-        path = paths.trained_prunable(self.level_dir(k))
-        if not path.exists():
-            raise RuntimeError(f"{paths.mask(self.level_dir(k + 1))} is missing: delete {self.level_dir(k)} and rerun")
-        return load_file(str(path))
+        return load_file(str(paths.trained_prunable(self.level_dir(k))))
 
     def fine_tunings(self) -> dict[Path, int]:
         """Every fine-tuning this run implies, keyed by the file its result goes to (runs sharing a dense seed
