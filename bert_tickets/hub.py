@@ -7,14 +7,9 @@ and the dense model's dev scores. Nothing is uploaded before the zeros and the s
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +24,8 @@ from bert_tickets.masks import sparsity_report
 from bert_tickets.methods import get_method
 from bert_tickets.metrics import display_value, format_mean_std
 from bert_tickets.modeling import MINILM_ALIASES, load_pretrained, resolve_model_path
-from bert_tickets.runs import TEMP_SUFFIX, UMASK, file_lock, log, usable_folder
+from bert_tickets.release_folder import UPLOAD_IGNORE, check_replaceable, replace_owned, staging
+from bert_tickets.runs import log, usable_folder
 from bert_tickets.stats import matching_mark
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import Ticket
@@ -38,25 +34,19 @@ HUB_BASE = {name: "sentence-transformers/all-MiniLM-L6-v2" for name in MINILM_AL
 
 
 def export_ticket(ticket_dir: str | Path, out: str | Path, repo_id: str) -> Path:
-    """Write the Hub-ready folder `out`. An existing `out` is replaced only if it is an earlier export of ours (never
-    a folder of anything else), and only once the new export is verified."""
+    """Write the Hub-ready folder `out`, verified before anything in `out` changes. Into an earlier export, only the
+    files that export wrote are replaced (`bert_tickets.release_folder`): nothing else in `out` is touched."""
     check_repo_id(repo_id)
     ticket = Ticket.load(ticket_dir)
     if not get_method(ticket.info["method"]).exportable:
         raise UserError(f"exporting a {ticket.info['method']!r} ticket is not supported: its weights are not θ0")
     out = Path(out)
     usable_folder(out.parent)
-    _check_replaceable(out)
-    with _export_lock(out):
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=TEMP_SUFFIX))  # unique
-        try:
-            os.chmod(tmp, 0o777 & ~UMASK)
-            _write_export(ticket, tmp, repo_id)
-            verify_export(tmp)
-            _check_replaceable(out)  # again: something may have appeared meanwhile
-            _swap_in(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    check_replaceable(out)
+    with staging(out) as tmp:
+        _write_export(ticket, tmp, repo_id)
+        verify_export(tmp)
+        replace_owned(tmp, out)  # checks `out` again: something may have changed meanwhile
     return out
 
 
@@ -69,22 +59,6 @@ def is_export(folder: Path) -> bool:
         return "bert_tickets" in ModelCard.load(card).data.to_dict()
     except Exception:  # not a model card at all
         return False
-
-
-def _check_replaceable(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a folder: choose another --dry-run folder")
-    if out.is_dir() and any(out.iterdir()) and not is_export(out):
-        raise UserError(f"{out} is not empty and not an earlier export of a ticket: choose another --dry-run folder "
-                        "(nothing was changed)")
-
-
-@contextmanager
-def _export_lock(out: Path) -> Iterator[None]:
-    """One export into `out` at a time (the lock file is in the system's temp folder: none is left beside `out`)."""
-    key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
-    with file_lock(Path(tempfile.gettempdir()) / f"bert-tickets-export-{key}.lock"):
-        yield
 
 
 def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
@@ -106,17 +80,6 @@ def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
     shutil.copyfile(paths.mask(ticket.path), paths.mask(folder))
     shutil.copyfile(paths.ticket_info(ticket.path), paths.ticket_info(folder))
     model_card(ticket, repo_id, model.base_model_prefix).save(folder / "README.md")
-
-
-def _swap_in(new: Path, out: Path) -> None:
-    """`new` becomes `out`; the earlier `out`, if any, is deleted only once `new` is in place."""
-    if not out.exists():
-        os.replace(new, out)
-        return
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-    os.replace(out, old)  # onto the empty placeholder
-    os.replace(new, out)
-    shutil.rmtree(old)
 
 
 def check_repo_id(repo_id: str, flag: str = "--repo-id") -> None:
@@ -310,6 +273,7 @@ def push_to_hub(folder: Path, repo_id: str, options: PushOptions = PushOptions()
         if options.revision and not options.create_pr:
             api.create_branch(repo_id, branch=options.revision, repo_type=repo_type, exist_ok=True)
         commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type,
+                                   ignore_patterns=UPLOAD_IGNORE,
                                    revision=options.revision, create_pr=options.create_pr, commit_message=message)
     except UserError:
         raise

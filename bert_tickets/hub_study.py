@@ -20,7 +20,8 @@ from typing import Any
 from bert_tickets import paths
 from bert_tickets.errors import UserError
 from bert_tickets.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
-from bert_tickets.runs import TEMP_SUFFIX, log, usable_folder, write_json, write_text
+from bert_tickets.release_folder import replace_owned, staging
+from bert_tickets.runs import log, usable_folder, write_json, write_text
 
 COLLECTION_FILE = "collection.json"
 TITLE_LIMIT = 59  # the Hub refuses collection titles of 60 characters or more
@@ -131,21 +132,16 @@ def create_collection(collection: dict[str, Any]) -> str:
 def write_report_repo(report: Path, folder: Path, spec: Any) -> Path:
     """The report as a dataset repository: its README with a dataset card header, whose `configs` make each CSV
     table load with `datasets.load_dataset(repo, "<table>")`; the figures beside it."""
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=TEMP_SUFFIX))
-    try:
+    with staging(folder) as tmp:
         tables = sorted(p for p in report.iterdir() if p.suffix == ".csv")
         for item in report.iterdir():
             if item.is_file():
-                shutil.copyfile(item, staging / item.name)
+                shutil.copyfile(item, tmp / item.name)
         header = {"pretty_name": f"bert-tickets study {spec.name}", "tags": ["lottery-ticket", "bert-tickets"],
                   "configs": [{"config_name": t.stem, "data_files": t.name} for t in tables]}
         body = (report / "README.md").read_text()
-        write_text(staging / "README.md", "---\n" + _yaml(header) + "---\n\n" + body)
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        write_text(tmp / "README.md", "---\n" + _yaml(header) + "---\n\n" + body)
+        replace_owned(tmp, folder, "an earlier export of a study's report")
     return folder
 
 

@@ -204,7 +204,7 @@ def test_push_never_touches_what_it_did_not_write(world, capsys, tmp_path):
     out = tmp_path / "release"
     assert main([*push, "--dry-run", str(out)]) == 0 and main([*push, "--dry-run", str(out)]) == 0  # ours: replaced
     assert (out / "model.safetensors").is_file() and os.stat(out).st_mode & 0o777 == 0o777 & ~UMASK
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_notes", "plain_file", "release"]  # no temp left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".release.lock", "my_notes", "plain_file", "release"]
 
 
 def test_two_dry_runs_into_one_folder_at_once_leave_one_good_export(world, tmp_path):
@@ -217,7 +217,7 @@ def test_two_dry_runs_into_one_folder_at_once_leave_one_good_export(world, tmp_p
     from bert_tickets.hub import is_export, verify_export
 
     assert is_export(out) and verify_export(out)["pruned_nonzero"] == 0
-    assert [p.name for p in tmp_path.iterdir()] == ["release"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".release.lock", "release"]  # the lock, no temp folder
 
 
 # --- 6. reruns, leftovers, modes, locks, moved folders ---------------------------------------------------------------

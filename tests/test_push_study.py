@@ -9,6 +9,7 @@ from fake_hub import FakeHub, hub_env
 from huggingface_hub import ModelCard
 
 from bert_tickets.cli import main
+from bert_tickets.release_folder import MANIFEST
 
 
 def tiny_study(model, glue_dir, tmp_path, capsys):
@@ -33,7 +34,8 @@ def test_push_a_study_dry_run_then_to_the_hub(tiny_bert, glue_dir, tmp_path, cap
     study = tiny_study(tiny_bert, glue_dir, tmp_path, capsys)
     out = tmp_path / "release"
     assert main(["push", "--study", str(study), "--repo-prefix", "someone/tiny", "--dry-run", str(out)]) == 0
-    assert {p.name for p in out.iterdir()} == {"tiny-rte-20", "tiny-mrpc-20", "tiny-report", "collection.json"}
+    assert {p.name for p in out.iterdir()} == {"tiny-rte-20", "tiny-mrpc-20", "tiny-report", "collection.json",
+                                               ".tiny-rte-20.lock", ".tiny-mrpc-20.lock", ".tiny-report.lock"}
     collection = json.loads((out / "collection.json").read_text())
     assert collection["title"] == "bert-tickets: release-test" and collection["namespace"] == "someone"
     assert [(i["item_id"], i["item_type"]) for i in collection["items"]] == [
@@ -63,10 +65,15 @@ def test_push_a_study_dry_run_then_to_the_hub(tiny_bert, glue_dir, tmp_path, cap
     # the uploads are the dry run's folders, byte for byte
     for name, kind in (("tiny-rte-20", "model"), ("tiny-mrpc-20", "model"), ("tiny-report", "dataset")):
         uploaded = hub.repos[f"{kind}:someone/{name}"]["files"]["main"]
-        assert uploaded == {p.name: p.read_bytes() for p in (out / name).iterdir()}, name
+        assert uploaded == {p.name: p.read_bytes() for p in (out / name).iterdir() if p.name != MANIFEST}, name
     items = hub.collections[slug]["items"]
     assert [(i["id"], i["type"]) for i in items] == [(i["item_id"], i["item_type"]) for i in collection["items"]]
     assert not any(r["private"] for r in hub.repos.values())
+    # a second dry run replaces what the first wrote and nothing else
+    (out / "tiny-report" / "notes.md").write_text("mine")
+    (out / "mine.txt").write_text("mine")
+    assert main(["push", "--study", str(study), "--repo-prefix", "someone/tiny", "--dry-run", str(out)]) == 0
+    assert (out / "tiny-report" / "notes.md").read_text() == "mine" and (out / "mine.txt").read_text() == "mine"
 
 
 def test_push_study_needs_its_prefix_and_a_finished_ticket(tmp_path, capsys):
