@@ -100,7 +100,7 @@ def study(spec: str, *, output_dir: str | None = None) -> Path:
     text = read_spec_text(spec)
     parsed = parse_spec(text, spec)
     plan = StudyPlan(parsed, Path(output_dir or Path("runs") / "studies" / parsed.name))
-    save_spec(plan.folder, text)
+    save_spec(plan.folder, text, parsed)
     run_study(plan, plan.jobs())
     return write_report(plan) / "README.md"
 

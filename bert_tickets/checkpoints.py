@@ -76,9 +76,15 @@ class Checkpointer:
         if is_main_process():
             shutil.rmtree(new, ignore_errors=True)
         barrier()
-        self.accelerator.save_state(str(new))
+        try:
+            self.accelerator.save_state(str(new))
+            if is_main_process():
+                write_json(new / PROGRESS, progress)
+        except BaseException:  # a full disk, a signal: no half-written checkpoint is left to fill the disk
+            if is_main_process():
+                shutil.rmtree(new, ignore_errors=True)
+            raise
         if is_main_process():
-            write_json(new / PROGRESS, progress)
             if self.folder.exists():
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(self.folder, old)

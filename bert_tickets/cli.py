@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import io
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -226,7 +228,7 @@ def run_study_command(args: argparse.Namespace) -> int:
         return 0
     mine = cells_of_worker(jobs, *parse_share(args.cell)) if args.cell else jobs
     if not args.worker:
-        save_spec(plan.folder, text)
+        save_spec(plan.folder, text, spec)
     if run_share_or_start_workers(StudyWork(plan, mine), args.argv, args.worker, worker_count(args.workers)):
         return 0
     run_study(plan, mine)  # in-process; after local workers, everything is done
@@ -323,12 +325,51 @@ def dashed(argv: Sequence[str]) -> list[str]:
     return out
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `kill`): unwound like Ctrl-C, so it cleans what Ctrl-C cleans."""
+
+
+def _terminate(signum: int, frame: Any) -> NoReturn:
+    raise Terminated
+
+
+def check_launch_environment() -> None:
+    """RANK and WORLD_SIZE, when set, must describe a real launch (a stray RANK=1 would silence every message)."""
+    rank, size = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+    whole = [v is None or (v.isascii() and v.isdigit()) for v in (rank, size)]
+    if not all(whole) or int(rank or 0) >= int(size or 1) or (rank is None and int(size or 1) > 1):
+        raise UserError(f"RANK={rank} and WORLD_SIZE={size} do not describe a multi-process launch (0 <= RANK < "
+                        "WORLD_SIZE, both set): unset them, or start with `accelerate launch` / torchrun")
+
+
+# how writers say it: the OS, safetensors (Rust's StorageFull), torch.save (PytorchStreamWriter's "file write failed")
+DISK_FULL = ("No space left on device", "StorageFull", "Disk quota exceeded", "file write failed")
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """A full disk, however the writer reported it (OSError, safetensors' or torch's own errors), in the chain."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(exc) for text in DISK_FULL):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(dashed(argv))
     args.argv = argv
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        check_launch_environment()
+    except UserError as exc:  # every process says it: which one is "main" is what is wrong
+        print(f"bert-tickets: error: {exc}", file=sys.stderr)
+        return 2
     main_process = is_main_process()
+    previous = signal.signal(signal.SIGTERM, _terminate) if _in_main_thread() else None
     try:
         if not main_process:  # data parallel: the summary and the ticket path come once, from rank 0
             with contextlib.redirect_stdout(io.StringIO()):
@@ -338,13 +379,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         if main_process:
             print(f"bert-tickets: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("bert-tickets: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    except OSError as exc:  # the last resort for the file system (full disk, permissions): one line, the path
+    except KeyboardInterrupt as exc:
+        print(f"bert-tickets: {'stopped (SIGTERM)' if isinstance(exc, Terminated) else 'interrupted'}; rerun the "
+              "same command to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    except Exception as exc:
+        if disk_full(exc):
+            where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+            print(f"bert-tickets: error: the disk is full (No space left on device{where}); earlier results are "
+                  "intact: free space and rerun the same command to resume", file=sys.stderr)
+            return 2
+        if not isinstance(exc, OSError):
+            raise  # a bug: its traceback is what to report
+        # the last resort for the file system (permissions, a vanished folder): one line, the path
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"bert-tickets: error: {exc.strerror or exc}{where}; earlier results are intact", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 COMMANDS = {"find": run_find, "evaluate": run_evaluate, "transfer": run_transfer, "push": run_push,

@@ -124,34 +124,39 @@ class PruningConfig:
                          "layerwise: each matrix pruned to the level's sparsity on its own")
 
 
+# Upper bounds where a larger value cannot work (it would overflow a tensor index or exhaust memory, after hours)
+MAX_BATCH = 2**20
+MAX_STEPS = 10**9
+MAX_SAMPLES = 2**40
+
 # The domain of every numeric setting (None, where a setting allows it, means "unset"); NaN and infinity never pass.
 DOMAINS: dict[str, tuple[Any, str]] = {
     "pruning.sparsity": (lambda v: 0 < v < 1, "in (0, 1)"),
     "pruning.rate": (lambda v: 0 < v < 1, "in (0, 1)"),
-    "pruning.rewind_step": (lambda v: v >= 0, ">= 0 (0 = rewind to θ0)"),
-    "pruning.seeds": (lambda v: v >= 1, "at least 1"),
-    "pruning.level_lr_horizon": (lambda v: v >= 1, ">= 1 (1: each level decays to 0)"),
+    "pruning.rewind_step": (lambda v: 0 <= v <= MAX_STEPS, f"in [0, {MAX_STEPS}] (0 = rewind to θ0)"),
+    "pruning.seeds": (lambda v: 1 <= v <= 10_000, "in [1, 10000]"),
+    "pruning.level_lr_horizon": (lambda v: 1 <= v <= 1e6, "in [1, 1e6] (1: each level decays to 0)"),
     "training.learning_rate": (lambda v: 0 < v < 1, "in (0, 1)"),
-    "training.batch_size": (lambda v: v >= 1, "at least 1"),
-    "training.eval_batch_size": (lambda v: v >= 1, "at least 1"),
-    "training.epochs": (lambda v: v > 0, "> 0"),
-    "training.max_steps": (lambda v: v >= 1, "at least 1"),
+    "training.batch_size": (lambda v: 1 <= v <= MAX_BATCH, f"in [1, {MAX_BATCH}]"),
+    "training.eval_batch_size": (lambda v: 1 <= v <= MAX_BATCH, f"in [1, {MAX_BATCH}]"),
+    "training.epochs": (lambda v: 0 < v <= 10_000, "in (0, 10000]"),
+    "training.max_steps": (lambda v: 1 <= v <= MAX_STEPS, f"in [1, {MAX_STEPS}]"),
     "training.warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "training.weight_decay": (lambda v: v >= 0, ">= 0"),
     "training.max_grad_norm": (lambda v: v >= 0, ">= 0 (0 = no clipping)"),
-    "training.gradient_accumulation_steps": (lambda v: v >= 1, "at least 1"),
+    "training.gradient_accumulation_steps": (lambda v: 1 <= v <= MAX_BATCH, f"in [1, {MAX_BATCH}]"),
     "training.seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
     "pruning.search_seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
-    "training.lora_r": (lambda v: v >= 1, "at least 1"),
-    "training.checkpoint_minutes": (lambda v: v > 0, "> 0"),
-    "training.checkpoint_steps": (lambda v: v >= 1, "at least 1"),
-    "training.lora_alpha": (lambda v: v > 0, "> 0"),
+    "training.lora_r": (lambda v: 1 <= v <= 65_536, "in [1, 65536]"),
+    "training.checkpoint_minutes": (lambda v: 0 < v <= 1e6, "in (0, 1e6]"),
+    "training.checkpoint_steps": (lambda v: 1 <= v <= MAX_STEPS, f"in [1, {MAX_STEPS}]"),
+    "training.lora_alpha": (lambda v: 0 < v <= 1e6, "in (0, 1e6]"),
     "training.lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "data.max_length": (lambda v: v >= 8, "at least 8 (tokens, special ones included)"),
-    "data.max_train_samples": (lambda v: v >= 1, "at least 1"),
-    "data.max_eval_samples": (lambda v: v >= 1, "at least 1"),
-    "data.doc_stride": (lambda v: v >= 1, "at least 1"),
-    "data.max_answer_length": (lambda v: v >= 1, "at least 1"),
+    "data.max_length": (lambda v: 8 <= v <= 65_536, "in [8, 65536] (tokens, special ones included)"),
+    "data.max_train_samples": (lambda v: 1 <= v <= MAX_SAMPLES, f"in [1, {MAX_SAMPLES}]"),
+    "data.max_eval_samples": (lambda v: 1 <= v <= MAX_SAMPLES, f"in [1, {MAX_SAMPLES}]"),
+    "data.doc_stride": (lambda v: 1 <= v <= 65_536, "in [1, 65536]"),
+    "data.max_answer_length": (lambda v: 1 <= v <= 65_536, "in [1, 65536]"),
     "data.mlm_probability": (lambda v: 0 < v < 1, "in (0, 1)"),
     "data.mask_seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
 }
@@ -351,12 +356,46 @@ def _read_text_file(path: Path, kind: str) -> str:
         raise UserError(f"{kind} {path}: cannot read it ({exc.strerror or exc})") from None
 
 
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice (YAML says keys are unique; PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+YAML_NODE_LIMIT = 100_000  # values in a config or spec once aliases are expanded (an alias bomb has billions)
+
+
+def _expanded_size(data: Any, budget: int) -> int:
+    """How many values `data` holds with every alias expanded, counting no further than `budget`."""
+    count, stack = 0, [data]
+    while stack and count <= budget:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
 def yaml_mapping(text: str, where: str) -> dict[str, Any]:
-    """The YAML text as a mapping, or one clear error naming `where`."""
+    """The YAML text as a mapping, or one clear error naming `where` (duplicate keys and alias bombs included)."""
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=StrictLoader) or {}  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
-        raise UserError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{where}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
+    except RecursionError:
+        raise UserError(f"{where}: nested too deeply") from None
+    if _expanded_size(data, YAML_NODE_LIMIT) > YAML_NODE_LIMIT:
+        raise UserError(f"{where}: more than {YAML_NODE_LIMIT} values once its aliases (*name) are expanded")
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a mapping, got {type(data).__name__}")
     return data
@@ -409,6 +448,8 @@ def _coerce(value: Any, hint: Any, dotted: str) -> Any:
         if base is bool:
             if isinstance(value, bool):
                 return value
+            raise ValueError
+        if isinstance(value, bool):  # `true` is no number (Python would take it as 1)
             raise ValueError
         if base is int and isinstance(value, float) and not value.is_integer():
             raise ValueError

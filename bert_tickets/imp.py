@@ -276,7 +276,12 @@ class SeedWork:
     def run_unit(self, unit: tuple[str, int]) -> None:
         self.run.run_seed_job(*unit)
 
+    def is_done(self, unit: tuple[str, int]) -> bool:
+        return self.run.result_path(*unit).exists()
+
     def before_workers(self) -> bool:
+        if self.run.finished_ticket() is not None:  # a finished rerun writes nothing, whatever --workers says
+            return False
         self.run.run_levels()  # one after another by nature; the seeds' fine-tunings are independent
         return bool(self.run.seed_jobs())
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 import transformers
-from safetensors import SafetensorError
 from torch import nn
 
 from bert_tickets.errors import UserError
@@ -128,7 +127,9 @@ def _load_errors(name: str, revision: str | None = None) -> Iterator[str]:
         raise UserError(f"model.revision {revision!r} is for Hub models; {name} is a local folder")
     try:
         yield path
-    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+    except UserError:
+        raise
+    except Exception as exc:  # OSError, ValueError, SafetensorError, a refused pickle (UnpicklingError), ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = "" if Path(path).exists() else (
             f"; offline, pass a local copy with --model PATH (or --model {MINILM_PACKAGE})")

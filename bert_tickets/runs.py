@@ -11,6 +11,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -110,12 +111,37 @@ def copy_file(source: str | Path, path: str | Path) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A record; an empty or torn one (a crash before the disk had it) is one clear error naming it."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except ValueError:
+        raise UserError(f"{path} is damaged (empty or cut short, e.g. by a crash): rerun the command that wrote it, "
+                        "which recomputes it") from None
 
 
 def read_json_if_exists(path: str | Path) -> Any | None:
     path = Path(path)
     return read_json(path) if path.exists() else None
+
+
+def is_damaged(path: Path) -> bool:
+    """A JSON record that exists but does not parse."""
+    try:
+        json.loads(path.read_bytes())
+    except ValueError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def remove_damaged(paths: Iterator[Path]) -> None:
+    """Delete records that do not parse, so they are recomputed; call it only under the lock of whoever writes them
+    (our writes are atomic renames: only a crash of the machine before the data reached the disk leaves one)."""
+    for path in paths:
+        if path.is_file() and is_damaged(path):
+            path.unlink()
+            log(f"removed the damaged record {path} (empty or cut short): it is recomputed")
 
 
 def remove_leftovers(folder: Path) -> int:
@@ -126,8 +152,12 @@ def remove_leftovers(folder: Path) -> int:
         if tmp.is_file():
             tmp.unlink(missing_ok=True)
             removed += 1
+    for new in folder.rglob("*.checkpoint.new"):  # a checkpoint whose writing was interrupted (never the resumed one)
+        shutil.rmtree(new, ignore_errors=True)
+        removed += 1
     if removed:
         log(f"removed {removed} temp file(s) left by an interrupted run in {folder}")
+    remove_damaged(folder.rglob("*.json"))
     return removed
 
 
@@ -157,7 +187,10 @@ def usable_folder(folder: Path) -> Path:
 @contextmanager
 def file_lock(lock_file: Path, waiting: str | None = None) -> Iterator[None]:
     """An exclusive `flock` on `lock_file` (created if missing, never deleted: a waiter may hold it open), released
-    however the process ends; `waiting` is logged when another process holds it."""
+    however the process ends; `waiting` is logged when another process holds it. A lock that is not a regular file
+    (a FIFO would block forever, a link could point anywhere) is refused."""
+    if lock_file.is_symlink() or (lock_file.exists() and not lock_file.is_file()):
+        raise UserError(f"{lock_file} is not a regular file: remove it (it is only a lock) and rerun")
     with lock_file.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -182,6 +215,9 @@ def result_lock(path: Path) -> Iterator[None]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_name(f".{path.name}.lock")):
+        for tmp in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):  # this record's interrupted writes
+            tmp.unlink(missing_ok=True)
+        remove_damaged(iter([path]))
         yield
 
 

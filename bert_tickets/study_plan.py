@@ -8,6 +8,7 @@ The report (`bert_tickets.report`) reads the same plan and never trains.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +25,7 @@ from bert_tickets.runs import log, read_json, write_text
 from bert_tickets.tasks import get_task
 from bert_tickets.transfer_matrix import MAGNITUDE, RANDOM, Cell, TransferMatrix, plan
 
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a folder name: never a path
 SPEC_KEYS = {"name", "description", "config", "data_dir", "settings", "task_settings", "tasks", "sparsities",
              "baselines", "baseline_sparsities", "seeds", "searches", "transfer"}
 TRANSFER_KEYS = {"sources", "targets", "sparsity", "seeds"}
@@ -95,6 +97,12 @@ def parse_spec(text: str, where: str = "study") -> StudySpec:
     for key in ("name", "tasks", "sparsities"):
         if not data.get(key):
             raise UserError(f"{where}: {key!r} is required")
+    for key in ("name", "description", "config", "data_dir"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise UserError(f"{where}: {key!r} must be text, got {type(data[key]).__name__}")
+    if not STUDY_NAME.fullmatch(data["name"]) or ".." in data["name"]:
+        raise UserError(f"{where}: name {data['name']!r} must be letters, digits, '.', '_' or '-' (it names the "
+                        "study's folder, runs/studies/<name>)")
     tasks = [get_task(str(t)).name for t in _as_list(data["tasks"], "tasks", where)]
     sparsities = sorted(_sparsity(s, where) for s in _as_list(data["sparsities"], "sparsities", where))
     task_settings = {get_task(str(t)).name: _mapping(v, f"task_settings.{t}", where)
@@ -289,8 +297,18 @@ class StudyPlan:
         self.engine_run(job).run()
 
 
-def save_spec(folder: Path, text: str) -> None:
-    write_text(folder / paths.STUDY_SPEC, text)
+def save_spec(folder: Path, text: str, spec: StudySpec) -> None:
+    """The spec as it runs, in its folder; a folder holding another study (another name) is refused: one study per
+    folder, whose spec and report would otherwise be replaced. The same study, extended, reruns there."""
+    path = folder / paths.STUDY_SPEC
+    if path.is_file():
+        try:
+            name = yaml_mapping(path.read_text(errors="replace"), str(path)).get("name")
+        except UserError:
+            name = None
+        if name != spec.name:
+            raise UserError(f"{folder} holds another study ({name!r}, not {spec.name!r}): choose another --output-dir")
+    write_text(path, text)
 
 
 def load_plan(folder: str | Path) -> StudyPlan:
@@ -326,6 +344,9 @@ class StudyWork:
 
     def run_unit(self, unit: list[Job]) -> None:
         run_study(self.plan, [job for job in unit if job in self.jobs])
+
+    def is_done(self, unit: list[Job]) -> bool:
+        return all(self.plan.finished(job) is not None for job in unit if job in self.jobs)
 
     def before_workers(self) -> bool:
         return True

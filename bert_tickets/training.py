@@ -26,6 +26,7 @@ from bert_tickets.checkpoints import Checkpointer
 from bert_tickets.config import TrainingConfig
 from bert_tickets.errors import UserError
 from bert_tickets.masks import MaskEnforcer, encoder_of
+from bert_tickets.runs import world_size
 from bert_tickets.tasks import PreparedData, TaskAdapter
 from bert_tickets.tracking import LogFn
 
@@ -124,6 +125,10 @@ def make_accelerator(training: TrainingConfig) -> Accelerator:
     loading = DataLoaderConfiguration(split_batches=True, non_blocking=torch.cuda.is_available())
     accelerator = Accelerator(mixed_precision=precision, dataloader_config=loading,
                               gradient_accumulation_steps=training.gradient_accumulation_steps)
+    if accelerator.num_processes != world_size():  # each process would train everything alone
+        raise UserError(f"launched as {world_size()} processes (WORLD_SIZE), but accelerate sees "
+                        f"{accelerator.num_processes}: on CPU use `accelerate launch --cpu` (or set "
+                        "ACCELERATE_USE_CPU=1), on GPUs `accelerate launch` or torchrun with one process per GPU")
     for name in ("batch_size", "eval_batch_size"):
         if getattr(training, name) % accelerator.num_processes:
             raise UserError(f"training.{name} ({getattr(training, name)}) is the global batch: it must divide "
@@ -202,31 +207,33 @@ class _Loop:
         skip = resume["micro_batches"] if resume else 0  # the data position: batches already trained on
         start = time.perf_counter()
         bar = tqdm(total=self.steps, desc=desc, disable=not self.accelerator.is_local_main_process, leave=False)
-        self.model.train()
-        while self.step < self.steps:
-            for batch in loader:
-                if self.micro_batches < skip:  # replay the data order (its generator), not the training
-                    self.micro_batches += 1
-                    if self.micro_batches == skip:
-                        self._resume(resume, checkpoints, bar)
-                    continue
-                if not self._micro_batch(batch):
-                    continue
-                self.step_ends.append(time.perf_counter())
-                bar.update()
-                if on_step:
-                    on_step(self.step, self.accelerator.unwrap_model(self.model))
-                if self.step % SYNC_EVERY == 0 or self.step == self.steps:
-                    mean_loss = (self.loss_sum / self.micro_batches).item()
-                    bar.set_postfix(loss=f"{mean_loss:.4f}")
-                    if log:
-                        log({"train_loss": mean_loss}, self.step)
-                if self.step >= self.steps:
-                    break
-                if checkpoints.due(self.step):
-                    self.seconds = self.earlier_seconds + time.perf_counter() - start
-                    checkpoints.save(self._progress())
-        bar.close()
+        try:  # the bar is cleared however training ends, so an error message starts its own line
+            self.model.train()
+            while self.step < self.steps:
+                for batch in loader:
+                    if self.micro_batches < skip:  # replay the data order (its generator), not the training
+                        self.micro_batches += 1
+                        if self.micro_batches == skip:
+                            self._resume(resume, checkpoints, bar)
+                        continue
+                    if not self._micro_batch(batch):
+                        continue
+                    self.step_ends.append(time.perf_counter())
+                    bar.update()
+                    if on_step:
+                        on_step(self.step, self.accelerator.unwrap_model(self.model))
+                    if self.step % SYNC_EVERY == 0 or self.step == self.steps:
+                        mean_loss = (self.loss_sum / self.micro_batches).item()
+                        bar.set_postfix(loss=f"{mean_loss:.4f}")
+                        if log:
+                            log({"train_loss": mean_loss}, self.step)
+                    if self.step >= self.steps:
+                        break
+                    if checkpoints.due(self.step):
+                        self.seconds = self.earlier_seconds + time.perf_counter() - start
+                        checkpoints.save(self._progress())
+        finally:
+            bar.close()
         self.seconds = self.earlier_seconds + time.perf_counter() - start
 
     def _micro_batch(self, batch: dict[str, torch.Tensor]) -> bool:

@@ -182,6 +182,11 @@ class TransferWork:
     def run_unit(self, unit: str | Cell) -> None:
         self.matrix.run_job(unit)
 
+    def is_done(self, unit: str | Cell) -> bool:
+        if isinstance(unit, Cell):
+            return self.matrix.finished_cell(unit) is not None
+        return self.matrix.source_run(unit).finished_ticket() is not None
+
     def before_workers(self) -> bool:
         return True
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,6 +37,10 @@ class LocalWork(Protocol):
 
     def run_unit(self, unit: Any) -> None: ...
 
+    def is_done(self, unit: Any) -> bool:
+        """Whether the unit's results are all there already (never trains)."""
+        ...
+
     def before_workers(self) -> bool:
         """Runs, in this process, what must come before the workers; False when nothing is left for them."""
         ...
@@ -50,7 +55,8 @@ def run_share_or_start_workers(work: LocalWork, argv: list[str], worker: str | N
             work.run_unit(unit)
         return True
     if count > 1 and work.before_workers():
-        run_local_workers(argv, count, work.workers_dir, tuple(work.rounds()))
+        pending = {phase: sum(not work.is_done(unit) for unit in units) for phase, units in work.rounds().items()}
+        run_local_workers(argv, count, work.workers_dir, pending)
     return False
 
 
@@ -87,10 +93,10 @@ def cells_of_worker(cells: list[Job], index: int, count: int) -> list[Job]:
 
 
 def parse_share(text: str, flag: str = "--cell") -> tuple[int, int]:
-    index, _, count = text.partition("/")
-    if not (index.isdigit() and count.isdigit()) or int(count) == 0:
+    share = re.fullmatch(r"([0-9]{1,9})/([0-9]{1,9})", text.strip())  # ASCII digits: str.isdigit takes '²' too
+    if share is None or int(share[2]) == 0:
         raise UserError(f"{flag} expects i/N, e.g. 0/4; got {text!r}")
-    return int(index), int(count)
+    return int(share[1]), int(share[2])
 
 
 def _die_with_parent() -> None:
@@ -111,12 +117,16 @@ def visible_gpus() -> list[str]:
         str(i) for i in range(torch.cuda.device_count())]
 
 
-def run_local_workers(argv: list[str], count: int, log_dir: Path, rounds: tuple[str, ...]) -> None:
-    """Rounds of `count` processes, each pinned to one GPU in turn (several per GPU pack it); every process
-    reruns this command with `--worker ROUND:i/count` and computes its share of that round's jobs."""
+def run_local_workers(argv: list[str], requested: int, log_dir: Path, pending: dict[str, int]) -> None:
+    """Rounds of processes, each pinned to one GPU in turn (several per GPU pack it); every process reruns this
+    command with `--worker ROUND:i/count` and computes its share of that round's jobs. A round starts no more
+    processes than it has units left (none when all are done)."""
     gpus = visible_gpus()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for phase in rounds:
+    for phase, left in pending.items():
+        count = min(requested, left)
+        if count == 0:
+            continue
+        log_dir.mkdir(parents=True, exist_ok=True)
         log(f"{phase}: {count} local workers on {'GPUs ' + ','.join(gpus) if gpus else 'CPU'}")
         running = []
         for i in range(count):

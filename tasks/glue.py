@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -217,6 +218,9 @@ def _column_indices(task: GlueTask, path: Path, header: list[str]) -> dict[str, 
     return {name: header.index(c) for name, c in wanted.items()}  # type: ignore[arg-type]
 
 
+PLAIN_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def parse_label(labels: tuple[str, ...] | None, path: Path, line_no: int, value: str) -> float | int:
     """A TSV label: a number for regression (`labels` None), else the index of the label string."""
     value = value.strip()
@@ -227,6 +231,8 @@ def parse_label(labels: tuple[str, ...] | None, path: Path, line_no: int, value:
             raise UserError(f"{path}:{line_no}: label {value!r} is not a number") from None
         if not math.isfinite(number):
             raise UserError(f"{path}:{line_no}: label {value!r} is not a finite number")
+        if not PLAIN_DECIMAL.fullmatch(value):  # float() also takes 1_000 and other scripts' digits (٣)
+            raise UserError(f"{path}:{line_no}: label {value!r} is not a plain decimal number")
         return number
     if value in labels:
         return labels.index(value)

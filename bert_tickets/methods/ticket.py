@@ -36,6 +36,9 @@ class GivenTicket(Method):
             raise UserError(f"the ticket's mask covers {covered} of the {len(prunable)} "
                             f"prunable matrices (first missing: {missing[0]}): its sparsity would not be this "
                             "network's; check pruning.prunable")
+        if extra := [n for n in mask if n not in prunable and not OPTIONAL_KEYS.search(n)]:
+            raise UserError(f"the ticket's mask holds {len(extra)} entries outside this run's prunable weights (first: "
+                            f"{extra[0]}): a mask may prune only pruning.prunable's matrices")
         found = sparsity_report(mask)["sparsity"]
         if abs(found - run.sparsities[k]) > 1e-3:
             raise UserError(f"the ticket's sparsity is {found:.4f}, not {run.sparsities[k]}")
