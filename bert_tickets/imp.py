@@ -258,7 +258,8 @@ class ImpRun(RunFolder):
             fit.drift = relative_drift(start, params)
             if track is not None:
                 sparsity, hash_ = details["sparsity"], run_hash(self.config)
-                track.close(fit.metrics, mask_file, f"mask-{self.task.name}-{self.method.name}-{hash_}-{sparsity:.4f}",
+                artifact = f"mask-{self.task.name}-{self.method.name}-{hash_}-{paths.sparsity_name(sparsity)}"
+                track.close(fit.metrics, mask_file, artifact,
                             {"task": self.task.name, "method": self.method.name, "sparsity": sparsity,
                              "run_hash": hash_, "model": self.config.model.name})
             return fit

@@ -19,6 +19,7 @@ A run folder (`<output_dir>/<task>/<method>_<hash>/`) holds:
     workers/                             logs of local worker processes
     .lock                                one process at a time trains in the folder
 and beside the run folders of a task, `dense_<hash>/seed_<n>.json`: dense fine-tunings, shared by every method.
+Sparsities in names are exact (`sparsity_name`): 4 decimals where that is the whole value, every digit otherwise.
 """
 
 from __future__ import annotations

@@ -189,9 +189,9 @@ class Job:
 
     def __str__(self) -> str:
         if self.kind == "cell":
-            return f"transfer {self.source} -> {self.task} at {self.sparsity:.0%}"
+            return f"transfer {self.source} -> {self.task} at {paths.sparsity_percent(self.sparsity)}%"
         repeat = f" (mask search {self.search + 1})" if self.search else ""
-        return f"{self.task} {self.method} at {self.sparsity:.0%}{repeat}"
+        return f"{self.task} {self.method} at {paths.sparsity_percent(self.sparsity)}%{repeat}"
 
 
 class StudyPlan:

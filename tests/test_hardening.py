@@ -90,14 +90,14 @@ NUMBERS = [
     (["--set", "training.learning_rate=nan"], "training.learning_rate must be in (0, 1), got nan"),
     (["--seed", "-1"], "training.seed must be in [0, 2**32)"),
     (["--seed", str(2**40)], "training.seed must be in [0, 2**32)"),
-    (["--seeds", "0"], "pruning.seeds must be at least 1"),
+    (["--seeds", "0"], "pruning.seeds must be in [1, 10000]"),
     (["--set", "training.warmup_ratio=1.5"], "training.warmup_ratio must be in [0, 1)"),
-    (["--rewind-step", "-1"], "pruning.rewind_step must be >= 0"),
+    (["--rewind-step", "-1"], "pruning.rewind_step must be in [0, 1000000000]"),
     (["--set", "training.lora_dropout=1.5"], "training.lora_dropout must be in [0, 1)"),
     (["--set", "training.weight_decay=-0.1"], "training.weight_decay must be >= 0"),
     (["--set", "training.max_grad_norm=inf"], "training.max_grad_norm must be >= 0"),
-    (["--epochs", "0"], "training.epochs must be > 0"),
-    (["--set", "training.eval_batch_size=0"], "training.eval_batch_size must be at least 1"),
+    (["--epochs", "0"], "training.epochs must be in (0, 10000]"),
+    (["--set", "training.eval_batch_size=0"], "training.eval_batch_size must be in [1, 1048576]"),
 ]
 
 
@@ -108,7 +108,7 @@ def test_a_number_outside_its_domain_is_one_line(world, capsys, extra, expected)
 
 def test_lengths_the_model_cannot_take_are_one_line(world, capsys):
     args = [a for a in world["args"] if a not in ("--max-length", "32")]
-    one_line_error([*args, "--max-length", "0"], world, capsys, "data.max_length must be at least 8")
+    one_line_error([*args, "--max-length", "0"], world, capsys, "data.max_length must be in [8, 65536]")
     one_line_error([*args, "--max-length", "4096"], world, capsys, "takes (128 positions)")
 
 

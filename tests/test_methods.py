@@ -59,7 +59,7 @@ def test_a_new_method_is_one_class_and_one_registry_line(tiny_bert, glue_dir, tm
     run = Path(ticket.info["run_dir"])
     level0, level1 = sorted(run.glob("level_*"))
     assert paths.trained_model(level0).is_file()  # no rewinding: level 1 went on from level 0's trained network
-    assert not paths.trained_prunable(level0).exists()  # the frontier is gone once mask 1 is made
+    assert paths.trained_prunable(level0).exists()  # kept: another target is another level 1, pruned from it
     chain = [p for p in run.parent.glob("prune-finetune_*") if p != run]
     assert len(chain) == 1  # seed 1 of a non-rewinding method is another whole chain of levels
     assert main(["push", "--ticket", str(ticket.path), "--repo-id", "someone/x", "--dry-run",

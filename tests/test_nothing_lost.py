@@ -393,23 +393,29 @@ def test_inputs_are_never_silently_misread(world, tmp_path, capsys, case):  # no
     ({"RANK": "2", "WORLD_SIZE": "2"}, "do not describe a multi-process launch"),
     ({"WORLD_SIZE": "4"}, "do not describe a multi-process launch"),
     ({"RANK": "x", "WORLD_SIZE": "2"}, "do not describe a multi-process launch"),
-    ({"RANK": "0", "WORLD_SIZE": "2"}, "but accelerate sees 1"),  # torchrun on CPU without accelerate's switch
 ])
-def test_a_launch_environment_that_is_not_a_launch_is_one_line(world, tmp_path, env, expected):  # noqa: F811
+def test_a_launch_environment_that_is_not_a_launch_is_one_line(world, capsys, monkeypatch, env, expected):  # noqa: F811
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    one_line_error([*world["args"], "--seeds", "2"], world, capsys, expected)  # said by every process
+
+
+def test_torchrun_on_cpu_without_accelerates_switch_is_one_line(world):  # noqa: F811
     before = snapshot(world["out"])
     clean = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     done = subprocess.run([sys.executable, "-m", "bert_tickets.cli", *world["args"], "--seeds", "2"],
-                          env=clean | env, capture_output=True, text=True, timeout=300)
+                          env=clean | {"RANK": "0", "WORLD_SIZE": "2"}, capture_output=True, text=True, timeout=300)
     errors = [line for line in done.stderr.splitlines() if line.startswith("bert-tickets")]
-    assert done.returncode == 2 and len(errors) == 1 and expected in errors[0], done.stderr
+    assert done.returncode == 2 and len(errors) == 1 and "but accelerate sees 1" in errors[0], done.stderr
     assert "Traceback" not in done.stderr and snapshot(world["out"]) == before
 
 
 # --- 8. modes and signals ----------------------------------------------------------------------------------
 def test_sigterm_stops_like_ctrl_c_and_the_rerun_resumes(world, tmp_path):  # noqa: F811
     out = tmp_path / "runs"
-    args = [*_with(_finder(world, out, 0.5), "--max-steps", "400"), "--set", "training.checkpoint_steps=1"]
-    running = subprocess.Popen([sys.executable, "-m", "bert_tickets.cli", *args], stderr=subprocess.PIPE, text=True)
+    args = _with(_finder(world, out, 0.5), "--max-steps", "60")
+    running = subprocess.Popen([sys.executable, "-m", "bert_tickets.cli", *args, "--set",
+                                "training.checkpoint_steps=1"], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while time.time() < deadline and not list(out.glob("sst2/imp_*/level_00_*/metrics.checkpoint")):
         time.sleep(0.2)
@@ -420,7 +426,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_rerun_resumes(world, tmp_path):  # no
     _no_debris(out)
     assert list(out.glob("sst2/imp_*/level_00_*/metrics.checkpoint*/progress.json"))  # what the rerun resumes from
     rerun = subprocess.run([sys.executable, "-m", "bert_tickets.cli", *args], capture_output=True, text=True,
-                           timeout=600)
+                           timeout=600)  # without a checkpoint every step (not part of the run's identity)
     assert rerun.returncode == 0 and "resuming at step" in rerun.stderr, rerun.stderr[-2000:]
 
 
