@@ -126,7 +126,7 @@ def fresh_masks(world, tmp_path_factory):  # noqa: F811
     return masks
 
 
-@pytest.mark.parametrize("order", [(0.6, 0.75), (0.75, 0.6), (0.5, 0.6), (0.6, 0.5), (0.75, 0.5, 0.6)])
+@pytest.mark.parametrize("order", [(0.6, 0.75), (0.75, 0.6), (0.75, 0.5, 0.6)])
 def test_any_order_of_valid_sparsities_extends_one_run_folder(world, fresh_masks, tmp_path, order):  # noqa: F811
     out = tmp_path / "runs"
     for sparsity in order:  # 0.6 is off the grid of a 0.25 rate: its level 3 is cut short
@@ -413,7 +413,7 @@ def test_torchrun_on_cpu_without_accelerates_switch_is_one_line(world):  # noqa:
 # --- 8. modes and signals ----------------------------------------------------------------------------------
 def test_sigterm_stops_like_ctrl_c_and_the_rerun_resumes(world, tmp_path):  # noqa: F811
     out = tmp_path / "runs"
-    args = _with(_finder(world, out, 0.5), "--max-steps", "60")
+    args = _with(_finder(world, out, 0.25), "--max-steps", "40")
     running = subprocess.Popen([sys.executable, "-m", "bert_tickets.cli", *args, "--set",
                                 "training.checkpoint_steps=1"], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
