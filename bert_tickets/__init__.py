@@ -9,6 +9,7 @@ One function per command (`bert_tickets.api`), with the same settings and run fo
     bt.study("minilm-cpu")
     bt.push(ticket, "me/minilm-sst2-50", dry_run="release/")
     bt.Ticket.load(ticket.path).apply(model)   # zero the pruned weights of any task model on the same encoder
+    Trainer(..., callbacks=[bt.KeepMask(bt.Ticket.from_pretrained("owner/name"))])   # keep them zero in yours
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def __getattr__(name: str) -> Any:
         from bert_tickets.ticket import Ticket
 
         return Ticket
+    if name == "KeepMask":
+        from bert_tickets.keep_mask import KeepMask
+
+        return KeepMask
     raise AttributeError(name)
 
 
-__all__ = ["Ticket", "__version__", *API]
+__all__ = ["KeepMask", "Ticket", "__version__", *API]

@@ -38,6 +38,25 @@ def _settings(kwargs: dict[str, Any], settings: dict[str, Any] | None = None) ->
     return out
 
 
+def _takes_settings(function: Any) -> Any:
+    """Every setting as a keyword argument in the function's signature and docstring (from the config's fields),
+    so `help()` and tools that read signatures show them, with the same help as `--help`."""
+    import inspect
+
+    from bert_tickets.config import setting_specs
+
+    signature = inspect.signature(function)
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    specs = [s for s in setting_specs() if s.flag not in {p.name for p in params}]
+    params += [inspect.Parameter(s.flag, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=f"{s.type_name} | None") for s in specs]
+    function.__signature__ = signature.replace(parameters=params)
+    function.__doc__ = (function.__doc__ or "") + "\n\n    Settings (keyword arguments; None keeps the default):\n" + \
+        "\n".join(f"        {s.flag}: {s.describe()}" for s in specs)
+    return function
+
+
+@_takes_settings
 def find_ticket(task: str, sparsity: float, *, method: str | None = None, config: str | None = None,
                 ticket: Any = None, settings: dict[str, Any] | None = None, **kwargs: Any):
     """`bert-tickets find`: the ticket of `task` at `sparsity` found by `method` (default: the config's, IMP),
@@ -47,11 +66,12 @@ def find_ticket(task: str, sparsity: float, *, method: str | None = None, config
     from bert_tickets.imp import find_ticket as run
     from bert_tickets.ticket import Ticket
 
-    inherited = Ticket.load(_folder(ticket)).inherited_settings() if ticket is not None else {}
+    inherited = Ticket.from_pretrained(_folder(ticket)).inherited_settings() if ticket is not None else {}
     chosen = _settings(kwargs | {"method": method}, settings) | {"pruning.sparsity": sparsity}
     return run(task_config(task, config, inherited | chosen).validate())
 
 
+@_takes_settings
 def evaluate_ticket(ticket: Any, task: str, *, config: str | None = None, settings: dict[str, Any] | None = None,
                     **kwargs: Any):
     """`bert-tickets evaluate`: a found ticket's mask fine-tuned on `task` (its own task or another), next to dense.
@@ -61,7 +81,7 @@ def evaluate_ticket(ticket: Any, task: str, *, config: str | None = None, settin
     from bert_tickets.methods.ticket import GivenTicket
     from bert_tickets.ticket import Ticket
 
-    inherited = Ticket.load(_folder(ticket)).inherited_settings() | {"pruning.method": GivenTicket.name}
+    inherited = Ticket.from_pretrained(_folder(ticket)).inherited_settings() | {"pruning.method": GivenTicket.name}
     return run(task_config(task, config, inherited | _settings(kwargs, settings)).validate())
 
 
@@ -71,6 +91,7 @@ class TransferResult:
     table: dict[str, Any]  # table["cells"][source][target]: mean, std, relative to dense, matching, ...
 
 
+@_takes_settings
 def transfer(sources: list[str], targets: list[str], sparsity: float, *, seeds: int = 1, config: str | None = None,
              output_dir: str = "runs", settings: dict[str, Any] | None = None, **kwargs: Any) -> TransferResult:
     """`bert-tickets transfer`: each source's ticket fine-tuned on each target, with dense and random rows."""
@@ -106,9 +127,11 @@ def study(spec: str, *, output_dir: str | None = None) -> Path:
 
 
 def push(source: Any, repo_id: str | None = None, *, repo_prefix: str | None = None, private: bool = False,
-         revision: str | None = None, create_pr: bool = False, dry_run: str | None = None) -> str:
-    """`bert-tickets push`: a ticket (folder or Ticket) to `repo_id`, or a study folder to `repo_prefix`-named
-    repositories and a collection. Returns the URL, or the `dry_run` folder written instead of uploading."""
+         revision: str | None = None, create_pr: bool = False, dry_run: str | None = None, fine_tuned: bool = False,
+         seed: int | None = None) -> str:
+    """`bert-tickets push`: a ticket (folder or Ticket) to `repo_id` (with `fine_tuned`, one of its evaluation's
+    fine-tuned task models, `seed` or the best), or a study folder to `repo_prefix`-named repositories and a
+    collection. Returns the URL, or the `dry_run` folder written instead of uploading."""
     import tempfile
 
     from bert_tickets.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
@@ -124,9 +147,9 @@ def push(source: Any, repo_id: str | None = None, *, repo_prefix: str | None = N
         raise UserError("push needs repo_id for a ticket (or repo_prefix for a study)")
     check_repo_id(repo_id)
     if dry_run is not None:
-        return str(export_ticket(folder, dry_run, repo_id))
+        return str(export_ticket(folder, dry_run, repo_id, fine_tuned, seed))
     with tempfile.TemporaryDirectory() as tmp:
-        return push_to_hub(export_ticket(folder, Path(tmp) / "release", repo_id), repo_id, options)
+        return push_to_hub(export_ticket(folder, Path(tmp) / "release", repo_id, fine_tuned, seed), repo_id, options)
 
 
 def _folder(ticket: Any) -> str:

@@ -34,14 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     find = sub.add_parser("find", help="find a ticket by iterative magnitude pruning (IMP) or a baseline method")
     find.add_argument("--sparsity", required=True, type=float, help="target fraction of prunable weights pruned")
     evaluate = sub.add_parser("evaluate", help="fine-tune a ticket's mask on any task, next to dense")
-    evaluate.add_argument("--ticket", required=True, help="a ticket folder (mask.safetensors + ticket.json)")
+    evaluate.add_argument("--ticket", required=True, help="a ticket folder (mask.safetensors + ticket.json), or a "
+                          "released ticket on the Hub (OWNER/NAME)")
     for command in (find, evaluate):
-        command.add_argument("--task", required=True, help=TASK_HELP)
+        command.add_argument("--task", "--task-name", required=True, help=TASK_HELP)
         command.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
         _add_setting_flags(command, skip={"task", "sparsity", "method", "ticket"} | (
             set() if command is find else {"rate", "schedule", "rewind_step", "keep_head"}))
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="override any setting, e.g. --set training.warmup_ratio=0.1 (repeatable)")
+        command.add_argument("--per-device-train-batch-size", action=PerProcessBatch, help=argparse.SUPPRESS)
     for command in (find, evaluate):
         _add_worker_flags(command, "evaluation seeds")
     transfer = sub.add_parser("transfer", help="the cross-task transfer matrix of tickets, with dense and random rows")
@@ -76,10 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", help="upload to this branch (created if missing) instead of main")
     push.add_argument("--create-pr", action="store_true", help="open a pull request against main instead of "
                       "committing")
+    push.add_argument("--fine-tuned", action="store_true", help="release a fine-tuned task model of the ticket's "
+                      "evaluation (kept with --set training.keep_finetuned=true) instead of the ticket itself")
+    push.add_argument("--seed", type=int, help="with --fine-tuned: the evaluation seed to release (default: the best "
+                      "by the dev metric)")
     push.add_argument("--dry-run", metavar="OUT", help="only write and verify the Hub-ready folder(s) into OUT "
                       "(offline)")
     find.add_argument("--method", choices=list(METHODS), metavar="METHOD", help=f"default imp. {methods_help()}")
-    find.add_argument("--ticket", help="a ticket folder, for the methods that apply a given ticket's mask ("
+    find.add_argument("--ticket", help="a ticket folder or Hub repository (OWNER/NAME), for the methods that apply "
+                      "a given ticket's mask ("
                       f"{', '.join(name for name, m in METHODS.items() if m.needs_ticket)})")
     find.add_argument("--baselines", help="comma-separated baselines run at the ticket's sparsity with the same "
                       f"recipe and seeds, then a table and a verdict: {', '.join(baselines())}")
@@ -103,7 +110,8 @@ def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
             continue
         section = spec.key.split(".")[0] if "." in spec.key else "output"
         group = sections.get(section) or sections.setdefault(section, parser.add_argument_group(f"{section} settings"))
-        spellings = list(dict.fromkeys([f"--{spec.flag.replace('_', '-')}", f"--{spec.flag}"]))
+        # one spelling: `dashed` turns Hugging Face's --flag_name into it before parsing; their scripts' names too
+        spellings = [f"--{spec.flag.replace('_', '-')}", *HF_ALIASES.get(spec.key, [])]
         kwargs: dict[str, Any] = {"dest": spec.flag, "help": spec.describe().replace("%", "%%")}
         if spec.type_name == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -112,6 +120,20 @@ def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
             kwargs["nargs"] = "+" if spec.type_name == "list" else None
             kwargs["choices"] = spec.choices
         group.add_argument(*spellings, **kwargs)
+
+
+# run_glue.py's and the reference code's names for the same settings (in their --dash-spelling: see `dashed`)
+HF_ALIASES = {"model.name": ["--model-name-or-path"], "data.max_length": ["--max-seq-length"],
+              "training.epochs": ["--num-train-epochs"]}
+
+
+class PerProcessBatch(argparse.Action):
+    """--per_device_train_batch_size means per process in Hugging Face's scripts; ours is the global batch."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        parser.error(f"{option_string} is per process in Hugging Face's scripts; --batch-size here is the global "
+                     f"batch, split over the processes: give --batch-size {values} × the number of processes")
 
 
 def _setting_flags_given(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
@@ -154,7 +176,7 @@ def run_find(args: argparse.Namespace) -> int:
     from bert_tickets.ticket import Ticket
 
     baselines = parse_baselines(args.baselines)  # a bad name fails before any training
-    inherited = Ticket.load(args.ticket).inherited_settings() if args.ticket else {}
+    inherited = Ticket.from_pretrained(args.ticket).inherited_settings() if args.ticket else {}
     return _find_and_print(task_config(args.task, args.config, inherited | find_overrides(args)), args, baselines)
 
 
@@ -164,7 +186,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from bert_tickets.methods.ticket import GivenTicket
     from bert_tickets.ticket import Ticket
 
-    settings = Ticket.load(args.ticket).inherited_settings() | {"pruning.method": GivenTicket.name}
+    settings = Ticket.from_pretrained(args.ticket).inherited_settings() | {"pruning.method": GivenTicket.name}
     return _find_and_print(task_config(args.task, args.config, settings | find_overrides(args)), args, [])
 
 
@@ -271,8 +293,11 @@ def run_push(args: argparse.Namespace) -> int:
         raise UserError("--study takes --repo-prefix OWNER/PREFIX (not --repo-id)")
     if args.ticket is not None and (args.repo_id is None or args.repo_prefix is not None):
         raise UserError("--ticket takes --repo-id OWNER/NAME (not --repo-prefix)")
+    if args.study is not None and (args.fine_tuned or args.seed is not None):
+        raise UserError("--fine-tuned and --seed release one ticket's fine-tuned model: use them with --ticket")
     print(push(args.study or args.ticket, args.repo_id, repo_prefix=args.repo_prefix, private=args.private,
-               revision=args.revision, create_pr=args.create_pr, dry_run=args.dry_run))
+               revision=args.revision, create_pr=args.create_pr, dry_run=args.dry_run, fine_tuned=args.fine_tuned,
+               seed=args.seed))
     return 0
 
 

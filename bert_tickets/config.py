@@ -69,7 +69,8 @@ class DataConfig(*reversed(task_data_settings()), CommonData):  # type: ignore[m
 @dataclass
 class TrainingConfig:
     learning_rate: float = setting(2e-5, "peak learning rate of AdamW (linear decay)")
-    batch_size: int = setting(32, "examples per optimizer step (per process), before accumulation")
+    batch_size: int = setting(32, "examples per optimizer step: the global batch, split over the processes of a "
+                              "data-parallel launch (times gradient_accumulation_steps)")
     epochs: float = setting(3.0, "passes over the training set per fine-tuning (unless max_steps)")
     max_steps: int | None = setting(None, "optimizer steps per fine-tuning, instead of epochs")
     warmup_ratio: float = setting(0.0, "fraction of the steps with a linear learning-rate warm-up")
@@ -83,7 +84,7 @@ class TrainingConfig:
     eval_batch_size: int = setting(128, "examples per evaluation batch")
     group_by_length: bool = setting(True, "batches of similar-length examples (less padding); order still random")
     report_to: str = setting("none", "none or wandb (one wandb run per fine-tuning)")
-    wandb_project: str = setting("bert-tickets", "the wandb project")
+    wandb_project: str | None = setting(None, "the wandb project (default: $WANDB_PROJECT, else bert-tickets)")
     study: str = setting("", "the wandb group; empty: the run folder (find) or the transfer matrix (transfer)")
     finetune: str = setting("full", "full, or lora: LoRA adapters on the attention projections, backbone frozen "
                             "(for fixed masks)")
@@ -94,6 +95,8 @@ class TrainingConfig:
     checkpoint_minutes: float = setting(15.0, "save the training state this often, so a killed fine-tuning resumes "
                                         "inside its level")
     checkpoint_steps: int | None = setting(None, "save the training state every this many steps instead")
+    keep_finetuned: bool = setting(False, "keep each evaluation seed's fine-tuned ticket (the whole task model, "
+                                   "large) for `push --fine-tuned`")
 
 
 SCOPES = ("global", "layerwise")
@@ -239,7 +242,8 @@ class Config:
 
 # Settings that change where results are written or how many are gathered, never what a level computes.
 NOT_HASHED = {"output_dir", "pruning.sparsity", "pruning.seeds", "training.report_to", "training.eval_batch_size",
-              "training.wandb_project", "training.study", "training.checkpoint_minutes", "training.checkpoint_steps"}
+              "training.wandb_project", "training.study", "training.checkpoint_minutes", "training.checkpoint_steps",
+              "training.keep_finetuned"}
 
 
 def flat_settings(config: Config) -> dict[str, Any]:
@@ -481,13 +485,14 @@ class SettingSpec:
             return "none"
         if isinstance(self.default, list):
             text = " ".join(self.default)
-            return text if len(text) <= 60 else f"{len(self.default)} patterns (bert_tickets/config.py)"
+            return text
         return str(self.default)
 
     def describe(self) -> str:
         """The help text with the default, the rule or choices, and the key (as `--help` and README show it)."""
         recipe = " (a task's recipe may change it)" if self.in_recipes else ""
-        parts = [self.help, f"default: {self.default_text}{recipe}"]
+        said = "default:" in self.help  # the help already says what an unset value means
+        parts = [self.help] + ([] if said else [f"default: {self.default_text}{recipe}"])
         if self.domain:
             parts.append(f"must be {self.domain}")
         return "; ".join(parts) + f" [{self.key}]"

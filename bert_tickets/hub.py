@@ -1,31 +1,32 @@
 """Releasing a ticket on the Hugging Face Hub: a folder that plain transformers loads, verified, then uploaded.
 
-The folder holds the masked model (m ⊙ θ0, `save_pretrained`, safetensors, exact zeros where the mask is
-off), its tokenizer, `mask.safetensors`, `ticket.json` and a model card with a model-index of the ticket's
-and the dense model's dev scores. Nothing is uploaded before the zeros and the sparsity are checked.
+Two releases, each what its card says. The ticket: m ⊙ θ0 as an upstream sparse encoder (the base model class, no
+task head, no model-index; what fine-tuning it gave is evidence in the card's body). A fine-tuned task model
+(`fine_tuned`): one evaluation seed's trained model, head included, with its own dev scores in the model-index.
+Both hold the tokenizer, the mask as a bitmask, a portable `ticket.json` and the card; nothing is uploaded before
+the zeros, the sparsity and the absence of this machine's paths are checked.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, load_model
 
 from bert_tickets import paths
 from bert_tickets.errors import UserError
-from bert_tickets.masks import sparsity_report
+from bert_tickets.masks import fit_mask, save_mask, sparsity_report
 from bert_tickets.methods import get_method
 from bert_tickets.metrics import display_value, format_mean_std
 from bert_tickets.modeling import MINILM_ALIASES, load_pretrained, resolve_model_path
 from bert_tickets.release_folder import UPLOAD_IGNORE, check_replaceable, replace_owned, staging
-from bert_tickets.runs import log, usable_folder
+from bert_tickets.runs import log, usable_folder, write_json
 from bert_tickets.stats import matching_mark
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import Ticket
@@ -33,19 +34,29 @@ from bert_tickets.ticket import Ticket
 HUB_BASE = {name: "sentence-transformers/all-MiniLM-L6-v2" for name in MINILM_ALIASES}
 
 
-def export_ticket(ticket_dir: str | Path, out: str | Path, repo_id: str) -> Path:
-    """Write the Hub-ready folder `out`, verified before anything in `out` changes. Into an earlier export, only the
-    files that export wrote are replaced (`bert_tickets.release_folder`): nothing else in `out` is touched."""
+def export_ticket(ticket_dir: str | Path, out: str | Path, repo_id: str, fine_tuned: bool = False,
+                  seed: int | None = None) -> Path:
+    """Write the Hub-ready folder `out`, verified before anything in `out` changes: the ticket (an upstream sparse
+    encoder), or with `fine_tuned` one of its evaluation's fine-tuned task models (`seed`, default the best by the
+    dev metric). Into an earlier export, only the files that export wrote are replaced
+    (`bert_tickets.release_folder`): nothing else in `out` is touched."""
     check_repo_id(repo_id)
     ticket = Ticket.load(ticket_dir)
     if not get_method(ticket.info["method"]).exportable:
         raise UserError(f"exporting a {ticket.info['method']!r} ticket is not supported: its weights are not θ0")
+    if seed is not None and not fine_tuned:
+        raise UserError("--seed chooses the fine-tuned model of --fine-tuned; a ticket release has no seed")
+    chosen = released_seed(ticket, seed) if fine_tuned else None  # a missing model fails before anything is written
     out = Path(out)
     usable_folder(out.parent)
     check_replaceable(out)
     with staging(out) as tmp:
-        _write_export(ticket, tmp, repo_id)
+        if chosen is None:
+            _write_export(ticket, tmp, repo_id)
+        else:
+            _write_finetuned(ticket, tmp, repo_id, chosen)
         verify_export(tmp)
+        check_no_local_paths(tmp, local_paths(ticket))
         replace_owned(tmp, out)  # checks `out` again: something may have changed meanwhile
     return out
 
@@ -62,6 +73,8 @@ def is_export(folder: Path) -> bool:
 
 
 def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
+    """The ticket as an upstream sparse encoder (the base model class, no task head): m ⊙ θ0, its tokenizer, the
+    mask as a bitmask, a portable ticket.json and the card."""
     revision = ticket.info.get("config", {}).get("model.revision")
     pretrained = load_pretrained(ticket.model_name, get_task(ticket.task), revision=revision)
     here = paths.rewind_point(ticket.path.parents[1])  # the run folder, wherever it has been moved
@@ -69,17 +82,112 @@ def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
         if ticket.info.get("rewind_step") else None
     model = pretrained.build(ticket.info["seeds"][0], encoder_state=load_file(str(rewind)) if rewind else None)
     ticket.apply(model)
-    model.config.name_or_path = repo_id  # not this machine's path
+    encoder = model.base_model  # a ticket is an encoder: a task head here would be random under any score
+    encoder.config.name_or_path = repo_id  # not this machine's path
+    encoder.config.id2label, encoder.config.label2id = {0: "LABEL_0", 1: "LABEL_1"}, {"LABEL_0": 0, "LABEL_1": 1}
+    encoder.config.problem_type = None  # the library's defaults: a ticket implies no task
     base_model, data_source = public_sources(ticket)
-    model.config.bert_tickets = {  # saved into config.json: where the weights and the mask's data came from
+    encoder.config.bert_tickets = {  # saved into config.json: where the weights and the mask's data came from
         "base_model": base_model, "data_source": data_source, "sparsity": ticket.sparsity,
-        "method": ticket.info["method"]}
+        "method": ticket.info["method"], "release": "ticket (encoder, no task head)"}
+    encoder.save_pretrained(folder)
+    pretrained.tokenizer.save_pretrained(folder)
+    _drop_local_settings(folder / "tokenizer_config.json")
+    save_mask(paths.mask(folder), ticket.mask, ticket.info.get("prunable"))
+    write_json(paths.ticket_info(folder), portable_info(ticket))
+    ticket_card(ticket, repo_id, folder).save(folder / "README.md")
+
+
+def released_seed(ticket: Ticket, seed: int | None) -> int:
+    """The evaluation seed a fine-tuned release publishes: `seed`, or the best kept one by the dev metric."""
+    if ticket.info.get("config", {}).get("training.finetune") == "lora":
+        raise UserError("releasing a LoRA fine-tuning is not supported: push the ticket, and the adapters with peft")
+    kept = [s for s in ticket.info["seeds"] if paths.finetuned(ticket.path, s).is_file()]
+    if not kept:
+        raise UserError(f"{ticket.path} kept no fine-tuned model: evaluate it again keeping them, e.g. "
+                        f"`bert-tickets evaluate --ticket {ticket.path} --task {ticket.task} --seeds "
+                        f"{len(ticket.info['seeds'])} --set training.keep_finetuned=true`, then push that evaluation")
+    if seed is not None:
+        if seed not in kept:
+            raise UserError(f"seed {seed} has no fine-tuned model in {ticket.path} (kept: {kept})")
+        return seed
+    primary = ticket.info["primary_metric"]
+    scores = dict(zip(ticket.info["seeds"], ticket.info["metrics"]["ticket"][primary]["values"], strict=True))
+    lower_is_better = primary in ("loss", "perplexity")
+    return sorted(kept, key=lambda s: scores[s] if lower_is_better else -scores[s])[0]
+
+
+def _write_finetuned(ticket: Ticket, folder: Path, repo_id: str, seed: int) -> None:
+    """One evaluation seed's fine-tuned task model, head included, with its own scores in the card."""
+    task = get_task(ticket.task)
+    revision = ticket.info.get("config", {}).get("model.revision")
+    pretrained = load_pretrained(ticket.model_name, task, revision=revision)
+    model = pretrained.build(seed)
+    load_model(model, str(paths.finetuned(ticket.path, seed)))
+    if revived := sum(int((param.detach()[~keep] != 0).sum()) for param, keep in fit_mask(model, ticket.mask).values()):
+        raise UserError(f"export check failed: {revived} pruned weights of the fine-tuned model are not zero")
+    model.config.name_or_path = repo_id
+    base_model, data_source = public_sources(ticket)
+    model.config.bert_tickets = {"base_model": base_model, "data_source": data_source, "sparsity": ticket.sparsity,
+                                 "method": ticket.info["method"], "release": f"fine-tuned, seed {seed}"}
     model.save_pretrained(folder)
     pretrained.tokenizer.save_pretrained(folder)
     _drop_local_settings(folder / "tokenizer_config.json")
-    shutil.copyfile(paths.mask(ticket.path), paths.mask(folder))
-    shutil.copyfile(paths.ticket_info(ticket.path), paths.ticket_info(folder))
-    model_card(ticket, repo_id, model.base_model_prefix).save(folder / "README.md")
+    save_mask(paths.mask(folder), ticket.mask, ticket.info.get("prunable"))
+    write_json(paths.ticket_info(folder), portable_info(ticket))
+    finetuned_card(ticket, repo_id, seed, model.base_model_prefix).save(folder / "README.md")
+
+
+def finetuned_card(ticket: Ticket, repo_id: str, seed: int, encoder_prefix: str) -> ModelCard:
+    """The fine-tuned release's card: this model's own dev scores in the model-index (a working widget), every
+    seed's beside it, dense for context."""
+    info, task = ticket.info, get_task(ticket.task)
+    model, source = public_sources(ticket)
+    dataset_id, dataset_name = _card_dataset(task, source)
+    index = info["seeds"].index(seed)
+    own = {m: {"mean": s["values"][index]} for m, s in info["metrics"]["ticket"].items()}
+    base = public_base(ticket)
+    data = ModelCardData(
+        base_model=None if _is_local(ticket.model_name) else base, language=[task.language],
+        datasets=[dataset_id] if dataset_id else None, license=base_model_license(ticket.model_name),
+        library_name="transformers", pipeline_tag=task.task_type, model_name=repo_id.split("/")[-1],
+        eval_results=card_results(ticket, own, f"seed {seed}"),
+        tags=["lottery-ticket", "pruning", "sparse", "bert-tickets", f"sparsity-{round(100 * ticket.sparsity)}"],
+        bert_tickets={"release": "fine-tuned", "seed": seed, "task": ticket.task, "method": info["method"],
+                      "sparsity": ticket.sparsity, "encoder_prefix": encoder_prefix, "seeds": info["seeds"],
+                      "model_source": model, "data_source": source, "mask": mask_vocabulary(ticket)})
+    metrics = list(info["metrics"]["ticket"])
+    header = "| seed | " + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics)
+    rows = [f"| {s}{' (this model)' if s == seed else ''} | "
+            + " | ".join(f"{display_value(m, info['metrics']['ticket'][m]['values'][i]):.2f}" for m in metrics) + " |"
+            for i, s in enumerate(info["seeds"])]
+    dense = "| dense (mean ± std) | " + " | ".join(format_mean_std(m, info["metrics"]["dense"][m]) for m in metrics)
+    body = FINETUNED_CARD.format(
+        repo_id=repo_id, task=ticket.task, sparsity=100 * ticket.sparsity, seed=seed, base=base,
+        method=info["method"], method_label=get_method(info["method"]).label, project=project_link(),
+        data=_describe_data(source, dataset_name), table="\n".join([header, *rows, dense + " |"]),
+        n_seeds=len(info["seeds"]), model_pin=_describe_model(model),
+        command=portable_text(info.get("command", "")), model_class=task.model_class().__name__,
+        pipeline=task.task_type)
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)
+
+
+def local_paths(ticket: Ticket) -> list[str]:
+    """This machine's paths a release must not contain: the run and output folders, a local model and the data."""
+    config = ticket.info.get("config", {})
+    found = [ticket.info.get("run_dir"), str(ticket.path.resolve().parents[3]), str(Path.home())]
+    found += [config.get(k) for k in ("data.data_dir", "data.train_file", "data.validation_file")]
+    if _is_local(ticket.model_name):
+        found += [ticket.model_name, str(Path(resolve_model_path(ticket.model_name)).resolve())]
+    return sorted({str(p) for p in found if p and len(str(p)) > 1 and Path(str(p)).is_absolute()})
+
+
+def check_no_local_paths(folder: Path, forbidden: list[str]) -> None:
+    """No byte of the release names a path of this machine (they hold user names on clusters)."""
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = file.read_bytes()
+        if leaked := [p for p in forbidden if p.encode() in data]:
+            raise UserError(f"export check failed: {file.name} contains the local path {leaked[0]}")
 
 
 def check_repo_id(repo_id: str, flag: str = "--repo-id") -> None:
@@ -120,40 +228,134 @@ def verify_export(folder: Path) -> dict[str, Any]:
     return {"sparsity": measured, "pruned_nonzero": pruned_nonzero, "kept_but_zero": natural_zeros}
 
 
-def model_card(ticket: Ticket, repo_id: str, encoder_prefix: str) -> ModelCard:
-    """The card: metadata the Hub reads (base model and its license, language, pipeline, the dataset the ticket
-    was found on, a model-index of the ticket's own dev scores in their units) and a body with dense beside it."""
-    info, task = ticket.info, get_task(ticket.task)
-    model, source = public_sources(ticket)
+def card_results(ticket: Ticket, scores: dict[str, dict[str, Any]], what: str) -> list[EvalResult]:
+    """A model-index entry per metric: `scores` (metric -> {mean, ...}) on the task's dev split, in its units."""
+    task = get_task(ticket.task)
+    _, source = public_sources(ticket)
     dataset_id, dataset_name = _card_dataset(task, source)
-    n_seeds = len(info["seeds"])
     results = []
-    for metric, summary in info["metrics"]["ticket"].items():
+    for metric, summary in scores.items():
         split, metric_id = task.hub_metric(metric)
         results.append(EvalResult(
             task_type=task.task_type, dataset_type=dataset_id or "text", dataset_name=dataset_name,
             dataset_config=task.hub_dataset_config if dataset_id else None, dataset_split=split,
             metric_type=metric_id, metric_value=round(display_value(metric, summary["mean"]), 4),
-            metric_name=f"{metric} (mean of {n_seeds} seed{'s' * (n_seeds > 1)})"))
+            metric_name=f"{metric} ({what})"))
+    return results
+
+
+def public_base(ticket: Ticket) -> str:
+    """The base model as a release names it: its Hub id, or a local folder's name (never this machine's path)."""
     base = HUB_BASE.get(ticket.model_name.lower(), ticket.model_name)
-    base_id = None if Path(base).exists() else base  # a local folder is no Hub id
+    return Path(base).name if Path(base).is_absolute() or Path(base).exists() else base
+
+
+def _is_local(model_name: str) -> bool:
+    """A local checkpoint folder (not a Hub id, not the offline MiniLM package, whose Hub id is known)."""
+    return model_name.lower() not in HUB_BASE and (Path(model_name).is_absolute() or Path(model_name).exists())
+
+
+PATH_TOKEN = re.compile(r"(?<![\w.~-])(/[^\s'\"=,;]+)")  # an absolute path inside a text (a command, a setting)
+
+
+def portable_text(text: str) -> str:
+    """`text` with every absolute path replaced by its last part (a file: its folder and name), so nothing of this
+    machine (user names, mount points) is published."""
+    def short(match: re.Match[str]) -> str:
+        path = Path(match.group(1))
+        return f"{path.parent.name}/{path.name}" if path.suffix and path.parent.name else path.name
+    return PATH_TOKEN.sub(short, text)
+
+
+def portable_info(ticket: Ticket) -> dict[str, Any]:
+    """ticket.json as a release carries it: the model and data as the card names them, every path shortened, no
+    run folder; what was found and how it scored, unchanged."""
+    model, source = public_sources(ticket)
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            return portable_text(value)
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        return [scrub(v) for v in value] if isinstance(value, list) else value
+
+    info = {k: v for k, v in ticket.info.items() if k != "run_dir"}
+    return scrub(info | {"model": public_base(ticket), "model_source": model, "data_source": source})
+
+
+def ticket_card(ticket: Ticket, repo_id: str, folder: Path | None = None) -> ModelCard:
+    """The ticket release's card: an upstream sparse encoder with no task head and no task score of its own (no
+    model-index, a feature-extraction widget); what fine-tuning it gave, beside dense and random pruning, is
+    evidence in the body; the files' sizes; how to keep the mask in one's own training."""
+    info, task = ticket.info, get_task(ticket.task)
+    model, source = public_sources(ticket)
+    dataset_id, dataset_name = _card_dataset(task, source)
+    base = public_base(ticket)
+    sizes = release_sizes(folder, ticket) if folder is not None else {}
     data = ModelCardData(
-        base_model=base_id, datasets=[dataset_id] if dataset_id else None, language=[task.language],
-        license=base_model_license(ticket.model_name), library_name="transformers",
-        pipeline_tag=task.task_type, model_name=repo_id.split("/")[-1], eval_results=results,
+        base_model=None if _is_local(ticket.model_name) else base, language=[task.language],
+        datasets=[dataset_id] if dataset_id else None, license=base_model_license(ticket.model_name),
+        library_name="transformers", pipeline_tag="feature-extraction", model_name=repo_id.split("/")[-1],
         tags=["lottery-ticket", "pruning", "sparse", "bert-tickets", f"sparsity-{round(100 * ticket.sparsity)}"],
-        bert_tickets={"task": ticket.task, "method": info["method"], "sparsity": ticket.sparsity,
-                      "matching": info["matching"], "encoder_prefix": encoder_prefix, "seeds": info["seeds"],
-                      "model_source": model, "data_source": source})
-    rows = "\n".join(f"| {m} | {format_mean_std(m, s)} | {format_mean_std(m, info['metrics']['dense'][m])} |"
+        bert_tickets={"release": "ticket", "task": ticket.task, "method": info["method"], "sparsity": ticket.sparsity,
+                      "matching": info["matching"], "encoder_prefix": "", "seeds": info["seeds"],
+                      "model_source": model, "data_source": source, "mask": mask_vocabulary(ticket), **sizes})
+    random = random_baseline(ticket)
+    rows = "\n".join(f"| {m} | {format_mean_std(m, s)} | {format_mean_std(m, info['metrics']['dense'][m])} | "
+                     f"{format_mean_std(m, random[m]) if random and m in random else 'not run'} |"
                      for m, s in info["metrics"]["ticket"].items())
-    body = CARD_TEMPLATE.format(repo_id=repo_id, task=ticket.task, sparsity=100 * ticket.sparsity, rows=rows,
-                                method=info["method"], base=base, primary=task.primary_metric,
-                                matching=matching_mark(info["matching"]), command=info.get("command", ""),
-                                n_seeds=n_seeds, model_class=task.model_class().__name__,
-                                project=project_link(), data=_describe_data(source, dataset_name),
-                                model_pin=_describe_model(model), method_label=get_method(info["method"]).label)
+    body = TICKET_CARD.format(
+        repo_id=repo_id, task=ticket.task, sparsity=100 * ticket.sparsity, rows=rows, method=info["method"],
+        base=base, primary=task.primary_metric, matching=matching_mark(info["matching"]),
+        command=portable_text(info.get("command", "")), n_seeds=len(info["seeds"]), project=project_link(),
+        data=_describe_data(source, dataset_name), model_pin=_describe_model(model),
+        method_label=get_method(info["method"]).label, sizes=_sizes_table(sizes),
+        random_note="" if random else " Random pruning at this sparsity was not run with this recipe "
+                                      "(`bert-tickets find ... --baselines random` runs it).")
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)
+
+
+def random_baseline(ticket: Ticket) -> dict[str, Any] | None:
+    """The random-pruning run beside the ticket (same recipe, seeds and sparsity), if it was run: its scores."""
+    from bert_tickets.compare import baseline_config
+    from bert_tickets.config import run_hash, task_config
+    from bert_tickets.run_folder import RunFolder
+
+    try:
+        settings = {k: v for k, v in ticket.info.get("config", {}).items() if k != "output_dir"}
+        config = task_config(ticket.task, None, settings | {
+            "pruning.sparsity": ticket.info.get("target_sparsity", ticket.sparsity),
+            "pruning.seeds": len(ticket.info["seeds"]), "output_dir": str(ticket.path.parents[3])})
+        if run_hash(config) != ticket.info.get("run_hash"):  # not the recipe it was found with: no claim
+            return None
+        info = RunFolder(baseline_config(config, "random", ticket.path, ticket.sparsity)).finished_ticket()
+    except (UserError, IndexError, KeyError):
+        return None
+    return info["metrics"]["ticket"] if info else None
+
+
+def mask_vocabulary(ticket: Ticket) -> dict[str, Any]:
+    """The mask described in compressed-tensors' `sparsity_config` field names."""
+    return {"format": "sparse-bitmask", "global_sparsity": ticket.sparsity, "sparsity_structure": "unstructured",
+            "targets": ticket.info.get("prunable"), "ignore": [], "keys": "encoder parameter names"}
+
+
+def release_sizes(folder: Path, ticket: Ticket) -> dict[str, int]:
+    """Bytes of the release's model and mask, and what the older one-byte-a-weight mask would take."""
+    weights = sum(int(m.numel()) for m in ticket.mask.values())
+    return {"model_bytes": (folder / "model.safetensors").stat().st_size,
+            "mask_bytes": paths.mask(folder).stat().st_size, "mask_bytes_one_byte_per_weight": weights,
+            "prunable_weights": weights}
+
+
+def _sizes_table(sizes: dict[str, int]) -> str:
+    if not sizes:
+        return ""
+    return (f"| `model.safetensors` | {sizes['model_bytes'] / 1e6:.1f} MB | dense fp32 storage, zeros included: no "
+            "smaller than the base model |\n"
+            f"| `mask.safetensors` | {sizes['mask_bytes'] / 1e6:.2f} MB | one bit per prunable weight "
+            f"({sizes['prunable_weights']:,} weights; one byte each would be "
+            f"{sizes['mask_bytes_one_byte_per_weight'] / 1e6:.1f} MB) |")
 
 
 def ticket_data_source(ticket: Ticket) -> dict[str, Any]:
@@ -244,7 +446,7 @@ def _drop_local_settings(path: Path) -> None:
     """transformers records how this machine loaded the tokenizer (offline or not); a release should not."""
     if path.exists():
         config = json.loads(path.read_text())
-        if config.pop("local_files_only", None) is not None:
+        if {config.pop(key, None) for key in ("local_files_only", "is_local")} != {None}:
             path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -306,25 +508,51 @@ def _first_line(exc: Exception) -> str:
     return re.sub(r"hf_[A-Za-z0-9]+", "hf_***", text)[:200]
 
 
-CARD_TEMPLATE = """
-# {repo_id}: a {sparsity:.0f}%-sparse lottery ticket of {base} for {task}
+TICKET_CARD = """
+# {repo_id}: a {sparsity:.0f}%-sparse lottery ticket of {base} (found on {task})
 
-A subnetwork of the pre-trained **{base}**, found by `{method}` ({method_label}) with {project} (after Chen et al., *The
-Lottery Ticket Hypothesis for Pre-trained BERT Networks*, NeurIPS 2020) on {data}. The weights are the
-pre-trained ones with {sparsity:.1f}% of the encoder's attention and feed-forward matrices set to exactly zero;
-`mask.safetensors` holds the mask (True = kept), keyed by the encoder's parameter names, and `ticket.json` how
-it was found. The task head is freshly initialised: fine-tune it.
+An **upstream sparse encoder**: the pre-trained weights of **{base}** with {sparsity:.1f}% of its attention and
+feed-forward matrices set to exactly zero, found by `{method}` ({method_label}) with {project} (after Chen et al.,
+*The Lottery Ticket Hypothesis for Pre-trained BERT Networks*, NeurIPS 2020) on {data}. It has no task head and no
+task score of its own: fine-tune it on a task, keeping the mask fixed (below). `mask.safetensors` holds the mask
+(True = kept, keyed by the encoder's parameter names) and `ticket.json` how it was found.
 
-## Dev scores after fine-tuning (mean ± std over {n_seeds} seed(s))
+## What fine-tuning it gave: evidence, not this checkpoint's score
 
-The model-index above lists the ticket's scores; here they stand beside the dense model's, fine-tuned with the
-same recipe and seeds. Accuracy, F1 and exact match are in %; correlations, loss and perplexity as they are.
+Fine-tuned on {task} with the recipe in `ticket.json` ({n_seeds} seed(s), mean ± std), beside the dense pre-trained
+model and a random mask of the same sparsity, same recipe and seeds.{random_note} Accuracy, F1 and exact match in %;
+correlations, loss and perplexity as they are.
 
-| metric | ticket | dense |
-|---|---|---|
+| metric | ticket | dense | random pruning |
+|---|---|---|---|
 {rows}
 
 Matching the dense model ({primary} within one standard deviation of dense, over the same seeds): **{matching}**.
+
+## Files
+
+| file | size | what |
+|---|---|---|
+{sizes}
+
+A masked dense checkpoint is no faster and no smaller in memory than the dense model: the zeros are stored and
+multiplied like any other weight unless a sparse kernel or format is used. The mask is described with
+compressed-tensors' `sparsity_config` field names (`format: sparse-bitmask`, `global_sparsity`,
+`sparsity_structure`, `targets`) in the card's `bert_tickets.mask` and in the mask file's metadata.
+
+## Fine-tune it with the mask kept fixed
+
+```python
+from transformers import AutoModelForSequenceClassification, Trainer
+from bert_tickets import KeepMask, Ticket
+
+model = AutoModelForSequenceClassification.from_pretrained("{repo_id}", num_labels=2)
+trainer = Trainer(model=model, args=args, train_dataset=train,
+                  callbacks=[KeepMask(Ticket.from_pretrained("{repo_id}"))])  # pruned weights stay exactly 0
+trainer.train()
+```
+
+or `bert-tickets evaluate --ticket {repo_id} --task TASK`, the recipe that gave the table above.
 
 ## Reproduce
 
@@ -333,26 +561,33 @@ Base model: {model_pin}.
 ```bash
 {command}
 ```
+"""
 
-## Load it, and keep the mask fixed while fine-tuning
+
+FINETUNED_CARD = """
+# {repo_id}: {base} fine-tuned on {task} from a {sparsity:.0f}%-sparse lottery ticket
+
+The lottery ticket found by `{method}` ({method_label}) with {project} on {data} ({sparsity:.1f}% of the encoder's
+attention and feed-forward matrices exactly zero), fine-tuned on {task} with the mask kept fixed: evaluation seed
+{seed}, the best of {n_seeds} by the dev metric unless chosen. The model-index above holds **this model's own** dev
+scores; every seed's are below. Accuracy, F1 and exact match in %; correlations as they are.
+
+{table}
 
 ```python
-import torch
-from huggingface_hub import hf_hub_download
-from safetensors.torch import load_file
-from transformers import {model_class}
-
-model = {model_class}.from_pretrained("{repo_id}")
-mask = load_file(hf_hub_download("{repo_id}", "mask.safetensors"))
-params = dict(model.base_model.named_parameters())
-pairs = [(params[name], keep.to(params[name].dtype)) for name, keep in mask.items() if name in params]
-for param, keep in pairs:
-    param.register_hook(lambda grad, keep=keep: grad * keep)  # masked gradients: AdamW state stays zero
-# ... and after every optimizer.step():
-with torch.no_grad():
-    for param, keep in pairs:
-        param.mul_(keep)
+from transformers import pipeline
+model = pipeline("{pipeline}", model="{repo_id}")
 ```
 
-Or with bert-tickets: `Ticket.load(folder).apply(model)` and `bert-tickets evaluate --ticket folder --task TASK`.
+A masked dense checkpoint is no faster and no smaller in memory than the dense model: the zeros are stored and
+multiplied like any other weight unless a sparse kernel or format is used. `mask.safetensors` holds the mask
+(sparse-bitmask, compressed-tensors' field names in its metadata); `{model_class}` loads the model.
+
+## Reproduce
+
+Base model: {model_pin}.
+
+```bash
+{command}
+```
 """

@@ -131,6 +131,8 @@ class ImpRun(RunFolder):
                                  {"sparsity": self.sparsities[level], "seed": seed}, path,
                                  mask_file=paths.mask(self.level_dir(level)) if level > 0 else None)
         check_zeros(result, level)
+        if kind == "ticket":
+            self._keep_finetuned(model, seed)
         return write_json_record(path, {"seed": seed, "sparsity": self.sparsities[level], **result.to_dict()})
 
     def evaluate_ticket(self) -> Ticket:
@@ -153,7 +155,7 @@ class ImpRun(RunFolder):
         if rank0_sees(path):  # the ranks decide together, or one would skip a barrier the others wait at
             return load_mask(path)
         mask = self.method.level_mask(self, k)  # on every rank alike (the main one saves it)
-        save_mask(path, mask)
+        save_mask(path, mask, self.config.pruning.prunable)
         barrier()  # every rank has read the frontier before it goes
         if is_main_process() and self.on_grid(k):  # the frontier has moved on: a larger target reuses level k
             paths.trained_prunable(self.level_dir(k - 1)).unlink(missing_ok=True)
@@ -216,6 +218,8 @@ class ImpRun(RunFolder):
             atomic_write(paths.trained_model(folder), lambda tmp: save_model(model, tmp))
         if self.config.pruning.carry_head:
             save_tensors(paths.trained_head(folder), {n: t.cpu().contiguous() for n, t in head_state_of(model).items()})
+        if k == len(self.sparsities) - 1 and self.levels_are_evaluations:  # the last level is a ticket seed
+            self._keep_finetuned(model, self.seed)
         record = {"level": k, "sparsity": sparsity, **result.to_dict()}
         if k > 0 and self.method.prunes_by_magnitude:  # how far the mask is from pruning θ0 once by magnitude
             record["jaccard_to_theta0_magnitude"] = self._jaccard_to_theta0_magnitude(mask, sparsity)
@@ -228,6 +232,11 @@ class ImpRun(RunFolder):
         log(f"level {k} done: {self.task.primary_metric} {100 * result.metrics[self.task.primary_metric]:.2f} "
             f"in {result.seconds:.0f}s")
         return record
+
+    def _keep_finetuned(self, model: torch.nn.Module, seed: int) -> None:
+        """With `training.keep_finetuned`, a ticket seed's whole fine-tuned task model, for `push --fine-tuned`."""
+        if self.config.training.keep_finetuned:
+            atomic_write(paths.finetuned(self.ticket_dir(), seed), lambda tmp: save_model(model, tmp))
 
     def _save_frontier(self, model: torch.nn.Module, folder: Path) -> None:
         trained = {n: p.detach().cpu().contiguous()

@@ -7,10 +7,12 @@ attached, so a mask found on one task applies to a model built for any other.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -20,7 +22,8 @@ from bert_tickets.errors import UserError
 from bert_tickets.runs import atomic_write
 
 Mask = dict[str, torch.Tensor]
-MASK_FORMAT = "bert-tickets-mask/1"
+MASK_FORMAT = "bert-tickets-mask/2"  # 1: one boolean per weight; 2: bitmasks (both load)
+BITMASK_FORMAT = "sparse-bitmask"  # compressed-tensors' name for this layout
 # A pooler exists in classification BERTs but not in masked-LM ones or RoBERTa classifiers: a mask may
 # carry it or not, and a model may have it or not; a missing side simply leaves the pooler dense.
 OPTIONAL_KEYS = re.compile(r"(^|\.)pooler\.")
@@ -176,22 +179,62 @@ def magnitude_outliers(weights: Mapping[str, torch.Tensor], factor: float = 3.0)
     return {n: m for n, m in means.items() if m * factor < median}
 
 
-def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor]) -> Path:
-    tensors = {n: m.to(torch.bool).contiguous().cpu() for n, m in mask.items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": MASK_FORMAT}))
+def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor], prunable: list[str] | None = None) -> Path:
+    """A mask as bitmasks: one bit per weight (8x smaller than booleans), in compressed-tensors' layout and
+    vocabulary (`<name>.bitmask` rows packed little-endian, `<name>.shape`; metadata `format: sparse-bitmask`,
+    `global_sparsity`, `sparsity_structure`, `targets`)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, keep in mask.items():
+        keep = keep.to(torch.bool).cpu()
+        rows = keep.reshape(-1, keep.shape[-1]) if keep.dim() else keep.reshape(1, 1)
+        tensors[f"{name}.bitmask"] = torch.from_numpy(np.packbits(rows.numpy(), axis=-1, bitorder="little"))
+        tensors[f"{name}.shape"] = torch.tensor(list(keep.shape), dtype=torch.int64)
+    metadata = {"format": BITMASK_FORMAT, "sparsity_structure": "unstructured", "writer": MASK_FORMAT,
+                "global_sparsity": repr(sparsity_report(mask)["sparsity"]), "keys": "encoder parameter names",
+                "targets": json.dumps(prunable if prunable is not None else sorted(mask))}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def mask_metadata(path: str | Path) -> dict[str, str]:
+    """The mask file's metadata (compressed-tensors' field names for a bitmask file; the older boolean files only
+    carry their format)."""
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
 
 
 def load_mask(path: str | Path) -> Mask:
+    """A mask file, bitmask or the older one-boolean-per-weight layout."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no mask at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
-            mask = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except Exception as exc:  # safetensors raises several types for a damaged file
         raise UserError(f"{path} is not a readable safetensors mask ({exc})") from None
+    mask = _unpack(tensors, path) if any(name.endswith(".bitmask") for name in tensors) else tensors
     if not mask or any(m.dtype != torch.bool for m in mask.values()):
-        raise UserError(f"{path} is not a mask: expected boolean tensors")
+        raise UserError(f"{path} is not a mask: expected boolean tensors or bitmasks")
+    return mask
+
+
+def _unpack(tensors: dict[str, torch.Tensor], path: Path) -> Mask:
+    if stray := [key for key in tensors if not key.endswith((".bitmask", ".shape"))]:
+        raise UserError(f"{path} is not a mask: {stray[0]} is neither a bitmask nor its shape")
+    mask = {}
+    for key, bits in tensors.items():
+        if not key.endswith(".bitmask"):
+            continue
+        name = key.removesuffix(".bitmask")
+        shape = tensors.get(f"{name}.shape")
+        if shape is None or bits.dtype != torch.uint8:
+            raise UserError(f"{path} is not a mask: {key} has no shape or is not uint8")
+        dims = [int(d) for d in shape.tolist()]
+        columns = dims[-1] if dims else 1
+        rows = np.unpackbits(bits.numpy(), axis=-1, count=columns, bitorder="little").astype(bool)
+        if rows.size != int(np.prod(dims)):
+            raise UserError(f"{path} is not a mask: {key} does not hold {dims}")
+        mask[name] = torch.from_numpy(rows.reshape(dims))
     return mask
 
 

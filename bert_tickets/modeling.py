@@ -130,7 +130,7 @@ def _load_errors(name: str, revision: str | None = None) -> Iterator[str]:
     except UserError:
         raise
     except Exception as exc:  # OSError, ValueError, SafetensorError, a refused pickle (UnpicklingError), ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"  # the library's whole message, one line
         hint = "" if Path(path).exists() else (
             f"; offline, pass a local copy with --model PATH (or --model {MINILM_PACKAGE})")
-        raise UserError(f"cannot load model {name!r}: {reason[:200]}{hint}") from None
+        raise UserError(f"cannot load model {name!r}: {reason[:400]}{hint}") from None

@@ -16,6 +16,7 @@ A run folder (`<output_dir>/<task>/<method>_<hash>/`) holds:
                                            (`pruning.carry_head`, the authors' code)
     tickets/sparsity_0.5000/             the ticket: mask.safetensors, ticket.json, comparison.json,
         seeds/seed_1.json                  and the evaluation's other seeds
+        finetuned/seed_0.safetensors       a seed's fine-tuned task model (`training.keep_finetuned`)
     workers/                             logs of local worker processes
     .lock                                one process at a time trains in the folder
 and beside the run folders of a task, `dense_<hash>/seed_<n>.json`: dense fine-tunings, shared by every method.
@@ -106,6 +107,11 @@ def comparison(ticket_dir: Path) -> Path:
 
 def ticket_seed(ticket_dir: Path, seed: int) -> Path:
     return ticket_dir / "seeds" / f"seed_{seed}.json"
+
+
+def finetuned(ticket_dir: Path, seed: int) -> Path:
+    """An evaluation seed's fine-tuned task model (`training.keep_finetuned`), for `push --fine-tuned`."""
+    return ticket_dir / "finetuned" / f"seed_{seed}.safetensors"
 
 
 def dense(root: Path, dense_hash: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,9 @@ class RunResources:
             "task": self.task.name, "model": self.config.model.name, "method": self.config.pruning.method,
             "run_hash": run_hash(self.config), "run_dir": str(self.root),
             "changed_settings": sorted(non_default_settings(self.config))}
+        project = t.wandb_project or os.environ.get("WANDB_PROJECT") or "bert-tickets"  # as Trainer users set it
         return Tracker(enabled=t.report_to == "wandb" and self.accelerator.is_main_process,
-                       project=t.wandb_project, study=t.study or f"{self.task.name}/{self.root.name}",
+                       project=project, study=t.study or f"{self.task.name}/{self.root.name}",
                        settings=settings, directory=self.root)
 
     def theta0_prunable(self) -> dict[str, torch.Tensor]:

@@ -7,8 +7,6 @@ works on a read-only or full disk). Files get the process umask's permissions, a
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import shutil
@@ -18,6 +16,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from bert_tickets.errors import UserError
 
@@ -191,19 +191,19 @@ def file_lock(lock_file: Path, waiting: str | None = None) -> Iterator[None]:
     (a FIFO would block forever, a link could point anywhere) is refused."""
     if lock_file.is_symlink() or (lock_file.exists() and not lock_file.is_file()):
         raise UserError(f"{lock_file} is not a regular file: remove it (it is only a lock) and rerun")
-    with lock_file.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            if waiting:
-                log(waiting)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    # filelock: flock on Unix (released however the process ends), msvcrt on Windows; one lock object per call, so
+    # two holders in one process (a parent and its in-process work) exclude each other as two processes would
+    lock = FileLock(str(lock_file), is_singleton=False, thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if waiting:
+            log(waiting)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @contextmanager

@@ -48,6 +48,23 @@ class Ticket:
             raise UserError(f"{path} is not a ticket folder (no {paths.TICKET_INFO})")
         return cls(path=path, info=_ticket_info(paths.ticket_info(path)), mask=load_mask(paths.mask(path)))
 
+    @classmethod
+    def from_pretrained(cls, source: str | Path, revision: str | None = None) -> Ticket:
+        """A ticket folder, or a released ticket on the Hub (`owner/name`, at `revision`): only its mask and
+        ticket.json are downloaded (the usual Hub cache, token and offline settings apply)."""
+        path = Path(source)
+        if path.exists() or str(source).count("/") != 1:
+            return cls.load(path)
+        from huggingface_hub import hf_hub_download
+
+        try:  # both land in the same snapshot folder of the cache
+            folder = Path(hf_hub_download(str(source), paths.TICKET_INFO, revision=revision)).parent
+            hf_hub_download(str(source), paths.MASK, revision=revision)
+        except Exception as exc:  # offline, not found, auth: the library's own words, on one line
+            message = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise UserError(f"{source!r} is no folder here, and the Hub could not give it: {message}") from None
+        return cls.load(folder)
+
     @property
     def task(self) -> str:
         return self.info["task"]

@@ -249,7 +249,7 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
     study_tflops = flops * best_k["samples_per_s"] / args.batch_size / 1e12
     peak = peak_tflops()
     return {
-        "model": name, "folder": folder, "steps": steps, "rounds": rounds,
+        "model": name, "folder": Path(folder).name, "steps": steps, "rounds": rounds,  # no path of this machine
         "engine": asdict(engine), "trainer": asdict(trainer), "masked": asdict(masked),
         "engine_over_trainer_samples": engine.samples_per_s / trainer.samples_per_s,
         "masked_over_dense_step_time": masked.median_step_ms / engine.median_step_ms,
@@ -315,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         results = [bench_model(name, args, Path(scratch)) for name in args.models]
     report = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
-              "settings": {k: v for k, v in vars(args).items()}, "results": results}
+              "settings": {k: Path(v).name if k in ("data_dir", "out") else v for k, v in vars(args).items()},
+              "results": results}  # committed result files carry no path of the machine they ran on
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")

@@ -111,5 +111,13 @@ def fingerprint(*parts: Any) -> str:
 
 
 def tokenizer_identity(tokenizer: Any) -> list[Any]:
-    """What decides a tokenizer's output, for cache keys."""
-    return [tokenizer.name_or_path, type(tokenizer).__name__, len(tokenizer), tokenizer.model_max_length]
+    """What decides a tokenizer's output, for cache keys: its content (vocabulary, normalizer, special tokens), not
+    its name, so two revisions of one Hub tokenizer never share a cache entry."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # its padding and truncation are the last call's, not the tokenizer's: left out
+        spec = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("padding", "truncation")}
+        content = json.dumps(spec, sort_keys=True)
+    else:
+        content = json.dumps(sorted(tokenizer.get_vocab().items()))
+    return [type(tokenizer).__name__, len(tokenizer), tokenizer.model_max_length,
+            hashlib.sha256(content.encode()).hexdigest()[:16]]

@@ -9,6 +9,7 @@ Preupload answers "regular" for every file, so the files travel base64-encoded i
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,16 +64,42 @@ class _Handler(BaseHTTPRequestHandler):
                                      "repo": {"name": f"{parts[3]}/{parts[4]}", "type": parts[2][:-1]},
                                      "isPullRequest": True, "events": [], "changes": {"base": "refs/heads/main"},
                                      "filesWithConflicts": []})
-        if len(parts) >= 7 and parts[5] == "revision":  # huggingface_hub < 1.0 asks before uploading
-            if f"{parts[2][:-1]}:{parts[3]}/{parts[4]}" not in self.server.repos:
+        if len(parts) >= 7 and parts[5] == "revision":  # huggingface_hub < 1.0 asks before uploading; downloads too
+            repo = self.server.repos.get(f"{parts[2][:-1]}:{parts[3]}/{parts[4]}")
+            if repo is None:
                 return self._reply(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
-            return self._reply(200, {"id": f"{parts[3]}/{parts[4]}", "sha": "b" * 40, "xetEnabled": False})
+            files = repo["files"].get("/".join(parts[6:]), {})
+            return self._reply(200, {"id": f"{parts[3]}/{parts[4]}", "sha": "b" * 40, "xetEnabled": False,
+                                     "private": repo["private"], "siblings": [{"rfilename": f} for f in files]})
+        if len(parts) >= 6 and parts[3] == "resolve":  # a file's download: /owner/name/resolve/revision/file
+            return self._file(parts, body=True)
         if len(parts) == 5 and parts[1] == "api" and parts[2] in ("models", "datasets"):
             repo = self.server.repos.get(f"{parts[2][:-1]}:{parts[3]}/{parts[4]}")
             if repo is None:
                 return self._reply(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
             return self._reply(200, {"id": f"{parts[3]}/{parts[4]}", "private": repo["private"], "sha": "b" * 40})
         self._reply(404, {"error": f"not imitated: {path}"})
+
+    def do_HEAD(self) -> None:
+        parts = self._record(b"").split("/")
+        if len(parts) >= 6 and parts[3] == "resolve":
+            return self._file(parts, body=False)
+        self._reply(404, {"error": "not imitated"})
+
+    def _file(self, parts: list[str], body: bool) -> None:
+        """A stored file's bytes, with the headers huggingface_hub's downloader reads (commit, etag, size)."""
+        repo = self.server.repos.get(f"model:{parts[1]}/{parts[2]}")
+        revision = parts[4] if parts[4] != "b" * 40 else "main"  # the download asks for the commit it was told
+        data = (repo or {}).get("files", {}).get(revision, {}).get("/".join(parts[5:]))
+        if data is None:
+            return self._reply(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
+        self.send_response(200)
+        for key, value in {"X-Repo-Commit": "b" * 40, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                           "Content-Length": str(len(data)), "Content-Type": "application/octet-stream"}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

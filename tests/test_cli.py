@@ -194,3 +194,35 @@ def test_every_flag_takes_the_underscore_spelling(tmp_path, capsys):
         "push", "--repo-id", "a/b_c", "--dry-run=out_dir", "--set", "training.max_steps=3"]
     assert main(["push", "--ticket", str(tmp_path), "--repo_id", "a/x--y", "--dry_run", str(tmp_path / "o")]) == 2
     assert "'a/x--y' is not a valid Hub repository id" in capsys.readouterr().err  # parsed, then refused
+
+
+def test_hugging_face_habits_are_understood_or_refused_with_a_hint(tmp_path, monkeypatch, capsys):
+    import inspect
+
+    import bert_tickets as bt
+    from bert_tickets.cli import build_parser, dashed, find_overrides
+    from bert_tickets.config import load_config
+    from bert_tickets.errors import UserError
+    from bert_tickets.resources import RunResources
+    from bert_tickets.tasks import get_task
+
+    argv = ["find", "--task_name", "sst2", "--sparsity", "0.5", "--model_name_or_path", "some/model",
+            "--max_seq_length", "64", "--num_train_epochs", "2"]
+    args = build_parser().parse_args(dashed(argv))
+    args.argv = argv
+    assert args.task == "sst2"
+    assert find_overrides(args) == {"model.name": "some/model", "data.max_length": "64", "training.epochs": "2",
+                                    "data.task": "sst2", "pruning.sparsity": 0.5}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(dashed([*argv, "--per_device_train_batch_size", "16"]))
+    assert "--batch-size here is the global batch" in capsys.readouterr().err
+    text = build_parser()._subparsers._group_actions[0].choices["find"].format_help()
+    assert "--no-group-by-length" in text and "--no-group_by_length" not in text and "--learning_rate" not in text
+    assert issubclass(UserError, ValueError)  # what Python code catches for bad arguments
+    assert {"learning_rate", "max_steps", "seeds"} <= set(inspect.signature(bt.find_ticket).parameters)
+    assert "learning_rate: peak learning rate of AdamW" in bt.find_ticket.__doc__
+    monkeypatch.setenv("WANDB_PROJECT", "from-my-env")  # what Trainer users set
+    config = load_config(None, {"data.task": "sst2"})
+    assert RunResources(config, get_task("sst2"), tmp_path).tracker.project == "from-my-env"
+    config.training.wandb_project = "given"
+    assert RunResources(config, get_task("sst2"), tmp_path).tracker.project == "given"

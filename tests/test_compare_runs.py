@@ -4,10 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
-
 from bert_tickets import paths
 from bert_tickets.cli import main
+from bert_tickets.masks import load_mask, save_mask
 from bert_tickets.runs import read_json, write_json
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_runs.py"
@@ -29,10 +28,10 @@ def test_two_identical_runs_compare_equal_and_a_flipped_mask_bit_does_not(tiny_b
     assert same.returncode == 0 and "0 difference(s)" in same.stdout, same.stdout + same.stderr
 
     mask_file = paths.mask(ticket)  # the second tree's sst2 ticket
-    mask = load_file(str(mask_file))
+    mask = load_mask(mask_file)
     name = next(iter(mask))
     mask[name].view(-1)[0] = ~mask[name].view(-1)[0]
-    save_file(mask, str(mask_file))
+    save_mask(mask_file, mask)
     metrics = next((tmp_path / "second").glob("rte/ticket_*/level_01_*/metrics.json"))
     record = read_json(metrics)
     record["metrics"]["accuracy"] += 0.01

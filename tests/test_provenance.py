@@ -51,7 +51,7 @@ def test_model_revision_reaches_every_load_and_is_recorded(hub_model, glue_dir, 
     assert ticket.info["model_source"] == {"model": "someone/bert", "revision": "v1.0", "commit": COMMIT}
     run_config = json.loads((Path(ticket.info["run_dir"]) / "config.json").read_text())
     assert run_config["config"]["model"]["revision"] == "v1.0"
-    card = hub.model_card(ticket, "someone/ticket", "bert")
+    card = hub.ticket_card(ticket, "someone/ticket")
     assert card.data.to_dict()["bert_tickets"]["model_source"]["commit"] == COMMIT
     assert f"`someone/bert` at revision `v1.0`, commit `{COMMIT}`" in card.text
     # the export loads the same revision

@@ -1,0 +1,70 @@
+"""A ticket's mask in anyone's training: `KeepMask`, a `transformers.TrainerCallback`.
+
+    from transformers import Trainer
+    from bert_tickets import KeepMask, Ticket
+
+    ticket = Ticket.from_pretrained("owner/minilm-sst2-50")       # or a local ticket folder
+    trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=[KeepMask(ticket)])
+    trainer.train()                                                 # the pruned weights end exactly zero
+
+The weights are masked when training begins; each pruned weight's gradient is masked in the backward pass (so the
+clipped gradient norm and AdamW's moments never see it), and the weights are masked again after every optimizer
+step, so nothing a scheduler, weight decay or a fused optimizer does revives them. At the end, any pruned weight
+that is not exactly zero is an error. A masked dense checkpoint is no faster and no smaller in memory: the zeros
+are still stored and multiplied unless sparse kernels are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from bert_tickets.masks import fit_mask
+
+
+class KeepMask(TrainerCallback):
+    """Keeps a ticket's pruned weights exactly zero through a `transformers.Trainer` run (see the module)."""
+
+    def __init__(self, mask: Any):
+        """`mask`: a Ticket, a ticket folder or Hub repository id, or a mapping of encoder parameter names to
+        boolean tensors (True = kept)."""
+        self.mask = _as_mask(mask)
+        self.pairs: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        self.hooks: list[Any] = []
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        self.pairs = [(param, keep.to(device=param.device, dtype=param.dtype))
+                      for param, keep in fit_mask(model, self.mask).values()]
+        with torch.no_grad():
+            for param, keep in self.pairs:
+                param.mul_(keep)
+        self.hooks = [param.register_hook(lambda grad, keep=keep: grad * keep) for param, keep in self.pairs]
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        with torch.no_grad():
+            torch._foreach_mul_([p for p, _ in self.pairs], [k for _, k in self.pairs])
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks = []
+        if revived := self.revived():
+            raise RuntimeError(f"KeepMask: {revived} pruned weights are not zero after training")
+
+    def revived(self) -> int:
+        """How many pruned weights are not exactly zero (0 after every step)."""
+        return sum(int(((p.detach() != 0) & (k == 0)).sum()) for p, k in self.pairs)
+
+
+def _as_mask(mask: Any) -> Mapping[str, torch.Tensor]:
+    from bert_tickets.ticket import Ticket
+
+    if isinstance(mask, Ticket):
+        return mask.mask
+    if isinstance(mask, str | Path):
+        return Ticket.from_pretrained(str(mask)).mask
+    return mask

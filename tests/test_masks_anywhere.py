@@ -1,0 +1,94 @@
+"""Masks anyone can use: compact bitmask files in compressed-tensors' vocabulary (the older boolean files still
+load), `Ticket.from_pretrained` from the Hub, and `KeepMask` keeping the zeros in a user's own `Trainer`."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from fake_hub import FakeHub, hub_env
+from safetensors import safe_open
+from safetensors.torch import save_file
+from test_hardening import world  # noqa: F401 (a fixture)
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+from bert_tickets import KeepMask, Ticket, paths
+from bert_tickets.errors import UserError
+from bert_tickets.masks import load_mask, save_mask
+
+
+def _random_mask() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    shapes = {"a.weight": (384, 384), "b.weight": (37, 13), "c.weight": (5,), "d.weight": (2, 3, 9)}
+    return {name: torch.rand(shape, generator=generator) > 0.7 for name, shape in shapes.items()}
+
+
+def test_a_bitmask_file_round_trips_at_one_bit_a_weight(tmp_path):
+    mask = _random_mask()
+    save_mask(tmp_path / "bits.safetensors", mask, ["a", "b"])
+    back = load_mask(tmp_path / "bits.safetensors")
+    assert back.keys() == mask.keys() and all(torch.equal(back[k], mask[k]) for k in mask)
+    with safe_open(str(tmp_path / "bits.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == "sparse-bitmask" and meta["sparsity_structure"] == "unstructured"  # compressed-tensors'
+    assert json.loads(meta["targets"]) == ["a", "b"] and 0.69 < float(meta["global_sparsity"]) < 0.71
+    save_file(mask, str(tmp_path / "bools.safetensors"))  # the older layout: one byte a weight
+    legacy = load_mask(tmp_path / "bools.safetensors")
+    assert all(torch.equal(legacy[k], mask[k]) for k in mask)
+    ratio = (tmp_path / "bools.safetensors").stat().st_size / (tmp_path / "bits.safetensors").stat().st_size
+    assert ratio > 6  # 8x on the tensors, less the header and the shapes
+
+
+def test_a_bitmask_file_with_a_stray_entry_is_refused(tmp_path):
+    mask = _random_mask()
+    save_mask(tmp_path / "m.safetensors", mask)
+    with safe_open(str(tmp_path / "m.safetensors"), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    save_file(tensors | {"e.weight": torch.zeros(3, dtype=torch.bool)}, str(tmp_path / "m.safetensors"))
+    with pytest.raises(UserError, match="e.weight is neither a bitmask nor its shape"):
+        load_mask(tmp_path / "m.safetensors")
+
+
+def test_a_released_ticket_is_used_by_its_hub_id(world, tmp_path):  # noqa: F811
+    files = {name: (world["ticket"] / name).read_bytes() for name in (paths.MASK, paths.TICKET_INFO)}
+    with FakeHub({"model:someone/tiny-ticket": False}) as hub:
+        hub.repos["model:someone/tiny-ticket"]["files"]["main"] = files
+        done = subprocess.run([sys.executable, "-m", "bert_tickets.cli", "evaluate", "--ticket", "someone/tiny-ticket",
+                               "--task", "rte", "--data-dir", str(world["glue"]), "--output-dir",
+                               str(tmp_path / "runs"), "--max-steps", "2", "--max-length", "32"],
+                              env=hub_env(hub, tmp_path / "hf_home"), capture_output=True, text=True, timeout=300)
+        missing = subprocess.run([sys.executable, "-m", "bert_tickets.cli", "evaluate", "--ticket", "someone/absent",
+                                  "--task", "rte"], env=hub_env(hub, tmp_path / "hf_home"), capture_output=True,
+                                 text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    evaluated = Ticket.load(done.stdout.strip().splitlines()[-1])
+    mask = load_mask(world["ticket"] / paths.MASK)
+    assert all(torch.equal(evaluated.mask[k], mask[k]) for k in mask)  # the Hub's mask, fine-tuned on RTE
+    assert missing.returncode == 2 and "'someone/absent' is no folder here, and the Hub could not give it" in \
+        missing.stderr and "Traceback" not in missing.stderr
+
+
+def _train(model_path: str, ticket: Ticket, tmp_path, callbacks: list) -> torch.nn.Module:
+    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2)
+    generator = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": torch.randint(1000, 2000, (12,), generator=generator), "labels": i % 2} for i in range(32)]
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=6, per_device_train_batch_size=8,
+                             learning_rate=1e-2, weight_decay=0.1, report_to=[], use_cpu=True, save_strategy="no",
+                             logging_strategy="no", disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=rows, callbacks=callbacks).train()
+    return model
+
+
+def test_keep_mask_keeps_the_zeros_in_a_real_trainer(world, tmp_path):  # noqa: F811
+    ticket = Ticket.load(world["ticket"])
+    kept = _train(world["model"], ticket, tmp_path, [KeepMask(ticket)])
+    free = _train(world["model"], ticket, tmp_path, [])
+    for model, expect_zeros in ((kept, True), (free, False)):
+        params = dict(model.base_model.named_parameters())
+        pruned = [params[name].detach()[~keep] for name, keep in ticket.mask.items() if name in params]
+        assert (sum(int((p != 0).sum()) for p in pruned) == 0) is expect_zeros  # without it, they revive
+    moved = dict(kept.base_model.named_parameters())
+    start = AutoModelForSequenceClassification.from_pretrained(world["model"], num_labels=2).base_model
+    name = next(iter(ticket.mask))
+    assert not torch.equal(moved[name].detach(), start.get_parameter(name).detach())  # the kept weights trained
