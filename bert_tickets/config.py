@@ -24,13 +24,17 @@ import yaml
 from bert_tickets.errors import UserError
 from bert_tickets.tasks import TASKS, task_data_settings
 
-# The paper's prunable set: every encoder layer's attention and feed-forward matrices, plus the pooler.
-# Patterns match names relative to the encoder (`model.base_model`); BERT and RoBERTa share them.
+# The paper's prunable set: every encoder layer's attention and feed-forward matrices, plus the pooler where the
+# encoder has one. Patterns match names relative to the encoder (`model.base_model`): BERT, RoBERTa and ELECTRA
+# share the first three. The pooler rule per family: BERT's encoder has one (pruned, as in the paper); RoBERTa's and
+# ELECTRA's classifiers, DistilBERT, DeBERTa (its pooler sits in the task head) and ModernBERT have none to prune.
 DEFAULT_PRUNABLE = [
     r"encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.weight",
     r"encoder\.layer\.\d+\.attention\.output\.dense\.weight",
     r"encoder\.layer\.\d+\.(intermediate|output)\.dense\.weight",
     r"transformer\.layer\.\d+\.(attention\.(q_lin|k_lin|v_lin|out_lin)|ffn\.lin[12])\.weight",  # DistilBERT
+    r"encoder\.layer\.\d+\.attention\.self\.(query|key|value)_proj\.weight",  # DeBERTa-v2/v3
+    r"layers\.\d+\.(attn\.(Wqkv|Wo)|mlp\.(Wi|Wo))\.weight",  # ModernBERT (fused query-key-value)
     r"pooler\.dense\.weight",
 ]
 
