@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -181,25 +182,26 @@ def magnitude_outliers(weights: Mapping[str, torch.Tensor], factor: float = 3.0)
 
 def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor], prunable: list[str] | None = None) -> Path:
     """A mask as bitmasks: one bit per weight (8x smaller than booleans), in compressed-tensors' layout and
-    vocabulary (`<name>.bitmask` rows packed little-endian, `<name>.shape`; metadata `format: sparse-bitmask`,
-    `global_sparsity`, `sparsity_structure`, `targets`)."""
+    vocabulary (`<name>.bitmask` rows packed little-endian, `<name>.shape`; the metadata's `sparsity_config` holds
+    `format: sparse-bitmask`, `global_sparsity`, `sparsity_structure`, `targets`, `ignore`)."""
     tensors: dict[str, torch.Tensor] = {}
     for name, keep in mask.items():
         keep = keep.to(torch.bool).cpu()
         rows = keep.reshape(-1, keep.shape[-1]) if keep.dim() else keep.reshape(1, 1)
         tensors[f"{name}.bitmask"] = torch.from_numpy(np.packbits(rows.numpy(), axis=-1, bitorder="little"))
         tensors[f"{name}.shape"] = torch.tensor(list(keep.shape), dtype=torch.int64)
-    metadata = {"format": BITMASK_FORMAT, "sparsity_structure": "unstructured", "writer": MASK_FORMAT,
-                "global_sparsity": repr(sparsity_report(mask)["sparsity"]), "keys": "encoder parameter names",
-                "targets": json.dumps(prunable if prunable is not None else sorted(mask))}
+    # one metadata entry: safetensors writes several in no fixed order, and the same mask must give the same bytes
+    config = {"format": BITMASK_FORMAT, "sparsity_structure": "unstructured", "writer": MASK_FORMAT,
+              "global_sparsity": sparsity_report(mask)["sparsity"], "keys": "encoder parameter names",
+              "targets": prunable if prunable is not None else sorted(mask), "ignore": []}
+    metadata = {"sparsity_config": json.dumps(config, sort_keys=True)}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def mask_metadata(path: str | Path) -> dict[str, str]:
-    """The mask file's metadata (compressed-tensors' field names for a bitmask file; the older boolean files only
-    carry their format)."""
+def mask_metadata(path: str | Path) -> dict[str, Any]:
+    """A bitmask file's `sparsity_config` (compressed-tensors' field names); {} for the older boolean files."""
     with safe_open(str(path), framework="pt") as f:
-        return f.metadata() or {}
+        return json.loads((f.metadata() or {}).get("sparsity_config", "{}"))
 
 
 def load_mask(path: str | Path) -> Mask:

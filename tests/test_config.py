@@ -79,10 +79,10 @@ def test_reproduce_command_round_trips_to_the_same_run(tmp_path):
 
 
 def test_flags_take_hugging_face_spellings_too():
-    from bert_tickets.cli import build_parser, find_overrides
+    from bert_tickets.cli import build_parser, dashed, find_overrides
 
-    args = build_parser().parse_args(["find", "--task", "sst2", "--sparsity", "0.5", "--output_dir", "out",
-                                      "--learning_rate", "1e-4", "--max-steps", "7"])
+    args = build_parser().parse_args(dashed(["find", "--task", "sst2", "--sparsity", "0.5", "--output_dir", "out",
+                                             "--learning_rate", "1e-4", "--max-steps", "7"]))  # as `main` parses
     config = load_config(None, find_overrides(args))  # the config converts flag values, as it does --set's
     assert config.output_dir == "out" and config.training.learning_rate == 1e-4
     assert config.training.max_steps == 7
@@ -99,7 +99,7 @@ def test_every_setting_is_a_flag_with_help_default_and_choices():
     find = {s: a for a in commands["find"]._actions for s in a.option_strings}
     for spec in setting_specs():
         action = find[f"--{spec.flag.replace('_', '-')}"]
-        assert f"--{spec.flag}" in action.option_strings  # the underscore spelling too
+        assert not any("_" in s for s in action.option_strings)  # one spelling in --help; `dashed` maps --flag_name
         if spec.flag in ("task", "sparsity", "method", "ticket"):
             continue  # the command's own flags (required, or with their own help)
         assert action.help.startswith(spec.help) and "default:" in action.help and f"[{spec.key}]" in action.help

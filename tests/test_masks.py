@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file as load_numpy
@@ -79,7 +80,7 @@ def test_random_mask_has_the_exact_sparsity():
     assert not torch.equal(mask["a"], random_mask(shapes, 0.7, seed=2)["a"])
 
 
-def test_mask_file_is_booleans_keyed_by_encoder_names(tiny_bert, tmp_path):
+def test_mask_file_is_bitmasks_keyed_by_encoder_names(tiny_bert, tmp_path):
     params = prunable_parameters(_classifier(tiny_bert), DEFAULT_PRUNABLE)
     mask = global_magnitude_mask(params, full_mask(params), 0.3)
     save_mask(tmp_path / "mask.safetensors", mask)
@@ -87,7 +88,10 @@ def test_mask_file_is_booleans_keyed_by_encoder_names(tiny_bert, tmp_path):
     assert set(loaded) == set(params) and all(m.dtype == torch.bool for m in loaded.values())
     assert all(torch.equal(loaded[n], mask[n]) for n in mask)
     as_numpy = load_numpy(str(tmp_path / "mask.safetensors"))  # plain safetensors, readable anywhere
-    assert as_numpy["pooler.dense.weight"].dtype == bool
+    bits, shape = as_numpy["pooler.dense.weight.bitmask"], as_numpy["pooler.dense.weight.shape"]
+    assert bits.dtype == np.uint8 and list(shape) == list(mask["pooler.dense.weight"].shape)
+    unpacked = np.unpackbits(bits, axis=-1, count=int(shape[-1]), bitorder="little").astype(bool)
+    assert (unpacked == mask["pooler.dense.weight"].numpy()).all()  # compressed-tensors' bitmask layout
     assert not list(tmp_path.glob("*.tmp"))
 
 

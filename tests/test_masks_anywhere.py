@@ -1,7 +1,6 @@
 """Masks anyone can use: compact bitmask files in compressed-tensors' vocabulary (the older boolean files still
 load), `Ticket.from_pretrained` from the Hub, and `KeepMask` keeping the zeros in a user's own `Trainer`."""
 
-import json
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from transformers import AutoModelForSequenceClassification, Trainer, TrainingAr
 
 from bert_tickets import KeepMask, Ticket, paths
 from bert_tickets.errors import UserError
-from bert_tickets.masks import load_mask, save_mask
+from bert_tickets.masks import load_mask, mask_metadata, save_mask
 
 
 def _random_mask() -> dict[str, torch.Tensor]:
@@ -29,10 +28,11 @@ def test_a_bitmask_file_round_trips_at_one_bit_a_weight(tmp_path):
     save_mask(tmp_path / "bits.safetensors", mask, ["a", "b"])
     back = load_mask(tmp_path / "bits.safetensors")
     assert back.keys() == mask.keys() and all(torch.equal(back[k], mask[k]) for k in mask)
-    with safe_open(str(tmp_path / "bits.safetensors"), "pt") as f:
-        meta = f.metadata()
+    meta = mask_metadata(tmp_path / "bits.safetensors")
     assert meta["format"] == "sparse-bitmask" and meta["sparsity_structure"] == "unstructured"  # compressed-tensors'
-    assert json.loads(meta["targets"]) == ["a", "b"] and 0.69 < float(meta["global_sparsity"]) < 0.71
+    assert meta["targets"] == ["a", "b"] and 0.69 < meta["global_sparsity"] < 0.71
+    save_mask(tmp_path / "again.safetensors", mask, ["a", "b"])  # the same mask, the same bytes
+    assert (tmp_path / "again.safetensors").read_bytes() == (tmp_path / "bits.safetensors").read_bytes()
     save_file(mask, str(tmp_path / "bools.safetensors"))  # the older layout: one byte a weight
     legacy = load_mask(tmp_path / "bools.safetensors")
     assert all(torch.equal(legacy[k], mask[k]) for k in mask)
