@@ -10,6 +10,7 @@ the zeros, the sparsity and the absence of this machine's paths are checked.
 from __future__ import annotations
 
 import json
+import mmap
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from safetensors.torch import load_file, load_model
 
 from bert_tickets import paths
 from bert_tickets.errors import UserError
-from bert_tickets.masks import fit_mask, save_mask, sparsity_report
+from bert_tickets.masks import save_mask, sparsity_config, sparsity_report
 from bert_tickets.methods import get_method
 from bert_tickets.metrics import display_value, format_mean_std
 from bert_tickets.modeling import MINILM_ALIASES, load_pretrained, resolve_model_path
@@ -83,19 +84,24 @@ def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
     model = pretrained.build(ticket.info["seeds"][0], encoder_state=load_file(str(rewind)) if rewind else None)
     ticket.apply(model)
     encoder = model.base_model  # a ticket is an encoder: a task head here would be random under any score
-    encoder.config.name_or_path = repo_id  # not this machine's path
     encoder.config.id2label, encoder.config.label2id = {0: "LABEL_0", 1: "LABEL_1"}, {"LABEL_0": 0, "LABEL_1": 1}
     encoder.config.problem_type = None  # the library's defaults: a ticket implies no task
+    _write_release(ticket, folder, repo_id, encoder, pretrained.tokenizer, "ticket (encoder, no task head)")
+    ticket_card(ticket, repo_id, folder).save(folder / "README.md")
+
+
+def _write_release(ticket: Ticket, folder: Path, repo_id: str, model: Any, tokenizer: Any, release: str) -> None:
+    """What both releases hold beside their card: the model (its config saying where the weights and the mask's
+    data came from, no local path), the tokenizer, the mask as a bitmask and a portable ticket.json."""
+    model.config.name_or_path = repo_id  # not this machine's path
     base_model, data_source = public_sources(ticket)
-    encoder.config.bert_tickets = {  # saved into config.json: where the weights and the mask's data came from
-        "base_model": base_model, "data_source": data_source, "sparsity": ticket.sparsity,
-        "method": ticket.info["method"], "release": "ticket (encoder, no task head)"}
-    encoder.save_pretrained(folder)
-    pretrained.tokenizer.save_pretrained(folder)
+    model.config.bert_tickets = {"base_model": base_model, "data_source": data_source, "sparsity": ticket.sparsity,
+                                 "method": ticket.info["method"], "release": release}
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     _drop_local_settings(folder / "tokenizer_config.json")
     save_mask(paths.mask(folder), ticket.mask, ticket.info.get("prunable"))
     write_json(paths.ticket_info(folder), portable_info(ticket))
-    ticket_card(ticket, repo_id, folder).save(folder / "README.md")
 
 
 def released_seed(ticket: Ticket, seed: int | None) -> int:
@@ -123,18 +129,8 @@ def _write_finetuned(ticket: Ticket, folder: Path, repo_id: str, seed: int) -> N
     revision = ticket.info.get("config", {}).get("model.revision")
     pretrained = load_pretrained(ticket.model_name, task, revision=revision)
     model = pretrained.build(seed)
-    load_model(model, str(paths.finetuned(ticket.path, seed)))
-    if revived := sum(int((param.detach()[~keep] != 0).sum()) for param, keep in fit_mask(model, ticket.mask).values()):
-        raise UserError(f"export check failed: {revived} pruned weights of the fine-tuned model are not zero")
-    model.config.name_or_path = repo_id
-    base_model, data_source = public_sources(ticket)
-    model.config.bert_tickets = {"base_model": base_model, "data_source": data_source, "sparsity": ticket.sparsity,
-                                 "method": ticket.info["method"], "release": f"fine-tuned, seed {seed}"}
-    model.save_pretrained(folder)
-    pretrained.tokenizer.save_pretrained(folder)
-    _drop_local_settings(folder / "tokenizer_config.json")
-    save_mask(paths.mask(folder), ticket.mask, ticket.info.get("prunable"))
-    write_json(paths.ticket_info(folder), portable_info(ticket))
+    load_model(model, str(paths.finetuned(ticket.path, seed)))  # its zeros are checked with the export's
+    _write_release(ticket, folder, repo_id, model, pretrained.tokenizer, f"fine-tuned, seed {seed}")
     finetuned_card(ticket, repo_id, seed, model.base_model_prefix).save(folder / "README.md")
 
 
@@ -143,19 +139,12 @@ def finetuned_card(ticket: Ticket, repo_id: str, seed: int, encoder_prefix: str)
     seed's beside it, dense for context."""
     info, task = ticket.info, get_task(ticket.task)
     model, source = public_sources(ticket)
-    dataset_id, dataset_name = _card_dataset(task, source)
+    _, dataset_name = _card_dataset(task, source)
     index = info["seeds"].index(seed)
     own = {m: {"mean": s["values"][index]} for m, s in info["metrics"]["ticket"].items()}
     base = public_base(ticket)
-    data = ModelCardData(
-        base_model=None if _is_local(ticket.model_name) else base, language=[task.language],
-        datasets=[dataset_id] if dataset_id else None, license=base_model_license(ticket.model_name),
-        library_name="transformers", pipeline_tag=task.task_type, model_name=repo_id.split("/")[-1],
-        eval_results=card_results(ticket, own, f"seed {seed}"),
-        tags=["lottery-ticket", "pruning", "sparse", "bert-tickets", f"sparsity-{round(100 * ticket.sparsity)}"],
-        bert_tickets={"release": "fine-tuned", "seed": seed, "task": ticket.task, "method": info["method"],
-                      "sparsity": ticket.sparsity, "encoder_prefix": encoder_prefix, "seeds": info["seeds"],
-                      "model_source": model, "data_source": source, "mask": mask_vocabulary(ticket)})
+    data = _card_data(ticket, repo_id, task.task_type, card_results(ticket, own, f"seed {seed}"),
+                      {"release": "fine-tuned", "seed": seed, "encoder_prefix": encoder_prefix})
     metrics = list(info["metrics"]["ticket"])
     header = "| seed | " + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics)
     rows = [f"| {s}{' (this model)' if s == seed else ''} | "
@@ -184,10 +173,10 @@ def local_paths(ticket: Ticket) -> list[str]:
 
 def check_no_local_paths(folder: Path, forbidden: list[str]) -> None:
     """No byte of the release names a path of this machine (they hold user names on clusters)."""
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = file.read_bytes()
-        if leaked := [p for p in forbidden if p.encode() in data]:
-            raise UserError(f"export check failed: {file.name} contains the local path {leaked[0]}")
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.stat().st_size):
+        with file.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if leaked := [p for p in forbidden if data.find(p.encode()) >= 0]:  # mapped: a model is never copied
+                raise UserError(f"export check failed: {file.name} contains the local path {leaked[0]}")
 
 
 def check_repo_id(repo_id: str, flag: str = "--repo-id") -> None:
@@ -289,17 +278,11 @@ def ticket_card(ticket: Ticket, repo_id: str, folder: Path | None = None) -> Mod
     evidence in the body; the files' sizes; how to keep the mask in one's own training."""
     info, task = ticket.info, get_task(ticket.task)
     model, source = public_sources(ticket)
-    dataset_id, dataset_name = _card_dataset(task, source)
+    _, dataset_name = _card_dataset(task, source)
     base = public_base(ticket)
     sizes = release_sizes(folder, ticket) if folder is not None else {}
-    data = ModelCardData(
-        base_model=None if _is_local(ticket.model_name) else base, language=[task.language],
-        datasets=[dataset_id] if dataset_id else None, license=base_model_license(ticket.model_name),
-        library_name="transformers", pipeline_tag="feature-extraction", model_name=repo_id.split("/")[-1],
-        tags=["lottery-ticket", "pruning", "sparse", "bert-tickets", f"sparsity-{round(100 * ticket.sparsity)}"],
-        bert_tickets={"release": "ticket", "task": ticket.task, "method": info["method"], "sparsity": ticket.sparsity,
-                      "matching": info["matching"], "encoder_prefix": "", "seeds": info["seeds"],
-                      "model_source": model, "data_source": source, "mask": mask_vocabulary(ticket), **sizes})
+    data = _card_data(ticket, repo_id, "feature-extraction", None,
+                      {"release": "ticket", "matching": info["matching"], "encoder_prefix": ""}, sizes)
     random = random_baseline(ticket)
     rows = "\n".join(f"| {m} | {format_mean_std(m, s)} | {format_mean_std(m, info['metrics']['dense'][m])} | "
                      f"{format_mean_std(m, random[m]) if random and m in random else 'not run'} |"
@@ -313,6 +296,24 @@ def ticket_card(ticket: Ticket, repo_id: str, folder: Path | None = None) -> Mod
         random_note="" if random else " Random pruning at this sparsity was not run with this recipe "
                                       "(`bert-tickets find ... --baselines random` runs it).")
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)
+
+
+def _card_data(ticket: Ticket, repo_id: str, pipeline_tag: str, results: list[EvalResult] | None,
+               release: dict[str, Any], sizes: dict[str, int] | None = None) -> ModelCardData:
+    """The metadata both releases' cards share (base model, its license, language, dataset, tags, where the weights
+    and the data came from, the mask), with each release's own `release` fields, widget and model-index."""
+    info, task = ticket.info, get_task(ticket.task)
+    model, source = public_sources(ticket)
+    dataset_id, _ = _card_dataset(task, source)
+    return ModelCardData(
+        base_model=None if _is_local(ticket.model_name) else public_base(ticket), language=[task.language],
+        datasets=[dataset_id] if dataset_id else None, license=base_model_license(ticket.model_name),
+        library_name="transformers", pipeline_tag=pipeline_tag, model_name=repo_id.split("/")[-1],
+        eval_results=results,
+        tags=["lottery-ticket", "pruning", "sparse", "bert-tickets", f"sparsity-{round(100 * ticket.sparsity)}"],
+        bert_tickets={**release, "task": ticket.task, "method": info["method"], "sparsity": ticket.sparsity,
+                      "seeds": info["seeds"], "model_source": model, "data_source": source,
+                      "mask": sparsity_config(ticket.mask, info.get("prunable")), **(sizes or {})})
 
 
 def random_baseline(ticket: Ticket) -> dict[str, Any] | None:
@@ -332,12 +333,6 @@ def random_baseline(ticket: Ticket) -> dict[str, Any] | None:
     except (UserError, IndexError, KeyError):
         return None
     return info["metrics"]["ticket"] if info else None
-
-
-def mask_vocabulary(ticket: Ticket) -> dict[str, Any]:
-    """The mask described in compressed-tensors' `sparsity_config` field names."""
-    return {"format": "sparse-bitmask", "global_sparsity": ticket.sparsity, "sparsity_structure": "unstructured",
-            "targets": ticket.info.get("prunable"), "ignore": [], "keys": "encoder parameter names"}
 
 
 def release_sizes(folder: Path, ticket: Ticket) -> dict[str, int]:

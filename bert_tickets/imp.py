@@ -52,6 +52,7 @@ from bert_tickets.runs import (
     folder_lock,
     holds_lock,
     is_main_process,
+    is_whole,
     log,
     rank0_sees,
     read_json,
@@ -287,7 +288,7 @@ class SeedWork:
         self.run.run_seed_job(*unit)
 
     def is_done(self, unit: tuple[str, int]) -> bool:
-        return self.run.result_path(*unit).exists()
+        return is_whole(self.run.result_path(*unit))  # as `seed_jobs` counts it
 
     def before_workers(self) -> bool:
         if self.run.finished_ticket() is not None:  # a finished rerun writes nothing, whatever --workers says

@@ -23,30 +23,31 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from bert_tickets.masks import fit_mask
+from bert_tickets.masks import MaskEnforcer
 
 
 class KeepMask(TrainerCallback):
-    """Keeps a ticket's pruned weights exactly zero through a `transformers.Trainer` run (see the module)."""
+    """Keeps a ticket's pruned weights exactly zero through a `transformers.Trainer` run (see the module), with
+    the engine's own `MaskEnforcer` (the pairing of mask and parameters, the masking and the revived count)."""
 
     def __init__(self, mask: Any):
         """`mask`: a Ticket, a ticket folder or Hub repository id, or a mapping of encoder parameter names to
         boolean tensors (True = kept)."""
         self.mask = _as_mask(mask)
-        self.pairs: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        self.enforcer: MaskEnforcer | None = None
         self.hooks: list[Any] = []
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        self.pairs = [(param, keep.to(device=param.device, dtype=param.dtype))
-                      for param, keep in fit_mask(model, self.mask).values()]
-        with torch.no_grad():
-            for param, keep in self.pairs:
-                param.mul_(keep)
-        self.hooks = [param.register_hook(lambda grad, keep=keep: grad * keep) for param, keep in self.pairs]
+        self.enforcer = MaskEnforcer(model, self.mask)  # masks the weights once
+        if self.enforcer.params:
+            self.enforcer.to(self.enforcer.params[0].device)
+        self.hooks = [param.register_hook(lambda grad, keep=keep: grad * keep)
+                      for param, keep in zip(self.enforcer.params, self.enforcer.masks, strict=True)]
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        assert self.enforcer is not None
         with torch.no_grad():
-            torch._foreach_mul_([p for p, _ in self.pairs], [k for _, k in self.pairs])
+            torch._foreach_mul_(self.enforcer.params, self.enforcer.masks)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         for hook in self.hooks:
@@ -57,7 +58,7 @@ class KeepMask(TrainerCallback):
 
     def revived(self) -> int:
         """How many pruned weights are not exactly zero (0 after every step)."""
-        return sum(int(((p.detach() != 0) & (k == 0)).sum()) for p, k in self.pairs)
+        return self.enforcer.count_revived() if self.enforcer is not None else 0
 
 
 def _as_mask(mask: Any) -> Mapping[str, torch.Tensor]:

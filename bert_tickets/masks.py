@@ -191,11 +191,15 @@ def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor], prunable: list
         tensors[f"{name}.bitmask"] = torch.from_numpy(np.packbits(rows.numpy(), axis=-1, bitorder="little"))
         tensors[f"{name}.shape"] = torch.tensor(list(keep.shape), dtype=torch.int64)
     # one metadata entry: safetensors writes several in no fixed order, and the same mask must give the same bytes
-    config = {"format": BITMASK_FORMAT, "sparsity_structure": "unstructured", "writer": MASK_FORMAT,
-              "global_sparsity": sparsity_report(mask)["sparsity"], "keys": "encoder parameter names",
-              "targets": prunable if prunable is not None else sorted(mask), "ignore": []}
+    config = sparsity_config(mask, prunable if prunable is not None else sorted(mask)) | {"writer": MASK_FORMAT}
     metadata = {"sparsity_config": json.dumps(config, sort_keys=True)}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def sparsity_config(mask: Mapping[str, torch.Tensor], targets: list[str] | None) -> dict[str, Any]:
+    """The mask described in compressed-tensors' `sparsity_config` field names (the mask file and the card)."""
+    return {"format": BITMASK_FORMAT, "global_sparsity": sparsity_report(mask)["sparsity"],
+            "sparsity_structure": "unstructured", "targets": targets, "ignore": [], "keys": "encoder parameter names"}
 
 
 def mask_metadata(path: str | Path) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from safetensors.torch import load_file
 
 from bert_tickets import paths
 from bert_tickets.config import Config, dense_hash, run_hash
+from bert_tickets.errors import UserError
 from bert_tickets.methods import get_method
-from bert_tickets.runs import is_damaged, read_json
+from bert_tickets.runs import is_whole, read_json
 from bert_tickets.tasks import get_task
 
 KINDS = ("ticket", "dense")  # the evaluation's two arms, each fine-tuned once per seed
@@ -37,11 +38,6 @@ def grid_sparsity(k: int, rate: float, schedule: str = "linear") -> float:
 
 def run_dir(config: Config) -> Path:
     return paths.run(config.output_dir, get_task(config.data.task).name, config.pruning.method, run_hash(config))
-
-
-def _present(record: Path) -> bool:
-    """A record that is there and whole (an empty or torn one, what a crash can leave, is recomputed)."""
-    return record.exists() and not is_damaged(record)
 
 
 class RunFolder:
@@ -101,21 +97,24 @@ class RunFolder:
 
     def is_done(self) -> bool:
         levels = [paths.metrics(self.level_dir(k)) for k in self.trained_levels]
-        return all(_present(p) for p in levels + [self.result_path(kind, s) for kind in KINDS for s in self.seeds])
+        return all(is_whole(p) for p in levels + [self.result_path(kind, s) for kind in KINDS for s in self.seeds])
 
     def finished_ticket(self) -> dict[str, Any] | None:
         """The ticket.json of a finished run that covers the run's seeds; None otherwise. Never trains. (A
         ticket.json over fewer seeds, written by a run asking for fewer, counts as unfinished.)"""
         path = paths.ticket_info(self.ticket_dir())
-        if not (self.is_done() and path.exists()) or is_damaged(path):  # a damaged one is recomputed
+        if not (self.is_done() and path.exists()):
             return None
-        info = read_json(path)
+        try:
+            info = read_json(path)
+        except UserError:  # damaged: recomputed by the run
+            return None
         return info if set(self.seeds) <= set(info.get("seeds", [])) else None
 
     def seed_jobs(self, pending_only: bool = True) -> list[tuple[str, int]]:
         """The evaluation's fine-tunings, (kind, seed): independent, so they can run in parallel."""
         return [(kind, s) for s in self.seeds for kind in KINDS
-                if not (pending_only and _present(self.result_path(kind, s)))]
+                if not (pending_only and is_whole(self.result_path(kind, s)))]
 
     def trained_prunable(self, k: int) -> dict[str, torch.Tensor]:
         """Level k's trained prunable weights, the frontier that mask k+1 is pruned from."""

@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -135,7 +135,12 @@ def is_damaged(path: Path) -> bool:
     return False
 
 
-def remove_damaged(paths: Iterator[Path]) -> None:
+def is_whole(record: Path) -> bool:
+    """A record that is there and parses (an empty or torn one, what a crash can leave, is recomputed)."""
+    return record.exists() and not is_damaged(record)
+
+
+def remove_damaged(paths: Iterable[Path]) -> None:
     """Delete records that do not parse, so they are recomputed; call it only under the lock of whoever writes them
     (our writes are atomic renames: only a crash of the machine before the data reached the disk leaves one)."""
     for path in paths:
@@ -217,7 +222,7 @@ def result_lock(path: Path) -> Iterator[None]:
     with file_lock(path.with_name(f".{path.name}.lock")):
         for tmp in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):  # this record's interrupted writes
             tmp.unlink(missing_ok=True)
-        remove_damaged(iter([path]))
+        remove_damaged([path])
         yield
 
 
