@@ -14,10 +14,14 @@ One function per command (`bert_tickets.api`), with the same settings and run fo
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__version__ = "0.1.0"
-API = ("find_ticket", "evaluate_ticket", "transfer", "study", "push")
+try:  # one version, pyproject's: nothing in the package imports it from here (imp would close an import cycle)
+    __version__ = version("bert-tickets")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
+API = ("find_ticket", "evaluate_ticket", "transfer", "study", "push", "find", "plan_study", "report")
 
 
 def __getattr__(name: str) -> Any:

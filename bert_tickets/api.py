@@ -1,4 +1,6 @@
-"""The Python API: one function per command, with the same settings and the same run folders.
+"""The Python API: one function per command, with every option and setting the command line has, and the same
+run folders. The command line (`bert_tickets.cli`) parses its arguments, calls these and prints what they return,
+as lm-evaluation-harness's CLI calls `simple_evaluate`; local workers repeat the API call that started them.
 
     import bert_tickets as bt
     ticket = bt.find_ticket("sst2", 0.5, config="minilm", data_dir="../shared/data/glue", max_steps=200)
@@ -11,15 +13,25 @@ Settings are keyword arguments named as their flags (`max_steps=200`, `learning_
 the table in the README) or as `section__key` (`training__max_steps=200`); `settings={"training.max_steps": 200}`
 takes the dotted keys. An unknown name is an error, as on the command line. Each call returns what the command
 prints last: a `Ticket`, the transfer table with its folder, or a path or URL.
+
+`workers=K` runs independent fine-tunings in K local processes; `cell="i/N"` computes only this machine's share of
+a transfer or a study (a job array); `worker` is set by the workers themselves.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bert_tickets.errors import UserError
+
+if TYPE_CHECKING:  # the API loads torch and the engine only when called (`import bert_tickets` stays light)
+    from bert_tickets.imp import ImpRun
+    from bert_tickets.studies.baselines import Row
+    from bert_tickets.studies.jobs import Job
+    from bert_tickets.studies.plan import StudyPlan
+    from bert_tickets.ticket import Ticket
 
 
 def _settings(kwargs: dict[str, Any], settings: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -56,76 +68,192 @@ def _takes_settings(function: Any) -> Any:
     return function
 
 
+# --- find and evaluate ------------------------------------------------------------------------------------------
+@dataclass
+class FindResult:
+    """What `find` and `evaluate` did: the engine run, its ticket (None in a local worker, which computes only its
+    share), and with baselines the comparison rows (dense, the ticket, each baseline) and the one-line verdict."""
+
+    run: ImpRun
+    ticket: Ticket | None
+    comparison: list[Row] = field(default_factory=list)
+    verdict: str | None = None
+
+
+def find(task: str, sparsity: float | None = None, *, method: str | None = None, config: str | None = None,
+         ticket: Any = None, evaluate: bool = False, baselines: list[str] | None = None, workers: int | None = None,
+         worker: str | None = None, settings: dict[str, Any] | None = None) -> FindResult:
+    """`find` (or, with `evaluate`, `evaluate`: the given ticket's mask with its recipe, on `task`) with every option:
+    `baselines` beside the ticket at its sparsity, `workers` local processes for the evaluation seeds."""
+    from bert_tickets.config import task_config
+    from bert_tickets.imp import ImpRun, seed_rounds
+    from bert_tickets.methods import validated
+    from bert_tickets.methods.ticket import GivenTicket
+    from bert_tickets.studies.baselines import compare, parse_baselines, verdict
+    from bert_tickets.ticket import Ticket
+    from bert_tickets.workers import run_share_or_start_workers, worker_count
+
+    chosen = parse_baselines(",".join(baselines or []))  # a bad name fails before any training
+    inherited = Ticket.from_pretrained(_folder(ticket)).inherited_settings() if ticket is not None else {}
+    if evaluate:
+        inherited |= {"pruning.method": GivenTicket.name}
+    own = dict(settings or {}) | ({"pruning.method": method} if method else {}) | (
+        {"pruning.sparsity": sparsity} if sparsity is not None else {})
+    run = ImpRun(validated(task_config(task, config, inherited | own)))
+    call = {"function": "find", "kwargs": {"task": task, "sparsity": sparsity, "method": method, "config": config,
+                                           "ticket": _folder(ticket) if ticket is not None else None,
+                                           "evaluate": evaluate, "settings": settings}}
+    with run.lock():
+        if run_share_or_start_workers(seed_rounds(run), call, worker, worker_count(workers)):
+            return FindResult(run, None)
+        found = run.run()  # in-process; after local workers, only what they left
+    if not chosen:
+        return FindResult(run, found)
+    rows = compare(run.config, found, chosen)
+    return FindResult(run, found, rows, verdict(rows, found.info["primary_metric"], found.sparsity))
+
+
 @_takes_settings
 def find_ticket(task: str, sparsity: float, *, method: str | None = None, config: str | None = None,
-                ticket: Any = None, settings: dict[str, Any] | None = None, **kwargs: Any):
+                ticket: Any = None, baselines: list[str] | None = None, workers: int | None = None,
+                settings: dict[str, Any] | None = None, **kwargs: Any) -> Ticket:
     """`bert-tickets find`: the ticket of `task` at `sparsity` found by `method` (default: the config's, IMP),
     evaluated next to dense over `seeds`. `ticket` (a folder or Ticket) for the methods that apply a given
-    ticket's mask."""
-    from bert_tickets.config import task_config
-    from bert_tickets.imp import find_ticket as run
-    from bert_tickets.ticket import Ticket
-
-    inherited = Ticket.from_pretrained(_folder(ticket)).inherited_settings() if ticket is not None else {}
-    chosen = _settings(kwargs | {"method": method}, settings) | {"pruning.sparsity": sparsity}
-    return run(task_config(task, config, inherited | chosen).validate())
+    ticket's mask; `baselines` run beside it (their table in the ticket's comparison.json)."""
+    found = find(task, sparsity, method=method, config=config, ticket=ticket, baselines=baselines, workers=workers,
+                 settings=_settings(kwargs, settings)).ticket
+    assert found is not None
+    return found
 
 
 @_takes_settings
-def evaluate_ticket(ticket: Any, task: str, *, config: str | None = None, settings: dict[str, Any] | None = None,
-                    **kwargs: Any):
+def evaluate_ticket(ticket: Any, task: str, *, config: str | None = None, workers: int | None = None,
+                    settings: dict[str, Any] | None = None, **kwargs: Any) -> Ticket:
     """`bert-tickets evaluate`: a found ticket's mask fine-tuned on `task` (its own task or another), next to dense.
     Returns the evaluation as a Ticket (its info holds the scores)."""
-    from bert_tickets.config import task_config
-    from bert_tickets.imp import find_ticket as run
-    from bert_tickets.methods.ticket import GivenTicket
-    from bert_tickets.ticket import Ticket
-
-    inherited = Ticket.from_pretrained(_folder(ticket)).inherited_settings() | {"pruning.method": GivenTicket.name}
-    return run(task_config(task, config, inherited | _settings(kwargs, settings)).validate())
+    found = find(task, ticket=ticket, evaluate=True, config=config, workers=workers,
+                 settings=_settings(kwargs, settings)).ticket
+    assert found is not None
+    return found
 
 
+# --- transfer ---------------------------------------------------------------------------------------------------
 @dataclass
 class TransferResult:
     folder: Path  # matrix.csv (long: source, target, seed, metric, value), matrix.md, matrix.tex, transfer.png
-    table: dict[str, Any]  # table["cells"][source][target]: mean, std, relative to dense, matching, ...
+    table: dict[str, Any] | None  # table["cells"][source][target]: mean, std, ...; None for one machine's share
+    cells_done: int = 0  # of this call's share
+    cells_total: int = 0
 
 
 @_takes_settings
 def transfer(sources: list[str], targets: list[str], sparsity: float, *, seeds: int = 1, config: str | None = None,
-             output_dir: str = "runs", settings: dict[str, Any] | None = None, **kwargs: Any) -> TransferResult:
-    """`bert-tickets transfer`: each source's ticket fine-tuned on each target, with dense and random rows."""
+             output_dir: str = "runs", task_settings: dict[str, dict[str, Any]] | None = None,
+             cell: str | None = None, workers: int | None = None, worker: str | None = None,
+             settings: dict[str, Any] | None = None, **kwargs: Any) -> TransferResult:
+    """`bert-tickets transfer`: each source's ticket fine-tuned on each target, with dense and random rows.
+    `task_settings` {task: {key: value}}: settings for one task's runs only (over `settings`); `cell` i/N: this
+    machine's share of the cells (its outputs are written by a call without `cell`, once all shares are done)."""
     from bert_tickets.config import task_config
-    from bert_tickets.transfer_matrix import TransferMatrix
+    from bert_tickets.studies.runner import share, transfer_rounds
+    from bert_tickets.studies.transfer import TransferMatrix, plan
+    from bert_tickets.tasks import get_task
+    from bert_tickets.workers import run_share_or_start_workers, worker_count
 
     chosen = _settings(kwargs, settings)
+    per_task = {get_task(t).name: dict(s) for t, s in (task_settings or {}).items()}
 
     def config_for(cell_settings: dict[str, Any]) -> Any:
-        return task_config(cell_settings["data.task"], config, chosen | cell_settings)
-
-    from bert_tickets.transfer_matrix import plan
+        task = cell_settings["data.task"]
+        return task_config(task, config, chosen | per_task.get(get_task(task).name, {}) | cell_settings)
 
     matrix = TransferMatrix(list(sources), list(targets), sparsity, seeds, output_dir=output_dir,
                             config_for=config_for)
-    results = matrix.run(plan(matrix.sources, matrix.targets))
+    cells = plan(matrix.sources, matrix.targets)
+    mine = share(cells, cell)
+    call = {"function": "transfer", "kwargs": {
+        "sources": list(sources), "targets": list(targets), "sparsity": sparsity, "seeds": seeds, "config": config,
+        "output_dir": output_dir, "task_settings": per_task, "cell": cell, "settings": chosen}}
+    if run_share_or_start_workers(transfer_rounds(matrix, mine), call, worker, worker_count(workers)):
+        return TransferResult(matrix.folder, None)
+    results = matrix.run(mine)  # in-process; after local workers, everything is cached
+    if cell:
+        return TransferResult(matrix.folder, None, len(mine), len(cells))
     matrix.write_outputs(results)
-    return TransferResult(folder=matrix.folder, table=matrix.table(results))
+    return TransferResult(matrix.folder, matrix.table(results), len(cells), len(cells))
 
 
-def study(spec: str, *, output_dir: str | None = None) -> Path:
-    """`bert-tickets study`: every run a study file (or preset: paper, minilm, minilm-cpu) implies that is not done
-    yet, then its report; returns the report's README.md."""
-    from bert_tickets.report import write_report
-    from bert_tickets.study_plan import StudyPlan, parse_spec, read_spec_text, run_study, save_spec
+# --- studies ----------------------------------------------------------------------------------------------------
+@dataclass
+class StudyStatus:
+    """A study's plan and what is done: each job with its state, and the fine-tunings they imply."""
+
+    plan: StudyPlan
+    jobs: list[tuple[Job, bool]]  # (job, finished)
+    fine_tunings: int
+    pending_fine_tunings: int
+
+
+def _study_plan(spec: str, output_dir: str | None) -> tuple[StudyPlan, str]:
+    from bert_tickets.studies.plan import StudyPlan
+    from bert_tickets.studies.spec import parse_spec, read_spec_text
 
     text = read_spec_text(spec)
-    parsed = parse_spec(text, spec)
-    plan = StudyPlan(parsed, Path(output_dir or Path("runs") / "studies" / parsed.name))
-    save_spec(plan.folder, text, parsed)
-    run_study(plan, plan.jobs())
-    return write_report(plan) / "README.md"
+    parsed = parse_spec(text, spec)  # every mistake in the spec fails here, before any training
+    return StudyPlan(parsed, Path(output_dir or Path("runs") / "studies" / parsed.name)), text
 
 
+def plan_study(spec: str, *, output_dir: str | None = None) -> StudyStatus:
+    """`bert-tickets study --plan`: the study's runs and which are done; trains nothing, writes nothing."""
+    plan, _ = _study_plan(spec, output_dir)
+    jobs = plan.jobs()
+    total, pending = plan.fine_tunings(jobs)
+    return StudyStatus(plan, [(job, plan.finished(job) is not None) for job in jobs], total, pending)
+
+
+def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, workers: int | None = None,
+          worker: str | None = None) -> Path | None:
+    """`bert-tickets study`: every run a study file (or preset: paper, minilm, minilm-cpu) implies that is not done
+    yet, then its report; returns the report's README.md (None for one machine's share, `cell` i/N: `report` writes
+    it once every share is done)."""
+    from bert_tickets.studies.jobs import run_jobs
+    from bert_tickets.studies.report import write_report
+    from bert_tickets.studies.runner import share, study_rounds
+    from bert_tickets.studies.spec import save_spec
+    from bert_tickets.workers import run_share_or_start_workers, worker_count
+
+    plan, text = _study_plan(spec, output_dir)
+    jobs = plan.jobs()
+    mine = share(jobs, cell)
+    if not worker:
+        save_spec(plan.folder, text, plan.spec)
+    call = {"function": "study", "kwargs": {"spec": spec, "output_dir": str(plan.folder), "cell": cell}}
+    rounds = study_rounds(plan.recipe, jobs, mine, plan.folder)
+    if run_share_or_start_workers(rounds, call, worker, worker_count(workers)):
+        return None
+    run_jobs(plan.recipe, mine, plan.spec.name)  # in-process; after local workers, everything is done
+    return None if cell else write_report(plan) / "README.md"
+
+
+@dataclass
+class ReportResult:
+    readme: Path
+    missing: int  # runs the report could not show yet
+    total: int
+
+
+def report(study_dir: str | Path) -> ReportResult:
+    """`bert-tickets report`: a study's report from its finished runs (never trains)."""
+    from bert_tickets.studies.plan import load_plan
+    from bert_tickets.studies.report import collect, write_report
+
+    plan = load_plan(study_dir)
+    finished = collect(plan)
+    out = write_report(plan, finished)
+    return ReportResult(out / "README.md", len(finished.missing), len(finished.missing) + len(finished.results))
+
+
+# --- releases ---------------------------------------------------------------------------------------------------
 def push(source: Any, repo_id: str | None = None, *, repo_prefix: str | None = None, private: bool = False,
          revision: str | None = None, create_pr: bool = False, dry_run: str | None = None, fine_tuned: bool = False,
          seed: int | None = None) -> str:
@@ -136,12 +264,18 @@ def push(source: Any, repo_id: str | None = None, *, repo_prefix: str | None = N
 
     from bert_tickets.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
 
+    if dry_run is not None and not str(dry_run).strip():  # a mistake, never a reason to upload
+        raise UserError("--dry-run needs a folder to write the export into")
     options = PushOptions(private=private, revision=revision, create_pr=create_pr)
     options.check()
     folder = Path(_folder(source))
     if repo_prefix is not None:
-        from bert_tickets.hub_study import push_study
+        from bert_tickets.studies.release import push_study
 
+        if repo_id is not None:
+            raise UserError("--study takes --repo-prefix OWNER/PREFIX (not --repo-id)")
+        if fine_tuned or seed is not None:
+            raise UserError("--fine-tuned and --seed release one ticket's fine-tuned model: use them with --ticket")
         return push_study(folder, repo_prefix, options, dry_run)
     if repo_id is None:
         raise UserError("push needs repo_id for a ticket (or repo_prefix for a study)")
@@ -154,3 +288,13 @@ def push(source: Any, repo_id: str | None = None, *, repo_prefix: str | None = N
 
 def _folder(ticket: Any) -> str:
     return str(getattr(ticket, "path", ticket))
+
+
+def call(function: str, kwargs: dict[str, Any], worker: str) -> None:
+    """Repeat an API call as one local worker (`worker` is ROUND:i/K): what `bert_tickets.workers` starts."""
+    if function not in WORKER_CALLS:
+        raise UserError(f"{function!r} is not an API call that local workers repeat")
+    WORKER_CALLS[function](**kwargs, workers=1, worker=worker)
+
+
+WORKER_CALLS = {"find": find, "transfer": transfer, "study": study}

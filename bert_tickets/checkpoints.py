@@ -17,7 +17,8 @@ from accelerate import Accelerator
 
 from bert_tickets import paths
 from bert_tickets.config import TrainingConfig
-from bert_tickets.runs import barrier, is_main_process, log, read_json, write_json
+from bert_tickets.ranks import barrier, is_main_process, log
+from bert_tickets.runs import read_json, write_json
 
 PROGRESS = "progress.json"  # written last: a checkpoint without it is incomplete
 

@@ -9,12 +9,11 @@ import io
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from bert_tickets.errors import UserError
-from bert_tickets.runs import is_main_process
+from bert_tickets.ranks import is_main_process
 from bert_tickets.stats import MATCHING_RULE, matching_mark
 
 
@@ -27,10 +26,18 @@ TASK_HELP = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad or mlm"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bert_tickets.methods import METHODS, baselines, methods_help
-
     parser = OneLineParser(prog="bert-tickets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    _add_find_and_evaluate(sub)
+    _add_transfer(sub)
+    _add_study_and_report(sub)
+    _add_push(sub)
+    return parser
+
+
+def _add_find_and_evaluate(sub: Any) -> None:
+    from bert_tickets.methods import METHODS, baselines, methods_help
+
     find = sub.add_parser("find", help="find a ticket by iterative magnitude pruning (IMP) or a baseline method")
     find.add_argument("--sparsity", required=True, type=float, help="target fraction of prunable weights pruned")
     evaluate = sub.add_parser("evaluate", help="fine-tune a ticket's mask on any task, next to dense")
@@ -46,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--per-device-train-batch-size", action=PerProcessBatch, help=argparse.SUPPRESS)
     for command in (find, evaluate):
         _add_worker_flags(command, "evaluation seeds")
+    find.add_argument("--method", choices=list(METHODS), metavar="METHOD", help=f"default imp. {methods_help()}")
+    find.add_argument("--ticket", help="a ticket folder or Hub repository (OWNER/NAME), for the methods that apply "
+                      "a given ticket's mask ("
+                      f"{', '.join(name for name, m in METHODS.items() if m.needs_ticket)})")
+    find.add_argument("--baselines", help="comma-separated baselines run at the ticket's sparsity with the same "
+                      f"recipe and seeds, then a table and a verdict: {', '.join(baselines())}")
+
+
+def _add_transfer(sub: Any) -> None:
     transfer = sub.add_parser("transfer", help="the cross-task transfer matrix of tickets, with dense and random rows")
     transfer.add_argument("--sources", required=True, help="comma-separated tasks whose tickets transfer, or magnitude")
     transfer.add_argument("--targets", required=True, help="comma-separated tasks to fine-tune on")
@@ -56,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="override a setting, for every run or (TASK:KEY=VALUE) for one task's runs only")
     _add_setting_flags(transfer, skip={"task", "sparsity", "train_file", "validation_file", "method", "ticket"})
     _add_worker_flags(transfer, "cells")
+
+
+def _add_study_and_report(sub: Any) -> None:
     study = sub.add_parser("study", help="run a declarative study (configs/studies/*.yaml), then write its report")
     study.add_argument("spec", help="a study file, or a preset: paper, minilm, minilm-cpu")
     study.add_argument("--output-dir", help="the study folder (default: runs/studies/<name>)")
@@ -64,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_flags(study, "runs (tickets first, then baselines and transfer cells)")
     report = sub.add_parser("report", help="write a study's report from its finished runs (never trains)")
     report.add_argument("study_dir", help="a study folder (holding study.yaml)")
+
+
+def _add_push(sub: Any) -> None:
     push = sub.add_parser("push", help="release a ticket, or a whole study, on the Hugging Face Hub (or --dry-run "
                           "into a folder)")
     what = push.add_mutually_exclusive_group(required=True)
@@ -84,19 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "by the dev metric)")
     push.add_argument("--dry-run", metavar="OUT", help="only write and verify the Hub-ready folder(s) into OUT "
                       "(offline)")
-    find.add_argument("--method", choices=list(METHODS), metavar="METHOD", help=f"default imp. {methods_help()}")
-    find.add_argument("--ticket", help="a ticket folder or Hub repository (OWNER/NAME), for the methods that apply "
-                      "a given ticket's mask ("
-                      f"{', '.join(name for name, m in METHODS.items() if m.needs_ticket)})")
-    find.add_argument("--baselines", help="comma-separated baselines run at the ticket's sparsity with the same "
-                      f"recipe and seeds, then a table and a verdict: {', '.join(baselines())}")
-    return parser
 
 
 def _add_worker_flags(parser: argparse.ArgumentParser, jobs: str) -> None:
     parser.add_argument("--workers", type=int, help=f"local processes for the {jobs}, pinned to the visible GPUs "
                         "in turn (default: one per GPU; more than the GPUs pack several fine-tunings on each)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)  # ROUND:i/N, set for the local workers
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
@@ -146,17 +160,17 @@ def _setting_flags_given(args: argparse.Namespace) -> dict[str, tuple[str, Any]]
 
 
 def find_overrides(args: argparse.Namespace, task: str | None = None) -> dict[str, Any]:
-    """--set items, then flags, then `--set TASK:KEY=VALUE` items for this run's task (the specific one wins)."""
+    """--set items, then flags, then `--set TASK:KEY=VALUE` items for `task`'s runs (the specific one wins)."""
     from bert_tickets.tasks import get_task
 
-    run_task = get_task(task or args.task).name
+    run_task = get_task(task).name if task else None
     items = list(map(_set_item, args.set))
     overrides: dict[str, Any] = {key: value for scope, key, value in items if scope is None}
     for key, (flag, value) in _setting_flags_given(args).items():
         if key in overrides:  # one of the two would silently lose
             raise UserError(f"--{flag.replace('_', '-')} and --set {key}=... both set {key}: give it once")
         overrides[key] = value
-    return overrides | {key: value for scope, key, value in items if scope == run_task}
+    return overrides | {key: value for scope, key, value in items if run_task and scope == run_task}
 
 
 def _set_item(item: str) -> tuple[str | None, str, str]:
@@ -171,134 +185,108 @@ def _set_item(item: str) -> tuple[str | None, str, str]:
 
 
 def run_find(args: argparse.Namespace) -> int:
-    from bert_tickets.compare import parse_baselines
-    from bert_tickets.config import task_config
-    from bert_tickets.ticket import Ticket
+    from bert_tickets.api import find
 
-    baselines = parse_baselines(args.baselines)  # a bad name fails before any training
-    inherited = Ticket.from_pretrained(args.ticket).inherited_settings() if args.ticket else {}
-    return _find_and_print(task_config(args.task, args.config, inherited | find_overrides(args)), args, baselines)
+    found = find(args.task, config=args.config, ticket=args.ticket, baselines=_list(args.baselines),
+                 workers=args.workers, settings=find_overrides(args, args.task))
+    return _print_found(found)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """A given ticket on any task: the ticket's own recipe and model, unless the command says otherwise."""
-    from bert_tickets.config import task_config
-    from bert_tickets.methods.ticket import GivenTicket
-    from bert_tickets.ticket import Ticket
+    from bert_tickets.api import find
 
-    settings = Ticket.from_pretrained(args.ticket).inherited_settings() | {"pruning.method": GivenTicket.name}
-    return _find_and_print(task_config(args.task, args.config, settings | find_overrides(args)), args, [])
+    found = find(args.task, config=args.config, ticket=args.ticket, evaluate=True, workers=args.workers,
+                 settings=find_overrides(args, args.task))
+    return _print_found(found)
 
 
-def _find_and_print(config: Any, args: argparse.Namespace, baselines: list[str]) -> int:
-    from bert_tickets.imp import ImpRun, SeedWork
-    from bert_tickets.workers import run_share_or_start_workers, worker_count
-
-    run = ImpRun(config)
-    with run.lock():
-        if run_share_or_start_workers(SeedWork(run), args.argv, args.worker, worker_count(args.workers)):
-            return 0
-        ticket = run.run()  # in-process; after local workers, only what they left
-    print_summary(run, ticket.info)
-    if baselines:
-        print_comparison(config, ticket, baselines)
-    print(ticket.path)
+def _print_found(found: Any) -> int:
+    print_summary(found.run, found.ticket.info)
+    if found.comparison:
+        print_comparison(found)
+    print(found.ticket.path)
     return 0
 
 
 def run_transfer(args: argparse.Namespace) -> int:
-    from bert_tickets.config import task_config
-    from bert_tickets.transfer_matrix import TransferMatrix, TransferWork, markdown, plan
-    from bert_tickets.workers import cells_of_worker, parse_share, run_share_or_start_workers, worker_count
+    from bert_tickets.api import transfer
+    from bert_tickets.studies.transfer_tables import markdown
 
-    sources, targets = _names(args.sources), _names(args.targets)
-    for item in args.set:  # a bad item fails now, not after hours of cells
-        _set_item(item)
-
-    def config_for(settings: dict[str, Any]) -> Any:
-        task = settings["data.task"]
-        return task_config(task, args.config, find_overrides(args, task) | settings)
-
-    matrix = TransferMatrix(sources, targets, args.sparsity, args.seeds or 1, output_dir=args.output_dir or "runs",
-                            config_for=config_for)
-    cells = plan(matrix.sources, matrix.targets)
-    mine = cells_of_worker(cells, *parse_share(args.cell)) if args.cell else cells
-    if run_share_or_start_workers(TransferWork(matrix, mine), args.argv, args.worker, worker_count(args.workers)):
-        return 0
-    results = matrix.run(mine)  # in-process; after local workers, everything is cached
-    if args.cell:
-        print(f"worker {args.cell}: {len(mine)} of {len(cells)} cells done; run without --cell to merge")
-        print(matrix.folder)
-        return 0
-    matrix.write_outputs(results)
-    print(markdown(matrix.table(results)))
-    print(matrix.folder)
+    items = list(map(_set_item, args.set))  # a bad item fails now, not after hours of cells
+    settings = find_overrides(args)
+    per_task: dict[str, dict[str, Any]] = {}
+    for scope, key, value in items:
+        if scope is not None:
+            per_task.setdefault(scope, {})[key] = value
+    result = transfer(_names(args.sources), _names(args.targets), args.sparsity, seeds=args.seeds or 1,
+                      config=args.config, output_dir=args.output_dir or "runs", task_settings=per_task,
+                      cell=args.cell, workers=args.workers, settings=settings)
+    if result.table is None:
+        print(f"worker {args.cell}: {result.cells_done} of {result.cells_total} cells done; run without --cell to "
+              "merge")
+    else:
+        print(markdown(result.table))
+    print(result.folder)
     return 0
 
 
 def run_study_command(args: argparse.Namespace) -> int:
-    from bert_tickets.report import write_report
-    from bert_tickets.study_plan import StudyPlan, StudyWork, parse_spec, read_spec_text, run_study, save_spec
-    from bert_tickets.workers import cells_of_worker, parse_share, run_share_or_start_workers, worker_count
+    from bert_tickets.api import plan_study, study
 
-    text = read_spec_text(args.spec)
-    spec = parse_spec(text, args.spec)  # every mistake in the spec fails here, before any training
-    plan = StudyPlan(spec, Path(args.output_dir or Path("runs") / "studies" / spec.name))
-    jobs = plan.jobs()
     if args.plan:
-        print_plan(plan, jobs)
+        print_plan(plan_study(args.spec, output_dir=args.output_dir))
         return 0
-    mine = cells_of_worker(jobs, *parse_share(args.cell)) if args.cell else jobs
-    if not args.worker:
-        save_spec(plan.folder, text, spec)
-    if run_share_or_start_workers(StudyWork(plan, mine), args.argv, args.worker, worker_count(args.workers)):
+    readme = study(args.spec, output_dir=args.output_dir, cell=args.cell, workers=args.workers)
+    if readme is None:
+        status = plan_study(args.spec, output_dir=args.output_dir)
+        print(f"worker {args.cell}: {len(_share(status.jobs, args.cell))} of {len(status.jobs)} runs done; "
+              f"`bert-tickets report {status.plan.folder}` once every worker has finished")
         return 0
-    run_study(plan, mine)  # in-process; after local workers, everything is done
-    if args.cell:
-        print(f"worker {args.cell}: {len(mine)} of {len(jobs)} runs done; `bert-tickets report {plan.folder}` "
-              "once every worker has finished")
-        return 0
-    print(write_report(plan) / "README.md")
+    print(readme)
     return 0
 
 
-def print_plan(plan: Any, jobs: list[Any]) -> None:
-    done = [plan.finished(job) is not None for job in jobs]
-    for job, finished in zip(jobs, done, strict=True):
+def _share(items: list[Any], cell: str) -> list[Any]:
+    from bert_tickets.workers import cells_of_worker, parse_share
+
+    return cells_of_worker(items, *parse_share(cell))
+
+
+def print_plan(status: Any) -> None:
+    for job, finished in status.jobs:
         print(f"{'done   ' if finished else 'missing'}  {job}")
-    total, pending = plan.fine_tunings(jobs)
-    print(f"{sum(done)} of {len(jobs)} runs done; {total} fine-tunings in all, {pending} still to train")
+    done = sum(finished for _, finished in status.jobs)
+    print(f"{done} of {len(status.jobs)} runs done; {status.fine_tunings} fine-tunings in all, "
+          f"{status.pending_fine_tunings} still to train")
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from bert_tickets.report import collect, write_report
-    from bert_tickets.study_plan import load_plan
+    from bert_tickets.api import report
 
-    plan = load_plan(args.study_dir)
-    finished = collect(plan)
-    out = write_report(plan, finished)
-    if finished.missing:
-        print(f"{len(finished.missing)} of {len(finished.missing) + len(finished.results)} runs missing (listed in "
-              "the report); rerun the study to compute them", file=sys.stderr)
-    print(out / "README.md")
+    result = report(args.study_dir)
+    if result.missing:
+        print(f"{result.missing} of {result.total} runs missing (listed in the report); rerun the study to compute "
+              "them", file=sys.stderr)
+    print(result.readme)
     return 0
 
 
 def run_push(args: argparse.Namespace) -> int:
     from bert_tickets.api import push
 
-    if args.dry_run is not None and not args.dry_run.strip():  # a mistake, never a reason to upload
-        raise UserError("--dry-run needs a folder to write the export into")
-    if args.study is not None and (args.repo_prefix is None or args.repo_id is not None):
-        raise UserError("--study takes --repo-prefix OWNER/PREFIX (not --repo-id)")
     if args.ticket is not None and (args.repo_id is None or args.repo_prefix is not None):
         raise UserError("--ticket takes --repo-id OWNER/NAME (not --repo-prefix)")
-    if args.study is not None and (args.fine_tuned or args.seed is not None):
-        raise UserError("--fine-tuned and --seed release one ticket's fine-tuned model: use them with --ticket")
+    if args.study is not None and args.repo_prefix is None:
+        raise UserError("--study takes --repo-prefix OWNER/PREFIX (not --repo-id)")
     print(push(args.study or args.ticket, args.repo_id, repo_prefix=args.repo_prefix, private=args.private,
                revision=args.revision, create_pr=args.create_pr, dry_run=args.dry_run, fine_tuned=args.fine_tuned,
                seed=args.seed))
     return 0
+
+
+def _list(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
 
 
 def _names(text: str) -> list[str]:
@@ -308,15 +296,15 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def print_comparison(config: Any, ticket: Any, baselines: list[str]) -> None:
-    from bert_tickets.compare import compare, comparison_table, verdict
+def print_comparison(found: Any) -> None:
+    from bert_tickets.studies.baselines import comparison_table
 
-    rows = compare(config, ticket, baselines)
+    ticket = found.ticket
     primary = ticket.info["primary_metric"]
     print(f"\nthe ticket against baselines at {ticket.sparsity:.2%} sparsity (seeds "
           f"{', '.join(map(str, ticket.info['seeds']))}; same recipe)")
-    print(comparison_table(rows, primary))
-    print(f"verdict: {verdict(rows, primary, ticket.sparsity)}")
+    print(comparison_table(found.comparison, primary))
+    print(f"verdict: {found.verdict}")
 
 
 def print_summary(run: Any, info: dict[str, Any]) -> None:
@@ -386,7 +374,12 @@ def disk_full(exc: BaseException | None) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(dashed(argv))
-    args.argv = argv
+    return guarded(lambda: COMMANDS[args.command](args))
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run a command (or a local worker's API call) as the command line does: bad input is one line on stderr and
+    exit 2, Ctrl-C and SIGTERM say how to resume, a full disk or a file-system error is one line."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         check_launch_environment()
@@ -398,8 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not main_process:  # data parallel: the summary and the ticket path come once, from rank 0
             with contextlib.redirect_stdout(io.StringIO()):
-                return COMMANDS[args.command](args)
-        return COMMANDS[args.command](args)
+                return command()
+        return command()
     except UserError as exc:
         if main_process:
             print(f"bert-tickets: error: {exc}", file=sys.stderr)
@@ -409,20 +402,25 @@ def main(argv: Sequence[str] | None = None) -> int:
               "same command to resume", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:
-        if disk_full(exc):
-            where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
-            print(f"bert-tickets: error: the disk is full (No space left on device{where}); earlier results are "
-                  "intact: free space and rerun the same command to resume", file=sys.stderr)
-            return 2
-        if not isinstance(exc, OSError):
-            raise  # a bug: its traceback is what to report
-        # the last resort for the file system (permissions, a vanished folder): one line, the path
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"bert-tickets: error: {exc.strerror or exc}{where}; earlier results are intact", file=sys.stderr)
-        return 2
+        return _file_system_error(exc)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _file_system_error(exc: Exception) -> int:
+    """A full disk or another file-system error: one line, exit 2 (earlier results are intact); a bug re-raises."""
+    if disk_full(exc):
+        where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+        print(f"bert-tickets: error: the disk is full (No space left on device{where}); earlier results are "
+              "intact: free space and rerun the same command to resume", file=sys.stderr)
+        return 2
+    if not isinstance(exc, OSError):
+        raise exc  # a bug: its traceback is what to report
+    # the last resort for the file system (permissions, a vanished folder): one line, the path
+    where = f" ({exc.filename})" if exc.filename else ""
+    print(f"bert-tickets: error: {exc.strerror or exc}{where}; earlier results are intact", file=sys.stderr)
+    return 2
 
 
 def _in_main_thread() -> bool:

@@ -201,8 +201,8 @@ class Config:
     output_dir: str = setting("runs", "where run folders go: <output_dir>/<task>/<method>_<hash>/")
 
     def validate(self) -> "Config":
-        """Every setting checked for its domain before any model or data is loaded: one clear error each."""
-        from bert_tickets.methods import METHODS, get_method
+        """Every setting checked for its domain before any model or data is loaded: one clear error each. The
+        method's own rules are the method registry's (`bert_tickets.methods.validated` checks both)."""
         from bert_tickets.tasks import get_task
 
         flat = _flatten(self.to_dict())
@@ -225,19 +225,9 @@ class Config:
                 re.compile(pattern)
             except re.error as exc:
                 raise UserError(f"pruning.prunable: {pattern!r} is not a regular expression ({exc})") from None
-        method = get_method(p.method)
-        if method.needs_ticket != (p.ticket is not None):
-            with_ticket = " and ".join(name for name, m in METHODS.items() if m.needs_ticket)
-            raise UserError(f"methods {with_ticket} need a ticket folder (--ticket), the others none")
         if p.carry_head and p.keep_head:
             raise UserError("pruning.carry_head and pruning.keep_head both choose the head a level starts from: "
                             "set one")
-        if p.rewind_step and not (method.trains_dense_level and method.rewinds):
-            raise UserError(f"rewinding to a training step needs a trained level 0: not method {p.method!r}")
-        if t.finetune == "lora" and not method.allows_lora:
-            raise UserError(f"LoRA leaves the backbone frozen, so it cannot find a mask by training ({p.method}); "
-                            "use it to evaluate fixed masks (evaluate, transfer, "
-                            f"{', '.join(name for name, m in METHODS.items() if m.allows_lora)})")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,8 +26,9 @@ from bert_tickets.masks import save_mask, sparsity_config, sparsity_report
 from bert_tickets.methods import get_method
 from bert_tickets.metrics import display_value, format_mean_std
 from bert_tickets.modeling import MINILM_ALIASES, load_pretrained, resolve_model_path
+from bert_tickets.ranks import log
 from bert_tickets.release_folder import UPLOAD_IGNORE, check_replaceable, replace_owned, staging
-from bert_tickets.runs import log, usable_folder, write_json
+from bert_tickets.runs import usable_folder, write_json
 from bert_tickets.stats import matching_mark
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import Ticket
@@ -318,9 +319,9 @@ def _card_data(ticket: Ticket, repo_id: str, pipeline_tag: str, results: list[Ev
 
 def random_baseline(ticket: Ticket) -> dict[str, Any] | None:
     """The random-pruning run beside the ticket (same recipe, seeds and sparsity), if it was run: its scores."""
-    from bert_tickets.compare import baseline_config
     from bert_tickets.config import run_hash, task_config
     from bert_tickets.run_folder import RunFolder
+    from bert_tickets.studies.baselines import baseline_config
 
     try:
         settings = {k: v for k, v in ticket.info.get("config", {}).items() if k != "output_dir"}

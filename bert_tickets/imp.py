@@ -7,7 +7,7 @@ skips it and a killed run resumes.
 
 The public surface of a run, for the command line, transfer, studies, workers and tests: what its folder holds
 (`bert_tickets.run_folder.RunFolder`: levels, seeds, done checks), and here `run`, `run_levels`, `evaluate_ticket`,
-`run_seed_job` (one of the evaluation's independent fine-tunings; `SeedWork` splits them over local workers),
+`run_seed_job` (one of the evaluation's independent fine-tunings; `seed_rounds` splits them over local workers),
 `lock`, `level_mask`, `build_model` and `resources` (what the run loads: θ0, data, accelerator). The rest is
 private; the methods (`bert_tickets.methods`) read `trained_prunable` and `resources` to make their masks.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from bert_tickets import __version__, paths
+from bert_tickets import paths
 from bert_tickets.checkpoints import remove_checkpoint
 from bert_tickets.config import Config, non_default_settings, reproduce_command, run_hash
 from bert_tickets.errors import UserError
+from bert_tickets.locks import folder_lock, holds_lock, result_lock
 from bert_tickets.masks import (
     Mask,
     collapse_warning,
@@ -41,28 +43,24 @@ from bert_tickets.masks import (
     sparsity_report,
 )
 from bert_tickets.modeling import head_state_of
-from bert_tickets.provenance import data_source, model_source
+from bert_tickets.provenance import data_source, model_source, package_version
+from bert_tickets.ranks import barrier, is_main_process, log, rank0_sees
 from bert_tickets.resources import RunResources
+from bert_tickets.results import Arm, TicketInfo
 from bert_tickets.run_folder import RunFolder
 from bert_tickets.runs import (
     atomic_write,
-    barrier,
     check_output_location,
     copy_file,
-    folder_lock,
-    holds_lock,
-    is_main_process,
     is_whole,
-    log,
-    rank0_sees,
     read_json,
     read_json_if_exists,
-    result_lock,
     write_json,
 )
 from bert_tickets.stats import MATCHING_RULE, is_matching, mean_std
 from bert_tickets.ticket import Ticket
 from bert_tickets.training import FAILED_RULE, FitResult, encoder_state, fine_tune
+from bert_tickets.workers import JobRounds
 
 
 class ImpRun(RunFolder):
@@ -99,42 +97,47 @@ class ImpRun(RunFolder):
             self.resources.warn_magnitude_outliers()
         write_json(paths.config(self.root), {
             "run_hash": run_hash(self.config), "non_default": non_default_settings(self.config),
-            "config": self.config.to_dict(), "bert_tickets_version": __version__})
+            "config": self.config.to_dict(), "bert_tickets_version": package_version()})
         for k in self.trained_levels:
             if k > 0:
-                self._run_level(k)
+                LevelTraining(self).train(k)
                 continue
             dense = self.result_path("dense", self.seed)
             with result_lock(dense):  # level 0 is this seed's dense fine-tuning: other runs wait for it, then share it
-                self._run_level(0)
+                LevelTraining(self).train(0)
                 if self.levels_are_evaluations and not rank0_sees(dense):
                     write_json(dense, {"seed": self.seed, **self.level_record(0)})
         barrier()  # what the main rank wrote is there for the others' done checks
 
-    def run_seed_job(self, kind: str, seed: int) -> dict[str, Any]:
+    def run_seed_job(self, kind: Arm, seed: int) -> dict[str, Any]:
         """One seed of the final evaluation: the ticket's mask (or none, dense) on θ0 with a fresh head."""
         path = self.result_path(kind, seed)
         with result_lock(path):  # dense seeds are shared between runs: the second to come waits and reuses
             return read_json(path) if rank0_sees(path) else self._seed_run(kind, seed, path)
 
-    def _seed_run(self, kind: str, seed: int, path: Path) -> dict[str, Any]:
-        if kind == "ticket" and not self.method.rewinds:  # another seed is another whole chain of levels
-            chain = copy.deepcopy(self.config)
-            chain.training.seed, chain.pruning.seeds, chain.pruning.search_seed = seed, 1, None
-            other = ImpRun(chain)
-            other.run()
-            return write_json_record(path, {"seed": seed, **other.level_record(len(self.sparsities) - 1)})
+    def _seed_run(self, kind: Arm, seed: int, path: Path) -> dict[str, Any]:
+        if kind == "ticket" and not self.method.rewinds:
+            chain = self.seed_chain(seed)
+            chain.run()
+            return write_json_record(path, {"seed": seed, **chain.level_record(len(self.sparsities) - 1)})
         level = len(self.sparsities) - 1 if kind == "ticket" else 0
         log(f"{kind}: seed {seed}")
         mask = self.level_mask(level) if level > 0 else None
         model = self.build_model(seed, rewound=level > 0)
-        result = self._fine_tune(model, mask, kind, f"{kind}-seed{seed}", f"{kind} seed {seed}",
-                                 {"sparsity": self.sparsities[level], "seed": seed}, path,
-                                 mask_file=paths.mask(self.level_dir(level)) if level > 0 else None)
+        result = tracked_fine_tune(self, model, mask, kind, f"{kind}-seed{seed}", f"{kind} seed {seed}",
+                                   {"sparsity": self.sparsities[level], "seed": seed}, path,
+                                   mask_file=paths.mask(self.level_dir(level)) if level > 0 else None)
         check_zeros(result, level)
         if kind == "ticket":
-            self._keep_finetuned(model, seed)
+            keep_finetuned(self, model, seed)
         return write_json_record(path, {"seed": seed, "sparsity": self.sparsities[level], **result.to_dict()})
+
+    def seed_chain(self, seed: int) -> ImpRun:
+        """A non-rewinding method's ticket from another seed is another whole chain of levels: the run of this
+        config with that training seed (its own folder), whose last level is this run's ticket seed."""
+        chain = copy.deepcopy(self.config)
+        chain.training.seed, chain.pruning.seeds, chain.pruning.search_seed = seed, 1, None
+        return ImpRun(chain)
 
     def evaluate_ticket(self) -> Ticket:
         folder, last = self.ticket_dir(), len(self.sparsities) - 1
@@ -151,15 +154,13 @@ class ImpRun(RunFolder):
     def level_mask(self, k: int) -> Mask:
         """Mask k: level 0 keeps everything; a later one is made once, by the method, then read from its file."""
         if k == 0:
-            return full_mask(self.resources.theta0_prunable())
+            return full_mask(self.theta0_prunable())
         path = paths.mask(self.level_dir(k))
         if rank0_sees(path):  # the ranks decide together, or one would skip a barrier the others wait at
             return load_mask(path)
         mask = self.method.level_mask(self, k)  # on every rank alike (the main one saves it)
         save_mask(path, mask, self.config.pruning.prunable)
-        barrier()  # every rank has read the frontier before it goes
-        if is_main_process() and self.on_grid(k):  # the frontier has moved on: a larger target reuses level k
-            paths.trained_prunable(self.level_dir(k - 1)).unlink(missing_ok=True)
+        barrier()  # every rank has read the frontier before the level goes on (and may let it go)
         return mask
 
     def trained_prunable(self, k: int) -> dict[str, torch.Tensor]:
@@ -167,8 +168,14 @@ class ImpRun(RunFolder):
         seed, data order and recipe: the same weights) when a smaller target than before needs another level k+1."""
         if not rank0_sees(paths.trained_prunable(self.level_dir(k))):
             log(f"level {k}: training it again for the trained weights another level {k + 1} is pruned from")
-            self._run_level(k, frontier_only=True)
+            LevelTraining(self).train(k, frontier_only=True)
         return super().trained_prunable(k)
+
+    def theta0(self) -> dict[str, torch.Tensor]:
+        return self.resources.pretrained.theta0
+
+    def theta0_prunable(self) -> dict[str, torch.Tensor]:
+        return self.resources.theta0_prunable()
 
     def build_model(self, seed: int, rewound: bool = False, keep_head: bool = False) -> torch.nn.Module:
         """A task model: encoder θ0 (`rewound`: the rewind point, and whatever the method starts masked
@@ -183,46 +190,76 @@ class ImpRun(RunFolder):
             else None
         return self.resources.pretrained.build(seed, encoder_state=encoder, head_state=head, reinit=reinit)
 
-    # --- private -------------------------------------------------------------------------------------
-    def _run_level(self, k: int, frontier_only: bool = False) -> dict[str, Any]:
+class LevelTraining:
+    """How one level of a run is trained and recorded: its starting model, the fine-tuning, what later levels,
+    seeds and releases keep of it, and its record (written last: it marks the level done)."""
+
+    def __init__(self, run: ImpRun):
+        self.run, self.pruning = run, run.config.pruning
+
+    def train(self, k: int, frontier_only: bool = False) -> dict[str, Any]:
         """Train level k (its record marks it done); `frontier_only`: a done level again, for its trained weights."""
-        folder, sparsity, rewind = self.level_dir(k), self.sparsities[k], self.config.pruning.rewind_step
+        folder, sparsity, rewind = self.run.level_dir(k), self.run.sparsities[k], self.pruning.rewind_step
         if not frontier_only and (done := read_json_if_exists(paths.metrics(folder))) is not None:
             log(f"level {k} (sparsity {sparsity:.2%}) already done: skipping")
             return done
-        log(f"level {k}/{len(self.sparsities) - 1}: sparsity {sparsity:.2%}")
-        mask = self.level_mask(k)
-        model = self.build_model(self.seed, rewound=k > 0, keep_head=k > 0)
-        if k > 0 and self.config.pruning.carry_head:  # the authors' code rewinds the encoder only
-            load_model(model, str(paths.trained_head(self.level_dir(k - 1))), strict=False)
-        if self.config.pruning.keep_head and not paths.initial_head(self.root).exists():  # kept for later levels
-            save_tensors(paths.initial_head(self.root), head_state_of(model))
-        if k > 0 and not self.method.rewinds:  # go on from the last level's trained network
-            load_model(model, str(paths.trained_model(self.level_dir(k - 1))))
-        capture = partial(capture_rewind_point, self.root, rewind) if k == 0 and rewind and not frontier_only else None
+        log(f"level {k}/{len(self.run.sparsities) - 1}: sparsity {sparsity:.2%}")
+        mask = self.run.level_mask(k)
+        self._let_go_of_frontier(k)
+        model = self._level_model(k)
+        capture = partial(capture_rewind_point, self.run.root, rewind) if k == 0 and rewind and not frontier_only \
+            else None
         record_path = paths.trained_prunable(folder) if frontier_only else paths.metrics(folder)
-        result = self._fine_tune(model, mask if k > 0 else None, "level", f"level{k}", f"level {k} ({sparsity:.0%})",
-                                 {"level": k, "sparsity": sparsity, "seed": self.seed}, record_path,
-                                 on_step=capture, mask_file=paths.mask(folder) if k > 0 else None,
-                                 lr_horizon=self.config.pruning.level_lr_horizon)
+        details = {"level": k, "sparsity": sparsity, "seed": self.run.seed}
+        result = tracked_fine_tune(self.run, model, mask if k > 0 else None, "level", f"level{k}",
+                                   f"level {k} ({sparsity:.0%})", details, record_path, on_step=capture,
+                                   mask_file=paths.mask(folder) if k > 0 else None,
+                                   lr_horizon=self.pruning.level_lr_horizon)
         check_zeros(result, k)
         if frontier_only:
-            self._save_frontier(model, folder)
+            save_frontier(self.run, model, folder)
             remove_checkpoint(record_path)
             barrier()
             return read_json(paths.metrics(folder))
-        if k == 0 and rewind and not paths.rewind_point(self.root).exists():
+        if k == 0 and rewind and not paths.rewind_point(self.run.root).exists():
             raise UserError(f"rewind step {rewind} is beyond the {result.steps} training steps of a level")
-        if self.method.trains_dense_level and (k + 1 < len(self.sparsities) or self.method.extendable):
-            self._save_frontier(model, folder)
-        if not self.method.rewinds:
+        self._save_level_weights(k, model)
+        return self._record_level(k, mask, result)
+
+    def _let_go_of_frontier(self, k: int) -> None:
+        """Once mask k exists, level k-1's trained weights are needed again only by a target off the grid (they are
+        then trained again); on the grid a larger target reuses level k."""
+        if k > 0 and is_main_process() and self.run.on_grid(k):
+            paths.trained_prunable(self.run.level_dir(k - 1)).unlink(missing_ok=True)
+
+    def _level_model(self, k: int) -> torch.nn.Module:
+        """Level k's starting model: rewound (or trained on, for non-rewinding methods), its head as configured."""
+        model = self.run.build_model(self.run.seed, rewound=k > 0, keep_head=k > 0)
+        if k > 0 and self.pruning.carry_head:  # the authors' code rewinds the encoder only
+            load_model(model, str(paths.trained_head(self.run.level_dir(k - 1))), strict=False)
+        if self.pruning.keep_head and not paths.initial_head(self.run.root).exists():  # for later levels
+            save_tensors(paths.initial_head(self.run.root), head_state_of(model))
+        if k > 0 and not self.run.method.rewinds:  # go on from the last level's trained network
+            load_model(model, str(paths.trained_model(self.run.level_dir(k - 1))))
+        return model
+
+    def _save_level_weights(self, k: int, model: torch.nn.Module) -> None:
+        """What later levels, seeds or releases need of level k's trained network."""
+        folder = self.run.level_dir(k)
+        if self.run.method.trains_dense_level and (k + 1 < len(self.run.sparsities) or self.run.method.extendable):
+            save_frontier(self.run, model, folder)
+        if not self.run.method.rewinds:
             atomic_write(paths.trained_model(folder), lambda tmp: save_model(model, tmp))
-        if self.config.pruning.carry_head:
+        if self.pruning.carry_head:
             save_tensors(paths.trained_head(folder), {n: t.cpu().contiguous() for n, t in head_state_of(model).items()})
-        if k == len(self.sparsities) - 1 and self.levels_are_evaluations:  # the last level is a ticket seed
-            self._keep_finetuned(model, self.seed)
+        if k == len(self.run.sparsities) - 1 and self.run.levels_are_evaluations:  # the last level is a ticket seed
+            keep_finetuned(self.run, model, self.run.seed)
+
+    def _record_level(self, k: int, mask: Mask, result: FitResult) -> dict[str, Any]:
+        """Level k's sparsity report and metrics.json (written last: it marks the level done)."""
+        folder, sparsity = self.run.level_dir(k), self.run.sparsities[k]
         record = {"level": k, "sparsity": sparsity, **result.to_dict()}
-        if k > 0 and self.method.prunes_by_magnitude:  # how far the mask is from pruning θ0 once by magnitude
+        if k > 0 and self.run.method.prunes_by_magnitude:  # how far the mask is from pruning θ0 once by magnitude
             record["jaccard_to_theta0_magnitude"] = self._jaccard_to_theta0_magnitude(mask, sparsity)
         report = sparsity_report(mask)
         if (warning := collapse_warning(report)) is not None:
@@ -230,71 +267,77 @@ class ImpRun(RunFolder):
         write_json(paths.sparsity(folder), report)
         write_json_record(paths.metrics(folder), record)
         barrier()  # the other ranks go on to read what the main one wrote
-        log(f"level {k} done: {self.task.primary_metric} {100 * result.metrics[self.task.primary_metric]:.2f} "
+        log(f"level {k} done: {self.run.task.primary_metric} {100 * result.metrics[self.run.task.primary_metric]:.2f} "
             f"in {result.seconds:.0f}s")
         return record
 
-    def _keep_finetuned(self, model: torch.nn.Module, seed: int) -> None:
-        """With `training.keep_finetuned`, a ticket seed's whole fine-tuned task model, for `push --fine-tuned`."""
-        if self.config.training.keep_finetuned:
-            atomic_write(paths.finetuned(self.ticket_dir(), seed), lambda tmp: save_model(model, tmp))
-
-    def _save_frontier(self, model: torch.nn.Module, folder: Path) -> None:
-        trained = {n: p.detach().cpu().contiguous()
-                   for n, p in prunable_parameters(model, self.config.pruning.prunable).items()}
-        save_tensors(paths.trained_prunable(folder), trained)
-
     def _jaccard_to_theta0_magnitude(self, mask: Mask, sparsity: float) -> float:
-        theta0 = self.resources.theta0_prunable()
-        return jaccard(mask, magnitude_mask(theta0, full_mask(theta0), sparsity, self.config.pruning.scope))
+        theta0 = self.run.theta0_prunable()
+        return jaccard(mask, magnitude_mask(theta0, full_mask(theta0), sparsity, self.pruning.scope))
 
-    def _fine_tune(self, model: torch.nn.Module, mask: Mask | None, job_type: str, name: str, desc: str,
-                   details: dict[str, Any], result: Path, on_step: Any = None,
-                   mask_file: Path | None = None, lr_horizon: float = 1.0) -> FitResult:
-        """One fine-tuning of `model` (seed `details["seed"]`) whose record goes to `result` (its checkpoint beside
-        it), tracked as one wandb run when tracking is on: its final scores in the run's summary, and its mask
-        (`mask_file`) as an artifact."""
-        r = self.resources
-        prunable = self.config.pruning.prunable
-        # where training starts: the masked weights (pruning is not movement); the parameters themselves are kept,
-        # since LoRA renames the layers it wraps
-        params = prunable_parameters(model, prunable)
-        start = {n: p.detach().cpu() * mask[n] if mask is not None and n in mask else p.detach().cpu().clone()
-                 for n, p in params.items()}
-        with r.tracker.run(f"{self.task.name}-{self.method.name}-{name}", job_type, **details) as track:
-            fit = fine_tune(model, r.data, self.task, r.tokenizer, self.config.training, r.accelerator,
-                            details["seed"], mask=mask, on_step=on_step, desc=desc, log=track,
-                            checkpoint=paths.checkpoint(result), lr_horizon=lr_horizon)
-            fit.drift = relative_drift(start, params)
-            if track is not None:
-                sparsity, hash_ = details["sparsity"], run_hash(self.config)
-                artifact = f"mask-{self.task.name}-{self.method.name}-{hash_}-{paths.sparsity_name(sparsity)}"
-                track.close(fit.metrics, mask_file, artifact,
-                            {"task": self.task.name, "method": self.method.name, "sparsity": sparsity,
-                             "run_hash": hash_, "model": self.config.model.name})
-            return fit
+def tracked_fine_tune(run: ImpRun, model: torch.nn.Module, mask: Mask | None, job_type: str, name: str, desc: str,
+                      details: dict[str, Any], result: Path, on_step: Any = None, mask_file: Path | None = None,
+                      lr_horizon: float = 1.0) -> FitResult:
+    """One fine-tuning of `model` (seed `details["seed"]`) whose record goes to `result` (its checkpoint beside it),
+    tracked as one wandb run when tracking is on: its final scores in the run's summary, its mask (`mask_file`) as
+    an artifact."""
+    r, task, method = run.resources, run.task, run.method
+    # where training starts: the masked weights (pruning is not movement); the parameters themselves are kept,
+    # since LoRA renames the layers it wraps
+    params = prunable_parameters(model, run.config.pruning.prunable)
+    start = {n: p.detach().cpu() * mask[n] if mask is not None and n in mask else p.detach().cpu().clone()
+             for n, p in params.items()}
+    with r.tracker.run(f"{task.name}-{method.name}-{name}", job_type, **details) as track:
+        fit = fine_tune(model, r.data, task, r.tokenizer, run.config.training, r.accelerator, details["seed"],
+                        mask=mask, on_step=on_step, desc=desc, log=track, checkpoint=paths.checkpoint(result),
+                        lr_horizon=lr_horizon)
+        fit.drift = relative_drift(start, params)
+        if track is not None:
+            sparsity, hash_ = details["sparsity"], run_hash(run.config)
+            artifact = f"mask-{task.name}-{method.name}-{hash_}-{paths.sparsity_name(sparsity)}"
+            track.close(fit.metrics, mask_file, artifact, {"task": task.name, "method": method.name,
+                                                           "sparsity": sparsity, "run_hash": hash_,
+                                                           "model": run.config.model.name})
+        return fit
 
 
-class SeedWork:
-    """A run's evaluation seeds for local workers (`bert_tickets.workers.LocalWork`), once its levels are done."""
+def keep_finetuned(run: ImpRun, model: torch.nn.Module, seed: int) -> None:
+    """With `training.keep_finetuned`, a ticket seed's whole fine-tuned task model, for `push --fine-tuned`."""
+    if run.config.training.keep_finetuned:
+        atomic_write(paths.finetuned(run.ticket_dir(), seed), lambda tmp: save_model(model, tmp))
 
-    def __init__(self, run: ImpRun):
-        self.run, self.workers_dir = run, paths.workers(run.root)
 
-    def rounds(self) -> dict[str, list[tuple[str, int]]]:
-        return {"seeds": self.run.seed_jobs(pending_only=False)}
+def save_frontier(run: ImpRun, model: torch.nn.Module, folder: Path) -> None:
+    """A level's trained prunable weights: what the next level's mask is pruned from."""
+    params = prunable_parameters(model, run.config.pruning.prunable)
+    save_tensors(paths.trained_prunable(folder), {n: p.detach().cpu().contiguous() for n, p in params.items()})
 
-    def run_unit(self, unit: tuple[str, int]) -> None:
-        self.run.run_seed_job(*unit)
 
-    def is_done(self, unit: tuple[str, int]) -> bool:
-        return is_whole(self.run.result_path(*unit))  # as `seed_jobs` counts it
+@dataclass(frozen=True)
+class SeedJob:
+    """One fine-tuning of a run's evaluation: the ticket's mask (or none, dense) from one seed."""
 
-    def before_workers(self) -> bool:
-        if self.run.finished_ticket() is not None:  # a finished rerun writes nothing, whatever --workers says
+    kind: Arm
+    seed: int
+
+    def run(self, run: ImpRun) -> None:
+        run.run_seed_job(self.kind, self.seed)
+
+    def is_done(self, run: ImpRun) -> bool:
+        return is_whole(run.result_path(self.kind, self.seed))  # as `seed_jobs` counts it
+
+
+def seed_rounds(run: ImpRun) -> JobRounds:
+    """A run's evaluation seeds for local workers, once its levels are done (one after another by nature)."""
+
+    def levels_first() -> bool:
+        if run.finished_ticket() is not None:  # a finished rerun writes nothing, whatever --workers says
             return False
-        self.run.run_levels()  # one after another by nature; the seeds' fine-tunings are independent
-        return bool(self.run.seed_jobs())
+        run.run_levels()
+        return bool(run.seed_jobs())
+
+    units = [[SeedJob(kind, seed)] for kind, seed in run.seed_jobs(pending_only=False)]
+    return JobRounds(run, {"seeds": units}, paths.workers(run.root), before=levels_first)
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -322,7 +365,7 @@ def write_json_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: list[dict]) -> dict[str, Any]:
+def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: list[dict]) -> TicketInfo:
     """ticket.json: the ticket's scores next to dense over the same seeds, and how it was found."""
     ticket, dense = _summarise(ticket_runs), _summarise(dense_runs)
     primary = run.task.primary_metric
@@ -345,18 +388,12 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
         "runs": {kind: [_run_summary(r, seed) for r, seed in zip(runs, run.seeds, strict=True)]
                  for kind, runs in (("ticket", ticket_runs), ("dense", dense_runs))},
         "failed_rule": FAILED_RULE,
-        "model_source": model_source(config.model.name, config.model.revision, _loaded_commit(run)),
+        "model_source": model_source(config.model.name, config.model.revision, run.resources.loaded_commit),
         "data_source": data_source(run.task, config.data),
         "run_dir": str(run.root), "run_hash": run_hash(config),
         "config": non_default_settings(config), "command": reproduce_command(config),
-        "bert_tickets_version": __version__,
+        "bert_tickets_version": package_version(),
     }
-
-
-def _loaded_commit(run: ImpRun) -> str | None:
-    """The Hub commit θ0 was loaded from, if this process loaded it (a finished run loads nothing)."""
-    loaded = vars(run.resources).get("pretrained")  # a cached_property, filled only once used
-    return loaded.commit if loaded is not None else None
 
 
 def _run_summary(record: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ exactly which weights and which data were used.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,11 @@ def hub_commit(repo_id: str, repo_type: str, revision: str | None) -> str | None
         return HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=10).sha
     except Exception:  # offline, private, unknown: the requested revision stands on its own
         return None
+
+
+def package_version() -> str:
+    """bert-tickets' installed version (pyproject's), for the records a run writes."""
+    try:
+        return version("bert-tickets")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"

@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bert_tickets.errors import UserError
-from bert_tickets.runs import TEMP_SUFFIX, UMASK, file_lock, log, write_json
+from bert_tickets.locks import file_lock
+from bert_tickets.ranks import log
+from bert_tickets.runs import TEMP_SUFFIX, UMASK, write_json
 
 MANIFEST = ".bert-tickets-export.json"  # never uploaded (see `UPLOAD_IGNORE`)
 UPLOAD_IGNORE = [MANIFEST]

@@ -13,7 +13,7 @@ from bert_tickets.config import Config, flat_settings, non_default_settings, run
 from bert_tickets.errors import UserError
 from bert_tickets.masks import magnitude_outliers, select_prunable
 from bert_tickets.modeling import Pretrained, load_pretrained, load_tokenizer
-from bert_tickets.runs import log
+from bert_tickets.ranks import log
 from bert_tickets.tasks import TaskAdapter
 from bert_tickets.tracking import Tracker
 from bert_tickets.training import make_accelerator
@@ -58,6 +58,12 @@ class RunResources:
         return Tracker(enabled=t.report_to == "wandb" and self.accelerator.is_main_process,
                        project=project, study=t.study or f"{self.task.name}/{self.root.name}",
                        settings=settings, directory=self.root)
+
+    @property
+    def loaded_commit(self) -> str | None:
+        """The Hub commit θ0 was loaded from, if this process loaded it (a finished run loads nothing)."""
+        loaded = self.__dict__.get("pretrained")  # the cached_property's value, only once it was used
+        return loaded.commit if loaded is not None else None
 
     def theta0_prunable(self) -> dict[str, torch.Tensor]:
         """θ0's prunable matrices, or one clear error when the patterns select none."""

@@ -13,13 +13,14 @@ import torch
 from safetensors.torch import load_file
 
 from bert_tickets import paths
-from bert_tickets.config import Config, dense_hash, run_hash
+from bert_tickets.config import Config, PruningConfig, dense_hash, run_hash
 from bert_tickets.errors import UserError
-from bert_tickets.methods import get_method
+from bert_tickets.methods import get_method, validated
+from bert_tickets.results import ARMS, Arm, TicketInfo
 from bert_tickets.runs import is_whole, read_json
 from bert_tickets.tasks import get_task
 
-KINDS = ("ticket", "dense")  # the evaluation's two arms, each fine-tuned once per seed
+KINDS = ARMS  # the evaluation's two arms, each fine-tuned once per seed
 
 
 def sparsity_schedule(target: float, rate: float, schedule: str = "linear") -> list[float]:
@@ -45,7 +46,7 @@ class RunFolder:
     ticket live (`bert_tickets.paths`), and what is done. Never loads a model and never trains."""
 
     def __init__(self, config: Config):
-        self.config = config.validate()
+        self.config = validated(config)
         self.task = get_task(config.data.task)
         self.method = get_method(config.pruning.method)
         self.root = run_dir(config)
@@ -60,6 +61,10 @@ class RunFolder:
         self.levels_are_evaluations = p.level_lr_horizon == 1 and not p.carry_head
         # a mask found without training (magnitude, random, a given ticket) needs no dense level 0
         self.trained_levels = list(range(0 if self.method.trains_dense_level else 1, len(self.sparsities)))
+
+    @property
+    def pruning(self) -> PruningConfig:
+        return self.config.pruning
 
     def level_dir(self, k: int) -> Path:
         return paths.level(self.root, k, self.sparsities[k])
@@ -78,7 +83,7 @@ class RunFolder:
         """Dense fine-tunings depend on model, data and recipe only: every method's run shares them."""
         return paths.dense(self.root, dense_hash(self.config))
 
-    def result_path(self, kind: str, seed: int) -> Path:
+    def result_path(self, kind: Arm, seed: int) -> Path:
         """Where one seed of the final evaluation lives; the run's own seed of a ticket is its last level."""
         if kind == "dense":
             return paths.dense_seed(self.dense_dir(), seed)
@@ -99,7 +104,7 @@ class RunFolder:
         levels = [paths.metrics(self.level_dir(k)) for k in self.trained_levels]
         return all(is_whole(p) for p in levels + [self.result_path(kind, s) for kind in KINDS for s in self.seeds])
 
-    def finished_ticket(self) -> dict[str, Any] | None:
+    def finished_ticket(self) -> TicketInfo | None:
         """The ticket.json of a finished run that covers the run's seeds; None otherwise. Never trains. (A
         ticket.json over fewer seeds, written by a run asking for fewer, counts as unfinished.)"""
         path = paths.ticket_info(self.ticket_dir())
@@ -111,7 +116,7 @@ class RunFolder:
             return None
         return info if set(self.seeds) <= set(info.get("seeds", [])) else None
 
-    def seed_jobs(self, pending_only: bool = True) -> list[tuple[str, int]]:
+    def seed_jobs(self, pending_only: bool = True) -> list[tuple[Arm, int]]:
         """The evaluation's fine-tunings, (kind, seed): independent, so they can run in parallel."""
         return [(kind, s) for s in self.seeds for kind in KINDS
                 if not (pending_only and is_whole(self.result_path(kind, s)))]

@@ -1,4 +1,5 @@
-"""Run folders: atomic writes, JSON records, leftovers of interrupted writes, and one worker per run folder.
+"""Run files: atomic writes, JSON records, damaged records and leftovers of interrupted writes, output folders.
+Process ranks are `bert_tickets.ranks`; the locks that keep one worker per run folder, `bert_tickets.locks`.
 
 Every result file is written to a temp file beside it, then renamed, so a reader never sees a partial file and a
 kill never leaves a damaged one; a write whose content is already there writes nothing (a rerun of a finished run
@@ -10,52 +11,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from bert_tickets.errors import UserError
+from bert_tickets.ranks import is_main_process, log
 
 TEMP_SUFFIX = ".tmp"
 WRITE_LOG_ENV = "BERT_TICKETS_WRITE_LOG"  # a file: each run file written is appended to it, with the writer's rank
-
-
-def is_main_process() -> bool:
-    """Under `accelerate launch` / torchrun (RANK set), only rank 0 writes run files, logs and prints; the other
-    ranks train alongside it and read what it wrote (run folders on a file system every node sees)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def barrier() -> None:
-    """Data parallel: every rank waits here for the others (nothing to wait for in one process)."""
-    if world_size() > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
-
-
-def rank0_sees(path: Path) -> bool:
-    """Whether `path` exists, as rank 0 sees it: it writes the run files, so another rank may see one earlier, and
-    the ranks must take the same branch (or one skips a collective step the others wait at)."""
-    if world_size() == 1:
-        return path.exists()
-    from accelerate.utils import broadcast_object_list
-
-    return bool(broadcast_object_list([path.exists()], from_process=0)[0])
-
-
-def log(message: str) -> None:
-    if is_main_process():
-        print(f"[bert-tickets] {message}", file=sys.stderr, flush=True)
 
 
 def _umask() -> int:
@@ -189,68 +154,3 @@ def usable_folder(folder: Path) -> Path:
     return folder
 
 
-@contextmanager
-def file_lock(lock_file: Path, waiting: str | None = None) -> Iterator[None]:
-    """An exclusive `flock` on `lock_file` (created if missing, never deleted: a waiter may hold it open), released
-    however the process ends; `waiting` is logged when another process holds it. A lock that is not a regular file
-    (a FIFO would block forever, a link could point anywhere) is refused."""
-    if lock_file.is_symlink() or (lock_file.exists() and not lock_file.is_file()):
-        raise UserError(f"{lock_file} is not a regular file: remove it (it is only a lock) and rerun")
-    # filelock: flock on Unix (released however the process ends), msvcrt on Windows; one lock object per call, so
-    # two holders in one process (a parent and its in-process work) exclude each other as two processes would
-    lock = FileLock(str(lock_file), is_singleton=False, thread_local=False)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if waiting:
-            log(waiting)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-@contextmanager
-def result_lock(path: Path) -> Iterator[None]:
-    """One process at a time computes the record `path` (a dense seed several runs share, a ticket's seed), so two
-    runs or array tasks never train it twice: the second waits, then finds it. Only the main rank locks."""
-    if not is_main_process():
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(path.with_name(f".{path.name}.lock")):
-        for tmp in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):  # this record's interrupted writes
-            tmp.unlink(missing_ok=True)
-        remove_damaged([path])
-        yield
-
-
-LOCK_ENV = "BERT_TICKETS_LOCKED"  # folders whose lock a parent process holds for its local workers
-
-
-def holds_lock(folder: Path) -> bool:
-    """Whether this process (or its parent, for local workers) already holds `folder`'s lock."""
-    return str(folder.resolve()) in os.environ.get(LOCK_ENV, "").split(os.pathsep)
-
-
-@contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
-    """One process at a time works in `folder`: a second identical run waits here, then finds the first one's
-    results done. Local workers run under their parent's lock (it holds it for them). The lock is released when
-    the process ends, however it ends."""
-    usable_folder(folder)
-    if holds_lock(folder) or not is_main_process():  # the other ranks train under the main one's lock
-        yield
-        return
-    with file_lock(folder / ".lock", waiting=f"another process is working in {folder}: waiting for it"):
-        previous = os.environ.get(LOCK_ENV)
-        os.environ[LOCK_ENV] = os.pathsep.join(filter(None, [previous, str(folder.resolve())]))
-        try:
-            remove_leftovers(folder)
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop(LOCK_ENV, None)
-            else:
-                os.environ[LOCK_ENV] = previous

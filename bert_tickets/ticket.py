@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,24 +11,7 @@ from torch import nn
 from bert_tickets import paths
 from bert_tickets.errors import UserError
 from bert_tickets.masks import Mask, apply_mask, load_mask
-
-# What every ticket.json holds, whatever found the ticket; a file without them was not written by bert-tickets.
-REQUIRED: dict[str, Any] = {"task": str, "model": str, "method": str, "sparsity": (int, float), "config": dict}
-
-
-def _ticket_info(path: Path) -> dict[str, Any]:
-    try:
-        info = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not a ticket description (not JSON: {exc})") from None
-    wrong = [key for key, kind in REQUIRED.items() if not isinstance(info, dict) or not isinstance(info.get(key), kind)]
-    if wrong:
-        raise UserError(f"{path} is not a ticket description written by bert-tickets (missing or wrong: "
-                        f"{', '.join(wrong)})")
-    if not 0 <= info["sparsity"] < 1:
-        raise UserError(f"{path}: sparsity must be in [0, 1), got {info['sparsity']}")
-    return info
-
+from bert_tickets.results import TicketInfo, read_ticket_info
 
 # Settings that describe how a ticket was found, not how it is fine-tuned on another task.
 NOT_INHERITED = ("data.", "pruning.", "output_dir")
@@ -38,7 +20,7 @@ NOT_INHERITED = ("data.", "pruning.", "output_dir")
 @dataclass
 class Ticket:
     path: Path
-    info: dict[str, Any]
+    info: TicketInfo
     mask: Mask
 
     @classmethod
@@ -46,7 +28,7 @@ class Ticket:
         path = Path(path)
         if not paths.ticket_info(path).is_file():
             raise UserError(f"{path} is not a ticket folder (no {paths.TICKET_INFO})")
-        return cls(path=path, info=_ticket_info(paths.ticket_info(path)), mask=load_mask(paths.mask(path)))
+        return cls(path=path, info=read_ticket_info(paths.ticket_info(path)), mask=load_mask(paths.mask(path)))
 
     @classmethod
     def from_pretrained(cls, source: str | Path, revision: str | None = None) -> Ticket:

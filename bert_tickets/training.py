@@ -26,7 +26,7 @@ from bert_tickets.checkpoints import Checkpointer
 from bert_tickets.config import TrainingConfig
 from bert_tickets.errors import UserError
 from bert_tickets.masks import MaskEnforcer, encoder_of
-from bert_tickets.runs import world_size
+from bert_tickets.ranks import world_size
 from bert_tickets.tasks import PreparedData, TaskAdapter
 from bert_tickets.tracking import LogFn
 

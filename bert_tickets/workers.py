@@ -3,13 +3,16 @@
 `--cell i/N` splits a transfer or a study over machines; `--workers K` starts K local processes, pinned to the
 visible GPUs in turn, so one process per GPU fills a machine and several per GPU pack small fine-tunings onto one.
 
-The protocol of local workers: what is split (`LocalWork`) comes in rounds of units, listed alike in every
-process; each worker reruns the command with `--worker ROUND:i/K` and computes every K-th unit of that round;
-once all rounds are done, the parent process runs everything itself, finding it finished, and writes the outputs.
+One implementation for every kind of independent work (a run's evaluation seeds, a transfer matrix's cells, a
+study's jobs): `JobRounds`, rounds of units of typed jobs, listed alike in every process. Each local worker repeats
+the API call that started it (`bert_tickets.api`, as JSON: never the command line) with `worker="ROUND:i/K"` and
+computes every K-th unit of that round; once all rounds are done, the parent process runs everything itself,
+finding it finished, and writes the outputs.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import re
@@ -17,46 +20,56 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from bert_tickets.errors import UserError
-from bert_tickets.runs import log, world_size
+from bert_tickets.ranks import log, world_size
 
-Job = TypeVar("Job")
+Item = TypeVar("Item")
+ApiCall = dict[str, Any]  # {"function": a name in bert_tickets.api, "kwargs": its JSON arguments}
 
 
-class LocalWork(Protocol):
-    """What local workers split: an engine run's seeds, a transfer matrix's cells, a study's runs."""
+class Job(Protocol):
+    """A unit of independent work in a context (an engine run, a study's recipe, a transfer matrix)."""
 
+    def run(self, context: Any) -> None: ...
+
+    def is_done(self, context: Any) -> bool:
+        """Whether its results are all there already (never trains)."""
+        ...
+
+
+@dataclass
+class JobRounds:
+    """Rounds of units of jobs, in order (each unit goes to one worker whole: its jobs share work, such as a
+    search's levels); the same lists in every process, whatever is done meanwhile."""
+
+    context: Any
+    rounds: dict[str, list[list[Job]]]
     workers_dir: Path  # where the workers' logs go
+    before: Callable[[], bool] = field(default=lambda: True)  # what must run first, here; False: nothing is left
 
-    def rounds(self) -> dict[str, list[Any]]:
-        """Units of work per round, in order; the same lists in every process, whatever is done meanwhile."""
-        ...
+    def run_unit(self, unit: list[Job]) -> None:
+        for job in unit:
+            job.run(self.context)
 
-    def run_unit(self, unit: Any) -> None: ...
-
-    def is_done(self, unit: Any) -> bool:
-        """Whether the unit's results are all there already (never trains)."""
-        ...
-
-    def before_workers(self) -> bool:
-        """Runs, in this process, what must come before the workers; False when nothing is left for them."""
-        ...
+    def is_done(self, unit: list[Job]) -> bool:
+        return all(job.is_done(self.context) for job in unit)
 
 
-def run_share_or_start_workers(work: LocalWork, argv: list[str], worker: str | None, count: int) -> bool:
+def run_share_or_start_workers(work: JobRounds, call: ApiCall, worker: str | None, count: int) -> bool:
     """In a worker (`worker` is its ROUND:i/N): run its share of that round and return True. Otherwise start
     `count` local workers per round when `count` > 1, and return False: the caller then runs everything itself."""
     if worker:
         phase, _, share = worker.partition(":")
-        for unit in cells_of_worker(work.rounds()[phase], *parse_share(share, "--worker")):
+        for unit in cells_of_worker(work.rounds[phase], *parse_share(share, "--worker")):
             work.run_unit(unit)
         return True
-    if count > 1 and work.before_workers():
-        pending = {phase: sum(not work.is_done(unit) for unit in units) for phase, units in work.rounds().items()}
-        run_local_workers(argv, count, work.workers_dir, pending)
+    if count > 1 and work.before():
+        pending = {phase: sum(not work.is_done(unit) for unit in units) for phase, units in work.rounds.items()}
+        run_local_workers(call, count, work.workers_dir, pending)
     return False
 
 
@@ -85,7 +98,7 @@ def _put_result(queue: Any, function: Callable[..., Any], args: tuple[Any, ...])
     queue.put(function(*args))
 
 
-def cells_of_worker(cells: list[Job], index: int, count: int) -> list[Job]:
+def cells_of_worker(cells: list[Item], index: int, count: int) -> list[Item]:
     """Worker `index` of `count` owns every count-th cell: disjoint sets that together cover all cells."""
     if not 0 <= index < count:
         raise UserError(f"--cell i/N needs 0 <= i < N, got {index}/{count}")
@@ -117,9 +130,9 @@ def visible_gpus() -> list[str]:
         str(i) for i in range(torch.cuda.device_count())]
 
 
-def run_local_workers(argv: list[str], requested: int, log_dir: Path, pending: dict[str, int]) -> None:
-    """Rounds of processes, each pinned to one GPU in turn (several per GPU pack it); every process reruns this
-    command with `--worker ROUND:i/count` and computes its share of that round's jobs. A round starts no more
+def run_local_workers(call: ApiCall, requested: int, log_dir: Path, pending: dict[str, int]) -> None:
+    """Rounds of processes, each pinned to one GPU in turn (several per GPU pack it); every process repeats this
+    API call with `worker="ROUND:i/count"` and computes its share of that round's jobs. A round starts no more
     processes than it has units left (none when all are done)."""
     gpus = visible_gpus()
     for phase, left in pending.items():
@@ -133,7 +146,7 @@ def run_local_workers(argv: list[str], requested: int, log_dir: Path, pending: d
             pin = {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if gpus else {
                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))}
             out = (log_dir / f"{phase}_{i}.log").open("w")
-            command = [sys.executable, "-m", "bert_tickets.cli", *argv, "--workers", "1", "--worker",
+            command = [sys.executable, "-m", "bert_tickets.worker_main", json.dumps(call, default=str),
                        f"{phase}:{i}/{count}"]
             running.append(subprocess.Popen(command, env=os.environ | pin, stdout=out, stderr=subprocess.STDOUT,
                                             preexec_fn=_die_with_parent))

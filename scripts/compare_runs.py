@@ -1,5 +1,6 @@
 """Compare two output folders made by the same commands (e.g. before and after a refactor): the same files,
-JSON records equal but for timings and the folders' own paths, safetensors (masks, weights) bit-identical.
+JSON records equal but for timings and the folders' own paths, safetensors (masks, weights) bit-identical, and
+every other file (reports, CSV, PNG, model cards) byte-identical once each folder's own path is replaced.
 
     python scripts/compare_runs.py runs-before runs-after
 
@@ -54,7 +55,13 @@ def compare(first: Path, second: Path) -> list[str]:
             x, y = load_file(str(a[name])), load_file(str(b[name]))
             if x.keys() != y.keys() or any(not torch.equal(x[k], y[k]) for k in x):
                 problems.append(f"tensors differ: {name}")
+        elif _bytes(a[name], first) != _bytes(b[name], second):
+            problems.append(f"files differ: {name}")
     return problems
+
+
+def _bytes(path: Path, root: Path) -> bytes:
+    return path.read_bytes().replace(str(root.resolve()).encode(), b"<root>").replace(str(root).encode(), b"<root>")
 
 
 def main(argv: list[str]) -> int:
@@ -63,10 +70,11 @@ def main(argv: list[str]) -> int:
         return 2
     first, second = map(Path, argv)
     problems = compare(first, second)
-    counts = {ext: len([n for n in _files(first) if n.endswith(ext)]) for ext in (".json", ".safetensors")}
+    names = _files(first)
+    counts = {ext: len([n for n in names if n.endswith(ext)]) for ext in (".json", ".safetensors")}
     print("\n".join(problems))
-    print(f"{counts['.json']} JSON records and {counts['.safetensors']} safetensors files in {first}: "
-          f"{len(problems)} difference(s)")
+    print(f"{counts['.json']} JSON records, {counts['.safetensors']} safetensors files and "
+          f"{len(names) - sum(counts.values())} other files in {first}: {len(problems)} difference(s)")
     return 1 if problems else 0
 
 

@@ -8,9 +8,10 @@
 set -euo pipefail
 part=${1:?usage: scripts/gpu_run.sh bench|imp|study}
 source .carry/on-device.sh
-# The installed layout (tasks/ and configs/ inside bert_tickets/), without pip or network.
-rm -rf /tmp/bt && mkdir -p /tmp/bt && cp -r bert_tickets /tmp/bt/ && cp -r tasks configs /tmp/bt/bert_tickets/
-export PYTHONPATH=/tmp/bt:$PYTHONPATH BERT_TICKETS_CACHE=/tmp/bt-cache
+# The project as an editable install (tasks/ and configs/ map into bert_tickets as pyproject says), offline:
+# no dependency is fetched (the carry has them) and the device's own setuptools builds it.
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 2
+export BERT_TICKETS_CACHE=/tmp/bt-cache
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
@@ -31,9 +32,10 @@ case $part in
       docs/results/minilm-gpu.yaml > $spec
     study=/tmp/studies/minilm-gpu
     start=$(date +%s)
-    (cd /tmp && timeout "${STUDY_SECONDS:-450}" python3 -m bert_tickets.cli study $spec --output-dir $study \
-      --workers "${WORKERS:-6}") 2>&1 | tr '\r' '\n' | grep -v "it/s" > "$OUT/study.log" || true
-    pkill -f "bert_tickets.cli" || true  # workers the timeout left behind
+    # timeout's SIGTERM stops the study like Ctrl-C: it ends its own workers (which also die with their parent,
+    # PR_SET_PDEATHSIG), so nothing else on the machine is touched; SIGKILL 30 s later if it still runs
+    (cd /tmp && timeout --kill-after=30 "${STUDY_SECONDS:-450}" python3 -m bert_tickets.cli study $spec \
+      --output-dir $study --workers "${WORKERS:-6}") 2>&1 | tr '\r' '\n' | grep -v "it/s" > "$OUT/study.log" || true
     echo "wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/study.log"
     (cd /tmp && python3 -m bert_tickets.cli report $study) >> "$OUT/study.log" 2>&1 || true
     # one archive (the device returns few files): the report, the spec and every run's JSON and log, no weights

@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     from bert_tickets import paths
     from bert_tickets.errors import UserError
     from bert_tickets.masks import full_mask, load_mask, magnitude_mask, random_mask, select_prunable
-    from bert_tickets.report import mask_overlap, write_csv
-    from bert_tickets.study_plan import Job, load_plan
+    from bert_tickets.studies.jobs import TicketJob
+    from bert_tickets.studies.plan import load_plan
+    from bert_tickets.studies.report import mask_overlap, write_csv
 
     try:
         plan = load_plan(args.study_dir)
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     sparsity = args.sparsity or (spec.transfer.sparsity if spec.transfer else max(spec.sparsities))
     rows = []
     for task in dict.fromkeys(spec.tasks + spec.ticket_sources):
-        job = Job("ticket", task, sparsity)
+        job = TicketJob(task, sparsity)
         if plan.finished(job) is None:
             continue
         run = plan.engine_run(job)

@@ -23,7 +23,8 @@ def dense_seeds(spec_source: str, task: str, study_dir: str, precision: str, see
     """The dense fine-tunings of `task` under the study's recipe in one precision, trained where missing."""
     from bert_tickets.imp import ImpRun
     from bert_tickets.runs import read_json
-    from bert_tickets.study_plan import StudyPlan, parse_spec, read_spec_text
+    from bert_tickets.studies.plan import StudyPlan
+    from bert_tickets.studies.spec import parse_spec, read_spec_text
 
     plan = StudyPlan(parse_spec(read_spec_text(spec_source), spec_source), Path(study_dir))
     # "bf16" is what "auto" resolves to where bf16 is native: keep "auto" so the study's own runs are reused

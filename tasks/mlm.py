@@ -59,7 +59,8 @@ class MaskedLMTask:
         "training.eval_batch_size": 16, "data.max_length": 512})
 
     def check_data(self, data_config: Any) -> None:
-        """Its data settings are all the common ones, checked by the config."""
+        """Nothing to check before loading: its own settings (files, masking) are checked by their field rules,
+        and the files themselves when they are read."""
 
     def model_class(self) -> Any:
         return AutoModelForMaskedLM

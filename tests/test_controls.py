@@ -12,14 +12,17 @@ from safetensors.torch import load_file
 
 from bert_tickets import paths
 from bert_tickets.cli import main
-from bert_tickets.compare import DENSE, Row, verdict
 from bert_tickets.imp import ImpRun
 from bert_tickets.masks import jaccard, load_mask, relative_drift
 from bert_tickets.metrics import format_mean_std
-from bert_tickets.report import Finished, table2_rows
 from bert_tickets.runs import read_json
 from bert_tickets.stats import is_matching, paired, summary_text
-from bert_tickets.study_plan import Job, StudyPlan, load_plan, parse_spec, read_spec_text
+from bert_tickets.studies.baselines import DENSE, Row, verdict
+from bert_tickets.studies.jobs import BaselineJob, CellJob, TicketJob
+from bert_tickets.studies.plan import StudyPlan, load_plan
+from bert_tickets.studies.report import Finished, table2_rows
+from bert_tickets.studies.sources import parse_source
+from bert_tickets.studies.spec import parse_spec, read_spec_text
 from bert_tickets.training import chance_loss, failed_to_learn
 from tests.test_imp import tiny_config
 from tests.test_study import tiny_spec
@@ -118,7 +121,7 @@ def test_the_report_counts_failed_runs_and_pairs_every_arm_by_seed(tmp_path):
     plan = StudyPlan(spec, tmp_path)
     ticket = _info([0, 1, 2], [0.80, 0.81, 0.79], [0.82, 0.80, 0.81])
     oneshot = _info([0, 1, 2], [0.78, 0.51, 0.77], [0.82, 0.80, 0.81], failed={1})
-    finished = Finished({Job("ticket", "sst2", 0.5): ticket, Job("baseline", "sst2", 0.5, "magnitude"): oneshot}, [])
+    finished = Finished({TicketJob("sst2", 0.5): ticket, BaselineJob("sst2", 0.5, "magnitude"): oneshot}, [])
     rows = {r["method"]: r for r in table2_rows(plan, finished)}
     assert rows["magnitude"]["failed"] == 1 and rows["imp"]["failed"] == 0
     assert rows["magnitude"]["mean_without_failed"] == pytest.approx(0.775)  # the failed seed apart
@@ -163,7 +166,7 @@ def test_a_study_repeats_the_mask_search_and_reports_its_noise_floor(tiny_bert, 
     assert "Repeated mask searches" in text and "one-shot θ0 magnitude mask" in text
     assert "± 0.0 (n = 1)" not in text
     # rte is a target only: its cells have one seed, so no matching verdict, in the report as on the command line
-    rte_cell = plan.finished(Job("cell", "rte", 0.2, source="sst2"))
+    rte_cell = plan.finished(CellJob(parse_source("sst2"), "rte", 0.2))
     assert rte_cell["matching"] is None
     assert "rte" not in {t for (_, t) in cells}  # no own ticket to pair against: left out, and said so
     assert "Targets left out until all their cells and their own ticket are done: rte" in text
@@ -215,8 +218,9 @@ def test_the_paper_study_plans_table2s_eleven_columns_90_percent_and_the_one_sho
     assert 0.9 in spec.sparsities and spec.seeds == 5 and spec.searches >= 2
     assert "magnitude" in spec.baselines and spec.transfer.sparsity == 0.7 and spec.transfer.seeds == 3
     jobs = StudyPlan(spec, tmp_path).jobs()
-    assert {j.task for j in jobs if j.kind == "ticket" and j.sparsity == 0.9} == set(spec.tasks)
-    assert {j.task for j in jobs if j.kind == "cell" and j.source == "magnitude"} == set(spec.transfer.targets)
+    assert {j.task for j in jobs if isinstance(j, TicketJob) and j.sparsity == 0.9} == set(spec.tasks)
+    assert {j.task for j in jobs if isinstance(j, CellJob) and j.source.name == "magnitude"} == \
+        set(spec.transfer.targets)
     config = StudyPlan(spec, tmp_path).ticket_run("mnli", 0.7).config
     assert config.training.mixed_precision == "no" and not config.training.group_by_length
     assert (config.training.seed, config.pruning.search_seed) == (5, 57)

@@ -8,7 +8,8 @@ import pytest
 
 import bert_tickets.imp as imp
 from bert_tickets.cli import main
-from bert_tickets.study_plan import load_plan, spec_names
+from bert_tickets.studies.plan import load_plan
+from bert_tickets.studies.spec import spec_names
 
 REPORT_FILES = {"README.md", "table2.csv", "curves.csv", "curves.png", "transfer.csv", "transfer.png",
                 "transfer_paired.csv", "mask_overlap.csv", "mask_overlap.png", "mask_overlap_floor.csv",
@@ -121,21 +122,24 @@ def test_a_bad_spec_is_one_line_and_exit_2_before_any_training(line, message, tm
 
 
 def test_baselines_at_chosen_sparsities_and_fewer_transfer_seeds_shrink_the_plan(tiny_bert, glue_dir, tmp_path):
-    from bert_tickets.study_plan import Job, StudyPlan, parse_spec
+    from bert_tickets.studies.jobs import BaselineJob, CellJob, TicketJob
+    from bert_tickets.studies.plan import StudyPlan
+    from bert_tickets.studies.sources import parse_source
+    from bert_tickets.studies.spec import parse_spec
 
     text = tiny_spec(tiny_bert, glue_dir).replace(
         "transfer: {sources: [sst2, magnitude], targets: [sst2, rte], sparsity: 0.2}",
         "baseline_sparsities: [0.2]\ntransfer: {sources: [sst2, mnli], targets: [sst2], sparsity: 0.2, seeds: 1}")
     plan = StudyPlan(parse_spec(text), tmp_path / "study")
     jobs = plan.jobs()
-    assert {(j.task, j.sparsity) for j in jobs if j.kind == "baseline"} == {("sst2", 0.2), ("rte", 0.2)}
+    assert {(j.task, j.sparsity) for j in jobs if isinstance(j, BaselineJob)} == {("sst2", 0.2), ("rte", 0.2)}
     # a studied task's ticket keeps the study's seeds; a source-only task's ticket and the cells take the cells'
-    assert plan.engine_run(Job("ticket", "sst2", 0.2)).config.pruning.seeds == 2
-    assert plan.engine_run(Job("ticket", "mnli", 0.2)).config.pruning.seeds == 1
-    assert plan.engine_run(Job("cell", "sst2", 0.2, source="mnli")).config.pruning.seeds == 1
+    assert plan.engine_run(TicketJob("sst2", 0.2)).config.pruning.seeds == 2
+    assert plan.engine_run(TicketJob("mnli", 0.2)).config.pruning.seeds == 1
+    assert plan.engine_run(CellJob(parse_source("mnli"), "sst2", 0.2)).config.pruning.seeds == 1
     # the random control cell is the random baseline's run: trained once, with the most seeds asked for
-    assert plan.engine_run(Job("cell", "sst2", 0.2, source="random")).root == \
-        plan.engine_run(Job("baseline", "sst2", 0.2, "random")).root
+    assert plan.engine_run(CellJob(parse_source("random"), "sst2", 0.2)).root == \
+        plan.engine_run(BaselineJob("sst2", 0.2, "random")).root
 
 
 def test_fewer_transfer_seeds_never_shrink_a_studied_ticket(tiny_bert, glue_dir, tmp_path, count_fine_tunings):
@@ -147,11 +151,11 @@ def test_fewer_transfer_seeds_never_shrink_a_studied_ticket(tiny_bert, glue_dir,
     folder = tmp_path / "study"
     assert main(["study", str(spec), "--output-dir", str(folder)]) == 0
     plan = load_plan(folder)
-    from bert_tickets.study_plan import Job
+    from bert_tickets.studies.jobs import TicketJob
 
     # sst2 is studied (two seeds) and a transfer source whose cells have one: its ticket keeps both seeds
-    assert plan.finished(Job("ticket", "sst2", 0.2))["seeds"] == [0, 1]
-    assert plan.finished(Job("ticket", "rte", 0.2))["seeds"] == [0]  # only a source: the cells' seeds
+    assert plan.finished(TicketJob("sst2", 0.2))["seeds"] == [0, 1]
+    assert plan.finished(TicketJob("rte", 0.2))["seeds"] == [0]  # only a source: the cells' seeds
     with (folder / "report" / "table2.csv").open() as table2:
         assert all(row["seeds"] == "2" for row in csv.DictReader(table2))  # every arm over both seeds
     trained = len(count_fine_tunings)
@@ -160,7 +164,7 @@ def test_fewer_transfer_seeds_never_shrink_a_studied_ticket(tiny_bert, glue_dir,
 
 
 def test_table2_says_where_the_ticket_matches_when_the_baselines_ran_elsewhere():
-    from bert_tickets.report import _shown_note
+    from bert_tickets.studies.report import _shown_note
 
     row = {"highest_matching": False, "highest_matching_sparsity": 0.25}
     assert _shown_note(row) == " (highest matching: 25%, without baselines)"
@@ -174,7 +178,7 @@ def test_report_needs_a_study_folder(tmp_path, capsys):
 
 
 def test_the_shipped_studies_parse(capsys):
-    from bert_tickets.study_plan import parse_spec, read_spec_text
+    from bert_tickets.studies.spec import parse_spec, read_spec_text
 
     assert {"paper", "minilm", "minilm-cpu"} <= set(spec_names())
     for name in spec_names():

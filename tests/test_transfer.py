@@ -9,7 +9,9 @@ from conftest import shared_glue
 
 import bert_tickets.imp as imp
 from bert_tickets.cli import main
-from bert_tickets.transfer_matrix import Cell, plan
+from bert_tickets.methods import validated
+from bert_tickets.studies.sources import parse_source
+from bert_tickets.studies.transfer import Cell, plan
 from bert_tickets.workers import cells_of_worker
 
 
@@ -39,7 +41,7 @@ def check_outputs(folder: Path, seeds: int = 1) -> None:
 
 def test_plan_and_workers_cover_every_cell_once():
     cells = plan(["sst2", "mrpc", "magnitude"], ["rte", "cola", "stsb"])
-    assert len(cells) == 12 and Cell("random", "cola") in cells
+    assert len(cells) == 12 and Cell(parse_source("random"), "cola") in cells
     shares = [cells_of_worker(cells, i, 5) for i in range(5)]
     assert sorted(map(str, (c for share in shares for c in share))) == sorted(map(str, cells))  # complete
     assert sum(len(s) for s in shares) == len(cells)
@@ -111,7 +113,7 @@ def test_lora_transfer_keeps_the_backbone_and_its_zeros(tiny_bert, glue_dir, tmp
     full = sum(p.numel() for p in run.build_model(0).parameters())
     assert 0 < result.trainable_parameters < full / 10
     with pytest.raises(UserError, match="LoRA leaves the backbone frozen"):
-        load_config(None, {"training.finetune": "lora"}).validate()
+        validated(load_config(None, {"training.finetune": "lora"}))  # the method's rule: the registry checks it
     # the matrix with LoRA cells: sources found with full fine-tuning, every cell (the diagonal too) with LoRA
     assert main(transfer_args(tiny_bert, glue_dir, tmp_path, "--finetune", "lora")) == 0
     check_outputs(Path(capsys.readouterr().out.strip().splitlines()[-1]))

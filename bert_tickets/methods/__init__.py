@@ -5,6 +5,7 @@ The order is the order of `--method`'s help and of a study's default baselines.
 
 from __future__ import annotations
 
+from bert_tickets.config import Config
 from bert_tickets.errors import UserError
 from bert_tickets.methods.base import Method
 from bert_tickets.methods.imp import IterativeMagnitudePruning
@@ -40,8 +41,29 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
+def check_config(config: Config) -> Config:
+    """The method's own rules on the settings (the config knows no method): one clear error each; the config."""
+    p, t = config.pruning, config.training
+    method = get_method(p.method)
+    if method.needs_ticket != (p.ticket is not None):
+        with_ticket = " and ".join(name for name, m in METHODS.items() if m.needs_ticket)
+        raise UserError(f"methods {with_ticket} need a ticket folder (--ticket), the others none")
+    if p.rewind_step and not (method.trains_dense_level and method.rewinds):
+        raise UserError(f"rewinding to a training step needs a trained level 0: not method {p.method!r}")
+    if t.finetune == "lora" and not method.allows_lora:
+        raise UserError(f"LoRA leaves the backbone frozen, so it cannot find a mask by training ({p.method}); "
+                        "use it to evaluate fixed masks (evaluate, transfer, "
+                        f"{', '.join(name for name, m in METHODS.items() if m.allows_lora)})")
+    return config
+
+
+def validated(config: Config) -> Config:
+    """Every check a run's settings get before anything loads: the config's own, then its method's."""
+    return check_config(config.validate())
+
+
 def methods_help() -> str:
     return "; ".join(f"{name}: {method.help}" for name, method in METHODS.items())
 
 
-__all__ = ["IMP", "METHODS", "Method", "baselines", "get_method", "methods_help"]
+__all__ = ["IMP", "METHODS", "Method", "baselines", "check_config", "get_method", "methods_help", "validated"]

@@ -2,22 +2,47 @@
 
 A method declares what kind of run it is (does it train a dense level, is it iterative, does it rewind, does it
 need a ticket, may its tickets be exported or run with LoRA) and makes the mask of a level; the engine
-(`bert_tickets.imp.ImpRun`) asks it and never compares method names.
+(`bert_tickets.imp.ImpRun`) asks it and never compares method names. A method sees a run only through
+`LevelContext` (the engine satisfies it): it imports nothing from the engine.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 import torch
 
+from bert_tickets.config import PruningConfig
 from bert_tickets.masks import Mask, magnitude_mask
-
-if TYPE_CHECKING:
-    from bert_tickets.imp import ImpRun
 
 THETA0 = "θ0 (pre-trained)"
 State = dict[str, torch.Tensor]
+
+
+class LevelContext(Protocol):
+    """What a method may read of a run while it makes a level's mask or a fine-tuning's start."""
+
+    sparsities: list[float]  # level k's target sparsity; level 0 is dense
+    seed: int  # the seed of the run's levels
+
+    @property
+    def pruning(self) -> PruningConfig: ...
+
+    def theta0(self) -> State:
+        """The pre-trained encoder, every parameter."""
+        ...
+
+    def theta0_prunable(self) -> State: ...
+
+    def trained_prunable(self, k: int) -> State:
+        """Level k's trained prunable weights (for methods that train a dense level)."""
+        ...
+
+    def level_mask(self, k: int) -> Mask: ...
+
+    def build_model(self, seed: int) -> torch.nn.Module:
+        """A task model on θ0 with a head from `seed` (to check a mask fits the architecture)."""
+        ...
 
 
 class Method:
@@ -39,14 +64,14 @@ class Method:
     prunes_by_magnitude: ClassVar[bool] = False  # a global magnitude threshold empties tiny-weight matrices first
     extendable: ClassVar[bool] = False  # keeps the last level's trained weights, so a sparser target goes on from it
 
-    def level_mask(self, run: ImpRun, k: int) -> Mask:
+    def level_mask(self, run: LevelContext, k: int) -> Mask:
         """The mask of level k >= 1 (called once: the engine saves it)."""
         raise NotImplementedError
 
-    def check(self, run: ImpRun) -> None:
+    def check(self, run: LevelContext) -> None:
         """Raise a UserError for inputs this method cannot use, before the run writes anything."""
 
-    def rewound_encoder(self, run: ImpRun, state: State | None, seed: int) -> tuple[State | None, bool]:
+    def rewound_encoder(self, run: LevelContext, state: State | None, seed: int) -> tuple[State | None, bool]:
         """The encoder a masked fine-tuning starts from: (`state`, or None for θ0; re-initialise it at random?)."""
         return state, False
 
@@ -62,6 +87,6 @@ class PrunedAfterTraining(Method):
     allows_lora = False
     prunes_by_magnitude = True
 
-    def level_mask(self, run: ImpRun, k: int) -> Mask:
+    def level_mask(self, run: LevelContext, k: int) -> Mask:
         trained = run.trained_prunable(k - 1)
-        return magnitude_mask(trained, run.level_mask(k - 1), run.sparsities[k], run.config.pruning.scope)
+        return magnitude_mask(trained, run.level_mask(k - 1), run.sparsities[k], run.pruning.scope)

@@ -1,12 +1,7 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bert_tickets.masks import Mask, magnitude_mask
-from bert_tickets.methods.base import Method
-
-if TYPE_CHECKING:
-    from bert_tickets.imp import ImpRun
+from bert_tickets.methods.base import LevelContext, Method
 
 
 class MagnitudePruning(Method):
@@ -17,6 +12,6 @@ class MagnitudePruning(Method):
     help = "prune θ0 itself by magnitude (no training)"
     prunes_by_magnitude = True
 
-    def level_mask(self, run: ImpRun, k: int) -> Mask:
-        theta0 = run.resources.theta0_prunable()
-        return magnitude_mask(theta0, run.level_mask(0), run.sparsities[k], run.config.pruning.scope)
+    def level_mask(self, run: LevelContext, k: int) -> Mask:
+        theta0 = run.theta0_prunable()
+        return magnitude_mask(theta0, run.level_mask(0), run.sparsities[k], run.pruning.scope)

@@ -1,12 +1,7 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from bert_tickets.methods.base import State
+from bert_tickets.methods.base import LevelContext, State
 from bert_tickets.methods.ticket import GivenTicket
-
-if TYPE_CHECKING:
-    from bert_tickets.imp import ImpRun
 
 
 class ReinitialisedTicket(GivenTicket):
@@ -19,5 +14,5 @@ class ReinitialisedTicket(GivenTicket):
     exportable = False
     baseline = True
 
-    def rewound_encoder(self, run: ImpRun, state: State | None, seed: int) -> tuple[State | None, bool]:
+    def rewound_encoder(self, run: LevelContext, state: State | None, seed: int) -> tuple[State | None, bool]:
         return state, True

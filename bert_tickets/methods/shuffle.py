@@ -1,14 +1,9 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bert_tickets.masks import select_prunable
-from bert_tickets.methods.base import State
+from bert_tickets.methods.base import LevelContext, State
 from bert_tickets.methods.ticket import GivenTicket
 from bert_tickets.modeling import shuffled_weights
-
-if TYPE_CHECKING:
-    from bert_tickets.imp import ImpRun
 
 
 class ShuffledTicket(GivenTicket):
@@ -21,6 +16,6 @@ class ShuffledTicket(GivenTicket):
     exportable = False
     baseline = True
 
-    def rewound_encoder(self, run: ImpRun, state: State | None, seed: int) -> tuple[State | None, bool]:
-        names = list(select_prunable(run.resources.pretrained.theta0, run.config.pruning.prunable))
-        return shuffled_weights(state if state is not None else run.resources.pretrained.theta0, names, seed), False
+    def rewound_encoder(self, run: LevelContext, state: State | None, seed: int) -> tuple[State | None, bool]:
+        names = list(select_prunable(run.theta0(), run.pruning.prunable))
+        return shuffled_weights(state if state is not None else run.theta0(), names, seed), False

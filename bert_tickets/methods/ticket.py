@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bert_tickets.errors import UserError
 from bert_tickets.masks import OPTIONAL_KEYS, Mask, fit_mask, sparsity_report
-from bert_tickets.methods.base import Method
+from bert_tickets.methods.base import LevelContext, Method
 from bert_tickets.ticket import Ticket
-
-if TYPE_CHECKING:
-    from bert_tickets.imp import ImpRun
 
 
 class GivenTicket(Method):
@@ -22,15 +17,15 @@ class GivenTicket(Method):
     needs_ticket = True
     baseline = False
 
-    def level_mask(self, run: ImpRun, k: int) -> Mask:
-        return Ticket.load(run.config.pruning.ticket).mask
+    def level_mask(self, run: LevelContext, k: int) -> Mask:
+        return Ticket.load(run.pruning.ticket).mask
 
-    def check(self, run: ImpRun) -> None:
+    def check(self, run: LevelContext) -> None:
         """The ticket's mask fits this model and covers its prunable matrices, at the run's sparsity."""
         k = len(run.sparsities) - 1
-        mask = Ticket.load(run.config.pruning.ticket).mask
+        mask = Ticket.load(run.pruning.ticket).mask
         fit_mask(run.build_model(run.seed), mask)  # a clear error now if it was found on another architecture
-        prunable = run.resources.theta0_prunable()
+        prunable = run.theta0_prunable()
         if missing := [n for n in prunable if n not in mask and not OPTIONAL_KEYS.search(n)]:
             covered = sum(name in mask for name in prunable)
             raise UserError(f"the ticket's mask covers {covered} of the {len(prunable)} "

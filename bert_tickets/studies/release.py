@@ -20,8 +20,12 @@ from typing import Any
 from bert_tickets import paths
 from bert_tickets.errors import UserError
 from bert_tickets.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
+from bert_tickets.ranks import log
 from bert_tickets.release_folder import replace_owned, staging
-from bert_tickets.runs import log, usable_folder, write_json, write_text
+from bert_tickets.runs import usable_folder, write_json, write_text
+from bert_tickets.studies.jobs import TicketJob
+from bert_tickets.studies.plan import load_plan
+from bert_tickets.studies.report import write_report
 
 COLLECTION_FILE = "collection.json"
 TITLE_LIMIT = 59  # the Hub refuses collection titles of 60 characters or more
@@ -44,13 +48,11 @@ class Release:
 
 def plan_releases(study_dir: str | Path, repo_prefix: str) -> tuple[Any, list[Release]]:
     """The study's finished IMP tickets (the ones its report is about) and their repository ids."""
-    from bert_tickets.study_plan import load_plan
-
     check_repo_id(repo_prefix, "--repo-prefix")
     plan = load_plan(study_dir)
     releases = []
     for job in plan.jobs():
-        if job.kind != "ticket" or job.search:  # a repeated mask search is a control, not another release
+        if not isinstance(job, TicketJob) or job.search:  # a repeated mask search is a control, not a release
             continue
         run = plan.ticket_run(job.task, job.sparsity)
         if run.finished_ticket() is None:
@@ -71,7 +73,6 @@ def push_study(study_dir: str | Path, repo_prefix: str, options: PushOptions | N
                dry_run: str | None = None) -> str:
     """Export (and, without `dry_run`, upload) every finished ticket, the report and the collection; returns the
     collection's URL, or the dry-run folder."""
-    from bert_tickets.report import write_report
 
     options = options or PushOptions()
     plan, releases = plan_releases(study_dir, repo_prefix)

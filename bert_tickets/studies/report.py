@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from bert_tickets import paths
-from bert_tickets.compare import DENSE, arm_label
 from bert_tickets.errors import UserError
 from bert_tickets.masks import MATRIX_TYPES, full_mask, jaccard, load_mask, magnitude_mask, matrix_type
 from bert_tickets.methods import IMP
@@ -36,10 +35,14 @@ from bert_tickets.stats import (
     paired,
     summary_text,
 )
-from bert_tickets.study_plan import Job, StudyPlan
+from bert_tickets.studies.baselines import DENSE, arm_label
+from bert_tickets.studies.jobs import BaselineJob, CellJob, Job, TicketJob
+from bert_tickets.studies.plan import StudyPlan
+from bert_tickets.studies.sources import RANDOM, parse_source
+from bert_tickets.studies.transfer import Cell
+from bert_tickets.studies.transfer_tables import long_csv, write_heatmap
 from bert_tickets.tasks import get_task
 from bert_tickets.training import FAILED_RULE
-from bert_tickets.transfer_matrix import MAGNITUDE, RANDOM, Cell, long_csv, source_label, write_heatmap
 
 
 @dataclass
@@ -156,7 +159,7 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     against dense and against the IMP ticket."""
     rows = []
     for task in plan.spec.tasks:
-        tickets = {s: finished.results.get(Job("ticket", task, s)) for s in plan.spec.sparsities}
+        tickets = {s: finished.results.get(TicketJob(task, s)) for s in plan.spec.sparsities}
         every = {s: info for s, info in tickets.items() if info is not None}
         # where the baselines ran, when the study names those sparsities (baseline_sparsities)
         done = {s: info for s, info in every.items() if s in plan.baseline_sparsities} or every
@@ -169,7 +172,7 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
         dense, ticket = _score(info, "dense"), by_seed(info)
         arms = [(DENSE, info, "dense"), (IMP, info, "ticket")]
         arms += [(m, b, "ticket") for m in plan.spec.baselines
-                 if (b := finished.results.get(Job("baseline", task, shown, m))) is not None]
+                 if (b := finished.results.get(BaselineJob(task, shown, m))) is not None]
         for method, run, kind in arms:
             score, arm = _score(run, kind), _arm(method, run, kind)
             minus_dense, minus_ticket = paired(arm.values, by_seed(info, "dense")), paired(arm.values, ticket)
@@ -255,7 +258,7 @@ def search_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     for task in plan.spec.tasks:
         for sparsity in plan.spec.sparsities:
             infos = {k: info for k in range(plan.spec.searches)
-                     if (info := finished.results.get(Job("ticket", task, sparsity, search=k))) is not None}
+                     if (info := finished.results.get(TicketJob(task, sparsity, search=k))) is not None}
             if len(infos) < 2 or 0 not in infos:
                 continue
             first = by_seed(infos[0])
@@ -311,11 +314,12 @@ def _groups(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple, li
 def curve_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     rows = []
     for job, info in finished.results.items():
-        if job.kind == "cell" or job.task not in plan.spec.tasks:  # a source-only ticket is one point, no curve
-            continue
-        method = f"{job.method}{SEARCH}{job.search + 1}" if job.search else job.method
+        if not isinstance(job, TicketJob | BaselineJob) or job.task not in plan.spec.tasks:  # a source-only
+            continue  # ticket is one point, no curve; a cell is another task's mask
+        search = job.search if isinstance(job, TicketJob) else 0
+        method = f"{job.method}{SEARCH}{search + 1}" if search else job.method
         rows.append(_curve_point(job.task, method, job.sparsity, info, _score(info)))
-        if job.kind == "ticket":
+        if isinstance(job, TicketJob):
             rows.append(_curve_point(job.task, DENSE, 0.0, info, _score(info, "dense")))
     unique = {(r["task"], r["method"], r["sparsity"]): r for r in rows}
     return sorted(unique.values(), key=lambda r: (r["task"], r["method"], r["sparsity"]))
@@ -464,11 +468,11 @@ def transfer_rows(table: dict[str, Any], results: dict[Cell, dict[str, Any]], ow
         own, random_mean = owns[target], _score(results[Cell(RANDOM, target)])["mean"]
         gain = _score(own)["mean"] - random_mean
         for source in (r for r in table["rows"] if r != DENSE):
-            info, cell = results[Cell(source, target)], table["cells"][source][target]
-            arm, score = _arm(source if source in (RANDOM, MAGNITUDE) else IMP, info), _score(info)
+            info, cell = results[Cell(parse_source(source), target)], table["cells"][source][target]
+            failed, score = failed_seeds(info), _score(info)
             rows.append({"source": source, "target": target, "metric": _primary(info), "mean": score["mean"],
                          "std": score["std"], "seeds": len(score["values"]),
-                         "failed": None if arm.failed is None else len(arm.failed),
+                         "failed": None if failed is None else len(failed),
                          "minus_own": cell["minus_own"], "minus_own_std": cell["minus_own_std"],
                          "paired_seeds": cell["paired_seeds"],
                          "gain_over_random_recovered": (score["mean"] - random_mean) / gain if gain else float("nan"),
@@ -480,19 +484,19 @@ def _transfer_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     if plan.matrix is None:
         return ""
     matrix = copy.copy(plan.matrix)  # the report's view: only complete targets; the plan's matrix stays whole
-    every = [Cell(s, t) for s in [*matrix.sources, RANDOM] for t in matrix.targets]
-    cells = {c: info for c in every if (info := finished.results.get(plan.cell_job(c))) is not None}
+    every = [Cell(s, t) for s in matrix.rows for t in matrix.targets]
+    cells = {c: info for c in every if (info := finished.results.get(CellJob.of(c, plan.recipe))) is not None}
     owns = {t: info for t in matrix.targets
-            if (info := finished.results.get(Job("ticket", t, matrix.sparsity))) is not None}
-    complete = [t for t in matrix.targets if all(Cell(s, t) in cells for s in [*matrix.sources, RANDOM])
+            if (info := finished.results.get(TicketJob(t, matrix.sparsity))) is not None}
+    complete = [t for t in matrix.targets if all(Cell(s, t) in cells for s in matrix.rows)
                 and t in owns]
     if not complete:
         return "## Transfer between tasks\n\nNo target has all its cells (and its own ticket) yet."
     matrix.targets = complete
-    results = {Cell(s, t): cells[Cell(s, t)] for s in [*matrix.sources, RANDOM] for t in complete}
+    results = {Cell(s, t): cells[Cell(s, t)] for s in matrix.rows for t in complete}
     # the matrix's table with each target's own ticket as its diagonal (also where the target is no source): the
     # paired differences are computed there once, for the figure and the rows alike
-    table = matrix.table(results | {Cell(t, t): owns[t] for t in complete})
+    table = matrix.table(results | {Cell(parse_source(t), t): owns[t] for t in complete})
     rows = transfer_rows(table, results, owns, complete)
     write_text(out / "transfer.csv", long_csv(matrix.long_rows(results)))
     write_csv(out / "transfer_paired.csv", rows)
@@ -502,20 +506,20 @@ def _transfer_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     lines = ["| mask from \\ target | " + " | ".join(f"{t} ({metric_label(metrics[t])})" for t in complete) + " |",
              "|---" * (len(complete) + 1) + "|"]
     by = {(r["source"], r["target"]): r for r in rows}
-    for source in [*matrix.sources, RANDOM]:
+    for source in matrix.rows:
         cells_text: list[str] = []
         for t in complete:
-            r = by[(source, t)]
+            r = by[(source.name, t)]
             values = _score(results[Cell(source, t)])["values"]
             text = summary_text(values)
-            if source != t:
+            if source.name != t:
                 text += f"; − own {_paired_text(r['minus_own'], r['minus_own_std'], r['paired_seeds'])}"
                 recovered = r["gain_over_random_recovered"]
                 if source != RANDOM and recovered == recovered:  # NaN: the own ticket is no better than random
                     text += f"; {100 * recovered:.0f}% of the gain over random"
             text += f"; {matching_mark(r['matching'])}"
             cells_text.append(text)
-        lines.append(f"| {source_label(source)} | " + " | ".join(cells_text) + " |")
+        lines.append(f"| {source.label} | " + " | ".join(cells_text) + " |")
     lines.append("| dense (reference) | " + " | ".join(summary_text(dense[t]["values"]) for t in complete) + " |")
     skipped = [t for t in plan.spec.transfer.targets if t not in complete] if plan.spec.transfer else []
     note = f"\n\nTargets left out until all their cells and their own ticket are done: {', '.join(skipped)}." \
@@ -583,7 +587,7 @@ def ticket_masks(plan: StudyPlan, finished: Finished, sparsity: float) -> dict[s
     for task in dict.fromkeys(plan.spec.tasks + plan.spec.ticket_sources):  # sources' tickets too (masked-LM's)
         searches = plan.spec.searches if task in plan.spec.tasks else 1
         for k in range(searches):
-            if Job("ticket", task, sparsity, search=k) in finished.results:
+            if TicketJob(task, sparsity, search=k) in finished.results:
                 name = task if k == 0 else f"{task} #{k + 1}"
                 masks[name] = load_mask(paths.mask(plan.ticket_run(task, sparsity, k).ticket_dir()))
     return masks
@@ -655,7 +659,7 @@ def drift_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     and how close the level's mask is to θ0's own magnitude ranking (levels recorded before these were: none)."""
     rows = []
     for task in plan.spec.tasks:
-        done = [s for s in plan.spec.sparsities if Job("ticket", task, s) in finished.results]
+        done = [s for s in plan.spec.sparsities if TicketJob(task, s) in finished.results]
         if not done:
             continue
         run = plan.ticket_run(task, max(done))

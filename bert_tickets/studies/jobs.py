@@ -1,0 +1,221 @@
+"""A study's jobs, as types: each knows its label, builds its engine run from the recipe it is handed, runs, and
+says whether it is finished (never training to say so).
+
+A kind of job is one `Job` subclass with `plan(recipe)` (its jobs, from the study's spec) and one line in
+`JOB_KINDS`; the plan lists every kind's jobs in the registry's order (tickets first: the others reuse them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bert_tickets import paths
+from bert_tickets.config import Config
+from bert_tickets.imp import ImpRun
+from bert_tickets.methods import IMP, get_method
+from bert_tickets.ranks import log
+from bert_tickets.results import TicketInfo
+from bert_tickets.runs import read_json
+from bert_tickets.studies.baselines import baseline_config
+from bert_tickets.studies.sources import Source
+from bert_tickets.studies.spec import StudySpec
+from bert_tickets.studies.transfer import Cell, TransferMatrix, plan
+
+
+class Recipe:
+    """How the study's runs are configured: the spec's preset and settings, its seeds, its runs folder. Jobs
+    build their engine runs from it."""
+
+    def __init__(self, spec: StudySpec, runs_dir: Path):
+        self.spec, self.runs_dir = spec, runs_dir
+
+    def config(self, task: str, **settings: Any) -> Config:
+        return self.spec.config_for(task, self.runs_dir, **settings)
+
+    def ticket_run(self, task: str, sparsity: float, search: int = 0) -> ImpRun:
+        """A task's IMP ticket; `search` k > 0: the k-th repeated mask search, its levels seeded training.seed + k,
+        evaluated over the same seeds (so searches pair seed by seed and share dense)."""
+        settings = {"pruning.sparsity": sparsity, "pruning.seeds": self.spec.seeds_for(task)}
+        config = self.config(task, **settings)
+        if search:
+            config = self.config(task, **settings, **{"pruning.search_seed": config.training.seed + search})
+        return ImpRun(config)
+
+    @cached_property
+    def matrix(self) -> TransferMatrix | None:
+        """The study's transfer matrix (built once: it resolves its configs), or None."""
+        t = self.spec.transfer
+        if t is None:
+            return None
+        return TransferMatrix(t.sources, t.targets, t.sparsity, self.spec.transfer_seeds, output_dir=str(self.runs_dir),
+                              config_for=lambda s: self.config(s["data.task"], **s))
+
+    @property
+    def baseline_sparsities(self) -> list[float]:
+        return self.spec.baseline_sparsities or self.spec.sparsities
+
+
+class MatrixRecipe:
+    """The recipe of a transfer matrix on its own (`bert-tickets transfer`): sources' tickets and cells are the
+    matrix's runs."""
+
+    def __init__(self, matrix: TransferMatrix):
+        self.matrix = matrix
+
+    def ticket_run(self, task: str, sparsity: float, search: int = 0) -> ImpRun:
+        assert sparsity == self.matrix.sparsity and not search, "a matrix's tickets are its sources' at its sparsity"
+        return self.matrix.source_run(task)
+
+
+class Job:
+    """One engine run of a study. Subclasses are frozen dataclasses: equal jobs are the same run."""
+
+    phase: ClassVar[str] = "runs"  # local workers run the "tickets" phase first: the other jobs reuse tickets
+
+    @classmethod
+    def plan(cls, recipe: Recipe) -> list[Job]:
+        """This kind's jobs in the study, in the order they should run."""
+        raise NotImplementedError
+
+    def engine_run(self, recipe: Recipe) -> ImpRun:
+        raise NotImplementedError
+
+    def run(self, recipe: Recipe) -> None:
+        self.engine_run(recipe).run()
+
+    def finished(self, recipe: Recipe) -> TicketInfo | None:
+        """The job's ticket.json if its run is done over its seeds; None otherwise. Never trains."""
+        return self.engine_run(recipe).finished_ticket()
+
+    def is_done(self, recipe: Recipe) -> bool:
+        return self.finished(recipe) is not None
+
+    @property
+    def chain(self) -> Any:
+        """Jobs of one chain go to one local worker together (they share levels); by default each its own."""
+        return self
+
+
+@dataclass(frozen=True)
+class TicketJob(Job):
+    """A task's IMP ticket at a sparsity; `search` k > 0: the k-th repeated mask search (another level seed)."""
+
+    task: str
+    sparsity: float
+    search: int = 0
+    phase: ClassVar[str] = "tickets"
+
+    @classmethod
+    def plan(cls, recipe: Recipe) -> list[Job]:
+        spec = recipe.spec
+        jobs: list[Job] = [cls(t, s, k) for t in spec.tasks for k in range(spec.searches) for s in spec.sparsities]
+        if spec.transfer is not None:  # each source's ticket: reused by its row of cells
+            jobs += [job for t in spec.ticket_sources if (job := cls(t, spec.transfer.sparsity)) not in jobs]
+        return jobs
+
+    def engine_run(self, recipe: Recipe) -> ImpRun:
+        return recipe.ticket_run(self.task, self.sparsity, self.search)
+
+    @property
+    def method(self) -> str:
+        return IMP
+
+    @property
+    def chain(self) -> Any:
+        return self.task, self.search  # a search's sparsities share its levels
+
+    def __str__(self) -> str:
+        repeat = f" (mask search {self.search + 1})" if self.search else ""
+        return f"{self.task} {IMP} at {paths.sparsity_percent(self.sparsity)}%{repeat}"
+
+
+@dataclass(frozen=True)
+class BaselineJob(Job):
+    """A baseline beside the IMP ticket: the same recipe and seeds; reinit and shuffle take the ticket's mask."""
+
+    task: str
+    sparsity: float
+    method: str
+
+    @classmethod
+    def plan(cls, recipe: Recipe) -> list[Job]:
+        spec = recipe.spec
+        return [cls(t, s, m) for t in spec.tasks for s in recipe.baseline_sparsities for m in spec.baselines]
+
+    def engine_run(self, recipe: Recipe) -> ImpRun:
+        imp = recipe.ticket_run(self.task, self.sparsity)
+        info = paths.ticket_info(imp.ticket_dir())
+        ticket_sparsity = read_json(info)["sparsity"] if info.exists() else self.sparsity
+        return ImpRun(baseline_config(imp.config, self.method, imp.ticket_dir(), ticket_sparsity))
+
+    def run(self, recipe: Recipe) -> None:
+        if get_method(self.method).needs_ticket:  # the ticket's mask: find it first
+            ticket = recipe.ticket_run(self.task, self.sparsity)
+            if ticket.finished_ticket() is None:
+                ticket.run()
+        super().run(recipe)
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.method} at {paths.sparsity_percent(self.sparsity)}%"
+
+
+@dataclass(frozen=True)
+class CellJob(Job):
+    """A transfer cell: a row's mask (a task's ticket, or one made from θ0 alone) fine-tuned on a target."""
+
+    source: Source
+    target: str
+    sparsity: float
+
+    @classmethod
+    def plan(cls, recipe: Recipe) -> list[Job]:
+        if (matrix := recipe.matrix) is None:
+            return []
+        order = sorted(plan(matrix.sources, matrix.targets), key=lambda c: c.source.ticket_task != c.target)
+        return [cls.of(c, recipe) for c in order if not matrix.is_own_ticket(c)]
+
+    @classmethod
+    def of(cls, cell: Cell, recipe: Recipe) -> Job:
+        """A cell's job; a target's own ticket (fully fine-tuned) is that ticket's job: one run."""
+        matrix = recipe.matrix
+        assert matrix is not None
+        if matrix.is_own_ticket(cell):
+            return TicketJob(cell.target, matrix.sparsity)
+        return cls(cell.source, cell.target, matrix.sparsity)
+
+    @property
+    def task(self) -> str:
+        """The task the cell's run fine-tunes on."""
+        return self.target
+
+    @property
+    def cell(self) -> Cell:
+        return Cell(self.source, self.target)
+
+    def engine_run(self, recipe: Recipe) -> ImpRun:
+        matrix = recipe.matrix
+        assert matrix is not None
+        return matrix.cell_run(self.cell, matrix.source_ticket_dir(self.source))
+
+    def run(self, recipe: Recipe) -> None:
+        matrix = recipe.matrix
+        assert matrix is not None
+        matrix.run_cell(self.cell)
+
+    def __str__(self) -> str:
+        return f"transfer {self.source} -> {self.target} at {paths.sparsity_percent(self.sparsity)}%"
+
+
+# every kind of job a study has, in the order they run: one line per kind
+JOB_KINDS: list[type[Job]] = [TicketJob, BaselineJob, CellJob]
+
+
+def run_jobs(recipe: Recipe, jobs: list[Job], name: str) -> None:
+    """Run the jobs not finished yet, in order."""
+    for i, job in enumerate(jobs, 1):
+        if job.finished(recipe) is None:
+            log(f"study {name}: job {i}/{len(jobs)}: {job}")
+            job.run(recipe)

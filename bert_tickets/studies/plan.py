@@ -1,0 +1,67 @@
+"""A study's plan: every engine run its spec implies, as typed jobs (`bert_tickets.studies.jobs`), and what is
+done. Nothing here trains by itself: a killed study rerun computes only what is missing, and a study extended by a
+task or a sparsity only the new runs. The report (`bert_tickets.studies.report`) reads the same plan.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bert_tickets import paths
+from bert_tickets.errors import UserError
+from bert_tickets.imp import ImpRun
+from bert_tickets.results import TicketInfo
+from bert_tickets.studies.jobs import JOB_KINDS, Job, Recipe
+from bert_tickets.studies.spec import StudySpec, parse_spec
+from bert_tickets.studies.transfer import TransferMatrix
+
+
+class StudyPlan:
+    def __init__(self, spec: StudySpec, folder: Path):
+        self.spec, self.folder = spec, Path(folder)
+        self.runs_dir = paths.study_runs(self.folder)
+        self.recipe = Recipe(spec, self.runs_dir)
+
+    def ticket_run(self, task: str, sparsity: float, search: int = 0) -> ImpRun:
+        return self.recipe.ticket_run(task, sparsity, search)
+
+    @property
+    def matrix(self) -> TransferMatrix | None:
+        return self.recipe.matrix
+
+    @property
+    def baseline_sparsities(self) -> list[float]:
+        return self.recipe.baseline_sparsities
+
+    def jobs(self) -> list[Job]:
+        """Every kind's jobs, in the registry's order (tickets first: baselines and cells reuse them)."""
+        jobs: list[Job] = []
+        for kind in JOB_KINDS:
+            jobs += [job for job in kind.plan(self.recipe) if job not in jobs]
+        return jobs
+
+    def engine_run(self, job: Job) -> ImpRun:
+        return job.engine_run(self.recipe)
+
+    def fine_tunings(self, jobs: list[Job] | None = None) -> tuple[int, int]:
+        """(fine-tunings the jobs imply, those still to train); shared runs counted once. Never trains."""
+        implied: dict[Path, int] = {}
+        for job in self.jobs() if jobs is None else jobs:
+            for path, count in self.engine_run(job).fine_tunings().items():
+                implied[path] = min(count, implied.get(path, count))  # 0 where a run gets it as a by-product
+        return sum(implied.values()), sum(n for path, n in implied.items() if not path.exists())
+
+    def finished(self, job: Job) -> TicketInfo | None:
+        """The job's ticket.json if its run is done over its seeds; None otherwise. Never trains."""
+        return job.finished(self.recipe)
+
+    def run_job(self, job: Job) -> None:
+        job.run(self.recipe)
+
+
+def load_plan(folder: str | Path) -> StudyPlan:
+    folder = Path(folder)
+    spec = folder / paths.STUDY_SPEC
+    if not spec.is_file():
+        raise UserError(f"{folder} is not a study folder (no {paths.STUDY_SPEC}); run `bert-tickets study SPEC` first")
+    return StudyPlan(parse_spec(spec.read_text(), str(spec)), folder)
