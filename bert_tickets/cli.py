@@ -233,6 +233,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
 def run_study_command(args: argparse.Namespace) -> int:
     from bert_tickets.api import plan_study, study
+    from bert_tickets.studies.runner import share
 
     if args.plan:
         print_plan(plan_study(args.spec, output_dir=args.output_dir))
@@ -240,17 +241,11 @@ def run_study_command(args: argparse.Namespace) -> int:
     readme = study(args.spec, output_dir=args.output_dir, cell=args.cell, workers=args.workers)
     if readme is None:
         status = plan_study(args.spec, output_dir=args.output_dir)
-        print(f"worker {args.cell}: {len(_share(status.jobs, args.cell))} of {len(status.jobs)} runs done; "
+        print(f"worker {args.cell}: {len(share(status.jobs, args.cell))} of {len(status.jobs)} runs done; "
               f"`bert-tickets report {status.plan.folder}` once every worker has finished")
         return 0
     print(readme)
     return 0
-
-
-def _share(items: list[Any], cell: str) -> list[Any]:
-    from bert_tickets.workers import cells_of_worker, parse_share
-
-    return cells_of_worker(items, *parse_share(cell))
 
 
 def print_plan(status: Any) -> None:

@@ -410,8 +410,3 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         mean, std = mean_std(values)
         out[name] = {"mean": mean, "std": std, "values": values}
     return out
-
-
-def find_ticket(config: Config) -> Ticket:
-    """Find (or reuse) the ticket that `config` describes and evaluate it next to dense."""
-    return ImpRun(config).run()
