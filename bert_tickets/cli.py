@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from bert_tickets.errors import UserError
+from bert_tickets.progress import duration_text
 from bert_tickets.ranks import is_main_process
 from bert_tickets.stats import MATCHING_RULE, matching_mark
 
@@ -32,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_transfer(sub)
     _add_study_and_report(sub)
     _add_push(sub)
+    demo = sub.add_parser("demo", help="the paper's comparison in small (IMP at 50%%, random pruning, dense) on a "
+                          "CPU: local GLUE files or the Hub")
+    demo.add_argument("--data-dir", help="the official glue_data layout (default: the Hub's nyu-mll/glue)")
+    demo.add_argument("--output-dir", default="runs", help="where run folders go (default: runs)")
     return parser
 
 
@@ -192,6 +197,12 @@ def run_find(args: argparse.Namespace) -> int:
     return _print_found(found)
 
 
+def run_demo(args: argparse.Namespace) -> int:
+    from bert_tickets.api import demo
+
+    return _print_found(demo(data_dir=args.data_dir, output_dir=args.output_dir))
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """A given ticket on any task: the ticket's own recipe and model, unless the command says otherwise."""
     from bert_tickets.api import find
@@ -254,6 +265,15 @@ def print_plan(status: Any) -> None:
     done = sum(finished for _, finished in status.jobs)
     print(f"{done} of {len(status.jobs)} runs done; {status.fine_tunings} fine-tunings in all, "
           f"{status.pending_fine_tunings} still to train")
+    if status.pending_fine_tunings == 0:
+        return
+    if status.estimated_seconds is None:
+        print("time: no fine-tuning of this study has finished yet, so nothing to estimate from; run it, then ask "
+              "again")
+    else:
+        print(f"time: {duration_text(status.estimated_seconds)} in one process at the mean of the "
+              f"{status.recorded} recorded fine-tunings ({status.estimated_seconds / status.pending_fine_tunings:.0f} "
+              "s each; local workers sharing one device divide it by less than their number)")
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -425,7 +445,7 @@ def _in_main_thread() -> bool:
 
 
 COMMANDS = {"find": run_find, "evaluate": run_evaluate, "transfer": run_transfer, "push": run_push,
-            "study": run_study_command, "report": run_report}
+            "study": run_study_command, "report": run_report, "demo": run_demo}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -457,7 +457,7 @@ def _coerce(value: Any, hint: Any, dotted: str) -> Any:
         raise UserError(f"config key {dotted!r} expects {name}, got {value!r}") from None
 
 
-# --- every setting as a command-line flag, with its help, default and choices: one source for the CLI and README ---
+# --- every setting as a command-line flag, with its help, default and choices: one source for the CLI and docs ---
 # Flags whose name is not the field's own: the familiar short ones, and fields whose names repeat across sections.
 FLAG_NAMES = {"model.name": "model", "model.revision": "model_revision", "data.revision": "data_revision"}
 
@@ -483,7 +483,7 @@ class SettingSpec:
         return str(self.default)
 
     def describe(self) -> str:
-        """The help text with the default, the rule or choices, and the key (as `--help` and README show it)."""
+        """The help text with the default, the rule or choices, and the key (as `--help` and the reference show it)."""
         recipe = " (a task's recipe may change it)" if self.in_recipes else ""
         said = "default:" in self.help  # the help already says what an unset value means
         parts = [self.help] + ([] if said else [f"default: {self.default_text}{recipe}"])
@@ -522,7 +522,7 @@ def _setting_fields(cls: type, prefix: str = "") -> Iterator[tuple[str, Any, dat
 
 
 def settings_markdown() -> str:
-    """The README's table of every setting (tests/test_config.py checks that the README holds exactly this)."""
+    """docs/reference.md's table of every setting (tests/test_config.py checks that it holds exactly this)."""
     rows = ["| flag | setting | type | default | what it does |", "|---|---|---|---|---|"]
     for s in setting_specs():
         default = s.default_text.replace("|", "\\|")
@@ -534,5 +534,5 @@ def settings_markdown() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # the README's settings table
+if __name__ == "__main__":  # docs/reference.md's settings table
     print(settings_markdown())

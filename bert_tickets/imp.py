@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from bert_tickets import paths
+from bert_tickets import paths, progress
 from bert_tickets.checkpoints import remove_checkpoint
 from bert_tickets.config import Config, non_default_settings, reproduce_command, run_hash
 from bert_tickets.errors import UserError
@@ -59,7 +59,7 @@ from bert_tickets.runs import (
 )
 from bert_tickets.stats import MATCHING_RULE, is_matching, mean_std
 from bert_tickets.ticket import Ticket
-from bert_tickets.training import FAILED_RULE, FitResult, encoder_state, fine_tune
+from bert_tickets.training import FAILED_RULE, FitResult, encoder_state, expected_steps, fine_tune
 from bert_tickets.workers import JobRounds
 
 
@@ -287,10 +287,12 @@ def tracked_fine_tune(run: ImpRun, model: torch.nn.Module, mask: Mask | None, jo
     params = prunable_parameters(model, run.config.pruning.prunable)
     start = {n: p.detach().cpu() * mask[n] if mask is not None and n in mask else p.detach().cpu().clone()
              for n, p in params.items()}
-    with r.tracker.run(f"{task.name}-{method.name}-{name}", job_type, **details) as track:
+    steps = expected_steps(run.config.training, len(r.data.train))
+    with r.tracker.run(f"{task.name}-{method.name}-{name}", job_type, **details) as track, \
+            progress.fine_tuning(f"{task.name} {method.name} {desc}", steps) as status_step:
         fit = fine_tune(model, r.data, task, r.tokenizer, run.config.training, r.accelerator, details["seed"],
-                        mask=mask, on_step=on_step, desc=desc, log=track, checkpoint=paths.checkpoint(result),
-                        lr_horizon=lr_horizon)
+                        mask=mask, on_step=_both(on_step, status_step), desc=desc, log=track,
+                        checkpoint=paths.checkpoint(result), lr_horizon=lr_horizon)
         fit.drift = relative_drift(start, params)
         if track is not None:
             sparsity, hash_ = details["sparsity"], run_hash(run.config)
@@ -299,6 +301,14 @@ def tracked_fine_tune(run: ImpRun, model: torch.nn.Module, mask: Mask | None, jo
                                                            "sparsity": sparsity, "run_hash": hash_,
                                                            "model": run.config.model.name})
         return fit
+
+
+def _both(first: Any, second: Any) -> Any:
+    """Two per-step callbacks (step, model) as one; either may be None."""
+    callbacks = [c for c in (first, second) if c is not None]
+    if len(callbacks) < 2:
+        return callbacks[0] if callbacks else None
+    return lambda step, model: [c(step, model) for c in callbacks] and None
 
 
 def keep_finetuned(run: ImpRun, model: torch.nn.Module, seed: int) -> None:

@@ -17,7 +17,7 @@ A run folder (`<output_dir>/<task>/<method>_<hash>/`) holds:
     tickets/sparsity_0.5000/             the ticket: mask.safetensors, ticket.json, comparison.json,
         seeds/seed_1.json                  and the evaluation's other seeds
         finetuned/seed_0.safetensors       a seed's fine-tuned task model (`training.keep_finetuned`)
-    workers/                             logs of local worker processes
+    workers/                             local workers' logs and status files (what the parent reports)
     .lock                                one process at a time trains in the folder
 and beside the run folders of a task, `dense_<hash>/seed_<n>.json`: dense fine-tunings, shared by every method.
 Sparsities in names are exact (`sparsity_name`): 4 decimals where that is the whole value, every digit otherwise.

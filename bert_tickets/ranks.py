@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 
 def is_main_process() -> bool:
     """Under `accelerate launch` / torchrun (RANK set), only rank 0 writes run files, logs and prints; the other
@@ -38,4 +40,6 @@ def rank0_sees(path: Path) -> bool:
 
 def log(message: str) -> None:
     if is_main_process():
-        print(f"[bert-tickets] {message}", file=sys.stderr, flush=True)
+        # through tqdm: a progress bar on the terminal is cleared first and redrawn below the line
+        tqdm.write(f"[bert-tickets] {message}", file=sys.stderr)
+        sys.stderr.flush()

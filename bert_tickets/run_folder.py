@@ -6,6 +6,9 @@ the training that fills the folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +138,34 @@ class RunFolder:
         for kind, seed in self.seed_jobs(pending_only=False):
             implied.setdefault(self.result_path(kind, seed), chain if kind == "ticket" else 1)
         return implied
+
+
+@dataclass
+class FineTunings:
+    """The fine-tunings some runs imply (shared runs counted once), those still to train, and how long the trained
+    ones took (their records' seconds): what `--plan`'s estimate and the progress bar's time left start from."""
+
+    total: int
+    pending: int
+    recorded_seconds: list[float]
+
+    def estimate(self) -> float | None:
+        """Seconds the pending fine-tunings take in one process at the recorded mean; None with no record."""
+        if not self.recorded_seconds:
+            return None
+        return self.pending * sum(self.recorded_seconds) / len(self.recorded_seconds)
+
+
+def count_fine_tunings(runs: Iterable[RunFolder]) -> FineTunings:
+    """Never trains; reads the records that exist (a damaged one is simply not counted as a duration)."""
+    implied: dict[Path, int] = {}
+    for run in runs:
+        for path, count in run.fine_tunings().items():
+            implied[path] = min(count, implied.get(path, count))  # 0 where a run gets it as a by-product
+    recorded: list[float] = []
+    for path, count in implied.items():
+        if count and path.exists():
+            with suppress(UserError, KeyError, TypeError, ValueError):
+                recorded += [float(read_json(path)["seconds"])] * count  # a chain: its last level's record
+    pending = sum(n for path, n in implied.items() if not path.exists())
+    return FineTunings(sum(implied.values()), pending, recorded)

@@ -136,6 +136,13 @@ def make_accelerator(training: TrainingConfig) -> Accelerator:
     return accelerator
 
 
+def expected_steps(training: TrainingConfig, train_examples: int) -> int:
+    """The optimizer steps a fine-tuning will take, before its loader exists (for progress reports; the batch is
+    the global one, so the count is the same in every process)."""
+    batches = math.ceil(train_examples / training.batch_size)
+    return total_steps(training, math.ceil(batches / training.gradient_accumulation_steps))
+
+
 def total_steps(training: TrainingConfig, batches_per_epoch: int) -> int:
     if training.max_steps is not None:
         return training.max_steps
@@ -315,6 +322,9 @@ def training_batches(dataset: Any, collator: Any, tokenizer: Any, training: Trai
                       pin_memory=torch.cuda.is_available())
 
 
+EVAL_BAR_FROM = 2000  # examples: smaller dev sets take seconds, a bar would only flicker
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: PreparedData, task: TaskAdapter, collate: Any, batch_size: int,
              accelerator: Accelerator, losses: dict[str, float] | None = None) -> dict[str, float]:
@@ -326,7 +336,8 @@ def evaluate(model: nn.Module, data: PreparedData, task: TaskAdapter, collate: A
         loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate))
         collected: dict[str, list[torch.Tensor]] = {}
         loss_sum, loss_count = torch.zeros((), device=accelerator.device), 0
-        for batch in loader:
+        shown = accelerator.is_local_main_process and len(dataset) >= EVAL_BAR_FROM
+        for batch in tqdm(loader, desc=f"evaluating {split}", leave=False, disable=not shown):
             output = model(**batch)
             if getattr(output, "loss", None) is not None:
                 n = len(next(iter(batch.values())))

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 import bert_tickets.imp as imp
+import bert_tickets.studies.report as report_module
+from bert_tickets import progress, workers
 from bert_tickets.cli import main
 from bert_tickets.studies.plan import load_plan
 from bert_tickets.studies.spec import spec_names
@@ -50,8 +52,38 @@ def count_fine_tunings(monkeypatch):
     return calls
 
 
+@pytest.fixture()
+def closed_bars(monkeypatch):
+    """(label, total, done) of every outer progress bar when it closes."""
+    bars = []
+    original = progress.Progress.close
+
+    def close(self):
+        bars.append((self.label, self.total, self.done))
+        original(self)
+
+    monkeypatch.setattr(progress.Progress, "close", close)
+    return bars
+
+
+@pytest.fixture()
+def live_reports(monkeypatch):
+    """The report's README.md each time the study rewrote it while running."""
+    snapshots = []
+    original = report_module.write_report
+
+    def write(plan, finished=None, running=False):
+        out = original(plan, finished, running)
+        if running:
+            snapshots.append((out / "README.md").read_text())
+        return out
+
+    monkeypatch.setattr(report_module, "write_report", write)
+    return snapshots
+
+
 def test_a_tiny_study_writes_every_report_file_and_resumes(tiny_bert, glue_dir, tmp_path, capsys,
-                                                           count_fine_tunings):
+                                                           count_fine_tunings, closed_bars, live_reports):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(tiny_spec(tiny_bert, glue_dir))
     folder = tmp_path / "study"
@@ -70,6 +102,10 @@ def test_a_tiny_study_writes_every_report_file_and_resumes(tiny_bert, glue_dir, 
     # the rest: nothing done already is trained again
     assert main(["study", str(spec), "--output-dir", str(folder)]) == 0
     assert Path(capsys.readouterr().out.strip().splitlines()[-1]) == folder / "report" / "README.md"
+    # the outer bar counted the plan's fine-tunings, each once; the report was a live page meanwhile
+    assert closed_bars[-1] == ("study tiny", total, total) and len(count_fine_tunings) == total
+    running = [int(n) for text in live_reports for n in re.findall(r"The study is running: (\d+) of 17 runs", text)]
+    assert running and 0 < min(running) < 17 and running == sorted(running)
     assert {p.name for p in (folder / "report").iterdir()} == REPORT_FILES
     report = (folder / "report" / "README.md").read_text()
     assert "All 17 runs of the study are finished." in report  # 2x2 tickets, 2x2x2 baselines, 3x2 cells - 1
@@ -189,14 +225,21 @@ def test_the_shipped_studies_parse(capsys):
             assert len(spec.sparsities) >= 2 and "mlm" in spec.transfer.sources
 
 
-def test_local_workers_run_the_tickets_first_and_train_each_run_once(tiny_bert, glue_dir, tmp_path,
-                                                                     count_fine_tunings):
+def test_local_workers_run_the_tickets_first_and_train_each_run_once(tiny_bert, glue_dir, tmp_path, capsys,
+                                                                     count_fine_tunings, closed_bars, monkeypatch):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(tiny_spec(tiny_bert, glue_dir))
     assert main(["study", str(spec), "--output-dir", str(tmp_path / "alone")]) == 0
     alone = len(count_fine_tunings)
+    capsys.readouterr()
+    monkeypatch.setattr(workers, "REPORT_EVERY", 0.5)
     assert main(["study", str(spec), "--output-dir", str(tmp_path / "workers"), "--workers", "2"]) == 0
     assert len(count_fine_tunings) == alone  # the main process found everything done by its workers
+    # the workers' progress reached the parent: done/total from their status files, and what each one does
+    assert closed_bars[-1] == ("study tiny", alone, alone)
+    err = capsys.readouterr().err
+    assert re.search(rf"study tiny: \d+/{alone} fine-tunings done", err)
+    assert re.search(r"worker [01]: (sst2|rte) \w+ .*step \d+/2 \(\d+ done\)", err)
     logs = {p.name: p.read_text() for p in (tmp_path / "workers" / "workers").glob("*.log")}
     assert set(logs) == {"tickets_0.log", "tickets_1.log", "runs_0.log", "runs_1.log"}
     trained = {name: len(re.findall(r"level \d+ done:|\] (ticket|dense): seed", text)) for name, text in logs.items()}

@@ -7,6 +7,7 @@ A kind of job is one `Job` subclass with `plan(recipe)` (its jobs, from the stud
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -213,9 +214,11 @@ class CellJob(Job):
 JOB_KINDS: list[type[Job]] = [TicketJob, BaselineJob, CellJob]
 
 
-def run_jobs(recipe: Recipe, jobs: list[Job], name: str) -> None:
-    """Run the jobs not finished yet, in order."""
+def run_jobs(recipe: Recipe, jobs: list[Job], name: str, after_each: Callable[[], None] | None = None) -> None:
+    """Run the jobs not finished yet, in order; `after_each` (the live report) after each one that ran."""
     for i, job in enumerate(jobs, 1):
         if job.finished(recipe) is None:
             log(f"study {name}: job {i}/{len(jobs)}: {job}")
             job.run(recipe)
+            if after_each is not None:
+                after_each()

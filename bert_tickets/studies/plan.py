@@ -11,6 +11,7 @@ from bert_tickets import paths
 from bert_tickets.errors import UserError
 from bert_tickets.imp import ImpRun
 from bert_tickets.results import TicketInfo
+from bert_tickets.run_folder import FineTunings, count_fine_tunings
 from bert_tickets.studies.jobs import JOB_KINDS, Job, Recipe
 from bert_tickets.studies.spec import StudySpec, parse_spec
 from bert_tickets.studies.transfer import TransferMatrix
@@ -43,13 +44,10 @@ class StudyPlan:
     def engine_run(self, job: Job) -> ImpRun:
         return job.engine_run(self.recipe)
 
-    def fine_tunings(self, jobs: list[Job] | None = None) -> tuple[int, int]:
-        """(fine-tunings the jobs imply, those still to train); shared runs counted once. Never trains."""
-        implied: dict[Path, int] = {}
-        for job in self.jobs() if jobs is None else jobs:
-            for path, count in self.engine_run(job).fine_tunings().items():
-                implied[path] = min(count, implied.get(path, count))  # 0 where a run gets it as a by-product
-        return sum(implied.values()), sum(n for path, n in implied.items() if not path.exists())
+    def fine_tunings(self, jobs: list[Job] | None = None) -> FineTunings:
+        """The fine-tunings the jobs imply (shared runs counted once), those still to train, the recorded
+        durations. Never trains."""
+        return count_fine_tunings(self.engine_run(job) for job in (self.jobs() if jobs is None else jobs))
 
     def finished(self, job: Job) -> TicketInfo | None:
         """The job's ticket.json if its run is done over its seeds; None otherwise. Never trains."""

@@ -11,6 +11,7 @@ import csv
 import io
 import re
 import textwrap
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,17 +65,28 @@ def collect(plan: StudyPlan) -> Finished:
     return Finished(results, missing)
 
 
-def write_report(plan: StudyPlan, finished: Finished | None = None) -> Path:
-    """Every table and figure that the finished runs allow; the missing runs listed at the top."""
+def write_report(plan: StudyPlan, finished: Finished | None = None, running: bool = False) -> Path:
+    """Every table and figure that the finished runs allow; the missing runs listed at the top (`running`: the
+    study is still at work and rewrites the report after each job, a live dashboard)."""
     finished = finished if finished is not None else collect(plan)
     out = paths.study_report(plan.folder)
-    sections = [f"# Study `{plan.spec.name}`", plan.spec.description.strip(), _missing_section(finished)]
+    missing = _running_section(finished) if running and finished.missing else _missing_section(finished)
+    sections = [f"# Study `{plan.spec.name}`", plan.spec.description.strip(), missing]
     sections += [_table2_section(plan, finished, out), _searches_section(plan, finished, out),
                  _curves_section(plan, finished, out), _transfer_section(plan, finished, out),
                  _masks_section(plan, finished, out), _drift_section(plan, finished, out)]
     text = "\n\n".join(s for s in sections if s) + "\n"
     write_text(out / "README.md", text)
     return out
+
+
+def _running_section(finished: Finished) -> str:
+    total = len(finished.results) + len(finished.missing)
+    now = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    listed = "\n".join(f"- {job}" for job in finished.missing)
+    return (f"**The study is running: {len(finished.results)} of {total} runs finished** (this page is rewritten "
+            f"after each one; last at {now}). The tables and figures below show the finished runs only. Still "
+            f"to come:\n\n{listed}")
 
 
 def _missing_section(finished: Finished) -> str:
