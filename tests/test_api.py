@@ -1,4 +1,4 @@
-"""The Python API mirrors the commands: same settings, same run folders, and the README's example runs."""
+"""The Python API mirrors the commands: same settings, same run folders, and the usage guide's example runs."""
 
 import re
 from pathlib import Path
@@ -11,11 +11,11 @@ from bert_tickets.errors import UserError
 
 
 def readme_example() -> str:
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[1] / "docs" / "usage.md").read_text()
     return re.search(r"<!-- api-example.*?-->\n```python\n(.*?)```", readme, re.S).group(1)
 
 
-def test_the_readme_example_runs(tiny_bert, glue_dir, tmp_path, monkeypatch):
+def test_the_usage_guide_example_runs(tiny_bert, glue_dir, tmp_path, monkeypatch):
     code = readme_example()
     code = code.replace('glue = "../shared/data/glue"', f"glue = {str(glue_dir)!r}")
     code = re.sub(r"recipe = dict\(.*\)", f"recipe = dict(model={tiny_bert!r}, max_steps=2, batch_size=8, "
