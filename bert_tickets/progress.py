@@ -132,7 +132,7 @@ class Progress:
     def _refresh(self) -> None:
         """Redrawn only when something shown changed (a log file is not flooded with identical lines)."""
         left = self.seconds_left()
-        shown = (self.done, f"{duration_text(left)} left" if left is not None else "")
+        shown = (self.done, f"{duration_text(left)} left" if left is not None and self.done < self.total else "")
         if shown != self._shown:
             self._shown = shown
             self.bar.n = shown[0]
