@@ -81,10 +81,7 @@ class Progress:
         self.status_file = Path(status_file) if status_file else None
         self._last_write = 0.0
         self._shown: tuple[int, str] | None = None
-        self.bar = tqdm(total=total, initial=done, desc=label, unit=" fine-tunings", dynamic_ncols=True,
-                        bar_format="{desc}: {n}/{total} fine-tunings |{bar}| {elapsed}{postfix}",
-                        disable=self.status_file is not None or not is_main_process())
-        self._refresh()
+        self.bar: Any = None  # drawn once work starts: a command that fails on its input prints one line only
 
     @property
     def done(self) -> int:
@@ -110,6 +107,7 @@ class Progress:
     def started(self, desc: str, steps: int | None) -> None:
         self.status.current, self.status.step, self.status.steps = desc, 0, steps
         self._write_status(force=True)
+        self._refresh()
 
     def stepped(self, step: int) -> None:
         self.status.step = step
@@ -133,6 +131,10 @@ class Progress:
         """Redrawn only when something shown changed (a log file is not flooded with identical lines)."""
         left = self.seconds_left()
         shown = (self.done, f"{duration_text(left)} left" if left is not None and self.done < self.total else "")
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, initial=self.initial, desc=self.label, dynamic_ncols=True,
+                            bar_format="{desc}: {n}/{total} fine-tunings |{bar}| {elapsed}{postfix}",
+                            disable=self.status_file is not None or not is_main_process())
         if shown != self._shown:
             self._shown = shown
             self.bar.n = shown[0]
@@ -145,8 +147,11 @@ class Progress:
         self._last_write = time.monotonic()
         self.status.write(self.status_file)
 
-    def close(self) -> None:
-        self.bar.close()
+    def close(self, failed: bool = False) -> None:
+        """Closed; after a failure the bar is cleared from the terminal, so the error line stands alone."""
+        if self.bar is not None:
+            self.bar.leave = not failed
+            self.bar.close()
 
 
 _active: Progress | None = None
@@ -160,12 +165,14 @@ def watching(label: str, total: int, done: int, recorded: list[float] | None = N
     if _active is not None:
         yield _active
         return
-    _active = Progress(label, total, done, recorded)
+    _active = progress = Progress(label, total, done, recorded)
+    failed = True
     try:
-        yield _active
+        yield progress
+        failed = False
     finally:
-        _active.close()
         _active = None
+        progress.close(failed)
 
 
 def active() -> Progress | None:

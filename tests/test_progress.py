@@ -41,6 +41,12 @@ def test_a_worker_writes_its_status_and_the_parent_reads_it(tmp_path, monkeypatc
     assert progress.active() is None
 
 
+def test_no_bar_before_work_starts_so_bad_input_stays_one_line(capsys):
+    with pytest.raises(ValueError), progress.watching("find", 3, 0):
+        raise ValueError("a bad file")  # as when the data or the model fails to load
+    assert capsys.readouterr().err == ""
+
+
 def test_commands_inside_a_command_count_into_the_outer_bar():
     with progress.watching("find", 3, 0) as outer, progress.watching("baseline", 1, 0) as inner:
         assert inner is outer

@@ -58,9 +58,9 @@ def closed_bars(monkeypatch):
     bars = []
     original = progress.Progress.close
 
-    def close(self):
+    def close(self, failed=False):
         bars.append((self.label, self.total, self.done))
-        original(self)
+        original(self, failed)
 
     monkeypatch.setattr(progress.Progress, "close", close)
     return bars
