@@ -264,16 +264,18 @@ def print_plan(status: Any) -> None:
         print(f"{'done   ' if finished else 'missing'}  {job}")
     done = sum(finished for _, finished in status.jobs)
     print(f"{done} of {len(status.jobs)} runs done; {status.fine_tunings} fine-tunings in all, "
-          f"{status.pending_fine_tunings} still to train")
+          f"{status.pending_fine_tunings} still to train{_time_estimate(status)}")
+
+
+def _time_estimate(status: Any) -> str:
+    """The pending fine-tunings' time at the recorded mean, as the end of the plan's last line."""
     if status.pending_fine_tunings == 0:
-        return
+        return ""
     if status.estimated_seconds is None:
-        print("time: no fine-tuning of this study has finished yet, so nothing to estimate from; run it, then ask "
-              "again")
-    else:
-        print(f"time: {duration_text(status.estimated_seconds)} in one process at the mean of the "
-              f"{status.recorded} recorded fine-tunings ({status.estimated_seconds / status.pending_fine_tunings:.0f} "
-              "s each; local workers sharing one device divide it by less than their number)")
+        return "; no fine-tuning recorded yet to estimate their time from"
+    each = status.estimated_seconds / status.pending_fine_tunings
+    return (f", {duration_text(status.estimated_seconds)} in one process at the mean of the {status.recorded} "
+            f"recorded ({each:.0f} s each; workers sharing one device divide it by less than their number)")
 
 
 def run_report(args: argparse.Namespace) -> int:
