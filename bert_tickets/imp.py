@@ -305,10 +305,14 @@ def tracked_fine_tune(run: ImpRun, model: torch.nn.Module, mask: Mask | None, jo
 
 def _both(first: Any, second: Any) -> Any:
     """Two per-step callbacks (step, model) as one; either may be None."""
-    callbacks = [c for c in (first, second) if c is not None]
-    if len(callbacks) < 2:
-        return callbacks[0] if callbacks else None
-    return lambda step, model: [c(step, model) for c in callbacks] and None
+    if first is None or second is None:
+        return first if second is None else second
+
+    def each_step(step: int, model: torch.nn.Module) -> None:
+        first(step, model)
+        second(step, model)
+
+    return each_step
 
 
 def keep_finetuned(run: ImpRun, model: torch.nn.Module, seed: int) -> None:

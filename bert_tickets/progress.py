@@ -21,6 +21,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from bert_tickets.ranks import is_main_process
+from bert_tickets.runs import write_json
 
 STATUS_FILE_ENV = "BERT_TICKETS_STATUS_FILE"  # set by the parent for each local worker
 STATUS_EVERY = 2.0  # seconds between a worker's status writes during a fine-tuning
@@ -54,9 +55,7 @@ class WorkerStatus:
             return None
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        os.replace(tmp, path)  # the parent never reads half a file
+        write_json(path, asdict(self))  # atomic: the parent never reads half a file
 
 
 def duration_text(seconds: float) -> str:
@@ -83,17 +82,17 @@ class Progress:
         self._shown: tuple[int, str] | None = None
         self.bar: Any = None  # drawn once work starts: a command that fails on its input prints one line only
 
+    def _finished_now(self) -> list[float]:
+        """Durations of the fine-tunings finished during this command: here, and by local workers."""
+        return self.status.seconds + self.by_earlier_workers + [s for w in self.workers for s in w.seconds]
+
     @property
     def done(self) -> int:
-        return self.initial + len(self._durations()) - len(self.recorded)
-
-    def _durations(self) -> list[float]:
-        return (self.recorded + self.status.seconds + self.by_earlier_workers
-                + [s for w in self.workers for s in w.seconds])
+        return self.initial + len(self._finished_now())
 
     def seconds_left(self) -> float | None:
         """(left) × (mean duration) / (processes at work); None before any duration is known."""
-        durations = self._durations()
+        durations = self.recorded + self._finished_now()
         if not durations:
             return None
         processes = max(1, sum(w.current is not None for w in self.workers)) if self.workers else 1

@@ -163,9 +163,11 @@ def count_fine_tunings(runs: Iterable[RunFolder]) -> FineTunings:
         for path, count in run.fine_tunings().items():
             implied[path] = min(count, implied.get(path, count))  # 0 where a run gets it as a by-product
     recorded: list[float] = []
+    pending = 0
     for path, count in implied.items():
-        if count and path.exists():
+        if not path.exists():
+            pending += count
+        elif count:
             with suppress(UserError, KeyError, TypeError, ValueError):
                 recorded += [float(read_json(path)["seconds"])] * count  # a chain: its last level's record
-    pending = sum(n for path, n in implied.items() if not path.exists())
     return FineTunings(sum(implied.values()), pending, recorded)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from bert_tickets import api
+from bert_tickets import api, modeling
 from bert_tickets.cli import main
 from tests.fake_hub import FakeHub
 
@@ -25,7 +25,7 @@ def test_make_demo_without_a_shared_folder_asks_for_no_local_data(tmp_path):
 
 def test_the_demo_without_local_data_or_the_package_takes_both_from_the_hub(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(api, "_minilm_installed", lambda: False)
+    monkeypatch.setattr(modeling, "minilm_installed", lambda: False)
     monkeypatch.setattr(api, "find", lambda *args, **kwargs: calls.append((args, kwargs)) or "found")
     hub = FakeHub({"dataset:nyu-mll/glue": False, f"model:{api.HUB_MINILM}": False})
     with hub:

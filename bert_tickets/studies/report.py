@@ -70,8 +70,7 @@ def write_report(plan: StudyPlan, finished: Finished | None = None, running: boo
     study is still at work and rewrites the report after each job, a live dashboard)."""
     finished = finished if finished is not None else collect(plan)
     out = paths.study_report(plan.folder)
-    missing = _running_section(finished) if running and finished.missing else _missing_section(finished)
-    sections = [f"# Study `{plan.spec.name}`", plan.spec.description.strip(), missing]
+    sections = [f"# Study `{plan.spec.name}`", plan.spec.description.strip(), _missing_section(finished, running)]
     sections += [_table2_section(plan, finished, out), _searches_section(plan, finished, out),
                  _curves_section(plan, finished, out), _transfer_section(plan, finished, out),
                  _masks_section(plan, finished, out), _drift_section(plan, finished, out)]
@@ -80,20 +79,16 @@ def write_report(plan: StudyPlan, finished: Finished | None = None, running: boo
     return out
 
 
-def _running_section(finished: Finished) -> str:
-    total = len(finished.results) + len(finished.missing)
-    now = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    listed = "\n".join(f"- {job}" for job in finished.missing)
-    return (f"**The study is running: {len(finished.results)} of {total} runs finished** (this page is rewritten "
-            f"after each one; last at {now}). The tables and figures below show the finished runs only. Still "
-            f"to come:\n\n{listed}")
-
-
-def _missing_section(finished: Finished) -> str:
+def _missing_section(finished: Finished, running: bool = False) -> str:
     total = len(finished.results) + len(finished.missing)
     if not finished.missing:
         return f"All {total} runs of the study are finished."
     listed = "\n".join(f"- {job}" for job in finished.missing)
+    if running:
+        now = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        return (f"**The study is running: {len(finished.results)} of {total} runs finished** (this page is "
+                f"rewritten after each one; last at {now}). The tables and figures below show the finished runs "
+                f"only. Still to come:\n\n{listed}")
     return (f"**{len(finished.missing)} of {total} runs are missing**; the tables and figures below leave them "
             f"out. Rerun the study to compute them:\n\n{listed}")
 
