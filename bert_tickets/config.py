@@ -101,6 +101,10 @@ class TrainingConfig:
     checkpoint_steps: int | None = setting(None, "save the training state every this many steps instead")
     keep_finetuned: bool = setting(False, "keep each evaluation seed's fine-tuned ticket (the whole task model, "
                                    "large) for `push --fine-tuned`")
+    pack: int = setting(1, "train up to this many of an evaluation's fine-tunings (its seeds, ticket and dense) as "
+                        "one batched computation (bert_tickets.packed; each keeps its own mask, head, data order "
+                        "and optimizer; dropout masks and padding differ from a lone run's); 1: one at a time. "
+                        "Capped by the device's free memory")
 
 
 SCOPES = ("global", "layerwise")
@@ -155,6 +159,7 @@ DOMAINS: dict[str, tuple[Any, str]] = {
     "training.seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
     "pruning.search_seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
     "training.lora_r": (lambda v: 1 <= v <= 65_536, "in [1, 65536]"),
+    "training.pack": (lambda v: 1 <= v <= 256, "in [1, 256] (1: one fine-tuning at a time)"),
     "training.checkpoint_minutes": (lambda v: 0 < v <= 1e6, "in (0, 1e6]"),
     "training.checkpoint_steps": (lambda v: 1 <= v <= MAX_STEPS, f"in [1, {MAX_STEPS}]"),
     "training.lora_alpha": (lambda v: 0 < v <= 1e6, "in (0, 1e6]"),
@@ -237,7 +242,7 @@ class Config:
 # Settings that change where results are written or how many are gathered, never what a level computes.
 NOT_HASHED = {"output_dir", "pruning.sparsity", "pruning.seeds", "training.report_to", "training.eval_batch_size",
               "training.wandb_project", "training.study", "training.checkpoint_minutes", "training.checkpoint_steps",
-              "training.keep_finetuned"}
+              "training.keep_finetuned", "training.pack"}
 
 
 def flat_settings(config: Config) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from bert_tickets import paths, progress
+from bert_tickets import packed, paths, progress
 from bert_tickets.checkpoints import remove_checkpoint
 from bert_tickets.config import Config, non_default_settings, reproduce_command, run_hash
 from bert_tickets.errors import UserError
@@ -142,6 +142,7 @@ class ImpRun(RunFolder):
     def evaluate_ticket(self) -> Ticket:
         folder, last = self.ticket_dir(), len(self.sparsities) - 1
         mask_path = paths.mask(self.level_dir(last))
+        run_seed_packs(self)  # with training.pack > 1; the loop below then reads their records
         ticket_runs = [self.run_seed_job("ticket", s) for s in self.seeds]
         dense_runs = [self.run_seed_job("dense", s) for s in self.seeds]
         mask = load_mask(mask_path)
@@ -285,8 +286,7 @@ def tracked_fine_tune(run: ImpRun, model: torch.nn.Module, mask: Mask | None, jo
     # where training starts: the masked weights (pruning is not movement); the parameters themselves are kept,
     # since LoRA renames the layers it wraps
     params = prunable_parameters(model, run.config.pruning.prunable)
-    start = {n: p.detach().cpu() * mask[n] if mask is not None and n in mask else p.detach().cpu().clone()
-             for n, p in params.items()}
+    start = _masked_start(run, model, mask)
     steps = expected_steps(run.config.training, len(r.data.train))
     with r.tracker.run(f"{task.name}-{method.name}-{name}", job_type, **details) as track, \
             progress.fine_tuning(f"{task.name} {method.name} {desc}", steps) as status_step:
@@ -301,6 +301,72 @@ def tracked_fine_tune(run: ImpRun, model: torch.nn.Module, mask: Mask | None, jo
                                                            "sparsity": sparsity, "run_hash": hash_,
                                                            "model": run.config.model.name})
         return fit
+
+
+def run_seed_packs(run: ImpRun) -> None:
+    """The evaluation's pending fine-tunings (ticket seeds of a rewinding method, dense seeds) in packs of up to
+    `training.pack`, each trained as one computation (`bert_tickets.packed`); nothing with `pack` 1, or where
+    they cannot be packed (then one at a time, as always)."""
+    training, r = run.config.training, run.resources
+    if training.pack <= 1:
+        return
+    jobs = [(kind, seed) for kind, seed in run.seed_jobs() if kind == "dense" or run.method.rewinds]
+    pretrained = r.pretrained
+    reason = packed.why_not_packable(pretrained.model_class, pretrained.config, run.task, training,
+                                     r.accelerator.num_processes)
+    if len(jobs) < 2 or reason:
+        if reason:
+            log(f"training.pack {training.pack}: one fine-tuning at a time ({reason} cannot be packed)")
+        return
+    parameters = sum(t.numel() for t in pretrained.theta0.values())
+    size = packed.pack_limit(training.pack, parameters, pretrained.config, training, run.config.data.max_length,
+                             r.accelerator.device)
+    for first in range(0, len(jobs), size):
+        _seed_pack(run, jobs[first:first + size])
+
+
+def _seed_pack(run: ImpRun, jobs: list[tuple[Arm, int]]) -> None:
+    """One pack: each member's record is written as its lone run would write it (plus `pack_size`); a member whose
+    record fails to be written does not keep the others' from being written."""
+    last = len(run.sparsities) - 1
+    with ExitStack() as locks:
+        for path in sorted(run.result_path(kind, seed) for kind, seed in jobs):  # one order: no deadlock
+            locks.enter_context(result_lock(path))
+        jobs = [(kind, seed) for kind, seed in jobs if not rank0_sees(run.result_path(kind, seed))]
+        if not jobs:
+            return
+        levels = [last if kind == "ticket" else 0 for kind, _ in jobs]
+        members = [packed.Member(run.build_model(seed, rewound=level > 0), seed,
+                                 run.level_mask(level) if level > 0 else None)
+                   for (kind, seed), level in zip(jobs, levels, strict=True)]
+        starts = [_masked_start(run, m.model, m.mask) for m in members]
+        names = ", ".join(f"{kind} seed {seed}" for kind, seed in jobs)
+        log(f"{len(jobs)} fine-tunings packed: {names}")
+        r = run.resources
+        steps = expected_steps(run.config.training, len(r.data.train))
+        with progress.fine_tunings_packed(f"{run.task.name} {run.method.name} {names}", len(jobs), steps) as on_step:
+            fits = packed.fine_tune_packed(members, r.data, run.task, r.tokenizer, run.config.training,
+                                           r.accelerator, on_step=on_step)
+        failures = []
+        for (kind, seed), level, member, start, fit in zip(jobs, levels, members, starts, fits, strict=True):
+            try:
+                fit.drift = relative_drift(start, prunable_parameters(member.model, run.config.pruning.prunable))
+                check_zeros(fit, level)
+                if kind == "ticket":
+                    keep_finetuned(run, member.model, seed)
+                write_json_record(run.result_path(kind, seed),
+                                  {"seed": seed, "sparsity": run.sparsities[level], **fit.to_dict()})
+            except Exception as error:  # noqa: BLE001 - the other members' records are still written
+                failures.append(error)
+        if failures:
+            raise failures[0]
+
+
+def _masked_start(run: ImpRun, model: torch.nn.Module, mask: Mask | None) -> dict[str, torch.Tensor]:
+    """Where training starts, for the drift: the masked prunable weights (as `tracked_fine_tune`)."""
+    params = prunable_parameters(model, run.config.pruning.prunable)
+    return {n: p.detach().cpu() * mask[n] if mask is not None and n in mask else p.detach().cpu().clone()
+            for n, p in params.items()}
 
 
 def _both(first: Any, second: Any) -> Any:

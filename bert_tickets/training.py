@@ -51,6 +51,7 @@ class FitResult:
     chance_loss: float | None = None  # the loss of the best constant prediction (None: not defined for the task)
     eval_loss: dict[str, float] = field(default_factory=dict)  # per evaluation split, where the model gives one
     drift: dict[str, float] = field(default_factory=dict)  # ||θ_T − θ_start|| / ||θ_start|| of the prunable weights
+    pack_size: int = 1  # fine-tunings trained as one computation (bert_tickets.packed); `seconds` is the pack's
 
     @property
     def failed(self) -> bool | None:
@@ -64,7 +65,7 @@ class FitResult:
                 "seconds": round(self.seconds, 2), "revived_weights": self.revived_weights,
                 "trainable_parameters": self.trainable_parameters, "tokens": self.tokens,
                 "precision": self.precision, "final_learning_rate": self.final_learning_rate,
-                "processes": self.processes}
+                "processes": self.processes, **({"pack_size": self.pack_size} if self.pack_size > 1 else {})}
 
 
 # A fine-tuning "failed" when the loss of its last quarter of steps is still within 10% of the loss of the best

@@ -8,7 +8,10 @@ BERT-base-shaped config with random weights):
   3. where bf16 is native (recent GPUs; CPUs with AVX-512 BF16 or AMX), the engine's default bf16 autocast
      against fp32 (in its own process: accelerate fixes one precision per process): samples/s ratio;
   4. K = 1, 2, 4, ... engine fine-tunings in K processes at once on the same device, the cores split between
-     them on a CPU (what `--workers K` does): aggregate samples/s.
+     them on a CPU (what `--workers K` does): aggregate samples/s;
+  5. K = 1, 2, 4, 8, 16 fine-tunings packed into one computation (`bert_tickets.packed`, `--packs`), dense and
+     70%-masked, optionally compiled (`--compile-pack K`): aggregate samples/s and model FLOPs utilisation (MFU)
+     against the device's datasheet peak and against a matrix product timed in the same run.
 Steps before `--warmup` are not timed. Step times are the host clock between steps: with no per-step device
 sync, a full launch queue makes them the device's pace. Prints a table and writes every figure as JSON.
 
@@ -39,11 +42,14 @@ from bert_tickets.workers import in_new_process
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"steps": 12, "warmup": 2, "rounds": 2, "batch_size": 16, "max_length": 64, "train_samples": 2000,
-            "concurrency": "1,2", "models": "minilm,bert-base", "bert_base_steps": 6},
-    "gpu": {"steps": 300, "warmup": 30, "rounds": 3, "batch_size": 32, "max_length": 128, "train_samples": 0,
-            "concurrency": "1,2,4,8", "models": "minilm,bert-base", "bert_base_steps": 300},
+            "concurrency": "1,2", "models": "minilm,bert-base", "bert_base_steps": 6, "packs": "1,2,4",
+            "masked_packs": "4", "compile_pack": 0, "pack_steps": 8},
+    # processes sharing the GPU were measured before (docs/results/minilm-gpu: 12 of them, 1.3x one): not rerun
+    "gpu": {"steps": 150, "warmup": 30, "rounds": 1, "batch_size": 32, "max_length": 128, "train_samples": 20000,
+            "concurrency": "", "models": "minilm,bert-base", "bert_base_steps": 100, "packs": "1,2,4,8,16",
+            "masked_packs": "16", "compile_pack": 16, "pack_steps": 100},
 }
-BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks (SXM)
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks (SXM datasheets)
 
 
 @dataclass
@@ -199,6 +205,100 @@ def run_concurrent(folder: str, args: argparse.Namespace, steps: int, k: int) ->
     return {"k": k, "samples_per_s": k * steps * args.batch_size / wall, "wall_s": wall}
 
 
+def run_packed(folder: str, args: argparse.Namespace, steps: int, k: int, sparsity: float = 0.0,
+               compiled: bool = False) -> dict[str, Any]:
+    """K fine-tunings (seeds 0 … K−1, each its own head and data order) packed into one computation; the steps
+    after `--warmup` are timed between two device syncs."""
+    from bert_tickets.modeling import load_pretrained, load_tokenizer
+    from bert_tickets.packed import Member, fine_tune_packed
+    from bert_tickets.tasks import PreparedData, get_task
+    from bert_tickets.training import make_accelerator
+
+    task = get_task("sst2")
+    tokenizer = load_tokenizer(folder)
+    data = prepare(args, tokenizer)
+    pretrained = load_pretrained(folder, task, tokenizer)
+    mask = magnitude_mask_of(pretrained, sparsity) if sparsity else None
+    members = [Member(pretrained.build(seed), seed, mask) for seed in range(k)]
+    training = training_config(args, steps)
+    clock: dict[int, float] = {}
+
+    def on_step(step: int) -> None:
+        if step in (args.warmup, steps):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            clock[step] = time.perf_counter()
+
+    started = time.perf_counter()
+    results = fine_tune_packed(members, PreparedData(data.train, {}, {}), task, tokenizer, training,
+                               make_accelerator(training), on_step=on_step, compile_model=compiled)
+    timed = steps - args.warmup
+    seconds = clock[steps] - clock[args.warmup]
+    gaps = [b - a for a, b in zip(results[0].step_ends[args.warmup:], results[0].step_ends[args.warmup + 1:],
+                                  strict=False)]
+    return {"k": k, "sparsity": sparsity, "compiled": compiled, "steps": steps, "seconds": seconds,
+            "samples": k * timed * args.batch_size, "tokens": sum(r.tokens for r in results) * timed / steps,
+            "median": statistics.median(gaps), "revived": sum(r.revived_weights for r in results),
+            "wall": time.perf_counter() - started}
+
+
+def magnitude_mask_of(pretrained: Any, sparsity: float) -> Any:
+    from bert_tickets.config import PruningConfig
+    from bert_tickets.masks import full_mask, global_magnitude_mask, select_prunable
+
+    theta0 = select_prunable(pretrained.theta0, PruningConfig().prunable)
+    return global_magnitude_mask(theta0, full_mask(theta0), sparsity)
+
+
+def matmul_tflops() -> float:
+    """A large matrix product's rate on this device, in the engine's precision (bf16 on a GPU, else fp32): the
+    ceiling MFU is also given against."""
+    cuda = torch.cuda.is_available()
+    n, dtype = (8192, torch.bfloat16) if cuda else (1024, torch.float32)
+    a, b = (torch.randn(n, n, dtype=dtype, device="cuda" if cuda else "cpu") for _ in range(2))
+    for _ in range(3):
+        a @ b
+    reps = 50 if cuda else 5
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if cuda:
+        torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e12
+
+
+def packed_figures(folder: str, args: argparse.Namespace, raw: dict[str, Any], measured: float) -> dict[str, Any]:
+    """samples/s, TFLOP/s on non-padding tokens (6 x parameters per token plus attention) and MFU."""
+    timed = raw["steps"] - args.warmup
+    flops = train_flops_per_step(folder, raw["k"] * args.batch_size, raw["tokens"] / timed) * timed
+    tflops = flops / raw["seconds"] / 1e12
+    peak = peak_tflops()
+    return {**{k: raw[k] for k in ("k", "sparsity", "compiled", "revived", "wall")},
+            "samples_per_s": raw["samples"] / raw["seconds"], "tokens_per_s": raw["tokens"] / raw["seconds"],
+            "median_step_ms": 1000 * raw["median"], "tflops": tflops,
+            "mfu_datasheet": tflops / peak if peak else None, "mfu_measured_matmul": tflops / measured}
+
+
+def bench_packs(name: str, folder: str, args: argparse.Namespace, measured: float) -> list[dict[str, Any]]:
+    steps = args.pack_steps
+    plan = [(k, 0.0, False) for k in args.packs] + [(k, 0.7, False) for k in args.masked_packs]
+    if args.compile_pack:
+        plan.append((args.compile_pack, 0.0, True))
+    figures = []
+    for k, sparsity, compiled in plan:
+        label = f"{k} packed" + (", 70% masked" if sparsity else "") + (", compiled" if compiled else "")
+        print(f"[bench] {name}: {label}", file=sys.stderr, flush=True)
+        try:
+            figures.append(packed_figures(folder, args, run_packed(folder, args, steps, k, sparsity, compiled),
+                                          measured))
+        except Exception as error:  # noqa: BLE001 - one variant (a compile, memory) failing keeps the rest
+            print(f"[bench] {name}: {label} failed: {type(error).__name__}: {error}"[:500], file=sys.stderr)
+            figures.append({"k": k, "sparsity": sparsity, "compiled": compiled, "error": str(error)[:500]})
+    return figures
+
+
 # --- the study -----------------------------------------------------------------------------------------
 def train_flops_per_step(folder: str, batch: int, tokens_per_step: float) -> float:
     """6 x non-embedding parameters per token, plus the attention matmuls (12 x layers x length x hidden)."""
@@ -238,6 +338,7 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
     masked = timing("engine, 70% masked", name, steps, best["engine_masked"],
                     revived_weights=best["engine_masked"]["revived"])
     fp32 = timing("engine, fp32", name, steps, best["engine_fp32"]) if bf16 else None
+    packed = bench_packs(name, folder, args, args.measured_tflops)
     concurrent = []
     for k in args.concurrency:
         print(f"[bench] {name}: {k} concurrent fine-tunings", file=sys.stderr, flush=True)
@@ -245,9 +346,13 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
     padded = args.batch_size * statistics.mean(
         [raw["tokens"] / raw["samples"] for raw in rounds["engine"]])  # lower bound: non-padding tokens
     flops = train_flops_per_step(folder, args.batch_size, padded)
-    best_k = max(concurrent, key=lambda c: c["samples_per_s"])
+    best_k = max(concurrent or [{"samples_per_s": engine.samples_per_s}], key=lambda c: c["samples_per_s"])
     study_tflops = flops * best_k["samples_per_s"] / args.batch_size / 1e12
     peak = peak_tflops()
+    for figure in packed:
+        if "samples_per_s" in figure:
+            figure["over_trainer"] = figure["samples_per_s"] / trainer.samples_per_s
+            figure["over_engine_alone"] = figure["samples_per_s"] / engine.samples_per_s
     return {
         "model": name, "folder": Path(folder).name, "steps": steps, "rounds": rounds,  # no path of this machine
         "engine": asdict(engine), "trainer": asdict(trainer), "masked": asdict(masked),
@@ -255,12 +360,36 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
         "masked_over_dense_step_time": masked.median_step_ms / engine.median_step_ms,
         "precision": "bf16" if bf16 else "fp32", "fp32": asdict(fp32) if fp32 else None,
         "bf16_over_fp32_samples": engine.samples_per_s / fp32.samples_per_s if fp32 else None,
-        "concurrent": concurrent,
+        "concurrent": concurrent, "packed": packed,
         "study_tflops": study_tflops, "percent_of_bf16_peak": 100 * study_tflops / peak if peak else None,
     }
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def packed_table(results: list[dict[str, Any]], measured: float) -> str:
+    peak = peak_tflops()
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    lines = [f"Packed fine-tunings (MFU: model FLOPs on non-padding tokens / peak; datasheet peak: "
+             f"{f'{peak:.0f} TFLOP/s dense bf16 ({device})' if peak else 'none known for ' + device}; measured "
+             f"peak: a {'bf16 8192' if torch.cuda.is_available() else 'fp32 1024'}-square matrix product in this "
+             f"run, {measured:.1f} TFLOP/s)", "",
+             "| model | K | encoder | compiled | samples/s | x Trainer | x engine alone | TFLOP/s | MFU datasheet | "
+             "MFU measured | median step (ms) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        for f in res["packed"]:
+            mask = "70% masked" if f["sparsity"] else "dense"
+            if "error" in f:
+                lines.append(f"| {res['model']} | {f['k']} | {mask} | {'yes' if f['compiled'] else 'no'} | "
+                             f"failed: {f['error'][:60]} | | | | | | |")
+                continue
+            datasheet = f"{100 * f['mfu_datasheet']:.1f}%" if f["mfu_datasheet"] is not None else "n/a"
+            lines.append(f"| {res['model']} | {f['k']} | {mask} | {'yes' if f['compiled'] else 'no'} | "
+                         f"{f['samples_per_s']:.0f} | {f['over_trainer']:.2f} | {f['over_engine_alone']:.2f} | "
+                         f"{f['tflops']:.2f} | {datasheet} | {100 * f['mfu_measured_matmul']:.1f}% | "
+                         f"{f['median_step_ms']:.1f} |")
+    return "\n".join(lines)
+
+
+def table(results: list[dict[str, Any]], measured: float) -> str:
     lines = ["| model | runner | samples/s | tokens/s | median step (ms) |", "|---|---|---|---|---|"]
     for res in results:
         for key in ("engine", "trainer", "masked", "fp32"):
@@ -268,10 +397,10 @@ def table(results: list[dict[str, Any]]) -> str:
                 continue
             lines.append(f"| {res['model']} | {t['runner']} | {t['samples_per_s']:.1f} | {t['tokens_per_s']:.0f} | "
                          f"{t['median_step_ms']:.1f} |")
-    lines.append("")
+    lines += ["", packed_table(results, measured), ""]
     for res in results:
         conc = ", ".join(f"K={c['k']}: {c['samples_per_s']:.1f}" for c in res["concurrent"])
-        base = res["concurrent"][0]["samples_per_s"] if res["concurrent"][0]["k"] == 1 else None
+        base = res["concurrent"][0]["samples_per_s"] if conc and res["concurrent"][0]["k"] == 1 else None
         if base:
             conc += " (" + ", ".join(f"{c['samples_per_s'] / base:.2f}x" for c in res["concurrent"]) + ")"
         if res["bf16_over_fp32_samples"]:
@@ -298,7 +427,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.concurrency = [int(k) for k in str(args.concurrency).split(",")]
+    args.concurrency = [int(k) for k in str(args.concurrency).split(",") if k]
+    args.packs = [int(k) for k in str(args.packs).split(",") if k]
+    args.masked_packs = [int(k) for k in str(args.masked_packs).split(",") if k]
     args.models = [m.strip() for m in args.models.split(",")]
     if not (Path(args.data_dir) / "SST-2" / "train.tsv").exists():
         parser.error(f"no SST-2 under {args.data_dir} (give --data-dir, the glue_data folder)")
@@ -312,9 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     print(f"[bench] {device}; preset {args.preset}", file=sys.stderr, flush=True)
+    args.measured_tflops = matmul_tflops()
     with tempfile.TemporaryDirectory() as scratch:
         results = [bench_model(name, args, Path(scratch)) for name in args.models]
     report = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
+              "datasheet_peak_tflops": peak_tflops(), "measured_matmul_tflops": args.measured_tflops,
               "settings": {k: Path(v).name if k in ("data_dir", "out") else v for k, v in vars(args).items()},
               "results": results}  # committed result files carry no path of the machine they ran on
     out = Path(args.out)
@@ -322,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2))
     tmp.replace(out)
-    print(table(results))
+    print(table(results, args.measured_tflops))
     print(f"\nJSON: {out}")
     return 0
 

@@ -1,0 +1,331 @@
+"""Packed fine-tunings: K independent fine-tunings of one model shape trained as one batched computation.
+
+A study's fine-tunings are small (MiniLM, batch 32): alone, one keeps a GPU waiting on kernel launches and the
+Python loop. Packed, every matrix product of K members is one batched product (`torch.bmm`) over K x B examples,
+so one launch does K members' work.
+
+How: the members' models are built as usual, then their Linear, LayerNorm and Embedding layers are replaced by
+layers holding the K members' weights stacked on a new first dimension (parameter names unchanged). The Hugging
+Face model then runs its own forward on K x B examples, member k owning rows k·B … (k+1)·B − 1. Our own layers
+rather than `torch.func.vmap`: vmap over a transformers model stops at its attention-mask helpers
+(`padding_mask.all()` is data-dependent control flow), while stacked layers leave sdpa attention, autocast and
+`torch.compile` as they are.
+
+Each member keeps what it would have alone: its initial weights and head (built from its seed), its mask, its
+data order (its own loader), its gradient-norm clip (per member), its AdamW state (AdamW is elementwise, so a
+stacked tensor is K independent optimizers) and the same learning-rate schedule. Two differences, both measured in
+`tests/test_packed.py`: a batch is padded to the longest member's length (padding is masked out of attention, but
+the longer reduction rounds differently), and dropout draws every member's masks from one generator, so a member's
+dropout is independent of the others' but not the stream it would draw alone. With dropout off, a member's weights
+and scores equal its alone run's within float32 rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from bert_tickets.config import TrainingConfig
+from bert_tickets.errors import UserError
+from bert_tickets.masks import Mask, MaskEnforcer
+from bert_tickets.tasks import PreparedData, TaskAdapter
+from bert_tickets.training import (
+    FitResult,
+    chance_loss,
+    evaluate,
+    total_steps,
+    training_batches,
+)
+
+
+# --- stacked layers ---------------------------------------------------------------------------------------------
+class PackedLinear(nn.Module):
+    """K Linear layers: weight (K, out, in), bias (K, out); input rows grouped by member on the first dimension."""
+
+    def __init__(self, members: Sequence[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in members]))
+        has_bias = members[0].bias is not None
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in members])) if has_bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.weight.shape[0]
+        rows = x.reshape(k, -1, x.shape[-1])
+        weight_t = self.weight.transpose(1, 2)
+        out = torch.baddbmm(self.bias.unsqueeze(1), rows, weight_t) if self.bias is not None \
+            else torch.bmm(rows, weight_t)
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+class PackedLayerNorm(nn.Module):
+    """K LayerNorms over the last dimension: weight and bias (K, H)."""
+
+    def __init__(self, members: Sequence[nn.LayerNorm]):
+        super().__init__()
+        self.eps = members[0].eps
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in members]))
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in members]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, h = self.weight.shape
+        rows = F.layer_norm(x.reshape(k, -1, h), (h,), eps=self.eps)
+        return torch.addcmul(self.bias.unsqueeze(1), rows, self.weight.unsqueeze(1)).reshape(x.shape)
+
+
+class PackedEmbedding(nn.Module):
+    """K embedding tables (K, V, H), looked up as one table of K·V rows; the padding row gets no gradient."""
+
+    def __init__(self, members: Sequence[nn.Embedding]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in members]))
+        self.padding_idx = members[0].padding_idx  # its gradient row is zeroed before each step, as nn.Embedding does
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        k, v, h = self.weight.shape
+        offsets = torch.arange(k, device=ids.device).unsqueeze(1) * v
+        rows = F.embedding(ids.reshape(k, -1) + offsets, self.weight.reshape(k * v, h))
+        return rows.reshape(*ids.shape, h)
+
+
+PACKED_LAYERS: dict[type, type] = {nn.Linear: PackedLinear, nn.LayerNorm: PackedLayerNorm,
+                                   nn.Embedding: PackedEmbedding}
+
+
+def pack_models(models: Sequence[nn.Module]) -> nn.Module:
+    """One model whose every parameter is the members' parameters stacked (names unchanged)."""
+    packed = copy.deepcopy(models[0])
+    for name, module in models[0].named_modules():
+        if not any(True for _ in module.parameters(recurse=False)):
+            continue
+        layer = PACKED_LAYERS.get(type(module))
+        if layer is None:
+            raise UserError(f"cannot pack this model: {name} is a {type(module).__name__}, not one of "
+                            f"{', '.join(t.__name__ for t in PACKED_LAYERS)}")
+        parent, _, child = name.rpartition(".")
+        setattr(packed.get_submodule(parent) if parent else packed, child,
+                layer([m.get_submodule(name) for m in models]))
+    return packed
+
+
+def unpack_into(packed: nn.Module, k: int, model: nn.Module) -> None:
+    """Member k's weights into `model` (one of the members' own models)."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(packed.get_parameter(name)[k])
+
+
+# --- training -----------------------------------------------------------------------------------------------
+@dataclass
+class Member:
+    """One fine-tuning of a pack: its model (head and weights as built for its seed), seed and mask."""
+
+    model: nn.Module
+    seed: int
+    mask: Mask | None = None
+
+
+def why_not_packable(model_class: type, model_config: Any, task: TaskAdapter, training: TrainingConfig,
+                     processes: int) -> str | None:
+    """Why these fine-tunings cannot be packed (None: they can)."""
+    classifier = model_class.__name__.endswith("ForSequenceClassification")
+    reasons = [(not classifier or getattr(model_config, "problem_type", None) == "multi_label_classification",
+                f"{task.name} is not a sentence(-pair) classification or regression task"),
+               (training.finetune != "full", "LoRA fine-tuning"),
+               (training.gradient_accumulation_steps != 1, "gradient accumulation"),
+               (training.report_to != "none", "tracking (one wandb run per fine-tuning)"),
+               (processes != 1, "data parallel")]
+    return next((reason for failed, reason in reasons if failed), None)
+
+
+def pack_limit(requested: int, parameters: int, model_config: Any, training: TrainingConfig, max_length: int,
+               device: torch.device) -> int:
+    """`requested`, or fewer where the device's free memory would not hold them: per member its weights,
+    gradients and AdamW moments (16 bytes a parameter) and its activations (a rough 48 bytes per hidden unit,
+    token and layer, in 16 bits with what backward keeps)."""
+    if device.type != "cuda":
+        return requested
+    free, _ = torch.cuda.mem_get_info(device)
+    activations = 48 * training.batch_size * max_length * model_config.hidden_size * model_config.num_hidden_layers
+    return max(1, min(requested, int(0.8 * free // (16 * parameters + activations))))
+
+
+def member_losses(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Each member's mean loss over its B examples, as the Hugging Face sequence-classification head computes it
+    (mean squared error for one output, cross-entropy otherwise): shape (K,)."""
+    logits, labels = logits.float().reshape(k, -1, logits.shape[-1]), labels.reshape(k, -1)
+    if logits.shape[-1] == 1:
+        return ((logits.squeeze(-1) - labels.float()) ** 2).mean(dim=1)
+    per_example = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
+    return per_example.reshape(k, -1).mean(dim=1)
+
+
+def stack_batches(batches: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """The members' batches as one of K·B examples, padded to the longest; explicit position ids, since the model's
+    default (one row, broadcast) cannot be split by member."""
+    length = max(b["input_ids"].shape[1] for b in batches)
+    fill = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": 0}
+    out: dict[str, torch.Tensor] = {}
+    for key in batches[0]:
+        parts = [b[key] for b in batches]
+        if key in fill:
+            parts = [F.pad(p, (0, length - p.shape[1]), value=fill[key]) for p in parts]
+        out[key] = torch.cat(parts)
+    out["position_ids"] = torch.arange(length).expand(out["input_ids"].shape[0], length)
+    return out
+
+
+class PackedLoop:
+    """The packed training state: the stacked model, its masks, AdamW over the stacked parameters, the schedule,
+    and each member's running losses and tokens (kept on the device, read at the end)."""
+
+    def __init__(self, members: Sequence[Member], training: TrainingConfig, steps: int, device: torch.device,
+                 precision: str):
+        self.k, self.training, self.steps, self.device = len(members), training, steps, device
+        self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        masked = self._mask_members(members)  # before stacking: the stacked weights start masked
+        self.packed = pack_models([m.model for m in members]).to(device)
+        self.forward: Callable[..., Any] = self.packed  # or its torch.compile wrapper
+        self.pairs = self._stacked_masks(masked)
+        self.padded_tables = [m for m in self.packed.modules()
+                              if isinstance(m, PackedEmbedding) and m.padding_idx is not None]
+        decay = [p for p in self.packed.parameters() if p.ndim > 2]  # per member: matrices (the BERT recipe)
+        rest = [p for p in self.packed.parameters() if p.ndim <= 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": training.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+            lr=training.learning_rate, fused=device.type == "cuda")
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, round(training.warmup_ratio * steps), steps)
+        zeros = torch.zeros(self.k, device=device)
+        self.loss_sum, self.tail_loss_sum = zeros.clone(), zeros.clone()
+        self.tokens = torch.zeros(self.k, dtype=torch.long, device=device)
+        self.step = self.tail_batches = 0
+        self.tail_from = steps - max(1, steps // 4)
+        self.step_ends: list[float] = []
+
+    def _mask_members(self, members: Sequence[Member]) -> dict[str, list[torch.Tensor | None]]:
+        """Mask each member's weights (MaskEnforcer, as alone); full parameter name -> each member's mask."""
+        masked: dict[str, list[torch.Tensor | None]] = {}
+        for k, member in enumerate(members):
+            if member.mask is None:
+                continue
+            enforcer = MaskEnforcer(member.model, member.mask)
+            ids = {id(p): n for n, p in member.model.named_parameters()}
+            for param, m in zip(enforcer.params, enforcer.masks, strict=True):
+                masked.setdefault(ids[id(param)], [None] * self.k)[k] = m
+        return masked
+
+    def _stacked_masks(self, masked: dict[str, list[torch.Tensor | None]]) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """(stacked parameter, (K, ...) mask) pairs, ones for a member without a mask."""
+        stacked = {}
+        for name, per_member in masked.items():
+            shape = self.packed.get_parameter(name).shape[1:]
+            stacked[name] = torch.stack([m if m is not None else torch.ones(shape) for m in per_member]).to(
+                self.device, self.packed.get_parameter(name).dtype)
+        return [(self.packed.get_parameter(n), m) for n, m in stacked.items()]
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> None:
+        labels = batch.pop("labels")
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            logits = self.forward(**batch).logits
+        losses = member_losses(logits, labels, self.k)
+        losses.sum().backward()  # the members' parameters are disjoint: each gets its own loss's gradient
+        self._masked_clipped_step()
+        detached = losses.detach()
+        self.loss_sum += detached
+        if self.step >= self.tail_from:
+            self.tail_loss_sum += detached
+            self.tail_batches += 1
+        self.tokens += batch["attention_mask"].reshape(self.k, -1).sum(dim=1)
+        self.step += 1
+
+    def _masked_clipped_step(self) -> None:
+        """As `training._optimizer_step`, per member: mask the gradients, clip each member's global norm, step."""
+        for table in self.padded_tables:
+            table.weight.grad.select(1, table.padding_idx).zero_()
+        if self.pairs:
+            torch._foreach_mul_([p.grad for p, _ in self.pairs], [m for _, m in self.pairs])
+        grads = [p.grad for p in self.packed.parameters() if p.grad is not None]
+        if self.training.max_grad_norm > 0:
+            squares = torch.stack([g.float().pow(2).reshape(self.k, -1).sum(dim=1) for g in grads]).sum(dim=0)
+            # torch.nn.utils.clip_grad_norm_'s coefficient, one per member
+            coef = (self.training.max_grad_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)
+            torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.ndim - 1)).to(g.dtype) for g in grads])
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def revived(self) -> list[int]:
+        """Per member: pruned weights that are not exactly zero (must be 0)."""
+        counts = torch.zeros(self.k, dtype=torch.long, device=self.device)
+        for param, m in self.pairs:
+            counts += ((param.detach() != 0) & (m == 0)).reshape(self.k, -1).sum(dim=1)
+        return counts.tolist()
+
+
+def fine_tune_packed(members: Sequence[Member], data: PreparedData, task: TaskAdapter, tokenizer: Any,
+                     training: TrainingConfig, accelerator: Any, on_step: Callable[[int], None] | None = None,
+                     compile_model: bool = False) -> list[FitResult]:
+    """Train the members as one computation; then each member's weights go back into its own model, which is scored
+    by `training.evaluate`, as alone. Returns each member's FitResult, in order."""
+    device = accelerator.device
+    model = members[0].model
+    reason = why_not_packable(type(model), model.config, task, training, accelerator.num_processes)
+    if reason:
+        raise UserError(f"these fine-tunings cannot be packed: {reason}")
+    multiple = 16 if device.type == "cuda" else None
+    collate = task.collator(tokenizer, train=True, pad_to_multiple_of=multiple, data=data)
+    loaders = [training_batches(data.train, collate, tokenizer, training, m.seed, multiple) for m in members]
+    steps = total_steps(training, len(loaders[0]))
+    loop = PackedLoop(members, training, steps, device, accelerator.mixed_precision)
+    if compile_model:
+        loop.forward = torch.compile(loop.packed)
+    loop.packed.train()
+    start = time.perf_counter()
+    while loop.step < steps:
+        for batches in zip(*loaders, strict=True):
+            batch = {k: _pinned(v).to(device, non_blocking=True)
+                     for k, v in stack_batches(batches, tokenizer.pad_token_id).items()}
+            loop.train_step(batch)
+            loop.step_ends.append(time.perf_counter())
+            if on_step:
+                on_step(loop.step)
+            if loop.step >= steps:
+                break
+    seconds = time.perf_counter() - start
+    return _member_results(members, loop, data, task, tokenizer, training, accelerator, seconds)
+
+
+def _pinned(t: torch.Tensor) -> torch.Tensor:
+    """A copy from pageable memory waits for the device's queue; from pinned memory it does not."""
+    return t.pin_memory() if torch.cuda.is_available() else t
+
+
+def _member_results(members: Sequence[Member], loop: PackedLoop, data: PreparedData, task: TaskAdapter,
+                    tokenizer: Any, training: TrainingConfig, accelerator: Any, seconds: float) -> list[FitResult]:
+    multiple = 16 if loop.device.type == "cuda" else None
+    losses = (loop.loss_sum / max(loop.step, 1)).tolist()
+    tails = (loop.tail_loss_sum / max(loop.tail_batches, 1)).tolist()
+    tokens, revived = loop.tokens.tolist(), loop.revived()
+    final_lr = loop.scheduler.get_last_lr()[0]
+    results = []
+    for k, member in enumerate(members):
+        unpack_into(loop.packed, k, member.model)
+        model = accelerator.prepare_model(member.model.to(loop.device), evaluation_mode=True)
+        eval_losses: dict[str, float] = {}
+        scores = evaluate(model, data, task, task.collator(tokenizer, train=False, pad_to_multiple_of=multiple),
+                          training.eval_batch_size, accelerator, losses=eval_losses)
+        results.append(FitResult(
+            metrics=scores, train_loss=losses[k], steps=loop.step, seconds=seconds, revived_weights=revived[k],
+            trainable_parameters=sum(p.numel() for p in member.model.parameters() if p.requires_grad),
+            tokens=tokens[k], precision=accelerator.mixed_precision, final_learning_rate=final_lr,
+            step_ends=loop.step_ends, final_train_loss=tails[k] if loop.tail_batches else None,
+            chance_loss=chance_loss(data.train), eval_loss=eval_losses, pack_size=len(members)))
+    accelerator.free_memory()
+    return results

@@ -1,0 +1,160 @@
+"""Packed fine-tunings (bert_tickets.packed): each member trains as it would alone.
+
+Tolerance: float32 on the CPU, with dropout off (a pack draws its members' dropout masks from one generator, so
+with dropout on a member is not its lone run's stream). A pack pads every member's batch to the longest, and a
+longer attention reduction rounds differently: weights agree within 1e-6, losses within 1e-6 relative, and dev
+scores within 1e-3 (a tiny random model's Pearson moves in its fifth digit); masks and token counts exactly."""
+
+import math
+
+import pytest
+import torch
+from conftest import TINY, _save_tiny
+from test_imp import tiny_config
+
+import bert_tickets.imp as imp
+from bert_tickets import paths
+from bert_tickets.config import DataConfig, PruningConfig, TrainingConfig
+from bert_tickets.imp import ImpRun
+from bert_tickets.masks import full_mask, global_magnitude_mask, random_mask, select_prunable
+from bert_tickets.modeling import load_pretrained, load_tokenizer
+from bert_tickets.packed import Member, fine_tune_packed, pack_models
+from bert_tickets.runs import read_json
+from bert_tickets.tasks import get_task
+from bert_tickets.training import fine_tune, make_accelerator
+
+WEIGHTS, LOSS, SCORE = 1e-6, 1e-6, 1e-3
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_no_dropout(tmp_path_factory, minilm_path) -> str:
+    from transformers import BertConfig
+
+    config = BertConfig(**TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return _save_tiny(tmp_path_factory.mktemp("tiny-bert-no-dropout"), config, minilm_path)
+
+
+def setup(model_path, glue_dir, task_name):
+    task = get_task(task_name)
+    tokenizer = load_tokenizer(model_path)
+    data = task.prepare(tokenizer, DataConfig(task=task_name, data_dir=str(glue_dir), max_length=32))
+    pretrained = load_pretrained(model_path, task, tokenizer)
+    theta0 = select_prunable(pretrained.theta0, PruningConfig().prunable)
+    masks = [None, global_magnitude_mask(theta0, full_mask(theta0), 0.5),
+             random_mask(theta0, 0.7, seed=3)]
+    training = TrainingConfig(learning_rate=1e-3, batch_size=8, max_steps=10, mixed_precision="no")
+    return task, tokenizer, data, pretrained, masks, training
+
+
+def alone(pretrained, data, task, tokenizer, training, seed, mask):
+    model = pretrained.build(seed)
+    fit = fine_tune(model, data, task, tokenizer, training, make_accelerator(training), seed, mask=mask)
+    return model, fit
+
+
+def max_difference(a, b):
+    return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("task_name", ["sst2", "stsb"])
+def test_each_member_of_a_pack_trains_as_it_would_alone(tiny_bert_no_dropout, glue_dir, task_name):
+    task, tokenizer, data, pretrained, masks, training = setup(tiny_bert_no_dropout, glue_dir, task_name)
+    members = [Member(pretrained.build(seed), seed, mask) for seed, mask in enumerate(masks)]
+    fits = fine_tune_packed(members, data, task, tokenizer, training, make_accelerator(training))
+    for member, fit in zip(members, fits, strict=True):
+        model, lone = alone(pretrained, data, task, tokenizer, training, member.seed, member.mask)
+        assert max_difference(model, member.model) < WEIGHTS
+        assert fit.train_loss == pytest.approx(lone.train_loss, rel=LOSS)
+        assert fit.final_train_loss == pytest.approx(lone.final_train_loss, rel=LOSS)
+        assert fit.metrics.keys() == lone.metrics.keys()
+        assert all(fit.metrics[k] == pytest.approx(lone.metrics[k], abs=SCORE) for k in fit.metrics)
+        assert (fit.tokens, fit.steps, fit.final_learning_rate) == (lone.tokens, lone.steps, lone.final_learning_rate)
+        assert fit.revived_weights == 0 and fit.pack_size == 3 and fit.to_dict()["pack_size"] == 3
+        encoder = dict(member.model.base_model.named_parameters())
+        for name, keep in (member.mask or {}).items():  # the pruned weights are exactly zero after training
+            assert torch.count_nonzero(encoder[name][~keep]) == 0
+    assert fits[0].to_dict().keys() - lone.to_dict().keys() == {"pack_size"}  # the lone record's fields, and one
+
+
+def test_a_diverging_member_leaves_the_others_as_they_would_be_alone(tiny_bert_no_dropout, glue_dir):
+    task, tokenizer, data, pretrained, masks, training = setup(tiny_bert_no_dropout, glue_dir, "sst2")
+    members = [Member(pretrained.build(seed), seed, mask) for seed, mask in enumerate(masks)]
+    with torch.no_grad():
+        members[1].model.classifier.weight.fill_(math.nan)  # member 1 fails: its loss is NaN from the first step
+    fits = fine_tune_packed(members, data, task, tokenizer, training, make_accelerator(training))
+    assert math.isnan(fits[1].train_loss)
+    for k in (0, 2):
+        model, lone = alone(pretrained, data, task, tokenizer, training, k, masks[k])
+        assert max_difference(model, members[k].model) < WEIGHTS
+        assert fits[k].train_loss == pytest.approx(lone.train_loss, rel=LOSS)
+
+
+def test_the_compiled_pack_steps_as_the_eager_pack(tiny_bert_no_dropout, glue_dir):
+    task, tokenizer, data, pretrained, masks, training = setup(tiny_bert_no_dropout, glue_dir, "sst2")
+    training.max_steps = 4
+    runs = []
+    for compiled in (False, True):
+        members = [Member(pretrained.build(seed), seed, masks[1]) for seed in (0, 1)]
+        fits = fine_tune_packed(members, data, task, tokenizer, training, make_accelerator(training),
+                                compile_model=compiled)
+        runs.append((members, fits))
+    (eager, eager_fits), (compiled, compiled_fits) = runs
+    for a, b, fa, fb in zip(eager, compiled, eager_fits, compiled_fits, strict=True):
+        assert max_difference(a.model, b.model) < 1e-5  # inductor's fused kernels round differently
+        assert fb.train_loss == pytest.approx(fa.train_loss, rel=1e-5) and fb.revived_weights == 0
+
+
+def test_packing_keeps_parameter_names_and_stacks_the_members(tiny_bert):
+    task = get_task("sst2")
+    pretrained = load_pretrained(tiny_bert, task)
+    models = [pretrained.build(seed) for seed in (0, 1)]
+    packed = pack_models(models)
+    assert [n for n, _ in packed.named_parameters()] == [n for n, _ in models[0].named_parameters()]
+    for name, param in packed.named_parameters():
+        assert torch.equal(param[1], models[1].get_parameter(name))
+
+
+def test_find_with_packs_writes_the_records_lone_runs_write(tiny_bert_no_dropout, glue_dir, tmp_path, monkeypatch):
+    settings = {"pruning.seeds": 3, "data.max_length": 32}
+    lone = ImpRun(tiny_config(tiny_bert_no_dropout, glue_dir, tmp_path / "lone", **settings)).run()
+    packs = []
+    real = imp.packed.fine_tune_packed
+    monkeypatch.setattr(imp.packed, "fine_tune_packed", lambda members, *a, **k: packs.append(
+        [m.seed for m in members]) or real(members, *a, **k))
+    run = ImpRun(tiny_config(tiny_bert_no_dropout, glue_dir, tmp_path / "packed", **settings,
+                             **{"training.pack": 4}))
+    ticket = run.run()
+    assert run.root.name == lone.path.parents[1].name  # packing is not part of the recipe's hash
+    assert packs == [[1, 1, 2, 2]]  # ticket and dense seeds 1 and 2 (seed 0's are the last level and level 0)
+    for kind, seed in (("ticket", 1), ("ticket", 2), ("dense", 1), ("dense", 2)):
+        record = read_json(run.result_path(kind, seed))
+        expected = read_json(ImpRun(tiny_config(tiny_bert_no_dropout, glue_dir, tmp_path / "lone", **settings))
+                             .result_path(kind, seed))
+        assert record["pack_size"] == 4 and record.keys() - expected.keys() == {"pack_size"}
+        assert record["revived_weights"] == 0 and record["tokens"] == expected["tokens"]
+        assert record["metrics"]["accuracy"] == pytest.approx(expected["metrics"]["accuracy"], abs=SCORE)
+        assert record["train_loss"] == pytest.approx(expected["train_loss"], rel=LOSS)
+    assert ticket.info["seeds"] == [0, 1, 2] and ticket.info["matching"] == lone.info["matching"]
+
+
+def test_a_member_whose_record_fails_leaves_the_others_written(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    config = tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.seeds": 2, "training.pack": 4})
+    run = ImpRun(config)
+    real = imp.write_json_record
+
+    def write(path, record):
+        if path == run.result_path("ticket", 1):
+            raise OSError(28, "No space left on device")
+        return real(path, record)
+
+    monkeypatch.setattr(imp, "write_json_record", write)
+    with pytest.raises(OSError, match="No space left"):
+        run.run()
+    assert not paths.ticket_seed(run.ticket_dir(), 1).exists() and run.result_path("dense", 1).exists()
+    monkeypatch.setattr(imp, "write_json_record", real)
+    packs, lone = [], []
+    monkeypatch.setattr(imp.packed, "fine_tune_packed", lambda members, *a, **k: packs.append(members))
+    real_fine_tune = imp.fine_tune
+    monkeypatch.setattr(imp, "fine_tune", lambda *a, **k: lone.append(k["desc"]) or real_fine_tune(*a, **k))
+    ImpRun(config).run()
+    assert packs == [] and lone == ["ticket seed 1"]  # only the member whose record was lost trains again
