@@ -409,7 +409,7 @@ def table(results: list[dict[str, Any]], measured: float) -> str:
         peak = f", {res['percent_of_bf16_peak']:.1f}% of bf16 peak" if res["percent_of_bf16_peak"] else ""
         lines.append(f"{res['model']}: engine/Trainer samples/s = {res['engine_over_trainer_samples']:.2f}; "
                      f"masked/dense step time = {res['masked_over_dense_step_time']:.3f}; concurrent aggregate "
-                     f"samples/s: {conc}; study throughput {res['study_tflops']:.2f} TFLOP/s (non-padding "
+                     f"samples/s: {conc or 'not run'}; study throughput {res['study_tflops']:.2f} TFLOP/s (non-padding "
                      f"tokens){peak}")
     return "\n".join(lines)
 

@@ -5,8 +5,11 @@
 #     bash scripts/gpu_run.sh bench     # scripts/bench_finetune.py --preset gpu -> $OUT/bench_gpu.{json,txt}
 #     bash scripts/gpu_run.sh imp       # IMP to 50% on full SST-2 with MiniLM, 3 epochs a level -> $OUT/imp_sst2.txt
 #     bash scripts/gpu_run.sh study     # the docs/results/minilm-gpu.yaml study, 6 workers on the GPU -> $OUT/study
+# Issue 25's (packed fine-tunings), both in one device run of under 10 minutes:
+#     bash scripts/gpu_run.sh packs     # bench (engine, Trainer, K = 1 ... 16 packed, MFU) -> $OUT/bench_gpu.*,
+#                                       # then find with 8 seeds packed -> $OUT/find_packed.txt
 set -euo pipefail
-part=${1:?usage: scripts/gpu_run.sh bench|imp|study}
+part=${1:?usage: scripts/gpu_run.sh bench|imp|study|packs}
 source .carry/on-device.sh
 # The project as an editable install (tasks/ and configs/ map into bert_tickets as pyproject says), offline:
 # no dependency is fetched (the carry has them) and the device's own setuptools builds it.
@@ -41,5 +44,20 @@ case $part in
     # one archive (the device returns few files): the report, the spec and every run's JSON and log, no weights
     (cd $study && find report study.yaml runs workers -name '*.json' -o -name '*.log' -o -name '*.csv' \
       -o -name '*.png' -o -name '*.md' -o -name '*.yaml' | tar -czf "$OUT/study.tar.gz" -T -) ;;
-  *) echo "unknown part $part (bench, imp or study)" >&2; exit 2 ;;
+  packs)
+    # each part capped, so that both fit one command; what finished is under $OUT either way
+    timeout --kill-after=10 "${BENCH_SECONDS:-380}" python3 scripts/bench_finetune.py --preset gpu \
+      --data-dir "$BERT_TICKETS_DATA/glue" --out "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.log" \
+      | tee "$OUT/bench_gpu.txt" || echo "bench stopped: exit $?"
+    tail -n 3 "$OUT/bench_gpu.log"
+    # an IMP ticket's evaluation over 8 seeds: level 0 and 1 alone, then 7 ticket + 7 dense seeds as one pack
+    start=$(date +%s)
+    (cd /tmp && timeout --kill-after=10 "${FIND_SECONDS:-150}" python3 -m bert_tickets.cli find --task stsb \
+      --sparsity 0.5 --rate 0.5 --config minilm --seeds 8 --pack 16 --model "$BERT_TICKETS_MINILM" \
+      --data-dir "$BERT_TICKETS_DATA/glue" --output-dir /tmp/runs) 2>&1 | tr '\r' '\n' | grep -v "it/s" \
+      > "$OUT/find_packed.txt" || true
+    echo "wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/find_packed.txt"
+    tail -n 25 "$OUT/find_packed.txt"
+    (cd /tmp/runs && find . -name '*.json' | tar -czf "$OUT/find_packed.tar.gz" -T -) || true ;;
+  *) echo "unknown part $part (bench, imp, study or packs)" >&2; exit 2 ;;
 esac
