@@ -232,8 +232,9 @@ class PackedLoop:
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> None:
         labels = batch.pop("labels")
+        inputs = {**batch, "attention_mask": self._attention_mask(batch["attention_mask"])}
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
-            logits = self.forward(**batch).logits
+            logits = self.forward(**inputs).logits
         losses = member_losses(logits, labels, self.k)
         losses.sum().backward()  # the members' parameters are disjoint: each gets its own loss's gradient
         self._masked_clipped_step()
@@ -245,6 +246,14 @@ class PackedLoop:
         self.tokens += batch["attention_mask"].reshape(self.k, -1).sum(dim=1)
         self.step += 1
 
+    def _attention_mask(self, padding: torch.Tensor) -> torch.Tensor:
+        """For sdpa attention, the 4D boolean mask transformers would build: given as such, the model does not
+        first ask whether any token is padding (`padding_mask.all()`), a read that makes the host wait for the
+        device at every step."""
+        if getattr(self.packed.config, "_attn_implementation", None) != "sdpa":
+            return padding
+        return padding[:, None, None, :].bool()
+
     def _masked_clipped_step(self) -> None:
         """As `training._optimizer_step`, per member: mask the gradients, clip each member's global norm, step."""
         for table in self.padded_tables:
@@ -253,9 +262,9 @@ class PackedLoop:
             torch._foreach_mul_([p.grad for p, _ in self.pairs], [m for _, m in self.pairs])
         grads = [p.grad for p in self.packed.parameters() if p.grad is not None]
         if self.training.max_grad_norm > 0:
-            squares = torch.stack([g.float().pow(2).reshape(self.k, -1).sum(dim=1) for g in grads]).sum(dim=0)
-            # torch.nn.utils.clip_grad_norm_'s coefficient, one per member
-            coef = (self.training.max_grad_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)
+            norms = torch.stack([torch.linalg.vector_norm(g.reshape(self.k, -1), dim=1) for g in grads])
+            # torch.nn.utils.clip_grad_norm_'s norm of the per-tensor norms and its coefficient, one per member
+            coef = (self.training.max_grad_norm / (torch.linalg.vector_norm(norms, dim=0) + 1e-6)).clamp(max=1.0)
             torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.ndim - 1)).to(g.dtype) for g in grads])
         self.optimizer.step()
         self.scheduler.step()

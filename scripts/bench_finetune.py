@@ -43,11 +43,11 @@ from bert_tickets.workers import in_new_process
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"steps": 12, "warmup": 2, "rounds": 2, "batch_size": 16, "max_length": 64, "train_samples": 2000,
             "concurrency": "1,2", "models": "minilm,bert-base", "bert_base_steps": 6, "packs": "1,2,4",
-            "masked_packs": "4", "compile_pack": 0, "pack_steps": 8},
+            "masked_packs": "4", "compile_pack": 0, "compile_models": "minilm", "pack_steps": 8},
     # processes sharing the GPU were measured before (docs/results/minilm-gpu: 12 of them, 1.3x one): not rerun
     "gpu": {"steps": 150, "warmup": 30, "rounds": 1, "batch_size": 32, "max_length": 128, "train_samples": 20000,
             "concurrency": "", "models": "minilm,bert-base", "bert_base_steps": 100, "packs": "1,2,4,8,16",
-            "masked_packs": "16", "compile_pack": 16, "pack_steps": 100},
+            "masked_packs": "16", "compile_pack": 16, "compile_models": "minilm", "pack_steps": 100},
 }
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks (SXM datasheets)
 
@@ -284,7 +284,7 @@ def packed_figures(folder: str, args: argparse.Namespace, raw: dict[str, Any], m
 def bench_packs(name: str, folder: str, args: argparse.Namespace, measured: float) -> list[dict[str, Any]]:
     steps = args.pack_steps
     plan = [(k, 0.0, False) for k in args.packs] + [(k, 0.7, False) for k in args.masked_packs]
-    if args.compile_pack:
+    if args.compile_pack and name in args.compile_models.split(","):
         plan.append((args.compile_pack, 0.0, True))
     figures = []
     for k, sparsity, compiled in plan:
@@ -438,23 +438,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def write_report(out: Path, device: str, args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    report = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
+              "datasheet_peak_tflops": peak_tflops(), "measured_matmul_tflops": args.measured_tflops,
+              "settings": {k: Path(v).name if k in ("data_dir", "out") else v for k, v in vars(args).items()},
+              "results": results}  # committed result files carry no path of the machine they ran on
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     print(f"[bench] {device}; preset {args.preset}", file=sys.stderr, flush=True)
     args.measured_tflops = matmul_tflops()
+    out, results = Path(args.out), []
     with tempfile.TemporaryDirectory() as scratch:
-        results = [bench_model(name, args, Path(scratch)) for name in args.models]
-    report = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
-              "datasheet_peak_tflops": peak_tflops(), "measured_matmul_tflops": args.measured_tflops,
-              "settings": {k: Path(v).name if k in ("data_dir", "out") else v for k, v in vars(args).items()},
-              "results": results}  # committed result files carry no path of the machine they ran on
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out)
+        for name in args.models:  # the report is rewritten after each model: a bench cut short keeps what it has
+            results.append(bench_model(name, args, Path(scratch)))
+            write_report(out, device, args, results)
     print(table(results, args.measured_tflops))
     print(f"\nJSON: {out}")
     return 0
