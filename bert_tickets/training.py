@@ -307,13 +307,14 @@ def _optimizer_step(model: nn.Module, optimizer: Any, scheduler: Any, accelerato
 
 
 def training_batches(dataset: Any, collator: Any, tokenizer: Any, training: TrainingConfig, seed: int,
-                     multiple: int | None) -> DataLoader:
-    """Pre-padded tensors and length-grouped batches where the task only pads; its own collator otherwise."""
+                     multiple: int | None, padded: PaddedTensors | None = None) -> DataLoader:
+    """Pre-padded tensors (`padded`, when fine-tunings share them) and length-grouped batches where the task only
+    pads; its own collator otherwise."""
     generator = torch.Generator().manual_seed(seed)
     if not can_pre_pad(collator, tokenizer, dataset):
         return DataLoader(dataset, batch_size=training.batch_size, shuffle=True, generator=generator,
                           collate_fn=collator)
-    padded = PaddedTensors(dataset, tokenizer.pad_token_id, multiple)
+    padded = padded or PaddedTensors(dataset, tokenizer.pad_token_id, multiple)
     if training.group_by_length:
         sampler: Any = LengthGroupedBatches(padded.lengths, training.batch_size, generator)
     else:

@@ -43,11 +43,13 @@ from bert_tickets.workers import in_new_process
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"steps": 12, "warmup": 2, "rounds": 2, "batch_size": 16, "max_length": 64, "train_samples": 2000,
             "concurrency": "1,2", "models": "minilm,bert-base", "bert_base_steps": 6, "packs": "1,2,4",
-            "masked_packs": "4", "compile_pack": 0, "compile_models": "minilm", "pack_steps": 8},
+            "masked_packs": "4", "compile_pack": 0, "compile_models": "minilm", "pack_steps": 8, "fp32": 1,
+            "bert_base_packs": "1,2,4"},
     # processes sharing the GPU were measured before (docs/results/minilm-gpu: 12 of them, 1.3x one): not rerun
     "gpu": {"steps": 150, "warmup": 30, "rounds": 1, "batch_size": 32, "max_length": 128, "train_samples": 20000,
             "concurrency": "", "models": "minilm,bert-base", "bert_base_steps": 100, "packs": "1,2,4,8,16",
-            "masked_packs": "16", "compile_pack": 16, "compile_models": "minilm", "pack_steps": 100},
+            "masked_packs": "16", "compile_pack": 16, "compile_models": "minilm", "pack_steps": 100, "fp32": 1,
+            "bert_base_packs": "1,2,4,8,16"},
 }
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks (SXM datasheets)
 
@@ -283,7 +285,8 @@ def packed_figures(folder: str, args: argparse.Namespace, raw: dict[str, Any], m
 
 def bench_packs(name: str, folder: str, args: argparse.Namespace, measured: float) -> list[dict[str, Any]]:
     steps = args.pack_steps
-    plan = [(k, 0.0, False) for k in args.packs] + [(k, 0.7, False) for k in args.masked_packs]
+    packs = args.packs if name == "minilm" else [int(k) for k in args.bert_base_packs.split(",") if k]
+    plan = [(k, 0.0, False) for k in packs] + [(k, 0.7, False) for k in args.masked_packs]
     if args.compile_pack and name in args.compile_models.split(","):
         plan.append((args.compile_pack, 0.0, True))
     figures = []
@@ -322,7 +325,7 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
     folder = model_folder(name, scratch)
     steps = args.steps if name == "minilm" else args.bert_base_steps
     rounds: dict[str, list[dict[str, Any]]] = {"engine": [], "trainer": [], "engine_masked": []}
-    bf16 = native_bf16()
+    bf16 = native_bf16() and bool(args.fp32)  # and side by side with fp32 (--fp32 0: not)
     if bf16:
         rounds["engine_fp32"] = []
     for r in range(args.rounds):  # interleaved, so drift in the machine's speed hits every runner alike
@@ -358,7 +361,7 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
         "engine": asdict(engine), "trainer": asdict(trainer), "masked": asdict(masked),
         "engine_over_trainer_samples": engine.samples_per_s / trainer.samples_per_s,
         "masked_over_dense_step_time": masked.median_step_ms / engine.median_step_ms,
-        "precision": "bf16" if bf16 else "fp32", "fp32": asdict(fp32) if fp32 else None,
+        "precision": "bf16" if native_bf16() else "fp32", "fp32": asdict(fp32) if fp32 else None,
         "bf16_over_fp32_samples": engine.samples_per_s / fp32.samples_per_s if fp32 else None,
         "concurrent": concurrent, "packed": packed,
         "study_tflops": study_tflops, "percent_of_bf16_peak": 100 * study_tflops / peak if peak else None,

@@ -46,7 +46,7 @@ case $part in
       -o -name '*.png' -o -name '*.md' -o -name '*.yaml' | tar -czf "$OUT/study.tar.gz" -T -) ;;
   packs)
     # each part capped, so that both fit one command; what finished is under $OUT either way
-    timeout --kill-after=10 "${BENCH_SECONDS:-380}" python3 scripts/bench_finetune.py --preset gpu \
+    timeout --kill-after=10 "${BENCH_SECONDS:-380}" python3 scripts/bench_finetune.py --preset gpu ${BENCH_ARGS:-} \
       --data-dir "$BERT_TICKETS_DATA/glue" --out "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.log" \
       | tee "$OUT/bench_gpu.txt" || echo "bench stopped: exit $?"
     tail -n 3 "$OUT/bench_gpu.log"
