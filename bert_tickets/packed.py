@@ -158,29 +158,42 @@ def pack_limit(requested: int, parameters: int, model_config: Any, training: Tra
     return max(1, min(requested, int(0.8 * free // (16 * parameters + activations))))
 
 
-def member_losses(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
-    """Each member's mean loss over its B examples, as the Hugging Face sequence-classification head computes it
-    (mean squared error for one output, cross-entropy otherwise): shape (K,)."""
+def member_losses(logits: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, k: int) -> torch.Tensor:
+    """Each member's mean loss over its real examples (`real`: 1, filler rows 0), as the Hugging Face
+    sequence-classification head computes it (mean squared error for one output, cross-entropy otherwise): (K,)."""
     logits, labels = logits.float().reshape(k, -1, logits.shape[-1]), labels.reshape(k, -1)
     if logits.shape[-1] == 1:
-        return ((logits.squeeze(-1) - labels.float()) ** 2).mean(dim=1)
-    per_example = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
-    return per_example.reshape(k, -1).mean(dim=1)
+        per_example = (logits.squeeze(-1) - labels.float()) ** 2
+    else:
+        per_example = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").reshape(k, -1)
+    weights = real.reshape(k, -1).to(per_example.dtype)
+    return (per_example * weights).sum(dim=1) / weights.sum(dim=1)
 
 
 def stack_batches(batches: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
-    """The members' batches as one of K·B examples, padded to the longest; explicit position ids, since the model's
-    default (one row, broadcast) cannot be split by member."""
+    """The members' batches as one of K x B examples, B the largest member batch and every row padded to the
+    longest. A member with fewer examples this step (its epoch's last, smaller batch comes at a step of its own
+    order) gets filler rows: padding that attends to its first token only, weighted 0 in its loss (`real`).
+    Explicit position ids, since the model's default (one row, broadcast) cannot be split by member."""
+    rows = max(len(b["input_ids"]) for b in batches)
     length = max(b["input_ids"].shape[1] for b in batches)
     fill = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": 0}
-    out: dict[str, torch.Tensor] = {}
-    for key in batches[0]:
-        parts = [b[key] for b in batches]
-        if key in fill:
-            parts = [F.pad(p, (0, length - p.shape[1]), value=fill[key]) for p in parts]
-        out[key] = torch.cat(parts)
-    out["position_ids"] = torch.arange(length).repeat(out["input_ids"].shape[0], 1)  # its own memory: pinnable
-    return out
+    out: dict[str, list[torch.Tensor]] = {key: [] for key in [*batches[0], "real"]}
+    for batch in batches:
+        missing = rows - len(batch["input_ids"])
+        out["real"].append(torch.cat([torch.ones(len(batch["input_ids"]), dtype=torch.long),
+                                      torch.zeros(missing, dtype=torch.long)]))
+        for key, value in batch.items():
+            if key in fill:
+                value = F.pad(value, (0, length - value.shape[1], 0, missing), value=fill[key])
+                if key == "attention_mask" and missing:
+                    value[-missing:, 0] = 1  # a filler row attends to something: no empty softmax
+            elif missing:
+                value = torch.cat([value, value.new_zeros((missing, *value.shape[1:]))])
+            out[key].append(value)
+    stacked = {key: torch.cat(parts) for key, parts in out.items()}
+    stacked["position_ids"] = torch.arange(length).repeat(len(stacked["input_ids"]), 1)  # its own memory: pinnable
+    return stacked
 
 
 class PackedLoop:
@@ -232,11 +245,11 @@ class PackedLoop:
         return [(self.packed.get_parameter(n), m) for n, m in stacked.items()]
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> None:
-        labels = batch.pop("labels")
+        labels, real = batch.pop("labels"), batch.pop("real")
         inputs = {**batch, "attention_mask": self._attention_mask(batch["attention_mask"])}
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
             logits = self.forward(**inputs).logits
-        losses = member_losses(logits, labels, self.k)
+        losses = member_losses(logits, labels, real, self.k)
         losses.sum().backward()  # the members' parameters are disjoint: each gets its own loss's gradient
         self._masked_clipped_step()
         detached = losses.detach()
@@ -244,7 +257,7 @@ class PackedLoop:
         if self.step >= self.tail_from:
             self.tail_loss_sum += detached
             self.tail_batches += 1
-        self.tokens += batch["attention_mask"].reshape(self.k, -1).sum(dim=1)
+        self.tokens += (batch["attention_mask"].sum(dim=1) * real).reshape(self.k, -1).sum(dim=1)
         self.step += 1
 
     def _attention_mask(self, padding: torch.Tensor) -> torch.Tensor:

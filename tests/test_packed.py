@@ -13,12 +13,12 @@ from conftest import TINY, _save_tiny
 from test_imp import tiny_config
 
 import bert_tickets.imp as imp
-from bert_tickets import paths
+from bert_tickets import packed, paths
 from bert_tickets.config import DataConfig, PruningConfig, TrainingConfig
 from bert_tickets.imp import ImpRun
 from bert_tickets.masks import full_mask, global_magnitude_mask, random_mask, select_prunable
 from bert_tickets.modeling import load_pretrained, load_tokenizer
-from bert_tickets.packed import Member, fine_tune_packed, pack_models
+from bert_tickets.packed import Member, fine_tune_packed, pack_models, stack_batches
 from bert_tickets.runs import read_json
 from bert_tickets.tasks import get_task
 from bert_tickets.training import fine_tune, make_accelerator
@@ -42,7 +42,8 @@ def setup(model_path, glue_dir, task_name):
     theta0 = select_prunable(pretrained.theta0, PruningConfig().prunable)
     masks = [None, global_magnitude_mask(theta0, full_mask(theta0), 0.5),
              random_mask(theta0, 0.7, seed=3)]
-    training = TrainingConfig(learning_rate=1e-3, batch_size=8, max_steps=10, mixed_precision="no")
+    # 48 examples in batches of 10: each member's epoch ends with a batch of 8, at a step its own order decides
+    training = TrainingConfig(learning_rate=1e-3, batch_size=10, max_steps=10, mixed_precision="no")
     return task, tokenizer, data, pretrained, masks, training
 
 
@@ -57,10 +58,15 @@ def max_difference(a, b):
 
 
 @pytest.mark.parametrize("task_name", ["sst2", "stsb"])
-def test_each_member_of_a_pack_trains_as_it_would_alone(tiny_bert_no_dropout, glue_dir, task_name):
+def test_each_member_of_a_pack_trains_as_it_would_alone(tiny_bert_no_dropout, glue_dir, task_name, monkeypatch):
     task, tokenizer, data, pretrained, masks, training = setup(tiny_bert_no_dropout, glue_dir, task_name)
     members = [Member(pretrained.build(seed), seed, mask) for seed, mask in enumerate(masks)]
+    sizes = []
+    real_stack = packed.stack_batches
+    monkeypatch.setattr(packed, "stack_batches", lambda batches, pad: sizes.append(
+        tuple(len(b["input_ids"]) for b in batches)) or real_stack(batches, pad))
     fits = fine_tune_packed(members, data, task, tokenizer, training, make_accelerator(training))
+    assert any(len(set(step)) > 1 for step in sizes)  # some step had members with different batch sizes
     for member, fit in zip(members, fits, strict=True):
         model, lone = alone(pretrained, data, task, tokenizer, training, member.seed, member.mask)
         assert max_difference(model, member.model) < WEIGHTS
@@ -102,6 +108,21 @@ def test_the_compiled_pack_steps_as_the_eager_pack(tiny_bert_no_dropout, glue_di
     for a, b, fa, fb in zip(eager, compiled, eager_fits, compiled_fits, strict=True):
         assert max_difference(a.model, b.model) < 1e-5  # inductor's fused kernels round differently
         assert fb.train_loss == pytest.approx(fa.train_loss, rel=1e-5) and fb.revived_weights == 0
+
+
+def test_a_smaller_member_batch_gets_filler_rows_that_count_for_nothing():
+    short = {"input_ids": torch.tensor([[101, 7, 102, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 0]]),
+             "labels": torch.tensor([1])}
+    long = {"input_ids": torch.tensor([[101, 5, 6, 8, 102], [101, 9, 102, 0, 0]]),
+            "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]), "labels": torch.tensor([0, 1])}
+    batch = stack_batches([short, long], pad_id=0)
+    assert batch["input_ids"].shape == (4, 5) and batch["real"].tolist() == [1, 0, 1, 1]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    assert batch["position_ids"].tolist() == [list(range(5))] * 4 and batch["labels"].tolist() == [1, 0, 0, 1]
+    logits = torch.tensor([[0.0, 2.0], [50.0, -50.0], [1.0, 0.0], [0.0, 1.0]])
+    losses = packed.member_losses(logits, batch["labels"], batch["real"], k=2)
+    expected = torch.nn.functional.cross_entropy(logits[[0]], torch.tensor([1]))  # the filler row's huge loss: no
+    assert losses[0].item() == pytest.approx(expected.item())
 
 
 def test_packing_keeps_parameter_names_and_stacks_the_members(tiny_bert):
