@@ -44,6 +44,7 @@ from bert_tickets.training import (
     evaluate,
     total_steps,
     training_batches,
+    with_sdpa_mask,
 )
 
 
@@ -246,7 +247,7 @@ class PackedLoop:
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> None:
         labels, real = batch.pop("labels"), batch.pop("real")
-        inputs = {**batch, "attention_mask": self._attention_mask(batch["attention_mask"])}
+        inputs = with_sdpa_mask(self.packed, batch)
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
             logits = self.forward(**inputs).logits
         losses = member_losses(logits, labels, real, self.k)
@@ -259,14 +260,6 @@ class PackedLoop:
             self.tail_batches += 1
         self.tokens += (batch["attention_mask"].sum(dim=1) * real).reshape(self.k, -1).sum(dim=1)
         self.step += 1
-
-    def _attention_mask(self, padding: torch.Tensor) -> torch.Tensor:
-        """For sdpa attention, the 4D boolean mask transformers would build: given as such, the model does not
-        first ask whether any token is padding (`padding_mask.all()`), a read that makes the host wait for the
-        device at every step."""
-        if getattr(self.packed.config, "_attn_implementation", None) != "sdpa":
-            return padding
-        return padding[:, None, None, :].bool()
 
     def _masked_clipped_step(self) -> None:
         """As `training._optimizer_step`, per member: mask the gradients, clip each member's global norm, step."""

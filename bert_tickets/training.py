@@ -247,9 +247,10 @@ class _Loop:
     def _micro_batch(self, batch: dict[str, torch.Tensor]) -> bool:
         """One forward/backward; True when it completed an optimizer step."""
         accelerator = self.accelerator
+        inputs = with_sdpa_mask(self.accelerator.unwrap_model(self.model), batch)
         # accumulate: skips the gradient all-reduce until the last micro-batch; backward divides the loss
         with accelerator.accumulate(self.model):
-            loss = self.model(**batch).loss
+            loss = self.model(**inputs).loss
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 _optimizer_step(self.model, self.optimizer, self.scheduler, accelerator, self.enforcer,
@@ -279,6 +280,17 @@ class _Loop:
         self.tail_batches = progress.get("tail_batches", 0)
         self.tokens.fill_(progress["tokens"])
         bar.update(self.step)
+
+
+def with_sdpa_mask(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch with its padding mask as the 4D boolean mask transformers builds for sdpa attention. Given so, the
+    model does not first ask whether any token is padding (`padding_mask.all()` in transformers' masking utils), a
+    read that makes the host wait for the device at every step. Other attention implementations: unchanged."""
+    config = getattr(model, "config", None)
+    mask = batch.get("attention_mask")
+    if getattr(config, "_attn_implementation", None) != "sdpa" or mask is None or mask.ndim != 2:
+        return batch
+    return {**batch, "attention_mask": mask[:, None, None, :].bool()}
 
 
 def _optimizer_and_schedule(model: nn.Module, training: TrainingConfig, steps: int, fused: bool,
@@ -340,7 +352,7 @@ def evaluate(model: nn.Module, data: PreparedData, task: TaskAdapter, collate: A
         loss_sum, loss_count = torch.zeros((), device=accelerator.device), 0
         shown = accelerator.is_local_main_process and len(dataset) >= EVAL_BAR_FROM
         for batch in tqdm(loader, desc=f"evaluating {split}", leave=False, disable=not shown):
-            output = model(**batch)
+            output = model(**with_sdpa_mask(accelerator.unwrap_model(model), batch))
             if getattr(output, "loss", None) is not None:
                 n = len(next(iter(batch.values())))
                 loss_sum += output.loss.detach().float() * n

@@ -299,6 +299,9 @@ def bench_packs(name: str, folder: str, args: argparse.Namespace, measured: floa
         except Exception as error:  # noqa: BLE001 - one variant (a compile, memory) failing keeps the rest
             print(f"[bench] {name}: {label} failed: {type(error).__name__}: {error}"[:500], file=sys.stderr)
             figures.append({"k": k, "sparsity": sparsity, "compiled": compiled, "error": str(error)[:500]})
+        partial = Path(args.out).with_suffix(".partial.json")  # a bench stopped mid-model keeps its packs' figures
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"model": name, "packed": figures}, indent=2))
     return figures
 
 

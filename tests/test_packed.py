@@ -82,6 +82,23 @@ def test_each_member_of_a_pack_trains_as_it_would_alone(tiny_bert_no_dropout, gl
     assert fits[0].to_dict().keys() - lone.to_dict().keys() == {"pack_size"}  # the lone record's fields, and one
 
 
+def test_training_never_asks_whether_a_batch_has_padding(tiny_bert_no_dropout, glue_dir, monkeypatch):
+    """transformers' check `padding_mask.all()` reads a device value: on a GPU, a wait for the device per step."""
+    import transformers.masking_utils as masking
+
+    task, tokenizer, data, pretrained, masks, training = setup(tiny_bert_no_dropout, glue_dir, "sst2")
+    checks = []
+    real = masking._ignore_bidirectional_mask_sdpa
+    monkeypatch.setattr(masking, "_ignore_bidirectional_mask_sdpa", lambda *a, **k: checks.append(1) or real(*a, **k))
+    pretrained.build(0)(**tokenizer(["a test"], return_tensors="pt"))
+    assert checks == [1]  # the spy sees the check where a 2D mask goes in
+    checks.clear()
+    alone(pretrained, data, task, tokenizer, training, 0, masks[1])
+    fine_tune_packed([Member(pretrained.build(s), s) for s in (0, 1)], data, task, tokenizer, training,
+                     make_accelerator(training))
+    assert checks == []
+
+
 def test_a_diverging_member_leaves_the_others_as_they_would_be_alone(tiny_bert_no_dropout, glue_dir):
     task, tokenizer, data, pretrained, masks, training = setup(tiny_bert_no_dropout, glue_dir, "sst2")
     members = [Member(pretrained.build(seed), seed, mask) for seed, mask in enumerate(masks)]
