@@ -12,12 +12,13 @@ rather than `torch.func.vmap`: vmap over a transformers model stops at its atten
 `torch.compile` as they are.
 
 Each member keeps what it would have alone: its initial weights and head (built from its seed), its mask, its
-data order (its own loader), its gradient-norm clip (per member), its AdamW state (AdamW is elementwise, so a
-stacked tensor is K independent optimizers) and the same learning-rate schedule. Two differences, both measured in
-`tests/test_packed.py`: a batch is padded to the longest member's length (padding is masked out of attention, but
-the longer reduction rounds differently), and dropout draws every member's masks from one generator, so a member's
-dropout is independent of the others' but not the stream it would draw alone. With dropout off, a member's weights
-and scores equal its alone run's within float32 rounding.
+data order (its own sampler over one shared set of padded tensors), its gradient-norm clip (per member), its AdamW
+state (AdamW is elementwise, so a stacked tensor is K independent optimizers) and the same learning-rate schedule.
+What differs (the first two exercised by `tests/test_packed.py`): a member's batch is padded to the pack's
+longest (padding is masked out of attention, but a longer reduction rounds differently); a member whose epoch's
+last, smaller batch falls at a step gets filler rows, weighted 0 in its loss; and dropout draws every member's
+masks from one generator, so a member's dropout is independent of the others' but not the stream it would draw
+alone. With dropout off, a member's weights and scores equal its lone run's within float32 rounding.
 """
 
 from __future__ import annotations
