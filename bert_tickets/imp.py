@@ -344,7 +344,7 @@ def _seed_pack(run: ImpRun, jobs: list[tuple[Arm, int]]) -> None:
         log(f"{len(jobs)} fine-tunings packed: {names}")
         r = run.resources
         steps = expected_steps(run.config.training, len(r.data.train))
-        with progress.fine_tunings_packed(f"{run.task.name} {run.method.name} {names}", len(jobs), steps) as on_step:
+        with progress.fine_tuning(f"{run.task.name} {run.method.name} {names}", steps, len(jobs)) as on_step:
             fits = packed.fine_tune_packed(members, r.data, run.task, r.tokenizer, run.config.training,
                                            r.accelerator, on_step=on_step)
         failures = []

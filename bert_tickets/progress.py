@@ -179,29 +179,16 @@ def active() -> Progress | None:
 
 
 @contextmanager
-def fine_tuning(desc: str, steps: int | None) -> Iterator[Any]:
-    """Around one fine-tuning: yields the per-step callback (step, model) for the status; counts it when done."""
+def fine_tuning(desc: str, steps: int | None, count: int = 1) -> Iterator[Any]:
+    """Around one fine-tuning, or `count` trained as one computation (a pack): yields the per-step callback
+    (step, ...) for the status; when done, counts each at the time taken divided by `count` (its throughput)."""
     progress = _active
     if progress is None:
         yield None
         return
     progress.started(desc, steps)
     start = time.perf_counter()
-    yield lambda step, model: progress.stepped(step)
-    progress.finished(time.perf_counter() - start)
-
-
-@contextmanager
-def fine_tunings_packed(desc: str, count: int, steps: int | None) -> Iterator[Any]:
-    """Around `count` fine-tunings trained as one computation: yields the per-step callback (step); counts each of
-    them when the pack is done, at the pack's time divided by `count` (its throughput per fine-tuning)."""
-    progress = _active
-    if progress is None:
-        yield None
-        return
-    progress.started(desc, steps)
-    start = time.perf_counter()
-    yield progress.stepped
+    yield lambda step, *_: progress.stepped(step)
     share = (time.perf_counter() - start) / count
     for _ in range(count):
         progress.finished(share)

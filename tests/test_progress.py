@@ -47,6 +47,15 @@ def test_no_bar_before_work_starts_so_bad_input_stays_one_line(capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_a_pack_counts_each_of_its_fine_tunings_at_its_share_of_the_time():
+    with progress.watching("find", 5, 1, recorded=[30.0]) as bar:
+        with progress.fine_tuning("sst2 imp ticket seed 1, dense seed 1, ticket seed 2", 40, count=3) as on_step:
+            on_step(7)  # a pack's callback takes the step alone
+            assert bar.status.step == 7 and bar.done == 1
+        assert bar.done == 4 and len(bar.status.seconds) == 3 and len(set(bar.status.seconds)) == 1
+        assert bar.seconds_left() == pytest.approx(1 * (30 + sum(bar.status.seconds)) / 4)
+
+
 def test_commands_inside_a_command_count_into_the_outer_bar():
     with progress.watching("find", 3, 0) as outer, progress.watching("baseline", 1, 0) as inner:
         assert inner is outer
