@@ -286,7 +286,7 @@ def tracked_fine_tune(run: ImpRun, model: torch.nn.Module, mask: Mask | None, jo
     # where training starts: the masked weights (pruning is not movement); the parameters themselves are kept,
     # since LoRA renames the layers it wraps
     params = prunable_parameters(model, run.config.pruning.prunable)
-    start = _masked_start(run, model, mask)
+    start = masked_start(params, mask)
     steps = expected_steps(run.config.training, len(r.data.train))
     with r.tracker.run(f"{task.name}-{method.name}-{name}", job_type, **details) as track, \
             progress.fine_tuning(f"{task.name} {method.name} {desc}", steps) as status_step:
@@ -339,7 +339,8 @@ def _seed_pack(run: ImpRun, jobs: list[tuple[Arm, int]]) -> None:
         members = [packed.Member(run.build_model(seed, rewound=level > 0), seed,
                                  run.level_mask(level) if level > 0 else None)
                    for (kind, seed), level in zip(jobs, levels, strict=True)]
-        starts = [_masked_start(run, m.model, m.mask) for m in members]
+        params = [prunable_parameters(m.model, run.config.pruning.prunable) for m in members]  # trained in place
+        starts = [masked_start(p, m.mask) for p, m in zip(params, members, strict=True)]
         names = ", ".join(f"{kind} seed {seed}" for kind, seed in jobs)
         log(f"{len(jobs)} fine-tunings packed: {names}")
         r = run.resources
@@ -348,9 +349,10 @@ def _seed_pack(run: ImpRun, jobs: list[tuple[Arm, int]]) -> None:
             fits = packed.fine_tune_packed(members, r.data, run.task, r.tokenizer, run.config.training,
                                            r.accelerator, on_step=on_step)
         failures = []
-        for (kind, seed), level, member, start, fit in zip(jobs, levels, members, starts, fits, strict=True):
+        for (kind, seed), level, member, start, trained, fit in zip(jobs, levels, members, starts, params, fits,
+                                                                   strict=True):
             try:
-                fit.drift = relative_drift(start, prunable_parameters(member.model, run.config.pruning.prunable))
+                fit.drift = relative_drift(start, trained)
                 check_zeros(fit, level)
                 if kind == "ticket":
                     keep_finetuned(run, member.model, seed)
@@ -362,9 +364,8 @@ def _seed_pack(run: ImpRun, jobs: list[tuple[Arm, int]]) -> None:
             raise failures[0]
 
 
-def _masked_start(run: ImpRun, model: torch.nn.Module, mask: Mask | None) -> dict[str, torch.Tensor]:
-    """Where training starts, for the drift: the masked prunable weights (as `tracked_fine_tune`)."""
-    params = prunable_parameters(model, run.config.pruning.prunable)
+def masked_start(params: dict[str, torch.nn.Parameter], mask: Mask | None) -> dict[str, torch.Tensor]:
+    """Where training starts, for the drift: a copy of the prunable weights, masked (pruning is not movement)."""
     return {n: p.detach().cpu() * mask[n] if mask is not None and n in mask else p.detach().cpu().clone()
             for n, p in params.items()}
 

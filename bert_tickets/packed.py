@@ -32,17 +32,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import get_linear_schedule_with_warmup
 
-from bert_tickets.batching import PaddedTensors, can_pre_pad
+from bert_tickets.batching import SEQUENCE_COLUMNS, PaddedTensors, can_pre_pad
 from bert_tickets.config import TrainingConfig
 from bert_tickets.errors import UserError
 from bert_tickets.masks import Mask, MaskEnforcer
 from bert_tickets.tasks import PreparedData, TaskAdapter
 from bert_tickets.training import (
     FitResult,
+    bucket_multiple,
     chance_loss,
     evaluate,
+    linear_schedule,
     total_steps,
     training_batches,
     with_sdpa_mask,
@@ -179,7 +180,7 @@ def stack_batches(batches: Sequence[dict[str, torch.Tensor]], pad_id: int) -> di
     Explicit position ids, since the model's default (one row, broadcast) cannot be split by member."""
     rows = max(len(b["input_ids"]) for b in batches)
     length = max(b["input_ids"].shape[1] for b in batches)
-    fill = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": 0}
+    fill = {key: pad_id if value is None else value for key, value in SEQUENCE_COLUMNS.items()}  # as PaddedTensors
     out: dict[str, list[torch.Tensor]] = {key: [] for key in [*batches[0], "real"]}
     for batch in batches:
         missing = rows - len(batch["input_ids"])
@@ -204,7 +205,7 @@ class PackedLoop:
 
     def __init__(self, members: Sequence[Member], training: TrainingConfig, steps: int, device: torch.device,
                  precision: str):
-        self.k, self.training, self.steps, self.device = len(members), training, steps, device
+        self.k, self.training, self.device = len(members), training, device
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         masked = self._mask_members(members)  # before stacking: the stacked weights start masked
         self.packed = pack_models([m.model for m in members]).to(device)
@@ -217,7 +218,7 @@ class PackedLoop:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": training.weight_decay}, {"params": rest, "weight_decay": 0.0}],
             lr=training.learning_rate, fused=device.type == "cuda")
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, round(training.warmup_ratio * steps), steps)
+        self.scheduler = linear_schedule(self.optimizer, training, steps)
         zeros = torch.zeros(self.k, device=device)
         self.loss_sum, self.tail_loss_sum = zeros.clone(), zeros.clone()
         self.tokens = torch.zeros(self.k, dtype=torch.long, device=device)
@@ -296,7 +297,7 @@ def fine_tune_packed(members: Sequence[Member], data: PreparedData, task: TaskAd
     reason = why_not_packable(type(model), model.config, task, training, accelerator.num_processes)
     if reason:
         raise UserError(f"these fine-tunings cannot be packed: {reason}")
-    multiple = 16 if device.type == "cuda" else None
+    multiple = bucket_multiple(device)
     collate = task.collator(tokenizer, train=True, pad_to_multiple_of=multiple, data=data)
     # the padded tensors once for all members (building them is seconds per 10,000 examples); each its own order
     padded = PaddedTensors(data.train, tokenizer.pad_token_id, multiple) \
@@ -329,7 +330,8 @@ def _pinned(t: torch.Tensor) -> torch.Tensor:
 
 def _member_results(members: Sequence[Member], loop: PackedLoop, data: PreparedData, task: TaskAdapter,
                     tokenizer: Any, training: TrainingConfig, accelerator: Any, seconds: float) -> list[FitResult]:
-    multiple = 16 if loop.device.type == "cuda" else None
+    collate = task.collator(tokenizer, train=False, pad_to_multiple_of=bucket_multiple(loop.device))
+    chance = chance_loss(data.train)
     losses = (loop.loss_sum / max(loop.step, 1)).tolist()
     tails = (loop.tail_loss_sum / max(loop.tail_batches, 1)).tolist()
     tokens, revived = loop.tokens.tolist(), loop.revived()
@@ -339,13 +341,12 @@ def _member_results(members: Sequence[Member], loop: PackedLoop, data: PreparedD
         unpack_into(loop.packed, k, member.model)
         model = accelerator.prepare_model(member.model.to(loop.device), evaluation_mode=True)
         eval_losses: dict[str, float] = {}
-        scores = evaluate(model, data, task, task.collator(tokenizer, train=False, pad_to_multiple_of=multiple),
-                          training.eval_batch_size, accelerator, losses=eval_losses)
+        scores = evaluate(model, data, task, collate, training.eval_batch_size, accelerator, losses=eval_losses)
         results.append(FitResult(
             metrics=scores, train_loss=losses[k], steps=loop.step, seconds=seconds, revived_weights=revived[k],
             trainable_parameters=sum(p.numel() for p in member.model.parameters() if p.requires_grad),
             tokens=tokens[k], precision=accelerator.mixed_precision, final_learning_rate=final_lr,
             step_ends=loop.step_ends, final_train_loss=tails[k] if loop.tail_batches else None,
-            chance_loss=chance_loss(data.train), eval_loss=eval_losses, pack_size=len(members)))
+            chance_loss=chance, eval_loss=eval_losses, pack_size=len(members)))
     accelerator.free_memory()
     return results

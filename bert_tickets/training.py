@@ -137,6 +137,11 @@ def make_accelerator(training: TrainingConfig) -> Accelerator:
     return accelerator
 
 
+def bucket_multiple(device: torch.device) -> int | None:
+    """Sequence lengths rounded up to multiples of 16 on a GPU (few bucket lengths: few shapes); exact elsewhere."""
+    return 16 if device.type == "cuda" else None
+
+
 def expected_steps(training: TrainingConfig, train_examples: int) -> int:
     """The optimizer steps a fine-tuning will take, before its loader exists (for progress reports; the batch is
     the global one, so the count is the same in every process)."""
@@ -161,7 +166,7 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     enforcer = MaskEnforcer(model, mask) if mask is not None else None  # before LoRA renames the layers
     if training.finetune == "lora":
         model = with_lora(model, training)
-    multiple = 16 if accelerator.device.type == "cuda" else None  # few bucket lengths: few shapes on a GPU
+    multiple = bucket_multiple(accelerator.device)
     collate = task.collator(tokenizer, train=True, pad_to_multiple_of=multiple, data=data)
     train_loader = training_batches(data.train, collate, tokenizer, training, seed, multiple)
     steps = total_steps(training, math.ceil(len(train_loader) / training.gradient_accumulation_steps))
@@ -199,6 +204,7 @@ class _Loop:
     def __init__(self, accelerator: Accelerator, model: nn.Module, optimizer: Any, scheduler: Any,
                  enforcer: MaskEnforcer | None, training: TrainingConfig, steps: int):
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
+        self.unwrapped = accelerator.unwrap_model(model)  # what `with_sdpa_mask` reads the attention kind from
         self.enforcer, self.training, self.steps = enforcer, training, steps
         self.step = self.micro_batches = 0
         self.loss_sum = torch.zeros((), device=accelerator.device)
@@ -247,7 +253,7 @@ class _Loop:
     def _micro_batch(self, batch: dict[str, torch.Tensor]) -> bool:
         """One forward/backward; True when it completed an optimizer step."""
         accelerator = self.accelerator
-        inputs = with_sdpa_mask(self.accelerator.unwrap_model(self.model), batch)
+        inputs = with_sdpa_mask(self.unwrapped, batch)
         # accumulate: skips the gradient all-reduce until the last micro-batch; backward divides the loss
         with accelerator.accumulate(self.model):
             loss = self.model(**inputs).loss
@@ -298,8 +304,13 @@ def _optimizer_and_schedule(model: nn.Module, training: TrainingConfig, steps: i
     """AdamW (no weight decay on biases and LayerNorms) and a linear decay after the warm-up, over `horizon` times
     the steps that will run (the authors' IMP levels stop a tenth of the way along theirs)."""
     optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate, fused=fused)
-    scheduled = max(steps, round(horizon * steps))
-    return optimizer, get_linear_schedule_with_warmup(optimizer, round(training.warmup_ratio * scheduled), scheduled)
+    return optimizer, linear_schedule(optimizer, training, max(steps, round(horizon * steps)))
+
+
+def linear_schedule(optimizer: Any, training: TrainingConfig, scheduled: int) -> Any:
+    """The recipe's learning rate: a linear warm-up over `training.warmup_ratio` of `scheduled` steps, then a
+    linear decay to 0 at step `scheduled`."""
+    return get_linear_schedule_with_warmup(optimizer, round(training.warmup_ratio * scheduled), scheduled)
 
 
 def _optimizer_step(model: nn.Module, optimizer: Any, scheduler: Any, accelerator: Accelerator,
@@ -345,6 +356,7 @@ def evaluate(model: nn.Module, data: PreparedData, task: TaskAdapter, collate: A
     """Every evaluation split's scores; `losses` gets each split's mean loss where the model computes one (the
     batches carry labels). Under data parallel the last batch's padding copies count in the loss (not the scores)."""
     model.eval()
+    unwrapped = accelerator.unwrap_model(model)
     scores: dict[str, float] = {}
     for split, dataset in data.evals.items():
         loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate))
@@ -352,7 +364,7 @@ def evaluate(model: nn.Module, data: PreparedData, task: TaskAdapter, collate: A
         loss_sum, loss_count = torch.zeros((), device=accelerator.device), 0
         shown = accelerator.is_local_main_process and len(dataset) >= EVAL_BAR_FROM
         for batch in tqdm(loader, desc=f"evaluating {split}", leave=False, disable=not shown):
-            output = model(**with_sdpa_mask(accelerator.unwrap_model(model), batch))
+            output = model(**with_sdpa_mask(unwrapped, batch))
             if getattr(output, "loss", None) is not None:
                 n = len(next(iter(batch.values())))
                 loss_sum += output.loss.detach().float() * n

@@ -111,8 +111,6 @@ def steady(step_ends: list[float], warmup: int) -> tuple[float, float]:
 # --- the runners ---------------------------------------------------------------------------------------
 def run_engine(folder: str, args: argparse.Namespace, steps: int, sparsity: float = 0.0,
                barrier: Any = None, precision: str = "auto") -> dict[str, Any]:
-    from bert_tickets.config import PruningConfig
-    from bert_tickets.masks import full_mask, global_magnitude_mask, select_prunable
     from bert_tickets.modeling import load_pretrained, load_tokenizer
     from bert_tickets.tasks import PreparedData, get_task
     from bert_tickets.training import fine_tune, make_accelerator
@@ -122,10 +120,7 @@ def run_engine(folder: str, args: argparse.Namespace, steps: int, sparsity: floa
     data = prepare(args, tokenizer)
     pretrained = load_pretrained(folder, task, tokenizer)
     model = pretrained.build(0)
-    mask = None
-    if sparsity:
-        theta0 = select_prunable(pretrained.theta0, PruningConfig().prunable)
-        mask = global_magnitude_mask(theta0, full_mask(theta0), sparsity)
+    mask = magnitude_mask_of(pretrained, sparsity) if sparsity else None
     training = training_config(args, steps, precision)
     if barrier is not None:
         barrier.wait()
@@ -285,7 +280,7 @@ def packed_figures(folder: str, args: argparse.Namespace, raw: dict[str, Any], m
 
 def bench_packs(name: str, folder: str, args: argparse.Namespace, measured: float) -> list[dict[str, Any]]:
     steps = args.pack_steps
-    packs = args.packs if name == "minilm" else [int(k) for k in args.bert_base_packs.split(",") if k]
+    packs = args.packs if name == "minilm" else args.bert_base_packs
     plan = [(k, 0.0, False) for k in packs] + [(k, 0.7, False) for k in args.masked_packs]
     if args.compile_pack and name in args.compile_models.split(","):
         plan.append((args.compile_pack, 0.0, True))
@@ -328,22 +323,22 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
     folder = model_folder(name, scratch)
     steps = args.steps if name == "minilm" else args.bert_base_steps
     rounds: dict[str, list[dict[str, Any]]] = {"engine": [], "trainer": [], "engine_masked": []}
-    bf16 = native_bf16() and bool(args.fp32)  # and side by side with fp32 (--fp32 0: not)
-    if bf16:
+    with_fp32 = native_bf16() and bool(args.fp32)  # the bf16 default beside fp32 (--fp32 0: not)
+    if with_fp32:
         rounds["engine_fp32"] = []
     for r in range(args.rounds):  # interleaved, so drift in the machine's speed hits every runner alike
         print(f"[bench] {name}: round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
         rounds["engine"].append(run_engine(folder, args, steps))
         rounds["trainer"].append(run_trainer(folder, args, steps))
         rounds["engine_masked"].append(run_engine(folder, args, steps, sparsity=0.7))
-        if bf16:
+        if with_fp32:
             # in a process of its own: accelerate allows one precision per process
             rounds["engine_fp32"].append(in_new_process(partial(run_engine, precision="no"), folder, args, steps))
     best = {k: min(v, key=lambda raw: raw["median"]) for k, v in rounds.items()}  # least disturbed round
     engine, trainer = timing("engine", name, steps, best["engine"]), timing("trainer", name, steps, best["trainer"])
     masked = timing("engine, 70% masked", name, steps, best["engine_masked"],
                     revived_weights=best["engine_masked"]["revived"])
-    fp32 = timing("engine, fp32", name, steps, best["engine_fp32"]) if bf16 else None
+    fp32 = timing("engine, fp32", name, steps, best["engine_fp32"]) if with_fp32 else None
     packed = bench_packs(name, folder, args, args.measured_tflops)
     concurrent = []
     for k in args.concurrency:
@@ -436,6 +431,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.concurrency = [int(k) for k in str(args.concurrency).split(",") if k]
     args.packs = [int(k) for k in str(args.packs).split(",") if k]
     args.masked_packs = [int(k) for k in str(args.masked_packs).split(",") if k]
+    args.bert_base_packs = [int(k) for k in str(args.bert_base_packs).split(",") if k]
     args.models = [m.strip() for m in args.models.split(",")]
     if not (Path(args.data_dir) / "SST-2" / "train.tsv").exists():
         parser.error(f"no SST-2 under {args.data_dir} (give --data-dir, the glue_data folder)")
