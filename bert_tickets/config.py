@@ -83,8 +83,9 @@ class TrainingConfig:
     gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step (the batch is batch_size "
                                                "times this)")
     seed: int = setting(0, "the run's seed (head, data order); more seeds count up from it")
-    mixed_precision: str = setting("auto", "auto (bf16 where native: GPUs, CPUs with AVX-512 BF16/AMX), bf16, "
-                                   "fp16 or no")
+    mixed_precision: str = setting("auto", "auto (bf16 on GPUs that support it, else fp32; what `accelerate "
+                                   "launch --mixed_precision` gave, if set), bf16, fp16 or no (fp32); part of the "
+                                   "run hash as resolved")
     eval_batch_size: int = setting(128, "examples per evaluation batch")
     group_by_length: bool = setting(True, "batches of similar-length examples (less padding); order still random")
     report_to: str = setting("none", "none or wandb (one wandb run per fine-tuning)")
@@ -261,38 +262,53 @@ def reproduce_command(config: Config) -> str:
     parts = ["bert-tickets find", f"--task {config.data.task}", f"--sparsity {config.pruning.sparsity}"]
     if config.pruning.seeds != 1:
         parts.append(f"--seeds {config.pruning.seeds}")
-    for key, value in non_default_settings(config).items():
+    for key, value in hashed_settings(config).items():  # the precision as resolved: the same folder anywhere
         if key != "data.task":
             text = value if isinstance(value, str) else json.dumps(value)
             parts.append(f"--set {shlex.quote(f'{key}={text}')}")
     return " ".join(parts)
 
 
+def hashed_settings(config: Config) -> dict[str, Any]:
+    """What names a run's results: the non-default settings, with the precision always as resolved (an "auto" run
+    on a GPU is a bf16 run, on a CPU an fp32 one: two folders, never one holding both)."""
+    from bert_tickets.training import resolved_precision  # torch: imported when a hash is needed, not for --help
+
+    return non_default_settings(config) | {"training.mixed_precision": resolved_precision(config.training)}
+
+
 def run_hash(config: Config) -> str:
-    settings = non_default_settings(config)
+    settings = hashed_settings(config)
     if (ticket := settings.get("pruning.ticket")) is not None:  # the ticket's identity, wherever it lies
         settings["pruning.ticket"] = ticket_identity(ticket)
     return settings_hash(settings)
 
 
 def ticket_identity(folder: str) -> str:
-    """What names a ticket in the hash of a run on it: the run that found it and its sparsity, not its path (so a
-    moved results folder does not recompute its transfer cells); the path itself if it is not readable."""
+    """What names a ticket in the hash of a run on it: the run that found it, its sparsity and its mask's content
+    digest, not its path (a moved results folder does not recompute its transfer cells, and a ticket folder whose
+    mask was changed is trained anew); the path itself if it is not readable."""
+    from bert_tickets import paths
+    from bert_tickets.masks import load_mask, mask_digest  # torch: only when a ticket is named
+
     try:
-        info = json.loads((Path(folder) / "ticket.json").read_text())
-        return f"{info['task']}/{info['method']}_{info['run_hash']}@{float(info['sparsity']):.6f}"
-    except (OSError, ValueError, KeyError, TypeError):
+        info = json.loads(paths.ticket_info(Path(folder)).read_text())
+        found = f"{info['task']}/{info['method']}_{info['run_hash']}@{float(info['sparsity']):.6f}"
+        return f"{found}#mask:{mask_digest(load_mask(paths.mask(Path(folder))))[:16]}"
+    except (OSError, ValueError, KeyError, TypeError, UserError):
         return folder
 
 
 def dense_hash(config: Config) -> str:
     """The hash of what a dense fine-tuning depends on: everything but the pruning settings."""
-    return settings_hash({k: v for k, v in non_default_settings(config).items() if not k.startswith("pruning.")})
+    return settings_hash({k: v for k, v in hashed_settings(config).items() if not k.startswith("pruning.")})
 
 
 # Bumped when the code's defaults change what a run computes without changing any setting, so results made by
 # the old recipe are never reused as if they were the new one's (2: gradients clipped at norm 1.0 by default;
-# 3: mixed_precision "auto" is bf16 autocast on CPUs with native bf16 too, not only on GPUs).
+# 3: mixed_precision "auto" is bf16 autocast on CPUs with native bf16 too, not only on GPUs). Since then the
+# resolved precision is always part of the hash (`hashed_settings`), so folders made under "auto" before are not
+# found again (explicit "no"/"bf16" folders are).
 RECIPE_VERSION = 3
 
 

@@ -59,7 +59,14 @@ from bert_tickets.runs import (
 )
 from bert_tickets.stats import MATCHING_RULE, is_matching, mean_std
 from bert_tickets.ticket import Ticket
-from bert_tickets.training import FAILED_RULE, FitResult, encoder_state, expected_steps, fine_tune
+from bert_tickets.training import (
+    FAILED_RULE,
+    FitResult,
+    encoder_state,
+    expected_steps,
+    fine_tune,
+    resolved_precision,
+)
 from bert_tickets.workers import JobRounds
 
 
@@ -464,6 +471,7 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
         "pooler_rule": "a mask without a pooler entry leaves a model's pooler dense; a pooler entry is skipped "
                        "for models without a pooler",
         "mask_keys": "encoder parameter names (model.base_model)",
+        "precision": resolved_precision(config.training),
         "seeds": run.seeds, "primary_metric": primary, "matching": matching, "matching_rule": MATCHING_RULE,
         "metrics": {"ticket": ticket, "dense": dense},
         "runs": {kind: [_run_summary(r, seed) for r, seed in zip(runs, run.seeds, strict=True)]

@@ -7,6 +7,7 @@ attached, so a mask found on one task applies to a model built for any other.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -194,6 +195,17 @@ def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor], prunable: list
     config = sparsity_config(mask, prunable if prunable is not None else sorted(mask)) | {"writer": MASK_FORMAT}
     metadata = {"sparsity_config": json.dumps(config, sort_keys=True)}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def mask_digest(mask: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a mask's content (names, shapes, kept bits), whatever file layout or metadata holds it: what
+    names a mask in the results made with it (a different mask is never read as this one's)."""
+    digest = hashlib.sha256()
+    for name in sorted(mask):
+        keep = mask[name].to(torch.bool).cpu()
+        digest.update(json.dumps([name, list(keep.shape)]).encode())
+        digest.update(np.packbits(keep.reshape(-1).numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def sparsity_config(mask: Mapping[str, torch.Tensor], targets: list[str] | None) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class TicketInfo(TypedDict, total=False):
     pooler_in_mask: bool
     pooler_rule: str
     mask_keys: str
+    precision: NotRequired[str]  # the autocast every fine-tuning of the run used: no (fp32), bf16 or fp16
     seeds: list[int]
     primary_metric: str
     matching: bool

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.state import AcceleratorState
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from tqdm.auto import tqdm
@@ -99,29 +100,37 @@ def chance_loss(train: Any) -> float | None:
     return float(-(p * np.log(p)).sum())
 
 
+NATIVE_BF16_ENV = "BERT_TICKETS_NATIVE_BF16"  # 1 or 0: what native_bf16() answers (tests take both paths)
+
+
 def native_bf16() -> bool:
-    """Whether this machine computes bf16 natively: a recent GPU, or a CPU with AVX-512 BF16 or AMX."""
+    """Whether this machine computes bf16 natively: a recent GPU, or a CPU with AVX-512 BF16 or AMX. Only the
+    benchmarks ask on a CPU: the CPU default precision is fp32 whatever the flags (`resolved_precision`)."""
+    if (forced := os.environ.get(NATIVE_BF16_ENV)) in ("0", "1"):
+        return forced == "1"
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def resolved_precision(training: TrainingConfig) -> str:
-    # "auto" is bf16 autocast wherever bf16 is native. On this project's 2-core EPYC a MiniLM step took 0.72 s
-    # against 0.95 s in fp32, with dev scores within seed noise (docs/RESULTS.md); emulated bf16 would be slower.
-    if training.mixed_precision == "auto":
-        return "bf16" if native_bf16() else "no"
-    return training.mixed_precision
+    """The autocast a run uses, decided before its hash: an explicit setting as it is; "auto" is what `accelerate
+    launch --mixed_precision` (or accelerate's config) gave, else bf16 on a GPU that supports it, else fp32 ("no").
+    A CPU is fp32 by default, as in Hugging Face's Trainer, so a run's numbers never depend on the host's CPU flags
+    (bf16 on a CPU is opt-in: `--mixed-precision bf16`)."""
+    if training.mixed_precision != "auto":
+        return training.mixed_precision
+    if launched := os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return launched
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
 def make_accelerator(training: TrainingConfig) -> Accelerator:
     """One accelerator per run. Data parallel keeps the one-process recipe: `training.batch_size` is the global
     batch, split over the processes (`split_batches`), so an epoch has as many optimizer steps as on one process
-    and the scheduler steps once per optimizer step. `mixed_precision: auto` defers to `accelerate launch
-    --mixed_precision` or accelerate's config when they set one."""
+    and the scheduler steps once per optimizer step. The precision is the run's own (`resolved_precision`)."""
     precision = resolved_precision(training)
-    if training.mixed_precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
-        precision = None  # accelerate reads its own setting
+    _forget_other_precision(precision)
     # pinned batches copied without blocking: the host never waits for the device to queue the next step
     loading = DataLoaderConfiguration(split_batches=True, non_blocking=torch.cuda.is_available())
     accelerator = Accelerator(mixed_precision=precision, dataloader_config=loading,
@@ -135,6 +144,16 @@ def make_accelerator(training: TrainingConfig) -> Accelerator:
             raise UserError(f"training.{name} ({getattr(training, name)}) is the global batch: it must divide "
                             f"evenly over the {accelerator.num_processes} processes")
     return accelerator
+
+
+def _forget_other_precision(precision: str) -> None:
+    """accelerate keeps one precision per process (`AcceleratorState`, a singleton) and refuses an Accelerator
+    that asks for another. Runs here are sequential and each builds its own Accelerator, so the precision part of
+    that state is dropped before a run that needs another one; `PartialState` (devices, the process group of a
+    multi-process launch) is kept as accelerate set it up. Models already prepared keep their own autocast."""
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") not in (None, precision):
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def bucket_multiple(device: torch.device) -> int | None:

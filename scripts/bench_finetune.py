@@ -94,11 +94,16 @@ def model_folder(name: str, scratch: Path) -> str:
     return str(folder)
 
 
-def training_config(args: argparse.Namespace, steps: int, precision: str = "auto") -> Any:
+def bench_precision() -> str:
+    """bf16 autocast wherever it is native (the default on GPUs, opt-in on CPUs), else fp32."""
+    return "bf16" if native_bf16() else "no"
+
+
+def training_config(args: argparse.Namespace, steps: int, precision: str | None = None) -> Any:
     from bert_tickets.config import TrainingConfig
 
     return TrainingConfig(learning_rate=5e-5, batch_size=args.batch_size, max_steps=steps, seed=0,
-                          mixed_precision=precision)
+                          mixed_precision=precision or bench_precision())
 
 
 def steady(step_ends: list[float], warmup: int) -> tuple[float, float]:
@@ -110,7 +115,7 @@ def steady(step_ends: list[float], warmup: int) -> tuple[float, float]:
 
 # --- the runners ---------------------------------------------------------------------------------------
 def run_engine(folder: str, args: argparse.Namespace, steps: int, sparsity: float = 0.0,
-               barrier: Any = None, precision: str = "auto") -> dict[str, Any]:
+               barrier: Any = None, precision: str | None = None) -> dict[str, Any]:
     from bert_tickets.modeling import load_pretrained, load_tokenizer
     from bert_tickets.tasks import PreparedData, get_task
     from bert_tickets.training import fine_tune, make_accelerator
@@ -158,7 +163,7 @@ def run_trainer(folder: str, args: argparse.Namespace, steps: int) -> dict[str, 
         def on_step_end(self, *_: Any, **__: Any) -> None:
             step_ends.append(time.perf_counter())
 
-    bf16 = native_bf16()  # the engine's default precision: the same for both runners
+    bf16 = bench_precision() == "bf16"  # the engine's precision in this bench: the same for both runners
     with tempfile.TemporaryDirectory() as out:
         arguments = TrainingArguments(output_dir=out, per_device_train_batch_size=args.batch_size,
                                       learning_rate=5e-5, max_steps=steps, bf16=bf16, report_to="none",

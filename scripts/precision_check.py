@@ -27,8 +27,8 @@ def dense_seeds(spec_source: str, task: str, study_dir: str, precision: str, see
     from bert_tickets.studies.spec import parse_spec, read_spec_text
 
     plan = StudyPlan(parse_spec(read_spec_text(spec_source), spec_source), Path(study_dir))
-    # "bf16" is what "auto" resolves to where bf16 is native: keep "auto" so the study's own runs are reused
-    setting = {} if precision == "bf16" else {"training.mixed_precision": precision}
+    # the run hash holds the resolved precision: "no" here is the same run folder as the study's fp32 default
+    setting = {"training.mixed_precision": precision}
     run = ImpRun(plan.spec.config_for(task, plan.runs_dir, **{"pruning.seeds": seeds}, **setting))
     records = []
     for seed in run.seeds:

@@ -109,6 +109,28 @@ def test_evaluate_fine_tunes_a_ticket_on_another_task(tiny_bert, glue_dir, tmp_p
     assert "is not a ticket folder" in capsys.readouterr().err
 
 
+def test_evaluate_trains_a_changed_mask_anew_in_the_same_output_folder(tiny_bert, glue_dir, tmp_path, capsys):
+    """Results are found by the mask's content, not by ticket.json: a copy whose mask was inverted is another run."""
+    import shutil
+
+    from bert_tickets.masks import save_mask
+
+    assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--method", "magnitude", "--sparsity", "0.5")) == 0
+    source = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    args = ["evaluate", "--task", "rte", "--data-dir", str(glue_dir), "--output-dir", str(tmp_path / "evals")]
+    assert main([*args, "--ticket", str(source)]) == 0
+    first = Ticket.load(capsys.readouterr().out.strip().splitlines()[-1])
+    inverted = tmp_path / "inverted"
+    shutil.copytree(source, inverted)  # the same ticket.json
+    save_mask(paths.mask(inverted), {n: ~m for n, m in Ticket.load(source).mask.items()})
+    assert main([*args, "--ticket", str(inverted)]) == 0
+    second = Ticket.load(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second.path != first.path
+    assert all(torch.equal(second.mask[n], ~m) for n, m in first.mask.items())  # trained on the inverted mask
+    assert main([*args, "--ticket", str(source)]) == 0  # the original again: its results, found by its mask
+    assert Path(capsys.readouterr().out.strip().splitlines()[-1]) == first.path
+
+
 def test_reinit_applies_a_ticket_to_random_weights(tiny_bert, glue_dir, tmp_path, capsys):
     from bert_tickets.config import load_config
     from bert_tickets.imp import ImpRun

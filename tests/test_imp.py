@@ -32,14 +32,50 @@ def test_schedules():
     assert geometric == pytest.approx([0.0, 0.2, 0.36, 0.488, 0.5])
 
 
-def test_auto_precision_is_bf16_only_where_bf16_is_native(monkeypatch):
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_auto_precision_is_fp32_on_any_cpu_and_bf16_on_gpus_that_have_it(native, monkeypatch):
     import bert_tickets.training as training
 
+    monkeypatch.setenv(training.NATIVE_BF16_ENV, native)  # the CPU's flags no longer decide anything
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    assert training.native_bf16() == (native == "1")
     assert resolved_precision(TrainingConfig(mixed_precision="no")) == "no"
     assert resolved_precision(TrainingConfig(mixed_precision="fp16")) == "fp16"
-    for native, expected in ((True, "bf16"), (False, "no")):
-        monkeypatch.setattr(training, "native_bf16", lambda native=native: native)
+    assert resolved_precision(TrainingConfig(mixed_precision="bf16")) == "bf16"  # opt-in on a CPU
+    assert resolved_precision(TrainingConfig()) == "no"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for supported, expected in ((True, "bf16"), (False, "no")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
         assert resolved_precision(TrainingConfig()) == expected
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # `accelerate launch --mixed_precision fp16`
+    assert resolved_precision(TrainingConfig()) == "fp16"
+
+
+def test_the_run_hash_holds_the_resolved_precision(tmp_path, monkeypatch):
+    from bert_tickets.config import dense_hash, reproduce_command, run_hash
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    auto, fp32, bf16 = (load_config(None, {"training.mixed_precision": p}) for p in ("auto", "no", "bf16"))
+    assert run_hash(auto) == run_hash(fp32) != run_hash(bf16)  # auto on a CPU is fp32: the same folder
+    assert dense_hash(auto) == dense_hash(fp32) != dense_hash(bf16)
+    assert "training.mixed_precision=no" in reproduce_command(auto)  # the same folder on a GPU too
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert run_hash(auto) == run_hash(bf16)  # auto on a bf16 GPU: the bf16 folder, never the fp32 one
+
+
+def test_finds_with_different_precisions_in_one_process(tiny_bert, glue_dir, tmp_path):
+    """accelerate keeps one precision per process: each run gets its own anyway, in any order, and records it."""
+    found = {}
+    for precision in ("bf16", "no", "bf16", "auto"):
+        ticket = find_ticket("sst2", 0.2, model=tiny_bert, data_dir=str(glue_dir), output_dir=str(tmp_path),
+                             training__max_steps=2, training__batch_size=8, data__max_length=32,
+                             training__mixed_precision=precision)
+        expected = "no" if precision == "auto" else precision
+        level = read_json(next(ticket.path.parents[1].glob("level_01_*/metrics.json")))
+        assert level["precision"] == ticket.info["precision"] == expected
+        found[precision] = ticket.path
+    assert found["bf16"] != found["no"] == found["auto"]
 
 
 def test_find_writes_levels_and_a_ticket(tiny_bert, glue_dir, tmp_path):
