@@ -326,6 +326,7 @@ def print_comparison(found: Any) -> None:
 
 def print_summary(run: Any, info: dict[str, Any]) -> None:
     from bert_tickets.metrics import display_value, format_mean_std, is_percent
+    from bert_tickets.training import FAILED_RULE
 
     primary = info["primary_metric"]
     print(f"\n{info['method']} on {info['task']} with {info['model']} ({run.root})")
@@ -340,6 +341,11 @@ def print_summary(run: Any, info: dict[str, Any]) -> None:
     for name, t in info["metrics"]["ticket"].items():
         d = info["metrics"]["dense"][name]
         print(f"{name:<24} {format_mean_std(name, t):>18} {format_mean_std(name, d):>18}")
+    failed = {arm: info["metrics"][arm][primary].get("failed") for arm in ("ticket", "dense")}
+    if any(count is not None for count in failed.values()):
+        seeds = len(info["seeds"])
+        counts = ", ".join(f"{arm} {'not recorded' if n is None else f'{n} of {seeds}'}" for arm, n in failed.items())
+        print(f"failed to learn: {counts} ({FAILED_RULE})")
     print(f"{primary}: {matching_mark(info['matching'])} ({MATCHING_RULE})")
     for name, sparsity in (info.get("collapsed_matrices") or {}).items():
         print(f"COLLAPSED: {name} is {sparsity:.1%} pruned ({info['collapse_rule']}); see ticket.json")

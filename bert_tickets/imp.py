@@ -57,7 +57,7 @@ from bert_tickets.runs import (
     read_json_if_exists,
     write_json,
 )
-from bert_tickets.stats import MATCHING_RULE, is_matching, mean_std
+from bert_tickets.stats import MATCHING_RULE, failed_count, is_matching, mean_std
 from bert_tickets.ticket import Ticket
 from bert_tickets.training import (
     FAILED_RULE,
@@ -488,14 +488,17 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
 def _run_summary(record: dict[str, Any], seed: int) -> dict[str, Any]:
     """What the report needs of one fine-tuning beside its scores: did it learn, its losses, how far it moved (a
     level's record, which is also a seed's result, names no seed of its own)."""
-    keys = ("failed", "train_loss", "final_train_loss", "chance_loss", "eval_loss", "drift")
+    keys = ("failed", "train_loss", "final_train_loss", "chance_loss", "chance_score", "eval_loss", "drift")
     return {"seed": seed, **{key: record.get(key) for key in keys}}
 
 
 def _summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per metric: mean and std over every seed, the values, and how many of the runs failed to learn (the same
+    count under each metric: the verdicts read it beside the scores)."""
     out = {}
+    failed = failed_count(runs)
     for name in runs[0]["metrics"]:
         values = [r["metrics"][name] for r in runs]
         mean, std = mean_std(values)
-        out[name] = {"mean": mean, "std": std, "values": values}
+        out[name] = {"mean": mean, "std": std, "values": values, "failed": failed}
     return out

@@ -42,6 +42,7 @@ from bert_tickets.training import (
     FitResult,
     bucket_multiple,
     chance_loss,
+    chance_score,
     evaluate,
     linear_schedule,
     total_steps,
@@ -331,7 +332,7 @@ def _pinned(t: torch.Tensor) -> torch.Tensor:
 def _member_results(members: Sequence[Member], loop: PackedLoop, data: PreparedData, task: TaskAdapter,
                     tokenizer: Any, training: TrainingConfig, accelerator: Any, seconds: float) -> list[FitResult]:
     collate = task.collator(tokenizer, train=False, pad_to_multiple_of=bucket_multiple(loop.device))
-    chance = chance_loss(data.train)
+    chance, constant = chance_loss(data.train), chance_score(task, data)
     losses = (loop.loss_sum / max(loop.step, 1)).tolist()
     tails = (loop.tail_loss_sum / max(loop.tail_batches, 1)).tolist()
     tokens, revived = loop.tokens.tolist(), loop.revived()
@@ -347,6 +348,7 @@ def _member_results(members: Sequence[Member], loop: PackedLoop, data: PreparedD
             trainable_parameters=sum(p.numel() for p in member.model.parameters() if p.requires_grad),
             tokens=tokens[k], precision=accelerator.mixed_precision, final_learning_rate=final_lr,
             step_ends=loop.step_ends, final_train_loss=tails[k] if loop.tail_batches else None,
-            chance_loss=chance, eval_loss=eval_losses, pack_size=len(members)))
+            chance_loss=chance, eval_loss=eval_losses, pack_size=len(members), primary_metric=task.primary_metric,
+            chance_score=constant))
     accelerator.free_memory()
     return results

@@ -20,6 +20,7 @@ class MetricSummary(TypedDict):
     mean: float
     std: float
     values: list[float]  # one per seed, in the order of `seeds`
+    failed: NotRequired[int | None]  # how many of the seeds' runs failed to learn (None: not recorded)
 
 
 class FineTuningSummary(TypedDict):
@@ -30,6 +31,7 @@ class FineTuningSummary(TypedDict):
     train_loss: float | None
     final_train_loss: float | None
     chance_loss: float | None
+    chance_score: NotRequired[float | None]  # the best constant prediction's primary dev score
     eval_loss: float | None
     drift: float | None
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-MATCHING_RULE = ("matching: the ticket's mean >= dense's mean − one standard deviation of dense, both over the same "
-                 "seeds, at least 2 (Chen et al. 2020); with one dense seed there is no spread to judge by: n/a")
+MATCHING_RULE = ("matching: the ticket's mean >= dense's mean − one standard deviation of dense, both over all "
+                 "the same seeds, at least 2 (Chen et al. 2020), failed runs included; never where more of the "
+                 "ticket's runs failed than dense's, or all of them (one dense or ticket seed: n/a)")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -23,14 +24,26 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def is_matching(ticket: dict[str, Any], dense: dict[str, Any]) -> bool | None:
-    """The paper's criterion on two {mean, std, values} summaries; None when dense has fewer than two seeds."""
-    if len(dense.get("values", [])) < 2:
+    """The paper's criterion on two {mean, std, values, failed} summaries, over every seed; None when either arm
+    has fewer than two seeds. A run that learned nothing (`failed`, `training.FAILED_RULE`) stays in the mean, and
+    an arm whose runs failed more often than dense's (or all failed) is not matching whatever its mean."""
+    seeds, dense_seeds = len(ticket.get("values", [])), len(dense.get("values", []))
+    if seeds < 2 or dense_seeds < 2:
         return None
+    failed, dense_failed = ticket.get("failed"), dense.get("failed")
+    if failed is not None and (failed == seeds or failed / seeds > (dense_failed or 0) / dense_seeds):
+        return False
     return bool(ticket["mean"] >= dense["mean"] - dense["std"])
 
 
+def failed_count(runs: Sequence[dict[str, Any]]) -> int | None:
+    """How many of an arm's fine-tunings failed to learn; None when none of their records says (older runs)."""
+    said = [r.get("failed") for r in runs if r.get("failed") is not None]
+    return sum(bool(f) for f in said) if said else None
+
+
 def matching_mark(matching: bool | None) -> str:
-    return {True: "matching", False: "not matching", None: "n/a (one dense seed)"}[matching]
+    return {True: "matching", False: "not matching", None: "n/a (one seed)"}[matching]
 
 
 @dataclass(frozen=True)

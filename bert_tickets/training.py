@@ -53,14 +53,18 @@ class FitResult:
     eval_loss: dict[str, float] = field(default_factory=dict)  # per evaluation split, where the model gives one
     drift: dict[str, float] = field(default_factory=dict)  # ||θ_T − θ_start|| / ||θ_start|| of the prunable weights
     pack_size: int = 1  # fine-tunings trained as one computation (bert_tickets.packed); `seconds` is the pack's
+    primary_metric: str | None = None  # the task's metric that verdicts read
+    chance_score: float | None = None  # the best constant prediction's score in it, on the same examples
 
     @property
     def failed(self) -> bool | None:
-        return failed_to_learn(self.final_train_loss, self.chance_loss)
+        score = self.metrics.get(self.primary_metric) if self.primary_metric else None
+        return failed_to_learn(self.final_train_loss, self.chance_loss, score, self.chance_score)
 
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": self.metrics, "eval_loss": self.eval_loss, "train_loss": self.train_loss,
-                "final_train_loss": self.final_train_loss, "chance_loss": self.chance_loss, "failed": self.failed,
+                "final_train_loss": self.final_train_loss, "chance_loss": self.chance_loss,
+                "chance_score": self.chance_score, "failed": self.failed,
                 "drift": self.drift,
                 "steps": self.steps,
                 "seconds": round(self.seconds, 2), "revived_weights": self.revived_weights,
@@ -69,20 +73,35 @@ class FitResult:
                 "processes": self.processes, **({"pack_size": self.pack_size} if self.pack_size > 1 else {})}
 
 
-# A fine-tuning "failed" when the loss of its last quarter of steps is still within 10% of the loss of the best
-# constant prediction (the training labels' entropy, or their variance for regression): it never left chance, so
-# its dev score says nothing about its mask (Mosbach et al. 2021: BERT fine-tuning on small data fails so for some
-# seeds whatever the mask). The report counts such runs per arm and shows them apart from the arm's mean.
+# A fine-tuning "failed" when it learned nothing its dev score can tell from a constant: its primary dev score is
+# within 5% of the way from the best constant prediction's (the training set's majority class; 0 for correlations)
+# to a perfect score, or the loss of its last quarter of steps is still within 10% of the best constant
+# prediction's loss (the training labels' entropy, or their variance for regression). Such a run says nothing about
+# its mask (Mosbach et al. 2021: BERT fine-tuning on small data fails so for some seeds whatever the mask). It is
+# an outcome: verdicts count it (`stats.is_matching`), and no mean leaves it out.
 FAILED_FRACTION_OF_CHANCE = 0.9
-FAILED_RULE = (f"failed: mean training loss over the last quarter of the steps >= {FAILED_FRACTION_OF_CHANCE} x the "
-               "loss of the best constant prediction (label entropy; label variance for regression)")
+FAILED_SCORE_MARGIN = 0.05
+FAILED_RULE = (f"failed: the primary dev score is below the best constant prediction's (majority class; 0 for "
+               f"correlations) + {FAILED_SCORE_MARGIN:g} x (1 − that score), or the mean training loss over the last "
+               f"quarter of the steps is >= {FAILED_FRACTION_OF_CHANCE} x the loss of the best constant prediction "
+               "(label entropy; label variance for regression)")
 
 
-def failed_to_learn(final_train_loss: float | None, chance_loss: float | None) -> bool | None:
-    """Whether a fine-tuning never left chance; None where it cannot be told (no chance level for the task)."""
-    if final_train_loss is None or chance_loss is None or chance_loss <= 0:
-        return None
-    return bool(final_train_loss >= FAILED_FRACTION_OF_CHANCE * chance_loss)
+def failed_to_learn(final_train_loss: float | None, chance_loss: float | None, score: float | None = None,
+                    chance_score: float | None = None) -> bool | None:
+    """Whether a fine-tuning learned nothing (FAILED_RULE); None where neither rule can be applied."""
+    verdicts = []
+    if final_train_loss is not None and chance_loss is not None and chance_loss > 0:
+        verdicts.append(final_train_loss >= FAILED_FRACTION_OF_CHANCE * chance_loss)
+    if score is not None and chance_score is not None and math.isfinite(chance_score):
+        verdicts.append(not score >= chance_score + FAILED_SCORE_MARGIN * (1 - chance_score))  # NaN: failed
+    return bool(any(verdicts)) if verdicts else None
+
+
+def chance_score(task: TaskAdapter, data: PreparedData) -> float | None:
+    """The best constant prediction's primary dev score on the evaluation examples used (None: not defined)."""
+    scores = task.constant_scores(data)
+    return None if scores is None else scores.get(task.primary_metric)
 
 
 def chance_loss(train: Any) -> float | None:
@@ -213,7 +232,7 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
                      precision=accelerator.mixed_precision, step_ends=loop.step_ends,
                      final_learning_rate=scheduler.get_last_lr()[0], processes=accelerator.num_processes,
                      final_train_loss=final_loss if loop.tail_batches else None, chance_loss=chance_loss(data.train),
-                     eval_loss=eval_losses)
+                     eval_loss=eval_losses, primary_metric=task.primary_metric, chance_score=chance_score(task, data))
 
 
 class _Loop:

@@ -70,6 +70,11 @@ class TaskAdapter(Protocol):
 
     def score(self, split: str, arrays: dict[str, np.ndarray], data: PreparedData) -> dict[str, float]: ...
 
+    def constant_scores(self, data: PreparedData) -> dict[str, float] | None:
+        """The scores of the best constant prediction on the evaluation splits (a model that learned nothing):
+        what a fine-tuning's dev score is judged against; None where the task has none."""
+        ...
+
 
 def read_text(path: Path, task: str) -> tuple[str, str]:
     """A data file's text (UTF-8, a byte-order mark allowed) and a fingerprint of its bytes, or one clear error."""

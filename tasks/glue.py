@@ -176,6 +176,19 @@ class GlueTask:
         scores = metrics.compute(self.metric_names, predictions, arrays["labels"], regression=self.is_regression)
         return {self.metric_key(split, name): value for name, value in scores.items()}
 
+    def constant_scores(self, data: Any) -> dict[str, float]:
+        """The training set's majority class predicted for every evaluation example (classification); a constant
+        for regression, whose correlations are 0 by definition (undefined for a constant: no linear relation)."""
+        if self.is_regression:
+            return {self.metric_key(split, name): 0.0 for split in data.evals for name in self.metric_names}
+        majority = int(np.bincount(np.asarray(data.train["labels"], dtype=np.int64)).argmax())
+        scores: dict[str, float] = {}
+        for split, dataset in data.evals.items():
+            labels = np.asarray(dataset["labels"])
+            found = metrics.compute(self.metric_names, np.full(len(labels), majority), labels, regression=False)
+            scores.update({self.metric_key(split, name): value for name, value in found.items()})
+        return scores
+
 
 
 

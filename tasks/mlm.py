@@ -157,6 +157,11 @@ class MaskedLMTask:
         return {"accuracy": float(arrays["correct"].sum()) / masked, "loss": loss,
                 "perplexity": math.exp(min(loss, 50.0))}
 
+    def constant_scores(self, data: PreparedData) -> None:
+        """Not computed (the most frequent token's accuracy would need a pass over the masked tokens): a masked-LM
+        fine-tuning's failure is judged by its training loss alone (which has no chance level here either)."""
+        return None
+
 
 def _read_lines(path: Path) -> tuple[Dataset, str]:
     """A text file's non-empty lines as a Dataset, read by `datasets`' text loader (Arrow on disk), after one

@@ -145,6 +145,10 @@ class SquadTask:
         golds = {ex["id"]: ex["answer_texts"] for ex in extra["examples"]}
         return metrics.squad_scores(predictions, golds)
 
+    def constant_scores(self, data: PreparedData) -> dict[str, float]:
+        """No answer for every question (the official script scores it 0): no other constant answers better."""
+        return {"exact_match": 0.0, "f1": 0.0}
+
 
 def read_squad_json(path: Path) -> tuple[Dataset, str]:
     """The official v1.1 schema: {"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question",

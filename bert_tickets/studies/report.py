@@ -99,7 +99,12 @@ def _primary(info: dict[str, Any]) -> str:
 
 
 def _score(info: dict[str, Any], kind: str = "ticket") -> dict[str, Any]:
-    return info["metrics"][kind][_primary(info)]
+    """An arm's primary summary with its count of failed runs (from the per-seed records of runs written before the
+    summaries carried it), which `is_matching` reads."""
+    summary = info["metrics"][kind][_primary(info)]
+    if summary.get("failed") is None and (failed := failed_seeds(info, kind)) is not None:
+        summary = {**summary, "failed": len(failed)}
+    return summary
 
 
 def failed_seeds(info: dict[str, Any], kind: str = "ticket") -> set[int] | None:
@@ -119,21 +124,14 @@ class Arm:
     values: dict[int, float]
     failed: set[int] | None
 
-    @property
-    def learned(self) -> dict[int, float]:
-        return {s: v for s, v in self.values.items() if s not in (self.failed or set())}
-
     def failed_text(self) -> str:
         if self.failed is None:
             return "not recorded"
         return f"{len(self.failed)} of {len(self.values)}"
 
     def text(self) -> str:
-        """All seeds, then (where some failed) the seeds that learned, apart."""
-        text = summary_text(list(self.values.values()))
-        if self.failed:
-            text += f"; without the {len(self.failed)} failed: {summary_text(list(self.learned.values()))}"
-        return text
+        """All seeds (failed runs are outcomes: never left out of a mean), and how many failed."""
+        return f"{summary_text(list(self.values.values()))}; failed {self.failed_text()}"
 
 
 def _arm(method: str, info: dict[str, Any], kind: str = "ticket") -> Arm:
@@ -190,7 +188,6 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
                 "matching": is_matching(score, dense) if method != DENSE else None,
                 "at_least_dense_mean": score["mean"] >= dense["mean"],
                 "failed": None if arm.failed is None else len(arm.failed),
-                "mean_without_failed": mean_std(list(arm.learned.values()))[0] if arm.learned else float("nan"),
                 "minus_dense": minus_dense.mean, "minus_dense_std": minus_dense.std, "paired_seeds": minus_dense.n,
                 "minus_imp": minus_ticket.mean if method not in (DENSE, IMP) else None,
                 "minus_imp_std": minus_ticket.std if method not in (DENSE, IMP) else None,
@@ -235,9 +232,8 @@ def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     for r in rows:
         values = [float(v) for v in r["values"].split()]
         failed = "not recorded" if r["failed"] is None else f"{r['failed']} of {r['seeds']}"
-        if r["failed"]:
-            rest = r["mean_without_failed"]
-            failed += " (none learned)" if rest != rest else f" (mean of the rest {100 * rest:.1f})"
+        if r["failed"] and r["failed"] == r["seeds"]:
+            failed += " (none learned)"
         minus_dense = "" if r["method"] == DENSE else _paired_text(r["minus_dense"], r["minus_dense_std"],
                                                                    r["paired_seeds"])
         minus_imp = "" if r["minus_imp"] is None else _paired_text(r["minus_imp"], r["minus_imp_std"],
@@ -251,8 +247,9 @@ def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
             + "\n".join(lines)
             + "\n\n### Paired by seed\n\nThe same seed gives every arm the same head initialisation and data "
             "order, so differences are taken seed by seed (mean ± std of the differences, n seeds). "
-            f"Failed runs: {FAILED_RULE}; they are counted here and the arm's mean without them is shown "
-            "beside it.\n\n" + "\n".join(paired_lines) + "\n\nCSV: [table2.csv](table2.csv)")
+            f"Failed runs: {FAILED_RULE}. They are counted per arm beside dense's and stay in every mean: "
+            "a mask that makes its runs fail has failed; an arm whose runs failed more often than dense's is not "
+            "matching.\n\n" + "\n".join(paired_lines) + "\n\nCSV: [table2.csv](table2.csv)")
 
 
 def _paired_text(mean: float, std: float, n: int) -> str:
