@@ -1,7 +1,10 @@
 """Resuming inside a fine-tuning: the training state (model, optimizer, scheduler, RNG, data position and the
 running loss) saved with accelerate's `save_state` every `training.checkpoint_minutes` (or `checkpoint_steps`),
 atomically, so a killed level restarts from its last checkpoint instead of step 0, with the same result as an
-uninterrupted run. One checkpoint per fine-tuning, deleted once its result is written.
+uninterrupted run. One checkpoint per fine-tuning, deleted once its result is written. `progress.json` holds the
+SHA-256 of every file of the checkpoint: one that is damaged or partial (a truncated file, a missing one, a
+checkpoint from before the digests) is discarded with one line, and its fine-tuning starts again from step 0,
+which gives the uninterrupted result.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from accelerate import Accelerator
 
 from bert_tickets import paths
 from bert_tickets.config import TrainingConfig
+from bert_tickets.errors import UserError
 from bert_tickets.ranks import barrier, is_main_process, log
-from bert_tickets.runs import read_json, write_json
+from bert_tickets.runs import read_json, sha256, write_json
 
 PROGRESS = "progress.json"  # written last: a checkpoint without it is incomplete
 
@@ -50,8 +54,31 @@ class Checkpointer:
         old = _aside(self.folder, ".old")
         if not (self.folder / PROGRESS).exists() and (old / PROGRESS).exists() and is_main_process():
             os.replace(old, self.folder)  # killed between the two renames of a swap
+        progress = self._verified() if is_main_process() else None
+        if is_main_process() and progress is None and self.folder.exists():
+            shutil.rmtree(self.folder, ignore_errors=True)
         barrier()
-        return read_json(self.folder / PROGRESS) if (self.folder / PROGRESS).exists() else None
+        if not is_main_process():  # the main rank removed a damaged one: what is there now is whole
+            return read_json(self.folder / PROGRESS) if (self.folder / PROGRESS).exists() else None
+        return progress
+
+    def _verified(self) -> dict[str, Any] | None:
+        """The checkpoint's progress if every file it lists is there with its recorded digest; None (after one
+        line saying why) for a damaged one, and quietly for none."""
+        assert self.folder is not None
+        if not self.folder.exists():
+            return None
+        try:
+            progress = read_json(self.folder / PROGRESS)
+            files = progress["files"]
+            bad = next((name for name, digest in sorted(files.items())
+                        if not (self.folder / name).is_file() or sha256(self.folder / name) != digest), None)
+        except (UserError, OSError, KeyError, TypeError, AttributeError):
+            bad = PROGRESS
+        if bad is None:
+            return progress
+        log(f"checkpoint {self.folder} is damaged ({bad}): discarded, the fine-tuning starts again from step 0")
+        return None
 
     def restore(self) -> None:
         assert self.folder is not None
@@ -79,8 +106,10 @@ class Checkpointer:
         barrier()
         try:
             self.accelerator.save_state(str(new))
+            barrier()  # every rank's files are written before the main one reads their digests
             if is_main_process():
-                write_json(new / PROGRESS, progress)
+                files = {str(f.relative_to(new)): sha256(f) for f in sorted(new.rglob("*")) if f.is_file()}
+                write_json(new / PROGRESS, {**progress, "files": files})
         except BaseException:  # a full disk, a signal: no half-written checkpoint is left to fill the disk
             if is_main_process():
                 shutil.rmtree(new, ignore_errors=True)

@@ -9,7 +9,6 @@ ourselves rather than in huggingface_hub: its `upload_folder` uploads a folder b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,19 +20,11 @@ from pathlib import Path
 from bert_tickets.errors import UserError
 from bert_tickets.locks import file_lock
 from bert_tickets.ranks import log
-from bert_tickets.runs import TEMP_SUFFIX, UMASK, write_json
+from bert_tickets.runs import TEMP_SUFFIX, UMASK, sha256, write_json
 
 MANIFEST = ".bert-tickets-export.json"  # never uploaded (see `UPLOAD_IGNORE`)
 UPLOAD_IGNORE = [MANIFEST]
 STAGING = "export-"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def owned(out: Path) -> dict[str, list[str]]:

@@ -8,6 +8,7 @@ works on a read-only or full disk). Files get the process umask's permissions, a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -154,3 +155,10 @@ def usable_folder(folder: Path) -> Path:
     return folder
 
 
+def sha256(path: Path) -> str:
+    """A file's SHA-256, read in blocks (checkpoints and export manifests)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

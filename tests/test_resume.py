@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import write_glue
 from safetensors.torch import load_file
 
@@ -64,3 +65,46 @@ def test_a_level_killed_after_a_checkpoint_resumes_to_the_same_result(tiny_bert,
     assert results == _results(tmp_path / "whole")
     assert {"level_01_sparsity_0.2000/metrics.json", "level_01_sparsity_0.2000/mask.safetensors"} <= set(results)
     assert not list(out.rglob("*.checkpoint*"))
+
+
+class Interrupted(Exception):
+    """Stands for a kill in the middle of a level (after a checkpoint was written)."""
+
+
+@pytest.mark.parametrize("damaged", ["random_states_0.pkl", "model.safetensors", "progress.json"])
+def test_a_damaged_checkpoint_is_discarded_and_gives_the_uninterrupted_result(damaged, tiny_bert, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """A checkpoint proves itself by the digests of its files: a truncated one is thrown away with one line, and its
+    level trained again from step 0 ends exactly as a run that was never interrupted."""
+    import bert_tickets.imp as imp
+    from bert_tickets import find_ticket
+
+    glue = write_glue(tmp_path / "glue_data", n_train=48)
+    settings = {"model": tiny_bert, "data_dir": str(glue), "training__max_steps": 8, "training__batch_size": 8,
+                "data__max_length": 32, "pruning__rate": 0.2, "training__checkpoint_steps": 2}
+    find_ticket("sst2", 0.2, output_dir=str(tmp_path / "whole"), **settings)
+
+    real = imp.fine_tune
+
+    def killed_at_step_5(*args, **kwargs):
+        if kwargs.get("desc", "").startswith("level 1"):
+            def on_step(step, model):
+                if step == 5:
+                    raise Interrupted
+            kwargs["on_step"] = on_step
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imp, "fine_tune", killed_at_step_5)
+    with pytest.raises(Interrupted):
+        find_ticket("sst2", 0.2, output_dir=str(tmp_path / "damaged"), **settings)
+    monkeypatch.setattr(imp, "fine_tune", real)
+    (checkpoint,) = (tmp_path / "damaged").glob("sst2/imp_*/level_01_*/metrics.checkpoint")
+    assert json.loads((checkpoint / "progress.json").read_text())["step"] == 4
+    path = checkpoint / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated, as a full disk or a kill leaves it
+    capsys.readouterr()
+    find_ticket("sst2", 0.2, output_dir=str(tmp_path / "damaged"), **settings)
+    err = capsys.readouterr().err
+    assert f"is damaged ({damaged}): discarded" in err and "resuming at step" not in err
+    assert _results(tmp_path / "damaged") == _results(tmp_path / "whole")
+    assert not list((tmp_path / "damaged").rglob("*.checkpoint*"))
