@@ -103,9 +103,10 @@ class TrainingConfig:
     keep_finetuned: bool = setting(False, "keep each evaluation seed's fine-tuned ticket (the whole task model, "
                                    "large) for `push --fine-tuned`")
     pack: int = setting(1, "train up to this many of an evaluation's fine-tunings (its seeds, ticket and dense) as "
-                        "one batched computation (bert_tickets.packed; each keeps its own mask, head, data order "
-                        "and optimizer; dropout masks and padding differ from a lone run's); 1: one at a time. "
-                        "Capped by the device's free memory")
+                        "one batched computation (bert_tickets.packed; each keeps its own mask, head, data order, "
+                        "optimizer and dropout stream: its result never depends on K or its packmates, but its "
+                        "dropout masks are not a lone run's, so packed (> 1) or not is part of the run hash); 1: one "
+                        "at a time. Capped by the device's free memory")
 
 
 SCOPES = ("global", "layerwise")
@@ -274,7 +275,10 @@ def hashed_settings(config: Config) -> dict[str, Any]:
     on a GPU is a bf16 run, on a CPU an fp32 one: two folders, never one holding both)."""
     from bert_tickets.training import resolved_precision  # torch: imported when a hash is needed, not for --help
 
-    return non_default_settings(config) | {"training.mixed_precision": resolved_precision(config.training)}
+    settings = non_default_settings(config) | {"training.mixed_precision": resolved_precision(config.training)}
+    if config.training.pack > 1:  # packed members draw their own dropout streams, not a lone run's (any K alike)
+        settings["training.packed"] = True
+    return settings
 
 
 def run_hash(config: Config) -> str:

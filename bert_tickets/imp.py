@@ -77,6 +77,7 @@ class ImpRun(RunFolder):
     def __init__(self, config: Config):
         super().__init__(config)
         self.resources = RunResources(self.config, self.task, self.root)
+        self.said_unpackable = False  # "cannot be packed" is logged once per run
 
     # --- running -------------------------------------------------------------------------------------
     def run(self) -> Ticket:
@@ -117,8 +118,12 @@ class ImpRun(RunFolder):
         barrier()  # what the main rank wrote is there for the others' done checks
 
     def run_seed_job(self, kind: Arm, seed: int) -> dict[str, Any]:
-        """One seed of the final evaluation: the ticket's mask (or none, dense) on θ0 with a fresh head."""
+        """One seed of the final evaluation: the ticket's mask (or none, dense) on θ0 with a fresh head; with
+        `training.pack` > 1, as a pack of one where it can be packed (every record of the folder alike)."""
         path = self.result_path(kind, seed)
+        if (kind, seed) in packable_jobs(self, [(kind, seed)]):
+            _seed_pack(self, [(kind, seed)])
+            return read_json(path)
         with result_lock(path):  # dense seeds are shared between runs: the second to come waits and reuses
             return read_json(path) if rank0_sees(path) else self._seed_run(kind, seed, path)
 
@@ -315,21 +320,32 @@ def run_seed_packs(run: ImpRun) -> None:
     `training.pack`, each trained as one computation (`bert_tickets.packed`); nothing with `pack` 1, or where
     they cannot be packed (then one at a time, as always)."""
     training, r = run.config.training, run.resources
-    if training.pack <= 1:
+    jobs = packable_jobs(run, run.seed_jobs())
+    if not jobs:
         return
-    jobs = [(kind, seed) for kind, seed in run.seed_jobs() if kind == "dense" or run.method.rewinds]
     pretrained = r.pretrained
-    reason = packed.why_not_packable(pretrained.model_class, pretrained.config, run.task, training,
-                                     r.accelerator.num_processes)
-    if len(jobs) < 2 or reason:
-        if reason:
-            log(f"training.pack {training.pack}: one fine-tuning at a time ({reason} cannot be packed)")
-        return
     parameters = sum(t.numel() for t in pretrained.theta0.values())
     size = packed.pack_limit(training.pack, parameters, pretrained.config, training, run.config.data.max_length,
                              r.accelerator.device)
     for first in range(0, len(jobs), size):
         _seed_pack(run, jobs[first:first + size])
+
+
+def packable_jobs(run: ImpRun, jobs: list[tuple[Arm, int]]) -> list[tuple[Arm, int]]:
+    """Those of `jobs` that train packed: all of a rewinding method's, and dense ones, with `training.pack` > 1,
+    unless the task, recipe or launch cannot be packed (said once per run)."""
+    training, r = run.config.training, run.resources
+    if training.pack <= 1:
+        return []
+    pretrained = r.pretrained
+    reason = packed.why_not_packable(pretrained.model_class, pretrained.config, run.task, training,
+                                     r.accelerator.num_processes)
+    if reason:
+        if not run.said_unpackable:
+            log(f"training.pack {training.pack}: one fine-tuning at a time ({reason} cannot be packed)")
+            run.said_unpackable = True
+        return []
+    return [(kind, seed) for kind, seed in jobs if kind == "dense" or run.method.rewinds]
 
 
 def _seed_pack(run: ImpRun, jobs: list[tuple[Arm, int]]) -> None:

@@ -13,17 +13,26 @@ rather than `torch.func.vmap`: vmap over a transformers model stops at its atten
 
 Each member keeps what it would have alone: its initial weights and head (built from its seed), its mask, its
 data order (its own sampler over one shared set of padded tensors), its gradient-norm clip (per member), its AdamW
-state (AdamW is elementwise, so a stacked tensor is K independent optimizers) and the same learning-rate schedule.
-What differs (the first two exercised by `tests/test_packed.py`): a member's batch is padded to the pack's
-longest (padding is masked out of attention, but a longer reduction rounds differently); a member whose epoch's
-last, smaller batch falls at a step gets filler rows, weighted 0 in its loss; and dropout draws every member's
-masks from one generator, so a member's dropout is independent of the others' but not the stream it would draw
-alone. With dropout off, a member's weights and scores equal its lone run's within float32 rounding.
+state (AdamW is elementwise, so a stacked tensor is K independent optimizers), the same learning-rate schedule,
+and its own dropout: every dropout mask of member k comes from k's own generator, seeded by its seed, drawn at a
+canonical shape (the recipe's batch size, the data's longest padded length) and cut to the step's, so the numbers
+it draws never depend on K, on its packmates or on their lengths (`DropoutStreams`).
+
+A member's record so depends on its seed and recipe only, never on the pack; but it is not its lone run's when
+the model has dropout: alone, attention dropout is drawn inside torch's fused attention kernel from the global
+generator, in an order no other computation can reproduce, so a packed member's dropout masks are its own,
+not the lone run's. Packed evaluations therefore live in their own run folders (`training.pack` > 1 is part of the
+run hash, and there every evaluation fine-tuning is packed, as a pack of one where it is alone). With dropout off,
+a member's weights and scores equal its lone run's within float32 rounding. What else differs from a lone run
+(both exercised by `tests/test_packed.py`): a member's batch is padded to the pack's longest (padding is masked out
+of attention, but a longer reduction may round differently); a member whose epoch's last, smaller batch falls at a
+step gets filler rows, weighted 0 in its loss.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,7 +56,6 @@ from bert_tickets.training import (
     linear_schedule,
     total_steps,
     training_batches,
-    with_sdpa_mask,
 )
 
 
@@ -104,10 +112,88 @@ PACKED_LAYERS: dict[type, type] = {nn.Linear: PackedLinear, nn.LayerNorm: Packed
                                    nn.Embedding: PackedEmbedding}
 
 
-def pack_models(models: Sequence[nn.Module]) -> nn.Module:
-    """One model whose every parameter is the members' parameters stacked (names unchanged)."""
+class DropoutStreams:
+    """One dropout generator per member, seeded by its seed, and the canonical shape every draw is made at: rows =
+    the recipe's batch size (no step has more), sequence = the longest padded length in the data. A draw at that
+    shape, cut to the step's rows and length, takes the same numbers from the member's stream whatever the pack."""
+
+    def __init__(self, seeds: Sequence[int], rows: int, length: int, device: torch.device):
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+        self.rows, self.length, self.device = rows, length, device
+
+    def keep(self, shape: torch.Size, p: float, sequence_dims: tuple[int, ...]) -> torch.Tensor:
+        """Keep-masks (True: kept) for a tensor of `shape` whose first dimension holds the K members' rows."""
+        k = len(self.generators)
+        rows = shape[0] // k
+        canonical = [self.rows, *shape[1:]]
+        for dim in sequence_dims:
+            if shape[dim] > self.length:
+                raise RuntimeError(f"a packed batch of length {shape[dim]} is longer than the data's {self.length}")
+            canonical[dim] = self.length
+        index = (slice(0, rows), *(slice(0, shape[d]) if d in sequence_dims else slice(None)
+                                   for d in range(1, len(shape))))
+        draws = [torch.rand(canonical, generator=g, device=self.device)[index] for g in self.generators]
+        return torch.cat(draws) >= p
+
+
+class PackedDropout(nn.Module):
+    """nn.Dropout with each member's masks from its own stream (`DropoutStreams`). Hidden states (rows, sequence,
+    hidden) and pooled ones (rows, hidden) through `forward`; attention probabilities (rows, heads, sequence,
+    sequence) through `attention`, which the packed attention function calls."""
+
+    def __init__(self, p: float, streams: DropoutStreams):
+        super().__init__()
+        self.p, self.streams = p, streams
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._drop(x, (1,) if x.ndim == 3 else ())
+
+    def attention(self, weights: torch.Tensor) -> torch.Tensor:
+        return self._drop(weights, (2, 3))
+
+    def _drop(self, x: torch.Tensor, sequence_dims: tuple[int, ...]) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = self.streams.keep(x.shape, self.p, sequence_dims)
+        return x * keep.to(x.dtype) / (1 - self.p)
+
+
+PACKED_ATTENTION = "bert_tickets_packed"
+
+
+def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                     **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Attention for packs: torch's sdpa where no dropout applies (evaluation, dropout 0); with dropout, the same
+    product written out so the probabilities go through the member's own dropout stream (sdpa would draw them
+    from the global generator, inside its kernel). `attention_mask`: boolean (rows, 1, 1 or L, L), True = attend."""
+    if not dropout:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=scaling,
+                                      **kwargs)
+    scores = torch.matmul(query, key.transpose(2, 3)) * (scaling or query.shape[-1] ** -0.5)
+    if attention_mask is not None:
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    weights = module.dropout.attention(torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype))
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), None
+
+
+def _register_packed_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+
+
+def pack_models(models: Sequence[nn.Module], streams: DropoutStreams | None = None) -> nn.Module:
+    """One model whose every parameter is the members' parameters stacked (names unchanged); with `streams`, its
+    dropout draws each member's masks from the member's own stream."""
     packed = copy.deepcopy(models[0])
     for name, module in models[0].named_modules():
+        if streams is not None and isinstance(module, nn.Dropout):
+            parent, _, child = name.rpartition(".")
+            setattr(packed.get_submodule(parent) if parent else packed, child, PackedDropout(module.p, streams))
+            continue
         if not any(True for _ in module.parameters(recurse=False)):
             continue
         layer = PACKED_LAYERS.get(type(module))
@@ -117,6 +203,9 @@ def pack_models(models: Sequence[nn.Module]) -> nn.Module:
         parent, _, child = name.rpartition(".")
         setattr(packed.get_submodule(parent) if parent else packed, child,
                 layer([m.get_submodule(name) for m in models]))
+    if streams is not None:
+        _register_packed_attention()
+        packed.config._attn_implementation = PACKED_ATTENTION  # the pack's own copy of the config
     return packed
 
 
@@ -205,11 +294,12 @@ class PackedLoop:
     and each member's running losses and tokens (kept on the device, read at the end)."""
 
     def __init__(self, members: Sequence[Member], training: TrainingConfig, steps: int, device: torch.device,
-                 precision: str):
+                 precision: str, longest: int):
         self.k, self.training, self.device = len(members), training, device
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         masked = self._mask_members(members)  # before stacking: the stacked weights start masked
-        self.packed = pack_models([m.model for m in members]).to(device)
+        streams = DropoutStreams([m.seed for m in members], training.batch_size, longest, device)
+        self.packed = pack_models([m.model for m in members], streams).to(device)
         self.forward: Callable[..., Any] = self.packed  # or its torch.compile wrapper
         self.pairs = self._stacked_masks(masked)
         self.padded_tables = [m for m in self.packed.modules()
@@ -250,7 +340,7 @@ class PackedLoop:
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> None:
         labels, real = batch.pop("labels"), batch.pop("real")
-        inputs = with_sdpa_mask(self.packed, batch)
+        inputs = {**batch, "attention_mask": batch["attention_mask"][:, None, None, :].bool()}  # as with_sdpa_mask
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
             logits = self.forward(**inputs).logits
         losses = member_losses(logits, labels, real, self.k)
@@ -305,7 +395,7 @@ def fine_tune_packed(members: Sequence[Member], data: PreparedData, task: TaskAd
         if can_pre_pad(collate, tokenizer, data.train) else None
     loaders = [training_batches(data.train, collate, tokenizer, training, m.seed, multiple, padded) for m in members]
     steps = total_steps(training, len(loaders[0]))
-    loop = PackedLoop(members, training, steps, device, accelerator.mixed_precision)
+    loop = PackedLoop(members, training, steps, device, accelerator.mixed_precision, _longest(data, padded, multiple))
     if compile_model:
         loop.forward = torch.compile(loop.packed)
     loop.packed.train()
@@ -322,6 +412,12 @@ def fine_tune_packed(members: Sequence[Member], data: PreparedData, task: TaskAd
                 break
     seconds = time.perf_counter() - start
     return _member_results(members, loop, data, task, tokenizer, training, accelerator, seconds)
+
+
+def _longest(data: PreparedData, padded: PaddedTensors | None, multiple: int | None) -> int:
+    """The longest a packed batch can be: the data's longest example, rounded up to the bucket multiple."""
+    longest = int(padded.lengths.max()) if padded is not None else max(len(ids) for ids in data.train["input_ids"])
+    return math.ceil(longest / multiple) * multiple if multiple else longest
 
 
 def _pinned(t: torch.Tensor) -> torch.Tensor:

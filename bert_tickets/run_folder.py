@@ -60,8 +60,9 @@ class RunFolder:
         self.sparsities = sparsity_schedule(p.sparsity, p.rate, p.schedule) if self.method.iterative \
             else [0.0, p.sparsity]
         # a level is also one of the evaluation's fine-tunings (level 0 dense, the last level the ticket) unless the
-        # levels train by another recipe than the evaluation (the authors' schedule, a carried head)
-        self.levels_are_evaluations = p.level_lr_horizon == 1 and not p.carry_head
+        # levels train by another recipe than the evaluation (the authors' schedule, a carried head) or the
+        # evaluation is packed (a packed member's dropout stream is not a lone level's)
+        self.levels_are_evaluations = p.level_lr_horizon == 1 and not p.carry_head and config.training.pack == 1
         # a mask found without training (magnitude, random, a given ticket) needs no dense level 0
         self.trained_levels = list(range(0 if self.method.trains_dense_level else 1, len(self.sparsities)))
 

@@ -13,6 +13,7 @@ from bert_tickets.masks import load_mask, mask_metadata, prunable_parameters, sp
 from bert_tickets.modeling import load_pretrained
 from bert_tickets.run_folder import sparsity_schedule
 from bert_tickets.runs import read_json
+from bert_tickets.stats import is_matching
 from bert_tickets.tasks import get_task
 from bert_tickets.training import resolved_precision
 
@@ -99,7 +100,8 @@ def test_find_writes_levels_and_a_ticket(tiny_bert, glue_dir, tmp_path):
     assert info["method"] == "imp" and info["task"] == "sst2" and info["seeds"] == [0, 1]
     ticket_acc, dense_acc = info["metrics"]["ticket"]["accuracy"], info["metrics"]["dense"]["accuracy"]
     assert len(ticket_acc["values"]) == len(dense_acc["values"]) == 2
-    assert info["matching"] == (ticket_acc["mean"] >= dense_acc["mean"] - dense_acc["std"])
+    assert info["matching"] == is_matching(ticket_acc, dense_acc)  # the paper's rule, failures counted
+    assert ticket_acc["failed"] == sum(r["failed"] for r in info["runs"]["ticket"])
     assert (paths.ticket_seed(ticket.path, 1)).exists()
     level0 = read_json(paths.metrics(run.level_dir(0)))["metrics"]
     assert read_json(paths.dense_seed(run.dense_dir(), 0))["metrics"] == level0
