@@ -154,7 +154,8 @@ def finetuned_card(ticket: Ticket, repo_id: str, seed: int, encoder_prefix: str)
     dense = "| dense (mean ± std) | " + " | ".join(format_mean_std(m, info["metrics"]["dense"][m]) for m in metrics)
     body = FINETUNED_CARD.format(
         repo_id=repo_id, task=ticket.task, sparsity=100 * ticket.sparsity, seed=seed, base=base,
-        method=info["method"], method_label=get_method(info["method"]).label, project=project_link(),
+        found_on=found_on(info), notes=measured_notes(info), method=info["method"],
+        method_label=get_method(info["method"]).label, project=project_link(),
         data=_describe_data(source, dataset_name), table="\n".join([header, *rows, dense + " |"]),
         n_seeds=len(info["seeds"]), model_pin=_describe_model(model),
         command=portable_text(info.get("command", "")), model_class=task.model_class().__name__,
@@ -223,15 +224,61 @@ def card_results(ticket: Ticket, scores: dict[str, dict[str, Any]], what: str) -
     task = get_task(ticket.task)
     _, source = public_sources(ticket)
     dataset_id, dataset_name = _card_dataset(task, source)
+    partial = partial_splits(ticket.info)
     results = []
     for metric, summary in scores.items():
         split, metric_id = task.hub_metric(metric)
+        name = f"{metric} ({what})"
+        if split in partial:  # the first `scored` examples: the split as `datasets` slices it, never the whole
+            scored, whole = partial[split]
+            split, name = f"{split}[:{scored}]", f"{metric} ({what}; {scored} of {whole or 'the'} examples)"
         results.append(EvalResult(
             task_type=task.task_type, dataset_type=dataset_id or "text", dataset_name=dataset_name,
             dataset_config=task.hub_dataset_config if dataset_id else None, dataset_split=split,
             metric_type=metric_id, metric_value=round(display_value(metric, summary["mean"]), 4),
-            metric_name=f"{metric} ({what})"))
+            metric_name=name))
     return results
+
+
+def partial_splits(info: dict[str, Any]) -> dict[str, tuple[int, int | None]]:
+    """The evaluation splits (by their Hub names) scored on part of their examples: (scored, the split's size, None
+    where not known). Tickets from before the counts were kept: every split, when `max_eval_samples` was set."""
+    task = get_task(info["task"])
+    hub_names = getattr(task, "hub_eval_splits", {})
+    limit = info.get("config", {}).get("data.max_eval_samples")
+    counted = info.get("evaluation_examples")
+    if counted is None:
+        splits = set(hub_names.values()) or {"validation"}
+        return {split: (limit, None) for split in splits} if limit is not None else {}
+    return {hub_names.get(split, split): (c["scored"], c["of"]) for split, c in counted.items()
+            if c["of"] is None and limit is not None or c["of"] is not None and c["scored"] < c["of"]}
+
+
+def found_on(info: dict[str, Any]) -> str:
+    """The task a ticket's mask was found on (an evaluation's: its source ticket's)."""
+    return (info.get("mask_found_on") or {}).get("task", info["task"])
+
+
+def measured_notes(info: dict[str, Any]) -> str:
+    """What the scores of a card were measured on, where it is not simply the task's whole dev split after a mask
+    found on that task: part of a split, a mask found on another task, runs that failed to learn."""
+    notes = []
+    if found_on(info) != info["task"]:
+        origin = info["mask_found_on"]
+        notes.append(f"The mask was found on **{origin['task']}** (by `{origin['method']}`) and is fine-tuned and "
+                     f"evaluated on **{info['task']}** here.")
+    for split, (scored, whole) in partial_splits(info).items():
+        of = f"of the {whole}" if whole else "first"
+        notes.append(f"Scores on part of the {split} split: {scored} {of} examples (`data.max_eval_samples`), not "
+                     "the split's scores.")
+    primary = info.get("primary_metric")
+    counts = {arm: info["metrics"][arm].get(primary, {}).get("failed") for arm in ("ticket", "dense")}
+    if any(n for n in counts.values()):
+        seeds = len(info["seeds"])
+        notes.append("Fine-tunings that failed to learn (dev score at the best constant prediction's, or training "
+                     f"loss at chance): ticket {counts['ticket']} of {seeds}, dense {counts['dense']} of {seeds}; "
+                     "they are in the means above.")
+    return "".join(f"\n\n{note}" for note in notes)
 
 
 def public_base(ticket: Ticket) -> str:
@@ -290,6 +337,7 @@ def ticket_card(ticket: Ticket, repo_id: str, folder: Path | None = None) -> Mod
                      for m, s in info["metrics"]["ticket"].items())
     body = TICKET_CARD.format(
         repo_id=repo_id, task=ticket.task, sparsity=100 * ticket.sparsity, rows=rows, method=info["method"],
+        found_on=found_on(info), notes=measured_notes(info),
         base=base, primary=task.primary_metric, matching=matching_mark(info["matching"]),
         command=portable_text(info.get("command", "")), n_seeds=len(info["seeds"]), project=project_link(),
         data=_describe_data(source, dataset_name), model_pin=_describe_model(model),
@@ -325,6 +373,8 @@ def random_baseline(ticket: Ticket) -> dict[str, Any] | None:
 
     try:
         settings = {k: v for k, v in ticket.info.get("config", {}).items() if k != "output_dir"}
+        if "precision" in ticket.info:  # as the run resolved it, wherever the card is written
+            settings["training.mixed_precision"] = ticket.info["precision"]
         config = task_config(ticket.task, None, settings | {
             "pruning.sparsity": ticket.info.get("target_sparsity", ticket.sparsity),
             "pruning.seeds": len(ticket.info["seeds"]), "output_dir": str(ticket.path.parents[3])})
@@ -505,7 +555,7 @@ def _first_line(exc: Exception) -> str:
 
 
 TICKET_CARD = """
-# {repo_id}: a {sparsity:.0f}%-sparse lottery ticket of {base} (found on {task})
+# {repo_id}: a {sparsity:.0f}%-sparse lottery ticket of {base} (found on {found_on})
 
 An **upstream sparse encoder**: the pre-trained weights of **{base}** with {sparsity:.1f}% of its attention and
 feed-forward matrices set to exactly zero, found by `{method}` ({method_label}) with {project} (after Chen et al.,
@@ -523,7 +573,8 @@ correlations, loss and perplexity as they are.
 |---|---|---|---|
 {rows}
 
-Matching the dense model ({primary} within one standard deviation of dense, over the same seeds): **{matching}**.
+Matching the dense model ({primary} within one standard deviation of dense, over the same seeds, failed runs
+counted): **{matching}**.{notes}
 
 ## Files
 
@@ -561,12 +612,12 @@ Base model: {model_pin}.
 
 
 FINETUNED_CARD = """
-# {repo_id}: {base} fine-tuned on {task} from a {sparsity:.0f}%-sparse lottery ticket
+# {repo_id}: {base} fine-tuned on {task} from a {sparsity:.0f}%-sparse lottery ticket (found on {found_on})
 
 The lottery ticket found by `{method}` ({method_label}) with {project} on {data} ({sparsity:.1f}% of the encoder's
 attention and feed-forward matrices exactly zero), fine-tuned on {task} with the mask kept fixed: evaluation seed
 {seed}, the best of {n_seeds} by the dev metric unless chosen. The model-index above holds **this model's own** dev
-scores; every seed's are below. Accuracy, F1 and exact match in %; correlations as they are.
+scores; every seed's are below. Accuracy, F1 and exact match in %; correlations as they are.{notes}
 
 {table}
 

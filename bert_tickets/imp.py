@@ -483,7 +483,10 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
         "collapse_rule": report["collapse_rule"],
         "schedule": p.schedule, "rate": p.rate, "levels": run.sparsities, "rewind_step": p.rewind_step,
         "weights": run.method.weights if not p.rewind_step else f"rewound to training step {p.rewind_step}",
-        "prunable": p.prunable, "source_ticket": p.ticket, "pooler_in_mask": any("pooler" in n for n in mask),
+        "prunable": p.prunable, "source_ticket": p.ticket, "mask_found_on": mask_origin(p.ticket),
+        "evaluation_examples": {split: {"scored": scored, "of": whole}
+                                for split, (scored, whole) in run.resources.data.eval_sizes.items()},
+        "pooler_in_mask": any("pooler" in n for n in mask),
         "pooler_rule": "a mask without a pooler entry leaves a model's pooler dense; a pooler entry is skipped "
                        "for models without a pooler",
         "mask_keys": "encoder parameter names (model.base_model)",
@@ -499,6 +502,15 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
         "config": non_default_settings(config), "command": reproduce_command(config),
         "bert_tickets_version": package_version(),
     }
+
+
+def mask_origin(source_ticket: str | None) -> dict[str, Any] | None:
+    """Where a given ticket's mask was found (its task, method and sparsity; through any chain of evaluations of it),
+    so that a release of an evaluation names both tasks; None for a mask this run found."""
+    if source_ticket is None:
+        return None
+    info = Ticket.load(source_ticket).info
+    return info.get("mask_found_on") or {"task": info["task"], "method": info["method"], "sparsity": info["sparsity"]}
 
 
 def _run_summary(record: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -54,6 +54,8 @@ class TicketInfo(TypedDict, total=False):
     weights: str  # what the mask is fine-tuned from
     prunable: list[str]
     source_ticket: str | None
+    mask_found_on: NotRequired[dict[str, Any] | None]  # a given ticket's mask: the task, method, sparsity it came from
+    evaluation_examples: NotRequired[dict[str, dict[str, int | None]]]  # split -> {"scored", "of": the split's size}
     pooler_in_mask: bool
     pooler_rule: str
     mask_keys: str

@@ -25,6 +25,9 @@ class PreparedData:
     train: Dataset
     evals: dict[str, Dataset]
     extras: dict[str, Any] = field(default_factory=dict)
+    # per evaluation split: (examples scored, examples in the whole split; None where not known), so that a score on
+    # part of a split (`data.max_eval_samples`) is never presented as the split's
+    eval_sizes: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
 
 class TaskAdapter(Protocol):

@@ -141,14 +141,17 @@ class GlueTask:
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData:
         splits, sources = self.load_raw(data_config.data_dir, data_config.revision)
         limits = {"train": data_config.max_train_samples}
-        prepared = {}
+        prepared, sizes = {}, {}
         for split, ds in splits.items():
             limit = limits.get(split, data_config.max_eval_samples)
+            whole = len(ds)
             ds = subsample(ds, limit, split == "train", seed)
+            sizes[split] = (len(ds), whole)
             key = fingerprint(self.name, split, sources[split], limit, seed, data_config.max_length,
                               tokenizer_identity(tokenizer))
             prepared[split] = self._tokenize(ds, tokenizer, data_config.max_length, key)
-        return PreparedData(train=prepared.pop("train"), evals=prepared)
+        sizes.pop("train")
+        return PreparedData(train=prepared.pop("train"), evals=prepared, eval_sizes=sizes)
 
     def _tokenize(self, ds: Dataset, tokenizer: Any, max_length: int, key: str) -> Dataset:
         pair = "text_b" in ds.column_names

@@ -113,13 +113,14 @@ class MaskedLMTask:
         texts, sources = self.load_texts(data_config)
         block = min(data_config.max_length, tokenizer.model_max_length)
         limits = {"train": data_config.max_train_samples, "validation": data_config.max_eval_samples}
-        prepared = {}
+        prepared, wholes = {}, {}
         for split, lines in texts.items():
             key = fingerprint("mlm-v2", split, sources[split], block, limits[split], seed, data_config.mask_seed,
                               data_config.mlm_probability, tokenizer_identity(tokenizer))
             path = cache_dir() / f"mlm-{key}.arrow"
             if path.exists():
                 prepared[split] = Dataset.from_file(str(path))
+                wholes[split] = len(prepared[split]) if limits[split] is None else None  # not counted again
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             # the blocks depend on the text, the block size and the tokenizer only: other seeds, subsets and
@@ -128,13 +129,15 @@ class MaskedLMTask:
             blocks = _blocks(tokenizer, lines, block, str(cache_dir() / f"mlm-{blocks_key}.arrow"))
             if not len(blocks):
                 raise UserError(f"mlm: the {split} text is shorter than one block of {block} tokens")
+            wholes[split] = len(blocks)
             ds = subsample(blocks, limits[split], split == "train", seed)
             if split == "validation":
                 ds = _mask_once(ds, tokenizer, data_config.mlm_probability, data_config.mask_seed)
             prepared[split] = ds.map(lambda b: b, batched=True, cache_file_name=str(path),
                                      desc=f"caching mlm {split} blocks")
         return PreparedData(train=prepared["train"], evals={"validation": prepared["validation"]},
-                            extras={"mlm_probability": data_config.mlm_probability})
+                            extras={"mlm_probability": data_config.mlm_probability},
+                            eval_sizes={"validation": (len(prepared["validation"]), wholes["validation"])})
 
     # --- training and evaluation -----------------------------------------------------------------
     def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None,

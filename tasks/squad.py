@@ -122,7 +122,8 @@ class SquadTask:
         extras = {"validation": {"examples": examples, "max_answer_length": data_config.max_answer_length,
                                  "features": features_eval.select_columns(["example_index", "offset_mapping"])}}
         return PreparedData(train=features_train, evals={"validation": features_eval.select_columns(
-            [c for c in MODEL_INPUTS if c in features_eval.column_names])}, extras=extras)
+            [c for c in MODEL_INPUTS if c in features_eval.column_names])}, extras=extras,
+            eval_sizes={"validation": (len(examples), len(splits["validation"]))})  # questions, not windows
 
     def _map(self, ds: Dataset, encode: Any, key: str, desc: str, with_indices: bool = False) -> Dataset:
         path = cache_dir() / f"squad-{key}.arrow"

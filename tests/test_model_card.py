@@ -65,11 +65,16 @@ def test_card_fields_for_every_task_family(family, glue_dir, tmp_path, capsys):
     # the model-index entries a fine-tuned release carries: under the Hub's split and metric ids, in their units
     results = card_results(Ticket.load(ticket), info["metrics"]["ticket"], "seed 0")
     assert len(results) == len(expected)
+    # max_eval_samples 16: the whole of the 16-pair GLUE dev files and of SQuAD's questions, part of the text blocks
+    part = any(c["scored"] < (c["of"] or 10**9) for c in info["evaluation_examples"].values())
+    assert part == (family == "mlm")
     for result in results:
         metric = next(m for m in expected if result.metric_name.startswith(f"{m} "))
         split, metric_id, percent = expected[metric]
+        split = f"{split}[:16]" if part else split
         assert (result.dataset_split, result.metric_type, result.task_type) == (split, metric_id, pipeline)
-        assert result.metric_name == f"{metric} (seed 0)"
+        assert result.metric_name == f"{metric} (seed 0)" if not part else result.metric_name.startswith(
+            f"{metric} (seed 0; 16 of ")
         mean = info["metrics"]["ticket"][metric]["mean"]
         assert result.metric_value == pytest.approx(round(100 * mean if percent else mean, 4))
     if dataset:
@@ -154,3 +159,29 @@ def test_a_fine_tuned_release_reproduces_its_card_score_with_pipeline(tiny_bert,
     label2id = classify.model.config.label2id
     accuracy = 100 * sum(label2id[p["label"]] == int(gold) for p, (_, gold) in zip(predicted, rows, strict=True))
     assert round(accuracy / len(rows), 4) == result.metric_value  # the card's number, from plain transformers
+
+
+def test_cards_say_what_was_measured(tiny_bert, glue_dir, tmp_path, capsys):
+    """Scores on part of a split are named as such (in the model-index, a slice of the split), and a release of a
+    mask evaluated on another task names both tasks."""
+    common = ["--model", tiny_bert, "--data-dir", str(glue_dir), "--max-steps", "2", "--batch-size", "8",
+              "--max-length", "32", "--set", "data.max_eval_samples=8"]
+    assert main(["find", "--task", "mrpc", "--sparsity", "0.2", "--method", "magnitude", "--output-dir",
+                 str(tmp_path / "runs"), "--set", "training.keep_finetuned=true", *common]) == 0
+    found = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["push", "--ticket", found, "--repo-id", "someone/mrpc", "--fine-tuned", "--dry-run",
+                 str(tmp_path / "ft")]) == 0
+    card = ModelCard.load(tmp_path / "ft" / "README.md")
+    assert {r.dataset_split for r in card.data.eval_results} == {"validation[:8]"}  # 8 of the 16 dev pairs
+    assert all("8 of 16 examples" in r.metric_name for r in card.data.eval_results)
+    assert "Scores on part of the validation split: 8 of the 16 examples" in card.text
+    assert main(["evaluate", "--ticket", found, "--task", "rte", "--output-dir", str(tmp_path / "evals"),
+                 *common]) == 0
+    evaluated = capsys.readouterr().out.strip().splitlines()[-1]
+    info = json.loads((Path(evaluated) / "ticket.json").read_text())
+    assert info["mask_found_on"] == {"task": "mrpc", "method": "magnitude", "sparsity": pytest.approx(0.2, abs=1e-3)}
+    assert main(["push", "--ticket", evaluated, "--repo-id", "someone/mrpc-on-rte", "--dry-run",
+                 str(tmp_path / "eval-release")]) == 0
+    text = (tmp_path / "eval-release" / "README.md").read_text()
+    assert "(found on mrpc)" in text and "found on rte" not in text
+    assert "found on **mrpc** (by `magnitude`) and is fine-tuned and evaluated on **rte** here" in text
