@@ -273,7 +273,7 @@ def reproduce_command(config: Config) -> str:
 def hashed_settings(config: Config) -> dict[str, Any]:
     """What names a run's results: the non-default settings, with the precision always as resolved (an "auto" run
     on a GPU is a bf16 run, on a CPU an fp32 one: two folders, never one holding both)."""
-    from bert_tickets.training import resolved_precision  # torch: imported when a hash is needed, not for --help
+    from bert_tickets.precision import resolved_precision  # torch: imported when a hash is needed, not for --help
 
     settings = non_default_settings(config) | {"training.mixed_precision": resolved_precision(config.training)}
     if config.training.pack > 1:  # packed members draw their own dropout streams, not a lone run's (any K alike)

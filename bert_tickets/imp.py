@@ -43,6 +43,7 @@ from bert_tickets.masks import (
     sparsity_report,
 )
 from bert_tickets.modeling import head_state_of
+from bert_tickets.precision import resolved_precision
 from bert_tickets.provenance import data_source, model_source, package_version
 from bert_tickets.ranks import barrier, is_main_process, log, rank0_sees
 from bert_tickets.resources import RunResources
@@ -65,7 +66,6 @@ from bert_tickets.training import (
     encoder_state,
     expected_steps,
     fine_tune,
-    resolved_precision,
 )
 from bert_tickets.workers import JobRounds
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from bert_tickets.training import native_bf16
+from bert_tickets.precision import native_bf16
 from bert_tickets.workers import in_new_process
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study-dir", required=True, help="the study folder (its runs/ are reused)")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args(argv)
+    from bert_tickets.precision import native_bf16
     from bert_tickets.runs import write_json
     from bert_tickets.tasks import get_task
-    from bert_tickets.training import native_bf16
     from bert_tickets.workers import in_new_process
 
     if not native_bf16():

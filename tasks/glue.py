@@ -180,22 +180,26 @@ class GlueTask:
         return {self.metric_key(split, name): value for name, value in scores.items()}
 
     def constant_scores(self, data: Any) -> dict[str, float]:
-        """The training set's majority class predicted for every evaluation example (classification); a constant
-        for regression, whose correlations are 0 by definition (undefined for a constant: no linear relation)."""
-        if self.is_regression:
-            return {self.metric_key(split, name): 0.0 for split in data.evals for name in self.metric_names}
-        majority = int(np.bincount(np.asarray(data.train["labels"], dtype=np.int64)).argmax())
-        scores: dict[str, float] = {}
-        for split, dataset in data.evals.items():
-            labels = np.asarray(dataset["labels"])
-            found = metrics.compute(self.metric_names, np.full(len(labels), majority), labels, regression=False)
-            scores.update({self.metric_key(split, name): value for name, value in found.items()})
-        return scores
+        return majority_class_scores(self, data)
 
 
 
 
 ENTAILMENT = ("entailment", "not_entailment")
+def majority_class_scores(task: GlueTask, data: Any) -> dict[str, float]:
+    """The training set's majority class predicted for every evaluation example (classification); a constant for
+    regression, whose correlations are 0 by definition (undefined for a constant: no linear relation)."""
+    if task.is_regression:
+        return {task.metric_key(split, name): 0.0 for split in data.evals for name in task.metric_names}
+    majority = int(np.bincount(np.asarray(data.train["labels"], dtype=np.int64)).argmax())
+    scores: dict[str, float] = {}
+    for split, dataset in data.evals.items():
+        labels = np.asarray(dataset["labels"])
+        found = metrics.compute(task.metric_names, np.full(len(labels), majority), labels, regression=False)
+        scores.update({task.metric_key(split, name): value for name, value in found.items()})
+    return scores
+
+
 def read_tsv(task: GlueTask, path: Path) -> tuple[Dataset, str]:
     """One split from an official glue_data TSV file: text columns and labels, or one clear error."""
     text, source = read_text(path, task.name)  # MRPC's files start with a byte-order mark

@@ -71,11 +71,12 @@ def test_chance_loss_is_the_best_constant_prediction():
     assert chance_loss(Dataset.from_dict({"input_ids": [[1]]})) is None
     assert failed_to_learn(0.69, math.log(2)) is True and failed_to_learn(0.45, math.log(2)) is False
     assert failed_to_learn(0.69, None) is None
-    # the dev score against the best constant prediction's: 5% of the way from it to a perfect score
+    # the dev score against the best constant prediction's: 10% of the way from it to a perfect score
     assert failed_to_learn(0.45, math.log(2), 0.625, 0.625) is True  # the majority class, however low the loss
-    assert failed_to_learn(None, None, 0.64, 0.625) is True and failed_to_learn(None, None, 0.65, 0.625) is False
-    assert failed_to_learn(None, None, 0.086, 0.0) is False  # STS-B's 8.6 Pearson: little, but not nothing
-    assert failed_to_learn(None, None, 0.04, 0.0) is True  # correlations: 0 is the constant's
+    assert failed_to_learn(None, None, 0.65, 0.625) is True and failed_to_learn(None, None, 0.67, 0.625) is False
+    # the three STS-B random-pruning runs (8.6, 7.8 and 7.8 Pearson) are all on one side now
+    assert all(failed_to_learn(None, None, r, 0.0) for r in (0.086, 0.078, 0.078))
+    assert failed_to_learn(None, None, 0.11, 0.0) is False  # correlations: 0 is the constant's
     assert failed_to_learn(None, None, float("nan"), 0.0) is True  # a NaN score learned nothing either
     assert failed_to_learn(None, None, None, 0.5) is None
 

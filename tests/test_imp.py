@@ -11,11 +11,11 @@ from bert_tickets.config import TrainingConfig, load_config
 from bert_tickets.imp import ImpRun
 from bert_tickets.masks import load_mask, mask_metadata, prunable_parameters, sparsity_report
 from bert_tickets.modeling import load_pretrained
+from bert_tickets.precision import resolved_precision
 from bert_tickets.run_folder import sparsity_schedule
 from bert_tickets.runs import read_json
 from bert_tickets.stats import is_matching
 from bert_tickets.tasks import get_task
-from bert_tickets.training import resolved_precision
 
 
 def tiny_config(model: str, data_dir: Path, out: Path, **extra):
@@ -35,11 +35,11 @@ def test_schedules():
 
 @pytest.mark.parametrize("native", ["1", "0"])
 def test_auto_precision_is_fp32_on_any_cpu_and_bf16_on_gpus_that_have_it(native, monkeypatch):
-    import bert_tickets.training as training
+    import bert_tickets.precision as precision
 
-    monkeypatch.setenv(training.NATIVE_BF16_ENV, native)  # the CPU's flags no longer decide anything
+    monkeypatch.setenv(precision.NATIVE_BF16_ENV, native)  # the CPU's flags no longer decide anything
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
-    assert training.native_bf16() == (native == "1")
+    assert precision.native_bf16() == (native == "1")
     assert resolved_precision(TrainingConfig(mixed_precision="no")) == "no"
     assert resolved_precision(TrainingConfig(mixed_precision="fp16")) == "fp16"
     assert resolved_precision(TrainingConfig(mixed_precision="bf16")) == "bf16"  # opt-in on a CPU
