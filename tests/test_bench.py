@@ -18,7 +18,8 @@ def test_bench_script_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "--preset", "cpu", "--data-dir", str(glue), "--models",
                            "minilm", "--steps", "5", "--warmup", "1", "--rounds", "1", "--concurrency", "1",
-                           "--train-samples", "96", "--batch-size", "8", "--max-length", "32", "--out", str(out)],
+                           "--train-samples", "96", "--batch-size", "8", "--max-length", "32", "--packs", "2",
+                           "--masked-packs", "2", "--pack-steps", "3", "--bert-base-packs", "", "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "engine/Trainer samples/s" in done.stdout and "| minilm | trainer |" in done.stdout
