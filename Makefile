@@ -20,7 +20,7 @@ TARGETS ?= mnli,sst2
 TICKET ?=
 REPO_ID ?=
 
-.PHONY: install test lint find transfer push demo study reproduce report bench clean
+.PHONY: install test test-fast lint find transfer push demo study reproduce report bench clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,16 @@ install:
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[test]"
 
+# The suite in TEST_WORKERS processes of one thread each (pytest-xdist): on 2 cores about twice as fast as one
+# process of two threads, since much of a test is Python and process start-up. `make test` is every test and prints
+# the slowest; `make test-fast` leaves out the slow ones (tests/conftest.py's SLOW) while working.
+TEST_WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 test:
-	$(BIN)/python -m pytest -q
+	$(PYTEST) --durations=15
+
+test-fast:
+	$(PYTEST) -m "not slow"
 
 lint:
 	$(BIN)/ruff check bert_tickets tasks configs scripts tests

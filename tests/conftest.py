@@ -18,6 +18,39 @@ SHARED_DATA = Path(os.environ.get("BERT_TICKETS_DATA", Path(__file__).resolve().
 SHARED_GLUE = SHARED_DATA / "glue"
 
 
+# `make test-fast` runs every test but these (`-m "not slow"`): whole studies and transfer matrices, real MiniLM
+# fine-tunings, benchmarks, multi-process launches and kill-and-resume runs, the tests that take 10 s or more on 2
+# cores. Whole modules by name, single tests by `module::name` (every parametrisation of it).
+SLOW = {
+    "test_study", "test_transfer", "test_bench", "test_precision_check", "test_integration_minilm",
+    "test_data_parallel", "test_job_array", "test_push_study", "test_mask_vs_magnitude", "test_compare_runs",
+    "test_studies_registry",
+    "test_resume::test_a_level_killed_after_a_checkpoint_resumes_to_the_same_result",
+    "test_packed::test_the_compiled_pack_steps_as_the_eager_pack",
+    "test_packed::test_packed_records_do_not_depend_on_the_pack_or_on_what_ran_before",
+    "test_nothing_lost::test_workers_never_outnumber_the_work",
+    "test_nothing_lost::test_sigterm_stops_like_ctrl_c_and_the_rerun_resumes",
+    "test_cli::test_find_packs_evaluation_seeds_into_local_workers",
+    "test_cli::test_baselines_run_beside_the_ticket_with_its_recipe_and_seeds",
+    "test_api::test_the_usage_guide_example_runs",
+    "test_hub::test_updates_go_to_a_branch_or_a_pull_request",
+    "test_hub::test_private_into_an_existing_public_repo_is_refused",
+    "test_controls::test_a_study_repeats_the_mask_search_and_reports_its_noise_floor",
+    "test_hardening::test_a_second_identical_run_waits_instead_of_repeating_the_levels",
+    "test_masks_anywhere::test_a_released_ticket_is_used_by_its_hub_id",
+    "test_model_card::test_card_fields_for_every_task_family",
+    "test_model_card::test_a_fine_tuned_release_names_its_labels",
+    "test_model_card::test_a_fine_tuned_release_reproduces_its_card_score_with_pipeline",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        if module in SLOW or f"{module}::{item.originalname}" in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BERT_TICKETS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
