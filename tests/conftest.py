@@ -26,6 +26,7 @@ SLOW = {
     "test_data_parallel", "test_job_array", "test_push_study", "test_mask_vs_magnitude", "test_compare_runs",
     "test_studies_registry",
     "test_resume::test_a_level_killed_after_a_checkpoint_resumes_to_the_same_result",
+    "test_imp::test_a_find_gives_one_answer_whether_the_cpu_has_native_bf16_or_not",
     "test_packed::test_the_compiled_pack_steps_as_the_eager_pack",
     "test_packed::test_packed_records_do_not_depend_on_the_pack_or_on_what_ran_before",
     "test_nothing_lost::test_workers_never_outnumber_the_work",

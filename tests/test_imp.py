@@ -333,3 +333,27 @@ def test_gradient_accumulation_counts_optimizer_steps(tiny_bert, glue_dir, tmp_p
     assert level0["steps"] == 4 and len(norms) == 3 * 4  # 48 examples / 4 = 12 micro-batches, 3 per step
     with pytest.raises(Exception, match="gradient_accumulation_steps must be in \\[1, 1048576\\]"):
         tiny_config(tiny_bert, glue_dir, tmp_path, **{"training.gradient_accumulation_steps": 0}).validate()
+
+
+def test_a_find_gives_one_answer_whether_the_cpu_has_native_bf16_or_not(tiny_bert, glue_dir, tmp_path):
+    """The host's CPU flags decide nothing: forced either way, the same run folder, precision and scores."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from bert_tickets.precision import NATIVE_BF16_ENV
+
+    found = {}
+    for native in ("1", "0"):
+        out = tmp_path / native
+        done = subprocess.run([sys.executable, "-m", "bert_tickets.cli", "find", "--task", "sst2", "--sparsity", "0.1",
+                               "--model", tiny_bert, "--data-dir", str(glue_dir), "--output-dir", str(out),
+                               "--max-steps", "3", "--batch-size", "8", "--max-length", "32"],
+                              env=os.environ | {NATIVE_BF16_ENV: native}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        ticket = Path(done.stdout.strip().splitlines()[-1])
+        found[native] = (ticket.relative_to(out), json.loads((ticket / "ticket.json").read_text()))
+    (path_bf16, info_bf16), (path_fp32, info_fp32) = found["1"], found["0"]
+    assert path_bf16 == path_fp32 and info_bf16["precision"] == info_fp32["precision"] == "no"
+    assert info_bf16["metrics"] == info_fp32["metrics"]
