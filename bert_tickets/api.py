@@ -268,13 +268,16 @@ class StudyStatus:
     recorded: int = 0  # fine-tunings the estimate is measured from
 
 
-def _study_plan(spec: str, output_dir: str | None) -> tuple[StudyPlan, str]:
-    from bert_tickets.studies.plan import StudyPlan
+def _study_plan(spec: str, output_dir: str | None, pin: bool = False) -> tuple[StudyPlan, str]:
+    """The study's plan in its folder, with the precision its folder pinned (`pin`: pin it now where it is not)."""
+    from bert_tickets.studies.plan import StudyPlan, pin_precision
     from bert_tickets.studies.spec import parse_spec, read_spec_text
 
     text = read_spec_text(spec)
     parsed = parse_spec(text, spec)  # every mistake in the spec fails here, before any training
-    return StudyPlan(parsed, Path(output_dir or Path("runs") / "studies" / parsed.name)), text
+    folder = Path(output_dir or Path("runs") / "studies" / parsed.name)
+    pin_precision(parsed, folder, write=pin)
+    return StudyPlan(parsed, folder), text
 
 
 def plan_study(spec: str, *, output_dir: str | None = None) -> StudyStatus:
@@ -298,10 +301,11 @@ def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, 
     from bert_tickets.workers import run_share_or_start_workers, worker_count
 
     plan, text = _study_plan(spec, output_dir)
+    if not worker:
+        save_spec(plan.folder, text, plan.spec)  # refuses a folder of another study before anything is written
+        plan, _ = _study_plan(spec, output_dir, pin=True)
     jobs = plan.jobs()
     mine = share(jobs, cell)
-    if not worker:
-        save_spec(plan.folder, text, plan.spec)
     call = {"function": "study", "kwargs": {"spec": spec, "output_dir": str(plan.folder), "cell": cell}}
     rounds = study_rounds(plan.recipe, jobs, mine, plan.folder)
     live_report = None if cell or worker else partial(_live_report, plan)

@@ -139,8 +139,10 @@ def transfer(output_dir: str | Path, sparsity: float, settings_hash: str) -> Pat
     return Path(output_dir) / "transfer" / f"sparsity_{sparsity_name(sparsity)}_{settings_hash}"
 
 
-# A study folder: study.yaml (the spec as it ran), runs/ (its engine runs and transfer matrix), report/.
+# A study folder: study.yaml (the spec as it ran), precision.json (the precision its "auto" resolved to where it first
+# ran), runs/ (its engine runs and transfer matrix), report/.
 STUDY_SPEC = "study.yaml"
+STUDY_PRECISION = "precision.json"
 
 
 def study_runs(study_dir: Path) -> Path:

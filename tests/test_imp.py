@@ -357,3 +357,24 @@ def test_a_find_gives_one_answer_whether_the_cpu_has_native_bf16_or_not(tiny_ber
     (path_bf16, info_bf16), (path_fp32, info_fp32) = found["1"], found["0"]
     assert path_bf16 == path_fp32 and info_bf16["precision"] == info_fp32["precision"] == "no"
     assert info_bf16["metrics"] == info_fp32["metrics"]
+
+
+def test_a_study_reads_the_precision_it_first_ran_in_on_any_host(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    """A study's "auto" is pinned in its folder where it first runs: a GPU (auto: bf16) reading a study made on a
+    CPU (auto: fp32) finds the CPU's run folders, not folders of its own precision."""
+    from bert_tickets.studies.plan import load_plan, pin_precision
+    from bert_tickets.studies.spec import parse_spec
+
+    text = (f"name: pinned\ndata_dir: {glue_dir}\nsettings: {{model.name: {tiny_bert}, training.max_steps: 2}}\n"
+            "tasks: [sst2]\nsparsities: [0.1]\nbaselines: []\nseeds: 1\n")
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "study.yaml").write_text(text)
+    pin_precision(parse_spec(text, "pinned"), folder, write=True)
+    assert read_json(folder / "precision.json") == {"training.mixed_precision": "no"}
+    made_here = load_plan(folder).ticket_run("sst2", 0.1).root
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert load_plan(folder).ticket_run("sst2", 0.1).root == made_here
+    (folder / "precision.json").unlink()
+    assert load_plan(folder).ticket_run("sst2", 0.1).root != made_here  # unpinned, auto is bf16 on that host

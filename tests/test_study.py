@@ -10,6 +10,7 @@ import bert_tickets.imp as imp
 import bert_tickets.studies.report as report_module
 from bert_tickets import progress, workers
 from bert_tickets.cli import main
+from bert_tickets.runs import read_json
 from bert_tickets.studies.plan import load_plan
 from bert_tickets.studies.spec import spec_names
 
@@ -107,6 +108,7 @@ def test_a_tiny_study_writes_every_report_file_and_resumes(tiny_bert, glue_dir, 
     running = [int(n) for text in live_reports for n in re.findall(r"The study is running: (\d+) of 17 runs", text)]
     assert running and 0 < min(running) < 17 and running == sorted(running)
     assert {p.name for p in (folder / "report").iterdir()} == REPORT_FILES
+    assert read_json(folder / "precision.json") == {"training.mixed_precision": "no"}  # pinned where it ran
     report = (folder / "report" / "README.md").read_text()
     assert "All 17 runs of the study are finished." in report  # 2x2 tickets, 2x2x2 baselines, 3x2 cells - 1
     for heading in ("Table 2", "Score against sparsity", "Transfer between tasks", "What the masks look like"):

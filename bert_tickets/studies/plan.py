@@ -8,10 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from bert_tickets import paths
+from bert_tickets.config import CHOICES
 from bert_tickets.errors import UserError
 from bert_tickets.imp import ImpRun
+from bert_tickets.precision import resolved_precision
 from bert_tickets.results import TicketInfo
 from bert_tickets.run_folder import FineTunings, count_fine_tunings
+from bert_tickets.runs import read_json, write_json
 from bert_tickets.studies.jobs import JOB_KINDS, Job, Recipe
 from bert_tickets.studies.spec import StudySpec, parse_spec
 from bert_tickets.studies.transfer import TransferMatrix
@@ -62,4 +65,27 @@ def load_plan(folder: str | Path) -> StudyPlan:
     spec = folder / paths.STUDY_SPEC
     if not spec.is_file():
         raise UserError(f"{folder} is not a study folder (no {paths.STUDY_SPEC}); run `bert-tickets study SPEC` first")
-    return StudyPlan(parse_spec(spec.read_text(), str(spec)), folder)
+    parsed = parse_spec(spec.read_text(), str(spec))
+    pin_precision(parsed, folder)
+    return StudyPlan(parsed, folder)
+
+
+def pin_precision(spec: StudySpec, folder: Path, write: bool = False) -> None:
+    """A study whose precision is "auto" keeps what it resolved to where it first ran (`precision.json`), and every
+    later reader of the folder (a rerun, a worker, the report, a release on another machine) takes that one: the run
+    hash holds the resolved precision, and an fp32 laptop must find the bf16 runs a GPU made. `write`: pin it now,
+    if it is not yet (the study command, once the folder is its own)."""
+    path = folder / paths.STUDY_PRECISION
+    if spec.config_for(spec.tasks[0], paths.study_runs(folder)).training.mixed_precision != "auto":
+        return  # the spec names its precision: nothing to pin
+    if path.is_file():
+        pinned = read_json(path).get("training.mixed_precision")
+        if pinned not in CHOICES["training.mixed_precision"]:
+            raise UserError(f"{path}: training.mixed_precision must be one of "
+                            f"{', '.join(CHOICES['training.mixed_precision'])}, got {pinned!r}")
+    elif write:
+        pinned = resolved_precision(spec.config_for(spec.tasks[0], paths.study_runs(folder)).training)
+        write_json(path, {"training.mixed_precision": pinned})
+    else:
+        return
+    spec.settings = spec.settings | {"training.mixed_precision": pinned}
