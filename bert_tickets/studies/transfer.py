@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bert_tickets import paths
-from bert_tickets.config import Config, non_default_settings, settings_hash
+from bert_tickets.config import Config, hashed_settings, settings_hash
 from bert_tickets.imp import ImpRun
 from bert_tickets.ranks import log
 from bert_tickets.runs import write_json, write_text
@@ -47,7 +47,7 @@ class TransferMatrix:
         self.sparsity, self.seeds, self.config_for = sparsity, seeds, config_for
         self.finetune = config_for({"data.task": self.targets[0]}).training.finetune
         study = {"sources": [s.name for s in self.sources], "targets": self.targets, "sparsity": sparsity,
-                 "seeds": seeds, "settings": non_default_settings(config_for({"data.task": self.targets[0]}))}
+                 "seeds": seeds, "settings": hashed_settings(config_for({"data.task": self.targets[0]}))}
         self.folder = paths.transfer(output_dir, sparsity, settings_hash(study))
 
     def config(self, settings: dict[str, Any]) -> Config:
