@@ -63,7 +63,7 @@ else
 endif
 
 # The paper's comparison in small: IMP to 50% on STS-B beside random pruning and dense, two seeds each, with a verdict
-# (about 8 minutes on 2 CPU cores). Local GLUE files when DATA_DIR or ../shared/data/glue has them, else the Hub.
+# (about 9 minutes on 2 CPU cores). Local GLUE files when DATA_DIR or ../shared/data/glue has them, else the Hub.
 demo:
 	$(BIN)/bert-tickets demo $(if $(DEMO_DATA),--data-dir $(DEMO_DATA)) --output-dir $(OUTPUT_DIR)
 

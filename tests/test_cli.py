@@ -203,6 +203,8 @@ def test_baselines_run_beside_the_ticket_with_its_recipe_and_seeds(tiny_bert, gl
     assert reinit_info["source_ticket"] == str(ticket.path.resolve())
     assert reinit_info["config"]["training.max_steps"] == 3  # the ticket's recipe
     assert "random pruning (θ0)" in out and "IMP mask, shuffled θ0" in out
+    random = comparison["rows"][2]["metrics"]["accuracy"]  # each arm's failures beside its score (3 steps: all)
+    assert re.search(rf"random pruning \(θ0\) +[\d. ±%]+ +{random['failed']} of 2", out)
     assert f"verdict: {comparison['verdict']}" in out and "at 10% sparsity the IMP ticket" in out
     assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--baselines", "random,lottery")) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -93,6 +93,9 @@ def verdict(rows: list[Row], primary: str, sparsity: float) -> str:
 
 def comparison_table(rows: list[Row], primary: str) -> str:
     width = max(len(r.label) for r in rows)
-    lines = [f"{'':<{width}}  {primary + ' (mean ± std)':>28}"]
-    lines += [f"{r.label:<{width}}  {format_mean_std(primary, r.summary[primary]):>28}" for r in rows]
+    lines = [f"{'':<{width}}  {primary + ' (mean ± std)':>28}  failed to learn"]
+    for r in rows:
+        summary = r.summary[primary]
+        failed = "–" if summary.get("failed") is None else f"{summary['failed']} of {len(summary['values'])}"
+        lines.append(f"{r.label:<{width}}  {format_mean_std(primary, summary):>28}  {failed}")
     return "\n".join(lines)
