@@ -6,7 +6,7 @@ BERT-base-shaped config with random weights):
      samples/s, non-padding tokens/s, median step time, and engine / Trainer;
   2. the engine with a 70%-magnitude-masked encoder against the dense one: step-time ratio;
   3. where bf16 is native (recent GPUs; CPUs with AVX-512 BF16 or AMX), the engine's default bf16 autocast
-     against fp32 (in its own process: accelerate fixes one precision per process): samples/s ratio;
+     against fp32 (in a clean process of its own): samples/s ratio;
   4. K = 1, 2, 4, ... engine fine-tunings in K processes at once on the same device, the cores split between
      them on a CPU (what `--workers K` does): aggregate samples/s;
   5. K = 1, 2, 4, 8, 16 fine-tunings packed into one computation (`bert_tickets.packed`, `--packs`), dense and
@@ -337,7 +337,7 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
         rounds["trainer"].append(run_trainer(folder, args, steps))
         rounds["engine_masked"].append(run_engine(folder, args, steps, sparsity=0.7))
         if with_fp32:
-            # in a process of its own: accelerate allows one precision per process
+            # in a clean process of its own, so neither precision times the other's caches
             rounds["engine_fp32"].append(in_new_process(partial(run_engine, precision="no"), folder, args, steps))
     best = {k: min(v, key=lambda raw: raw["median"]) for k, v in rounds.items()}  # least disturbed round
     engine, trainer = timing("engine", name, steps, best["engine"]), timing("trainer", name, steps, best["trainer"])

@@ -1,9 +1,9 @@
 """Dev scores of dense fine-tunings in bf16 autocast against fp32, same recipe and seeds, side by side.
 
-Takes a study spec and one of its tasks; the dense runs go to the study's own run folder, so the bf16 seeds a
-study already trained (the default precision where bf16 is native) are reused and only fp32 trains. Each
-precision runs in a process of its own (accelerate fixes one precision per process). Prints a table and writes
-it as JSON next to the runs.
+Takes a study spec and one of its tasks; the dense runs go to the study's own run folder, so the seeds a study
+already trained in either precision (fp32, its default on a CPU; bf16 on a GPU) are reused and only the other one
+trains. Each precision runs in a process of its own (one clean process per precision, as a user would run it).
+Prints a table and writes it as JSON next to the runs.
 
     python scripts/precision_check.py minilm-cpu stsb --study-dir runs/studies/minilm-cpu --seeds 3
 """
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print("this machine has no native bf16: nothing to compare", file=sys.stderr)
         return 2
     metric = get_task(args.task).primary_metric
-    # each precision in a process of its own: accelerate fixes one precision per process
+    # each precision in a clean process of its own (its own allocator and thread state, as a user would run it)
     rows = {p: summary(in_new_process(dense_seeds, args.spec, args.task, args.study_dir, p, args.seeds), metric)
             for p in PRECISIONS}
     bf16, fp32 = rows["bf16"], rows["no"]

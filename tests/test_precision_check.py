@@ -1,4 +1,4 @@
-"""scripts/precision_check.py: dense bf16 and fp32 runs side by side, the study's own bf16 runs reused."""
+"""scripts/precision_check.py: dense bf16 and fp32 runs side by side, runs already made in either reused."""
 
 import json
 import subprocess
@@ -14,7 +14,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "precision_check.py"
 
 
 @pytest.mark.skipif(not native_bf16(), reason="compares bf16 with fp32 only where bf16 is native")
-def test_precision_check_trains_fp32_beside_the_studys_bf16_runs(tiny_bert, glue_dir, tmp_path):
+def test_precision_check_trains_bf16_beside_fp32_and_reuses_both(tiny_bert, glue_dir, tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(tiny_spec(tiny_bert, glue_dir))
     study = tmp_path / "study"
