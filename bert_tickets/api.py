@@ -268,15 +268,15 @@ class StudyStatus:
     recorded: int = 0  # fine-tunings the estimate is measured from
 
 
-def _study_plan(spec: str, output_dir: str | None, pin: bool = False) -> tuple[StudyPlan, str]:
-    """The study's plan in its folder, with the precision its folder pinned (`pin`: pin it now where it is not)."""
+def _study_plan(spec: str, output_dir: str | None) -> tuple[StudyPlan, str]:
+    """The study's plan in its folder, with the precision its folder pinned, if it did."""
     from bert_tickets.studies.plan import StudyPlan, pin_precision
     from bert_tickets.studies.spec import parse_spec, read_spec_text
 
     text = read_spec_text(spec)
     parsed = parse_spec(text, spec)  # every mistake in the spec fails here, before any training
     folder = Path(output_dir or Path("runs") / "studies" / parsed.name)
-    pin_precision(parsed, folder, write=pin)
+    pin_precision(parsed, folder)
     return StudyPlan(parsed, folder), text
 
 
@@ -295,6 +295,7 @@ def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, 
     yet, then its report; returns the report's README.md (None for one machine's share, `cell` i/N: `report` writes
     it once every share is done)."""
     from bert_tickets.studies.jobs import run_jobs
+    from bert_tickets.studies.plan import StudyPlan, pin_precision
     from bert_tickets.studies.report import write_report
     from bert_tickets.studies.runner import share, study_rounds
     from bert_tickets.studies.spec import save_spec
@@ -303,7 +304,8 @@ def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, 
     plan, text = _study_plan(spec, output_dir)
     if not worker:
         save_spec(plan.folder, text, plan.spec)  # refuses a folder of another study before anything is written
-        plan, _ = _study_plan(spec, output_dir, pin=True)
+        pin_precision(plan.spec, plan.folder, write=True)
+        plan = StudyPlan(plan.spec, plan.folder)
     jobs = plan.jobs()
     mine = share(jobs, cell)
     call = {"function": "study", "kwargs": {"spec": spec, "output_dir": str(plan.folder), "cell": cell}}

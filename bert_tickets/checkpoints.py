@@ -54,13 +54,15 @@ class Checkpointer:
         old = _aside(self.folder, ".old")
         if not (self.folder / PROGRESS).exists() and (old / PROGRESS).exists() and is_main_process():
             os.replace(old, self.folder)  # killed between the two renames of a swap
-        progress = self._verified() if is_main_process() else None
-        if is_main_process() and progress is None and self.folder.exists():
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if is_main_process():
+            progress = self._verified()
+            if progress is None:
+                shutil.rmtree(self.folder, ignore_errors=True)  # a damaged one (or nothing)
         barrier()
-        if not is_main_process():  # the main rank removed a damaged one: what is there now is whole
-            return read_json(self.folder / PROGRESS) if (self.folder / PROGRESS).exists() else None
-        return progress
+        if is_main_process():
+            return progress
+        # the main rank removed a damaged one: what is there now is whole
+        return read_json(self.folder / PROGRESS) if (self.folder / PROGRESS).exists() else None
 
     def _verified(self) -> dict[str, Any] | None:
         """The checkpoint's progress if every file it lists is there with its recorded digest; None (after one

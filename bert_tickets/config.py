@@ -293,14 +293,24 @@ def ticket_identity(folder: str) -> str:
     digest, not its path (a moved results folder does not recompute its transfer cells, and a ticket folder whose
     mask was changed is trained anew); the path itself if it is not readable."""
     from bert_tickets import paths
-    from bert_tickets.masks import load_mask, mask_digest  # torch: only when a ticket is named
 
     try:
         info = json.loads(paths.ticket_info(Path(folder)).read_text())
         found = f"{info['task']}/{info['method']}_{info['run_hash']}@{float(info['sparsity']):.6f}"
-        return f"{found}#mask:{mask_digest(load_mask(paths.mask(Path(folder))))[:16]}"
+        mask = paths.mask(Path(folder)).resolve()
+        state = mask.stat()
+        return f"{found}#mask:{_mask_file_digest(str(mask), state.st_mtime_ns, state.st_size)[:16]}"
     except (OSError, ValueError, KeyError, TypeError, UserError):
         return folder
+
+
+@functools.lru_cache(maxsize=256)
+def _mask_file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """A mask file's content digest, read once per state of the file: a run hash is asked for often (every run
+    folder of a study's plan, every transfer cell), and a BERT-base mask takes a moment to unpack."""
+    from bert_tickets.masks import load_mask, mask_digest  # torch: only when a ticket is named
+
+    return mask_digest(load_mask(path))
 
 
 def dense_hash(config: Config) -> str:

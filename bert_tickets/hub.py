@@ -251,7 +251,7 @@ def partial_splits(info: dict[str, Any]) -> dict[str, tuple[int, int | None]]:
         splits = set(hub_names.values()) or {"validation"}
         return {split: (limit, None) for split in splits} if limit is not None else {}
     return {hub_names.get(split, split): (c["scored"], c["of"]) for split, c in counted.items()
-            if c["of"] is None and limit is not None or c["of"] is not None and c["scored"] < c["of"]}
+            if (c["of"] is None and limit is not None) or (c["of"] is not None and c["scored"] < c["of"])}
 
 
 def found_on(info: dict[str, Any]) -> str:

@@ -47,7 +47,7 @@ from bert_tickets.precision import resolved_precision
 from bert_tickets.provenance import data_source, model_source, package_version
 from bert_tickets.ranks import barrier, is_main_process, log, rank0_sees
 from bert_tickets.resources import RunResources
-from bert_tickets.results import Arm, TicketInfo
+from bert_tickets.results import Arm, TicketInfo, read_ticket_info
 from bert_tickets.run_folder import RunFolder
 from bert_tickets.runs import (
     atomic_write,
@@ -60,13 +60,7 @@ from bert_tickets.runs import (
 )
 from bert_tickets.stats import MATCHING_RULE, failed_count, is_matching, mean_std
 from bert_tickets.ticket import Ticket
-from bert_tickets.training import (
-    FAILED_RULE,
-    FitResult,
-    encoder_state,
-    expected_steps,
-    fine_tune,
-)
+from bert_tickets.training import FAILED_RULE, FitResult, encoder_state, expected_steps, fine_tune
 from bert_tickets.workers import JobRounds
 
 
@@ -509,7 +503,7 @@ def mask_origin(source_ticket: str | None) -> dict[str, Any] | None:
     so that a release of an evaluation names both tasks; None for a mask this run found."""
     if source_ticket is None:
         return None
-    info = Ticket.load(source_ticket).info
+    info = read_ticket_info(paths.ticket_info(Path(source_ticket)))  # its description only, not its mask
     return info.get("mask_found_on") or {"task": info["task"], "method": info["method"], "sparsity": info["sparsity"]}
 
 

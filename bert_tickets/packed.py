@@ -56,6 +56,7 @@ from bert_tickets.training import (
     linear_schedule,
     total_steps,
     training_batches,
+    with_4d_mask,
 )
 
 
@@ -340,7 +341,7 @@ class PackedLoop:
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> None:
         labels, real = batch.pop("labels"), batch.pop("real")
-        inputs = {**batch, "attention_mask": batch["attention_mask"][:, None, None, :].bool()}  # as with_sdpa_mask
+        inputs = with_4d_mask(batch)  # what sdpa and the packed attention take as they are
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
             logits = self.forward(**inputs).logits
         losses = member_losses(logits, labels, real, self.k)

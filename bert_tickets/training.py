@@ -309,7 +309,12 @@ def with_sdpa_mask(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str
     mask = batch.get("attention_mask")
     if getattr(config, "_attn_implementation", None) != "sdpa" or mask is None or mask.ndim != 2:
         return batch
-    return {**batch, "attention_mask": mask[:, None, None, :].bool()}
+    return with_4d_mask(batch)
+
+
+def with_4d_mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch with its 2D padding mask as transformers' 4D boolean one (rows, 1, 1, keys; True = attend)."""
+    return {**batch, "attention_mask": batch["attention_mask"][:, None, None, :].bool()}
 
 
 def _optimizer_and_schedule(model: nn.Module, training: TrainingConfig, steps: int, fused: bool,

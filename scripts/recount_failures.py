@@ -85,20 +85,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _constant_score(task_name: str, data_dir: str) -> float:
-    """The training set's majority class scored on the dev set, by the task's own metric (0 for correlations)."""
-    import numpy as np
-
-    from bert_tickets.metrics import compute
-    from bert_tickets.tasks import get_task
+    """The task's own constant prediction (`constant_scores`: the training set's majority class scored on the dev
+    set; 0 for correlations), on its raw files: labels are all it reads, so nothing is tokenized."""
+    from bert_tickets.tasks import PreparedData, get_task
 
     task = get_task(task_name)
-    if task.is_regression:
-        return 0.0
     splits, _ = task.load_raw(data_dir)
-    majority = int(np.bincount(np.asarray(splits["train"]["label"], dtype=np.int64)).argmax())
-    labels = np.asarray(splits["validation"]["label"])
-    name = task.primary_metric
-    return compute([name], np.full(len(labels), majority), labels)[name]
+    labelled = {name: split.rename_column("label", "labels") for name, split in splits.items()}
+    data = PreparedData(train=labelled.pop("train"), evals=labelled)
+    return task.constant_scores(data)[task.primary_metric]
 
 
 if __name__ == "__main__":

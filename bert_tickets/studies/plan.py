@@ -76,7 +76,8 @@ def pin_precision(spec: StudySpec, folder: Path, write: bool = False) -> None:
     hash holds the resolved precision, and an fp32 laptop must find the bf16 runs a GPU made. `write`: pin it now,
     if it is not yet (the study command, once the folder is its own)."""
     path = folder / paths.STUDY_PRECISION
-    if spec.config_for(spec.tasks[0], paths.study_runs(folder)).training.mixed_precision != "auto":
+    training = spec.config_for(spec.tasks[0], paths.study_runs(folder)).training
+    if training.mixed_precision != "auto":
         return  # the spec names its precision: nothing to pin
     if path.is_file():
         pinned = read_json(path).get("training.mixed_precision")
@@ -84,7 +85,7 @@ def pin_precision(spec: StudySpec, folder: Path, write: bool = False) -> None:
             raise UserError(f"{path}: training.mixed_precision must be one of "
                             f"{', '.join(CHOICES['training.mixed_precision'])}, got {pinned!r}")
     elif write:
-        pinned = resolved_precision(spec.config_for(spec.tasks[0], paths.study_runs(folder)).training)
+        pinned = resolved_precision(training)
         write_json(path, {"training.mixed_precision": pinned})
     else:
         return

@@ -129,10 +129,6 @@ class Arm:
             return "not recorded"
         return f"{len(self.failed)} of {len(self.values)}"
 
-    def text(self) -> str:
-        """All seeds (failed runs are outcomes: never left out of a mean), and how many failed."""
-        return f"{summary_text(list(self.values.values()))}; failed {self.failed_text()}"
-
 
 def _arm(method: str, info: dict[str, Any], kind: str = "ticket") -> Arm:
     return Arm(arm_label(method) if kind == "ticket" else arm_label(DENSE), by_seed(info, kind),
