@@ -270,9 +270,11 @@ class StudyStatus:
 
 def _study_plan(spec: str, output_dir: str | None) -> tuple[StudyPlan, str]:
     """The study's plan in its folder, with the precision its folder pinned, if it did."""
+    from bert_tickets.runs import check_path_text
     from bert_tickets.studies.plan import StudyPlan, pin_precision
     from bert_tickets.studies.spec import parse_spec, read_spec_text
 
+    check_path_text(output_dir, "the study's output folder")
     text = read_spec_text(spec)
     parsed = parse_spec(text, spec)  # every mistake in the spec fails here, before any training
     folder = Path(output_dir or Path("runs") / "studies" / parsed.name)
@@ -294,6 +296,7 @@ def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, 
     """`bert-tickets study`: every run a study file (or preset: paper, minilm, minilm-cpu) implies that is not done
     yet, then its report; returns the report's README.md (None for one machine's share, `cell` i/N: `report` writes
     it once every share is done)."""
+    from bert_tickets.runs import check_output_location
     from bert_tickets.studies.jobs import run_jobs
     from bert_tickets.studies.plan import StudyPlan, pin_precision
     from bert_tickets.studies.report import write_report
@@ -303,6 +306,7 @@ def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, 
 
     plan, text = _study_plan(spec, output_dir)
     if not worker:
+        check_output_location(plan.folder)
         save_spec(plan.folder, text, plan.spec)  # refuses a folder of another study before anything is written
         pin_precision(plan.spec, plan.folder, write=True)
         plan = StudyPlan(plan.spec, plan.folder)

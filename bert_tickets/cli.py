@@ -7,6 +7,7 @@ import contextlib
 import errno
 import io
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -18,9 +19,60 @@ from bert_tickets.ranks import is_main_process
 from bert_tickets.stats import MATCHING_RULE, matching_mark
 
 
+class StoreOnce(argparse._StoreAction):
+    """A flag's value, refused when two spellings of it are given (`--max-length 32 --max_seq_length 64` would
+    otherwise silently keep the last); one spelling repeated keeps the last, as scripts appending overrides expect."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        _given_once(parser, namespace, self.dest, option_string)
+        super().__call__(parser, namespace, values, option_string)
+
+
+class SwitchOnce(argparse.BooleanOptionalAction):
+    """--flag / --no-flag (one spelling: the last wins), refused beside another spelling of it (as `StoreOnce`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        _given_once(parser, namespace, self.dest, option_string)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _given_once(parser: argparse.ArgumentParser, namespace: argparse.Namespace, dest: str,
+                option_string: str | None) -> None:
+    if option_string is None:  # a positional argument: argparse gives it once
+        return
+    spelling = option_string.replace("--no-", "--", 1)
+    given = namespace.__dict__.setdefault("_given_flags", {})
+    if given.setdefault(dest, spelling) != spelling:
+        parser.error(f"{given[dest]} and {spelling} are two spellings of one setting: give one")
+
+
 class OneLineParser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, StoreOnce)  # every plain flag is given at most once
+        self.register("action", "store", StoreOnce)
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def decimal_float(text: str) -> float:
+    """A plain decimal number (`0.5`, `5e-1`): not `nan`, `inf` or `1_0`, which Python's float() would take."""
+    if not re.fullmatch(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", text.strip()):
+        raise ValueError(text)
+    return float(text)
+
+
+def decimal_int(text: str) -> int:
+    """A plain decimal integer: not `1_000` or `٣`, which Python's int() would take."""
+    if not re.fullmatch(r"[-+]?[0-9]+", text.strip()):
+        raise ValueError(text)
+    return int(text)
+
+
+decimal_float.__name__, decimal_int.__name__ = "float", "int"  # argparse names the type in its error
 
 
 TASK_HELP = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad or mlm"
@@ -44,7 +96,8 @@ def _add_find_and_evaluate(sub: Any) -> None:
     from bert_tickets.methods import METHODS, baselines, methods_help
 
     find = sub.add_parser("find", help="find a ticket by iterative magnitude pruning (IMP) or a baseline method")
-    find.add_argument("--sparsity", required=True, type=float, help="target fraction of prunable weights pruned")
+    find.add_argument("--sparsity", required=True, type=decimal_float,
+                      help="target fraction of prunable weights pruned")
     evaluate = sub.add_parser("evaluate", help="fine-tune a ticket's mask on any task, next to dense")
     evaluate.add_argument("--ticket", required=True, help="a ticket folder (mask.safetensors + ticket.json), or a "
                           "released ticket on the Hub (OWNER/NAME)")
@@ -70,7 +123,8 @@ def _add_transfer(sub: Any) -> None:
     transfer = sub.add_parser("transfer", help="the cross-task transfer matrix of tickets, with dense and random rows")
     transfer.add_argument("--sources", required=True, help="comma-separated tasks whose tickets transfer, or magnitude")
     transfer.add_argument("--targets", required=True, help="comma-separated tasks to fine-tune on")
-    transfer.add_argument("--sparsity", required=True, type=float, help="the sparsity of every ticket and mask")
+    transfer.add_argument("--sparsity", required=True, type=decimal_float,
+                          help="the sparsity of every ticket and mask")
     transfer.add_argument("--cell", help="i/N: compute only this worker's share of the cells (e.g. a job array)")
     transfer.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
     transfer.add_argument("--set", action="append", default=[], metavar="[TASK:]KEY=VALUE",
@@ -107,15 +161,15 @@ def _add_push(sub: Any) -> None:
                       "committing")
     push.add_argument("--fine-tuned", action="store_true", help="release a fine-tuned task model of the ticket's "
                       "evaluation (kept with --set training.keep_finetuned=true) instead of the ticket itself")
-    push.add_argument("--seed", type=int, help="with --fine-tuned: the evaluation seed to release (default: the best "
-                      "by the dev metric)")
+    push.add_argument("--seed", type=decimal_int, help="with --fine-tuned: the evaluation seed to release (default: "
+                      "the best by the dev metric)")
     push.add_argument("--dry-run", metavar="OUT", help="only write and verify the Hub-ready folder(s) into OUT "
                       "(offline)")
 
 
 def _add_worker_flags(parser: argparse.ArgumentParser, jobs: str) -> None:
-    parser.add_argument("--workers", type=int, help=f"local processes for the {jobs}, pinned to the visible GPUs "
-                        "in turn (default: one per GPU; more than the GPUs pack several fine-tunings on each)")
+    parser.add_argument("--workers", type=decimal_int, help=f"local processes for the {jobs}, pinned to the visible "
+                        "GPUs in turn (default: one per GPU; more than the GPUs pack several fine-tunings on each)")
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
@@ -133,7 +187,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser, skip: set[str]) -> None:
         spellings = [f"--{spec.flag.replace('_', '-')}", *HF_ALIASES.get(spec.key, [])]
         kwargs: dict[str, Any] = {"dest": spec.flag, "help": spec.describe().replace("%", "%%")}
         if spec.type_name == "bool":
-            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["action"] = SwitchOnce
         else:
             kwargs["metavar"] = spec.type_name.upper() if not spec.choices else "{" + ",".join(spec.choices) + "}"
             kwargs["nargs"] = "+" if spec.type_name == "list" else None
@@ -396,8 +450,33 @@ def disk_full(exc: BaseException | None) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if bad := next((a for a in argv if not _is_utf8(a)), None):  # a path that no record or card could hold
+        print(f"bert-tickets: error: the argument {bad!r} is not UTF-8 text: use a name in UTF-8", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(dashed(argv))
-    return guarded(lambda: COMMANDS[args.command](args))
+    return guarded(lambda: _check_paths(args) or COMMANDS[args.command](args))
+
+
+PATH_FLAGS = {**{d: f"--{d.replace('_', '-')}" for d in ("output_dir", "data_dir", "train_file", "validation_file",
+                                                          "ticket", "study", "config", "model")},
+              "spec": "the study file", "study_dir": "the study folder"}
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Paths the command was given are not empty: "" would mean the current folder (`--dry-run ""` says its own)."""
+    from bert_tickets.runs import check_path_text
+
+    for dest, label in PATH_FLAGS.items():
+        if isinstance(value := getattr(args, dest, None), str):
+            check_path_text(value, label)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # Python keeps undecodable bytes of argv as lone surrogates
+        return False
+    return True
 
 
 def guarded(command: Callable[[], int]) -> int:

@@ -199,6 +199,22 @@ def _check_task_settings(config: "Config", task: Any) -> None:
                 raise UserError(f"data.{f.name} applies to {', '.join(owners)} only, not to {task.name}")
 
 
+def _check_texts(flat: dict[str, Any]) -> None:
+    """Text settings are UTF-8 (they go into JSON records and safetensors metadata), and none is empty where its
+    default is not (an empty output_dir or data_dir would silently mean the current folder)."""
+    defaults = _flatten(Config().to_dict())
+    for key, value in flat.items():
+        for text in value if isinstance(value, list) else [value]:
+            if not isinstance(text, str):
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UserError(f"{key} {text!r} is not UTF-8 text") from None
+            if not text.strip() and defaults.get(key) != "":
+                raise UserError(f"{key} is empty: give a value, or leave it out for the default")
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -213,6 +229,7 @@ class Config:
         from bert_tickets.tasks import get_task
 
         flat = _flatten(self.to_dict())
+        _check_texts(flat)
         for key, (ok, rule) in DOMAINS.items():
             value = flat[key]
             if value is not None and not (_finite(value) and ok(value)):
@@ -390,7 +407,9 @@ def _read_text_file(path: Path, kind: str) -> str:
 
 
 class StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice (YAML says keys are unique; PyYAML keeps the last)."""
+    """PyYAML's safe loader, refusing a key given twice (YAML says keys are unique; PyYAML keeps the last), and
+    reading scalars as YAML 1.2's core schema does: numbers are plain decimals (`1:05` is no sexagesimal 65, `017` no
+    octal 15, `1_000` no 1000) and only true/false are booleans (`yes`, `on`, `n` stay text)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
@@ -400,6 +419,31 @@ class StrictLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_YAML11_TAGS = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML11_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+StrictLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+StrictLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)$"),
+    list("-+0123456789."))
+# decimal only: PyYAML's constructors would still read a leading 0 as octal
+StrictLoader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: int(loader.construct_scalar(node)))
+StrictLoader.add_constructor("tag:yaml.org,2002:float", lambda loader, node: float(loader.construct_scalar(node)))
+
+
+def strict_scalar(text: str) -> Any:
+    """A command-line or `--set` value as the config files read theirs (`StrictLoader`); text that is no YAML at
+    all (`[1`, `a: b: c`) stays text, for the setting's type check to refuse by name."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError:
+        return text
 
 
 YAML_NODE_LIMIT = 100_000  # values in a config or spec once aliases are expanded (an alias bomb has billions)
@@ -463,9 +507,12 @@ def _field_names(obj: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(obj)}
 
 
+BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
+
+
 def _coerce(value: Any, hint: Any, dotted: str) -> Any:
     if isinstance(value, str) and hint is not str:
-        value = yaml.safe_load(value) if value.strip() else value
+        value = strict_scalar(value) if value.strip() else value
     args = typing.get_args(hint)
     optional = isinstance(hint, types.UnionType) and type(None) in args
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
@@ -479,10 +526,14 @@ def _coerce(value: Any, hint: Any, dotted: str) -> Any:
             items = value if isinstance(value, list) else [value]
             return [str(item) for item in items]
         if base is bool:
+            if isinstance(value, str) and value.lower() in BOOL_WORDS:  # where a yes or no is meant, say it so
+                return BOOL_WORDS[value.lower()]
             if isinstance(value, bool):
                 return value
             raise ValueError
         if isinstance(value, bool):  # `true` is no number (Python would take it as 1)
+            raise ValueError
+        if base in (int, float) and not isinstance(value, int | float):  # `1_000`, `1:05`, `0x10`: no plain decimal
             raise ValueError
         if base is int and isinstance(value, float) and not value.is_integer():
             raise ValueError

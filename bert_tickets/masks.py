@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -217,7 +218,14 @@ def sparsity_config(mask: Mapping[str, torch.Tensor], targets: list[str] | None)
 def mask_metadata(path: str | Path) -> dict[str, Any]:
     """A bitmask file's `sparsity_config` (compressed-tensors' field names); {} for the older boolean files."""
     with safe_open(str(path), framework="pt") as f:
-        return json.loads((f.metadata() or {}).get("sparsity_config", "{}"))
+        text = (f.metadata() or {}).get("sparsity_config", "{}")
+    try:
+        config = json.loads(text)
+    except ValueError:
+        raise UserError(f"{path}: its sparsity_config metadata is not JSON") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: its sparsity_config metadata is not a mapping")
+    return config
 
 
 def load_mask(path: str | Path) -> Mask:
@@ -236,6 +244,10 @@ def load_mask(path: str | Path) -> Mask:
     return mask
 
 
+MASK_DIMS = 4  # a prunable parameter is a matrix (at most a conv kernel): a deeper shape is no mask of ours
+MASK_ENTRIES = 1 << 34  # kept bits per entry: far above any encoder matrix, far below what would exhaust memory
+
+
 def _unpack(tensors: dict[str, torch.Tensor], path: Path) -> Mask:
     if stray := [key for key in tensors if not key.endswith((".bitmask", ".shape"))]:
         raise UserError(f"{path} is not a mask: {stray[0]} is neither a bitmask nor its shape")
@@ -247,13 +259,26 @@ def _unpack(tensors: dict[str, torch.Tensor], path: Path) -> Mask:
         shape = tensors.get(f"{name}.shape")
         if shape is None or bits.dtype != torch.uint8:
             raise UserError(f"{path} is not a mask: {key} has no shape or is not uint8")
-        dims = [int(d) for d in shape.tolist()]
+        dims = _checked_dims(shape, bits, f"{path} is not a mask: {name}.shape")
         columns = dims[-1] if dims else 1
         rows = np.unpackbits(bits.numpy(), axis=-1, count=columns, bitorder="little").astype(bool)
-        if rows.size != int(np.prod(dims)):
-            raise UserError(f"{path} is not a mask: {key} does not hold {dims}")
         mask[name] = torch.from_numpy(rows.reshape(dims))
     return mask
+
+
+def _checked_dims(shape: torch.Tensor, bits: torch.Tensor, where: str) -> list[int]:
+    """A `.shape` entry's sizes, checked before anything is allocated from them: a vector of at most `MASK_DIMS`
+    positive integers, within `MASK_ENTRIES`, that the packed bits (rows of ceil(columns / 8) bytes) hold exactly."""
+    if shape.dim() != 1 or shape.dtype not in (torch.int64, torch.int32) or len(shape) > MASK_DIMS:
+        raise UserError(f"{where} must be a vector of at most {MASK_DIMS} integers, got a {shape.dim()}-D "
+                        f"{str(shape.dtype).removeprefix('torch.')} tensor of {shape.numel()} values")
+    dims = [int(d) for d in shape.tolist()]
+    if any(d < 1 for d in dims) or math.prod(dims) > MASK_ENTRIES:
+        raise UserError(f"{where} is {dims}: sizes must be positive and hold at most {MASK_ENTRIES} weights")
+    rows, columns = (math.prod(dims[:-1]), dims[-1]) if dims else (1, 1)
+    if tuple(bits.shape) != (rows, (columns + 7) // 8):
+        raise UserError(f"{where} is {dims}, which its bitmask of shape {list(bits.shape)} does not hold")
+    return dims
 
 
 def fit_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> dict[str, tuple[nn.Parameter, torch.Tensor]]:

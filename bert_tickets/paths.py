@@ -25,6 +25,7 @@ Sparsities in names are exact (`sparsity_name`): 4 decimals where that is the wh
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 CONFIG = "config.json"
@@ -33,6 +34,14 @@ METRICS = "metrics.json"
 SPARSITY = "sparsity.json"
 TICKET_INFO = "ticket.json"
 COMPARISON = "comparison.json"
+
+
+RECORDS = {CONFIG, METRICS, SPARSITY, TICKET_INFO, COMPARISON}  # with seed_<n>.json: the records a run folder holds
+
+
+def is_record(path: Path) -> bool:
+    """A record this toolkit writes in a run folder, by its exact name (a user's notes.json is never one)."""
+    return path.name in RECORDS or re.fullmatch(r"seed_[0-9]+\.json", path.name) is not None
 
 
 def sparsity_name(sparsity: float) -> str:

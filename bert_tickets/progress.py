@@ -9,8 +9,11 @@ fine-tuning of minutes, and the first estimate should come from fine-tunings rec
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,11 +23,41 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from bert_tickets.ranks import is_main_process
+from bert_tickets.ranks import is_main_process, log
 from bert_tickets.runs import write_json
 
 STATUS_FILE_ENV = "BERT_TICKETS_STATUS_FILE"  # set by the parent for each local worker
 STATUS_EVERY = 2.0  # seconds between a worker's status writes during a fine-tuning
+STATUS_LIMIT = 1 << 20  # bytes: a worker's status is a few hundred
+
+
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """At most `limit` bytes of a regular file, or None: opened without blocking and without following a link, so a
+    FIFO or a device put in its place can neither hang the reader nor feed it forever."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            _say_once(path, f"ignoring {path}: a symbolic link, not a worker's own file")
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            _say_once(path, f"ignoring {path}: not a regular file")
+            return None
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        _say_once(path, f"ignoring {path}: larger than {limit} bytes")
+        return None
+    return data
+
+
+_said: set[str] = set()
+
+
+def _say_once(path: Path, message: str) -> None:
+    if str(path) not in _said:
+        _said.add(str(path))
+        log(message)
 
 
 @dataclass
@@ -48,11 +81,30 @@ class WorkerStatus:
 
     @classmethod
     def read(cls, path: Path) -> WorkerStatus | None:
-        """A worker's last status; None before its first write (or while one is being replaced)."""
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
+        """A worker's last status; None before its first write, or when the file is no status a worker wrote (not
+        a regular file, larger than `STATUS_LIMIT`, or fields of the wrong types: said once per file, by name)."""
+        data = _read_regular(path, STATUS_LIMIT)
+        if data is None:
             return None
+        try:
+            status = cls(**json.loads(data))
+            if status.valid():
+                return status
+        except (ValueError, TypeError):
+            pass
+        _say_once(path, f"ignoring {path}: not a worker's status (a worker writes {{seconds, current, step, steps}})")
+        return None
+
+    def valid(self) -> bool:
+        """Each field of the type a worker writes (a hand-written file is not trusted)."""
+        def whole(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+        return (isinstance(self.seconds, list)
+                and all(isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s) and s >= 0
+                        for s in self.seconds)
+                and (self.current is None or isinstance(self.current, str)) and whole(self.step)
+                and (self.steps is None or whole(self.steps)))
 
     def write(self, path: Path) -> None:
         write_json(path, asdict(self))  # atomic: the parent never reads half a file

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -118,29 +119,56 @@ def remove_damaged(paths: Iterable[Path]) -> None:
 def remove_leftovers(folder: Path) -> int:
     """Delete the temp files of writes that were killed halfway (SIGKILL, power loss) under `folder`; call it
     only while holding the folder's lock, so no live write is touched. Returns how many were removed."""
+    from bert_tickets.paths import is_record
+
     removed = 0
     for tmp in folder.rglob(f".*{TEMP_SUFFIX}"):
-        if tmp.is_file():
+        if is_temp_name(tmp.name) and tmp.is_file() and not tmp.is_symlink():
             tmp.unlink(missing_ok=True)
             removed += 1
     for new in folder.rglob("*.checkpoint.new"):  # a checkpoint whose writing was interrupted (never the resumed one)
-        shutil.rmtree(new, ignore_errors=True)
-        removed += 1
+        if is_record(new.with_name(new.name.removesuffix(".checkpoint.new") + ".json")) and not new.is_symlink():
+            shutil.rmtree(new, ignore_errors=True)
+            removed += 1
     if removed:
         log(f"removed {removed} temp file(s) left by an interrupted run in {folder}")
-    remove_damaged(folder.rglob("*.json"))
+    remove_damaged(p for p in folder.rglob("*.json") if is_record(p) and not p.is_symlink())
     return removed
 
 
+def is_temp_name(name: str) -> bool:
+    """A temp file of `atomic_write` (`.<name>.<mkstemp's 8 characters>.tmp`), not any hidden file ending in .tmp."""
+    return re.fullmatch(rf"\..+\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}", name) is not None
+
+
+def check_path_text(path: str | Path | None, what: str) -> None:
+    """A path given by a user is not empty (it would mean the current folder) and is UTF-8 text (records, cards and
+    safetensors metadata are): one error naming `what` otherwise, before any work."""
+    if path is None:
+        return
+    text = os.fspath(path)
+    if not text.strip():
+        raise UserError(f"{what} is empty: give a folder or file (the current folder is `.`)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{what} {text!r} is not UTF-8 text: choose a name in UTF-8") from None
+
+
 def check_output_location(folder: Path) -> None:
-    """Before any work: `folder` can be made (or is) a writable folder. Creates nothing."""
+    """Before any work: `folder` can be made (or is) a writable folder, tried by making and removing an empty
+    folder in its nearest existing parent (permission bits say nothing for root, or on /proc, or a read-only mount)."""
+    check_path_text(folder, "the output folder")
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(f"cannot create the output folder {folder}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write in the output folder {folder}: permission denied on {existing}")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".bert-tickets-probe-"))
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {folder}: {existing} takes no new folder "
+                        f"({exc.strerror or exc})") from None
 
 
 def usable_folder(folder: Path) -> Path:

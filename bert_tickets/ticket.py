@@ -13,8 +13,11 @@ from bert_tickets.errors import UserError
 from bert_tickets.masks import Mask, apply_mask, load_mask
 from bert_tickets.results import TicketInfo, read_ticket_info
 
-# Settings that describe how a ticket was found, not how it is fine-tuned on another task.
-NOT_INHERITED = ("data.", "pruning.", "output_dir")
+# Settings that describe how a ticket was found, not how it is fine-tuned on another task; and those with effects
+# outside the run (tracking sends data to a service, kept models fill a disk): a ticket.json, perhaps downloaded,
+# never switches them on for whoever reads it.
+NOT_INHERITED = ("data.", "pruning.", "output_dir", "training.report_to", "training.wandb_project", "training.study",
+                 "training.keep_finetuned")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from test_hardening import one_line_error, snapshot, tiny, world  # noqa: F401 (
 
 from bert_tickets.cli import main
 from bert_tickets.masks import load_mask, save_mask
-from bert_tickets.release_folder import MANIFEST
+from bert_tickets.release_folder import MANIFEST, STAGING
 from bert_tickets.runs import UMASK
 
 
@@ -89,11 +89,12 @@ def test_a_re_export_that_would_lose_a_file_is_refused(world, tmp_path, capsys, 
 
 def test_an_export_killed_halfway_is_cleaned_by_the_next(world, tmp_path):  # noqa: F811
     out = tmp_path / "release"
-    left = tmp_path / ".release.export-abc123.tmp"  # what a SIGKILL during an export leaves
-    left.mkdir()
+    left = out / STAGING  # what a SIGKILL during an export leaves: its staging folder, inside the export
+    left.mkdir(parents=True)
     (left / "model.safetensors").write_bytes(b"\0" * 1000)
     assert main(_push(world, out)) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [".release.lock", "release"]
+    assert not left.exists()
 
 
 # --- 2. run folders that any valid request extends ---------------------------------------------------------

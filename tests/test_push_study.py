@@ -32,8 +32,18 @@ seeds: 1
 
 def test_push_a_study_dry_run_then_to_the_hub(tiny_bert, glue_dir, tmp_path, capsys):
     study = tiny_study(tiny_bert, glue_dir, tmp_path, capsys)
+    report = study / "report"
+    (report / "notes-private.txt").write_text("my private notes")  # a user's file beside the report's own
+    secret = tmp_path / "secret.env"
+    secret.write_text("HF_TOKEN=hf_not_for_the_hub")
+    (report / "leak.csv").symlink_to(secret)  # a link, even with a table's name
     out = tmp_path / "release"
     assert main(["push", "--study", str(study), "--repo-prefix", "someone/tiny", "--dry-run", str(out)]) == 0
+    assert "left out of the report's release" in (err := capsys.readouterr().err) and "leak.csv" in err
+    released = {p.name for p in (out / "tiny-report").iterdir()}
+    assert not {"notes-private.txt", "leak.csv", ".bert-tickets-report.json"} & released and "table2.csv" in released
+    assert not any(b"hf_not_for_the_hub" in p.read_bytes() or b"my private notes" in p.read_bytes()
+                   for p in out.rglob("*") if p.is_file())
     assert {p.name for p in out.iterdir()} == {"tiny-rte-20", "tiny-mrpc-20", "tiny-report", "collection.json",
                                                ".tiny-rte-20.lock", ".tiny-mrpc-20.lock", ".tiny-report.lock"}
     collection = json.loads((out / "collection.json").read_text())

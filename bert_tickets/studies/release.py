@@ -21,11 +21,11 @@ from bert_tickets import paths
 from bert_tickets.errors import UserError
 from bert_tickets.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
 from bert_tickets.ranks import log
-from bert_tickets.release_folder import replace_owned, staging
+from bert_tickets.release_folder import inside, replace_owned, staging
 from bert_tickets.runs import usable_folder, write_json, write_text
 from bert_tickets.studies.jobs import TicketJob
 from bert_tickets.studies.plan import load_plan
-from bert_tickets.studies.report import write_report
+from bert_tickets.studies.report import report_files, write_report
 
 COLLECTION_FILE = "collection.json"
 TITLE_LIMIT = 59  # the Hub refuses collection titles of 60 characters or more
@@ -86,6 +86,8 @@ def push_study(study_dir: str | Path, repo_prefix: str, options: PushOptions | N
         if any(out.iterdir()) and not (out / COLLECTION_FILE).is_file():
             raise UserError(f"{out} is not empty and not an earlier study export: choose another --dry-run folder "
                             "(nothing was changed)")
+        for name in [*(r.repo_id.split("/")[1] for r in releases), report_id.split("/")[1], COLLECTION_FILE]:
+            inside(out, name, "the study's export")  # a linked sub-folder or file is never written through
         for release in releases:
             export_ticket(release.ticket_dir, out / release.repo_id.split("/")[1], release.repo_id)
         write_report_repo(report, out / report_id.split("/")[1], plan.spec)
@@ -132,15 +134,22 @@ def create_collection(collection: dict[str, Any]) -> str:
 
 def write_report_repo(report: Path, folder: Path, spec: Any) -> Path:
     """The report as a dataset repository: its README with a dataset card header, whose `configs` make each CSV
-    table load with `datasets.load_dataset(repo, "<table>")`; the figures beside it."""
+    table load with `datasets.load_dataset(repo, "<table>")`; the figures beside it. Only the files the report
+    wrote (its own manifest) go in: never a link, a user's file beside them, or one changed since."""
+    files, left_out = report_files(report)
+    if left_out:
+        log(f"left out of the report's release (not written by the report, a link, or changed since): "
+            f"{', '.join(left_out)}")
     with staging(folder) as tmp:
-        tables = sorted(p for p in report.iterdir() if p.suffix == ".csv")
-        for item in report.iterdir():
-            if item.is_file():
-                shutil.copyfile(item, tmp / item.name)
+        tables = [p for p in files if p.suffix == ".csv"]
+        for item in files:
+            shutil.copyfile(item, tmp / item.name)
         header = {"pretty_name": f"bert-tickets study {spec.name}", "tags": ["lottery-ticket", "bert-tickets"],
                   "configs": [{"config_name": t.stem, "data_files": t.name} for t in tables]}
-        body = (report / "README.md").read_text()
+        if not (tmp / "README.md").is_file():
+            raise UserError(f"{report / 'README.md'} is not the report's own (changed after it was written): rerun "
+                            "the push, which writes the report again")
+        body = (tmp / "README.md").read_text()
         write_text(tmp / "README.md", "---\n" + _yaml(header) + "---\n\n" + body)
         replace_owned(tmp, folder, "an earlier export of a study's report")
     return folder

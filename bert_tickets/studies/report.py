@@ -9,10 +9,12 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import json
 import re
 import textwrap
 import time
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from bert_tickets.errors import UserError
 from bert_tickets.masks import MATRIX_TYPES, full_mask, jaccard, load_mask, magnitude_mask, matrix_type
 from bert_tickets.methods import IMP
 from bert_tickets.metrics import is_percent
-from bert_tickets.runs import write_bytes, write_text
+from bert_tickets.runs import sha256, write_bytes, write_json, write_text
 from bert_tickets.stats import (
     MATCHING_RULE,
     Paired,
@@ -70,13 +72,45 @@ def write_report(plan: StudyPlan, finished: Finished | None = None, running: boo
     study is still at work and rewrites the report after each job, a live dashboard)."""
     finished = finished if finished is not None else collect(plan)
     out = paths.study_report(plan.folder)
-    sections = [f"# Study `{plan.spec.name}`", plan.spec.description.strip(), _missing_section(finished, running)]
-    sections += [_table2_section(plan, finished, out), _searches_section(plan, finished, out),
-                 _curves_section(plan, finished, out), _transfer_section(plan, finished, out),
-                 _masks_section(plan, finished, out), _drift_section(plan, finished, out)]
-    text = "\n\n".join(s for s in sections if s) + "\n"
-    write_text(out / "README.md", text)
+    token = _WRITTEN.set([])
+    try:
+        sections = [f"# Study `{plan.spec.name}`", plan.spec.description.strip(), _missing_section(finished, running)]
+        sections += [_table2_section(plan, finished, out), _searches_section(plan, finished, out),
+                     _curves_section(plan, finished, out), _transfer_section(plan, finished, out),
+                     _masks_section(plan, finished, out), _drift_section(plan, finished, out)]
+        text = "\n\n".join(s for s in sections if s) + "\n"
+        write_text(_wrote(out / "README.md"), text)
+        written = sorted(set(_WRITTEN.get() or []))
+    finally:
+        _WRITTEN.reset(token)
+    write_json(out / REPORT_MANIFEST, {"written_by": "bert-tickets", "files": {n: sha256(out / n) for n in written}})
     return out
+
+
+# The files this report wrote, by name and SHA-256: a release carries these and nothing a user added beside them.
+REPORT_MANIFEST = ".bert-tickets-report.json"
+_WRITTEN: ContextVar[list[str] | None] = ContextVar("report_files", default=None)
+
+
+def _wrote(path: Path) -> Path:
+    """`path`, recorded as one of the files the report being written holds."""
+    if (written := _WRITTEN.get()) is not None:
+        written.append(path.name)
+    return path
+
+
+def report_files(report: Path) -> tuple[list[Path], list[str]]:
+    """(the files the report's manifest lists, each a regular file still as written; every other name in the
+    folder, left out of a release: a user's notes, a link, a file changed since)."""
+    try:
+        listed = dict(json.loads((report / REPORT_MANIFEST).read_bytes())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = {}
+    kept = [report / name for name, digest in sorted(listed.items())
+            if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")
+            and (report / name).is_file() and not (report / name).is_symlink() and sha256(report / name) == digest]
+    others = sorted(p.name for p in report.iterdir() if p.name != REPORT_MANIFEST and p not in kept)
+    return kept, others
 
 
 def _missing_section(finished: Finished, running: bool = False) -> str:
@@ -498,9 +532,9 @@ def _transfer_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     # paired differences are computed there once, for the figure and the rows alike
     table = matrix.table(results | {Cell(parse_source(t), t): owns[t] for t in complete})
     rows = transfer_rows(table, results, owns, complete)
-    write_text(out / "transfer.csv", long_csv(matrix.long_rows(results)))
+    write_text(_wrote(out / "transfer.csv"), long_csv(matrix.long_rows(results)))
     write_csv(out / "transfer_paired.csv", rows)
-    write_heatmap(table, out / "transfer.png", recipe_line(plan))
+    write_heatmap(table, _wrote(out / "transfer.png"), recipe_line(plan))
     dense = {t: _score(results[Cell(RANDOM, t)], "dense") for t in complete}
     metrics = {r["target"]: r["metric"] for r in rows}
     lines = ["| mask from \\ target | " + " | ".join(f"{t} ({metric_label(metrics[t])})" for t in complete) + " |",
@@ -726,7 +760,7 @@ def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else [])
     writer.writeheader()
     writer.writerows(rows)
-    write_text(path, out.getvalue())
+    write_text(_wrote(path), out.getvalue())
 
 
 def _save_figure(path: Path, make) -> None:
@@ -740,4 +774,4 @@ def _save_figure(path: Path, make) -> None:
     fig = make()
     fig.savefig(png, format="png")
     plt.close(fig)
-    write_bytes(path, png.getvalue())
+    write_bytes(_wrote(path), png.getvalue())
