@@ -10,8 +10,9 @@ import bert_tickets.imp as imp
 import bert_tickets.studies.report as report_module
 from bert_tickets import progress, workers
 from bert_tickets.cli import main
-from bert_tickets.runs import read_json
+from bert_tickets.runs import read_json, sha256
 from bert_tickets.studies.plan import load_plan
+from bert_tickets.studies.report import REPORT_MANIFEST
 from bert_tickets.studies.spec import spec_names
 
 REPORT_FILES = {"README.md", "table2.csv", "curves.csv", "curves.png", "transfer.csv", "transfer.png",
@@ -107,7 +108,9 @@ def test_a_tiny_study_writes_every_report_file_and_resumes(tiny_bert, glue_dir, 
     assert closed_bars[-1] == ("study tiny", total, total) and len(count_fine_tunings) == total
     running = [int(n) for text in live_reports for n in re.findall(r"The study is running: (\d+) of 17 runs", text)]
     assert running and 0 < min(running) < 17 and running == sorted(running)
-    assert {p.name for p in (folder / "report").iterdir()} == REPORT_FILES
+    assert {p.name for p in (folder / "report").iterdir()} == REPORT_FILES | {REPORT_MANIFEST}
+    written = read_json(folder / "report" / REPORT_MANIFEST)["files"]  # what a release of the report carries
+    assert set(written) == REPORT_FILES and all(sha256(folder / "report" / n) == d for n, d in written.items())
     assert read_json(folder / "precision.json") == {"training.mixed_precision": "no"}  # pinned where it ran
     report = (folder / "report" / "README.md").read_text()
     assert "All 17 runs of the study are finished." in report  # 2x2 tickets, 2x2x2 baselines, 3x2 cells - 1
@@ -245,4 +248,4 @@ def test_local_workers_run_the_tickets_first_and_train_each_run_once(tiny_bert, 
     assert set(logs) == {"tickets_0.log", "tickets_1.log", "runs_0.log", "runs_1.log"}
     trained = {name: len(re.findall(r"level \d+ done:|\] (ticket|dense): seed", text)) for name, text in logs.items()}
     assert sum(trained.values()) == alone and all(trained.values())
-    assert {p.name for p in (tmp_path / "workers" / "report").iterdir()} == REPORT_FILES
+    assert {p.name for p in (tmp_path / "workers" / "report").iterdir()} == REPORT_FILES | {REPORT_MANIFEST}
