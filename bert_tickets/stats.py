@@ -36,6 +36,29 @@ def is_matching(ticket: dict[str, Any], dense: dict[str, Any]) -> bool | None:
     return bool(ticket["mean"] >= dense["mean"] - dense["std"])
 
 
+def matching_over(ticket: dict[int, float], dense: dict[int, float], seeds: Sequence[int],
+                  failed: set[int] | None = None, dense_failed: set[int] | None = None) -> bool | None:
+    """`is_matching` with both arms restricted to `seeds` (seed -> score; the failed seeds of each, if recorded)."""
+    def summary(values: dict[int, float], failures: set[int] | None) -> dict[str, Any]:
+        mean, std = mean_std([values[s] for s in seeds]) if seeds else (float("nan"), float("nan"))
+        return {"mean": mean, "std": std, "values": [values[s] for s in seeds],
+                "failed": None if failures is None else len(failures & set(seeds))}
+
+    return is_matching(summary(ticket, failed), summary(dense, dense_failed))
+
+
+def robust_matching(ticket: dict[int, float], dense: dict[int, float], failed: set[int] | None = None,
+                    dense_failed: set[int] | None = None) -> bool | None:
+    """Whether the matching verdict over the seeds both arms ran stays the same with any one seed left out of both
+    (None below three such seeds: leaving one out leaves no verdict)."""
+    seeds = sorted(set(ticket) & set(dense))
+    if len(seeds) < 3:
+        return None
+    verdict = matching_over(ticket, dense, seeds, failed, dense_failed)
+    return all(matching_over(ticket, dense, [s for s in seeds if s != left], failed, dense_failed) == verdict
+               for left in seeds)
+
+
 def failed_count(runs: Sequence[dict[str, Any]]) -> int | None:
     """How many of an arm's fine-tunings failed to learn; None when none of their records says (older runs)."""
     said = [r.get("failed") for r in runs if r.get("failed") is not None]
@@ -46,21 +69,88 @@ def matching_mark(matching: bool | None) -> str:
     return {True: "matching", False: "not matching", None: "n/a (one seed)"}[matching]
 
 
+CONFIDENCE = 0.95  # every interval the report prints
+
+
 @dataclass(frozen=True)
 class Paired:
-    """a − b over the seeds both arms ran: mean, sample std and n of the per-seed differences."""
+    """a − b over the seeds both arms ran: mean, sample std and n of the per-seed differences, with the 95%
+    t-interval of their mean, the paired t-test and the exact sign test (n ≥ 2). At n = 3 the interval's half-width
+    is 2.5 × the std: the std of differences alone reads as far more certain than it is."""
 
     mean: float
     std: float
     n: int
     seeds: tuple[int, ...]
+    differences: tuple[float, ...] = ()
+
+    @property
+    def half_width(self) -> float | None:
+        """Of the 95% t-interval of the mean difference; None below two seeds."""
+        if self.n < 2:
+            return None
+        from scipy.stats import t
+
+        return float(t.ppf(0.5 + CONFIDENCE / 2, self.n - 1) * self.std / np.sqrt(self.n))
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        width = self.half_width
+        return None if width is None else (self.mean - width, self.mean + width)
+
+    @property
+    def t(self) -> float | None:
+        if self.n < 2:
+            return None
+        if self.std == 0:
+            return 0.0 if self.mean == 0 else float(np.sign(self.mean) * np.inf)
+        return float(self.mean / (self.std / np.sqrt(self.n)))
+
+    @property
+    def p(self) -> float | None:
+        """Two-sided p of the paired t-test (None below two seeds)."""
+        if self.t is None:
+            return None
+        from scipy.stats import t
+
+        return float(2 * t.sf(abs(self.t), self.n - 1)) if np.isfinite(self.t) else 0.0
+
+    @property
+    def sign_p(self) -> float | None:
+        """Two-sided exact sign-test p over the non-zero differences (None without them): no normality assumed."""
+        signs = [d for d in self.differences if d != 0]
+        if not signs:
+            return None
+        from scipy.stats import binomtest
+
+        return float(binomtest(sum(d > 0 for d in signs), len(signs)).pvalue)
+
+    def within(self, margin: float) -> bool | None:
+        """Equivalent within ±`margin` (fixed in advance): the whole 95% interval inside it; None below two seeds.
+        Neither True nor False says "not resolved": an interval that crosses the margin shows neither."""
+        if self.interval is None:
+            return None
+        low, high = self.interval
+        if -margin < low and high < margin:
+            return True
+        return False if low >= margin or high <= -margin else None
 
     def text(self, scale: float = 100.0, digits: int = 1) -> str:
+        """'+2.6 [+0.1, +5.1] (n = 3, p = 0.04)': the mean difference, its 95% interval, n and the t-test's p."""
         if self.n == 0:
             return "–"
         if self.n == 1:
             return f"{scale * self.mean:+.{digits}f} (n = 1)"
-        return f"{scale * self.mean:+.{digits}f} ± {scale * self.std:.{digits}f} (n = {self.n})"
+        low, high = self.interval or (float("nan"), float("nan"))
+        return (f"{scale * self.mean:+.{digits}f} [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}] "
+                f"(n = {self.n}, p = {self.p:.2g})")
+
+    def columns(self, prefix: str) -> dict[str, Any]:
+        """The CSV columns of this difference: mean, std, n, interval, t, p and the sign test's p."""
+        low, high = self.interval or (None, None)
+        return {prefix: self.mean, f"{prefix}_std": self.std, f"{prefix}_n": self.n, f"{prefix}_ci_low": low,
+                f"{prefix}_ci_high": high, f"{prefix}_t": self.t, f"{prefix}_p": self.p,
+                f"{prefix}_sign_p": self.sign_p}
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> Paired:
@@ -68,8 +158,9 @@ def paired(a: dict[int, float], b: dict[int, float]) -> Paired:
     seeds = tuple(sorted(set(a) & set(b)))
     if not seeds:
         return Paired(float("nan"), float("nan"), 0, ())
-    mean, std = mean_std([a[s] - b[s] for s in seeds])
-    return Paired(mean, std, len(seeds), seeds)
+    differences = tuple(a[s] - b[s] for s in seeds)
+    mean, std = mean_std(differences)
+    return Paired(mean, std, len(seeds), seeds, differences)
 
 
 def by_seed(info: dict[str, Any], kind: str = "ticket") -> dict[int, float]:

@@ -16,7 +16,7 @@ from bert_tickets.imp import ImpRun
 from bert_tickets.masks import jaccard, load_mask, relative_drift
 from bert_tickets.metrics import format_mean_std
 from bert_tickets.runs import read_json
-from bert_tickets.stats import is_matching, paired, summary_text
+from bert_tickets.stats import is_matching, matching_over, paired, robust_matching, summary_text
 from bert_tickets.studies.baselines import DENSE, Row, verdict
 from bert_tickets.studies.jobs import BaselineJob, CellJob, TicketJob
 from bert_tickets.studies.plan import StudyPlan, load_plan
@@ -38,6 +38,41 @@ def test_paired_differences_use_the_seeds_both_arms_ran():
     assert diff.std == pytest.approx(np.std([0.05, -0.02], ddof=1))
     assert paired(a, {5: 1.0}).n == 0 and paired(a, {5: 1.0}).text() == "–"
     assert paired({0: 0.8}, {0: 0.7}).text() == "+10.0 (n = 1)"  # one seed: no spread shown
+
+
+def test_paired_intervals_and_tests_equal_scipys():
+    from scipy.stats import binomtest, ttest_rel
+
+    a = {0: 0.812, 1: 0.804, 2: 0.821, 3: 0.799, 4: 0.815}
+    b = {0: 0.790, 1: 0.801, 2: 0.805, 3: 0.802, 4: 0.796, 9: 0.5}  # seed 9 has no pair: left out
+    diff = paired(a, b)
+    reference = ttest_rel([a[s] for s in range(5)], [b[s] for s in range(5)])
+    low, high = reference.confidence_interval(0.95)
+    assert diff.n == 5 and diff.interval == pytest.approx((low, high))
+    assert diff.t == pytest.approx(reference.statistic) and diff.p == pytest.approx(reference.pvalue)
+    assert diff.sign_p == pytest.approx(binomtest(4, 5).pvalue)  # four of five differences positive
+    assert diff.text() == f"+{100 * diff.mean:.1f} [{100 * low:+.1f}, {100 * high:+.1f}] (n = 5, p = {diff.p:.2g})"
+    assert paired({0: 0.8}, {0: 0.7}).interval is None and paired({0: 0.8}, {0: 0.7}).within(0.01) is None
+
+
+def test_equivalence_needs_the_whole_interval_inside_the_margin():
+    narrow = paired({s: 0.800 + 0.001 * s for s in range(5)}, {s: 0.800 for s in range(5)})
+    assert narrow.within(0.01) is True  # [−0.0, +0.4] points inside ±1 point
+    wide = paired({0: 0.80, 1: 0.83, 2: 0.78}, {0: 0.80, 1: 0.80, 2: 0.80})
+    assert wide.within(0.01) is None  # crosses the margin: neither equivalent nor shown to differ
+    apart = paired({s: 0.85 + 0.001 * s for s in range(5)}, {s: 0.80 for s in range(5)})
+    assert apart.within(0.01) is False
+
+
+def test_a_verdict_that_one_seed_decides_is_marked_fragile():
+    dense = {0: 0.829, 1: 0.788, 2: 0.804}  # the minilm-cpu study's STS-B dense seeds
+    one_shot = {0: 0.792, 1: 0.770, 2: 0.784}
+    assert matching_over(one_shot, dense, [0, 1, 2]) is False
+    assert matching_over(one_shot, dense, [0, 1]) is True  # without seed 2 it matches
+    assert robust_matching(one_shot, dense) is False
+    assert robust_matching({0: 0.811, 1: 0.806, 2: 0.804}, dense) is True  # the IMP ticket: matching however cut
+    assert robust_matching({0: 0.8, 1: 0.8}, {0: 0.8, 1: 0.8}) is None  # two seeds: one left out leaves no verdict
+    assert matching_over(one_shot, dense, [0, 1, 2], failed={0, 1, 2}, dense_failed=set()) is False
 
 
 def test_one_seed_is_never_shown_with_a_spread_of_zero():
@@ -288,3 +323,5 @@ def test_the_paper_study_plans_table2s_eleven_columns_90_percent_and_the_one_sho
     assert (config.training.seed, config.pruning.search_seed) == (5, 57)
     assert config.pruning.carry_head and config.pruning.level_lr_horizon == 10
     assert StudyPlan(spec, tmp_path).ticket_run("squad", 0.7).config.training.epochs == 4
+    assert StudyPlan(spec, tmp_path).ticket_run("mlm", 0.7).config.pruning.level_lr_horizon == 9  # LT_pretrain.py
+    assert {"shuffle", "shuffle_layers"} <= set(spec.baselines)  # ours and the authors' shuffle, side by side
