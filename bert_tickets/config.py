@@ -280,11 +280,17 @@ def reproduce_command(config: Config) -> str:
     parts = ["bert-tickets find", f"--task {config.data.task}", f"--sparsity {config.pruning.sparsity}"]
     if config.pruning.seeds != 1:
         parts.append(f"--seeds {config.pruning.seeds}")
-    for key, value in hashed_settings(config).items():  # the precision as resolved: the same folder anywhere
-        if key != "data.task":
+    settings = hashed_settings(config)
+    if settings.pop("training.packed", False):  # a marker of how it ran, given back as the setting that made it
+        settings["training.pack"] = config.training.pack
+    for key, value in settings.items():  # the precision as resolved: the same folder anywhere
+        if key != "data.task" and key not in HASH_MARKERS:
             text = value if isinstance(value, str) else json.dumps(value)
             parts.append(f"--set {shlex.quote(f'{key}={text}')}")
     return " ".join(parts)
+
+
+HASH_MARKERS = {"training.packed", "model.mlm_head"}  # in a run's hash, but no setting: what the code did
 
 
 def hashed_settings(config: Config) -> dict[str, Any]:
@@ -295,6 +301,8 @@ def hashed_settings(config: Config) -> dict[str, Any]:
     settings = non_default_settings(config) | {"training.mixed_precision": resolved_precision(config.training)}
     if config.training.pack > 1:  # packed members draw their own dropout streams, not a lone run's (any K alike)
         settings["training.packed"] = True
+    if config.data.task == "mlm":  # starts from the checkpoint's masked-LM head where it has one (not a fresh one)
+        settings["model.mlm_head"] = "pretrained"
     return settings
 
 

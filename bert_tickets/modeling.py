@@ -49,6 +49,9 @@ class Pretrained:
     theta0: dict[str, torch.Tensor]
     new_head_weights: list[str] = field(default_factory=list)  # head weights the checkpoint did not have
     commit: str | None = None  # the Hub commit the weights came from (None for a local folder)
+    # the checkpoint's own head weights, for a task whose head is pre-trained with the encoder (masked LM): every
+    # model starts from them, as the authors' BertForMaskedLM.from_pretrained does; {} for task heads (fresh)
+    pretrained_head: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def max_length(self) -> int:
@@ -69,13 +72,16 @@ class Pretrained:
     def build(self, seed: int, encoder_state: dict[str, torch.Tensor] | None = None,
               head_state: dict[str, torch.Tensor] | None = None, reinit: bool = False) -> nn.Module:
         """A model whose encoder is θ0 (or `encoder_state`, or with `reinit` a random initialisation) and whose
-        head is freshly initialised from `seed` (or restored from `head_state`)."""
+        head is restored from `head_state`, else the checkpoint's pre-trained head (masked LM), else freshly
+        initialised from `seed`."""
         transformers.set_seed(seed)
         model = self.model_class.from_config(self.config, dtype=torch.float32)
         if not reinit:
             encoder_of(model).load_state_dict(encoder_state if encoder_state is not None else self.theta0)
         if head_state is not None:
             model.load_state_dict(head_state, strict=False)
+        elif self.pretrained_head and not reinit:
+            model.load_state_dict(self.pretrained_head, strict=False)
         return model
 
 
@@ -87,6 +93,23 @@ def shuffled_weights(weights: dict[str, torch.Tensor], names: list[str], seed: i
     for name in names:
         w = weights[name]
         out[name] = w.flatten()[torch.randperm(w.numel(), generator=generator)].view_as(w).clone()
+    return out
+
+
+def layer_shuffled_weights(weights: dict[str, torch.Tensor], names: list[str],
+                           seed: int) -> dict[str, torch.Tensor]:
+    """`weights` with the named matrices of layer i replaced by layer π(i)'s, one random permutation π of the
+    layers for every matrix type (the authors' shuffle: whole layers move, each matrix intact); names outside the
+    numbered layers (the pooler) stay in place."""
+    import re
+
+    layered = {name: match for name in names if (match := re.fullmatch(r"(.*\blayer\.)(\d+)(\..+)", name))}
+    layers = sorted({int(m.group(2)) for m in layered.values()})
+    order = torch.randperm(len(layers), generator=torch.Generator().manual_seed(seed)).tolist()
+    source = {layer: layers[i] for layer, i in zip(layers, order, strict=True)}
+    out = dict(weights)
+    for name, m in layered.items():
+        out[name] = weights[f"{m.group(1)}{source[int(m.group(2))]}{m.group(3)}"].clone()
     return out
 
 
@@ -111,8 +134,11 @@ def load_pretrained(name: str, task: Any, tokenizer: Any | None = None, revision
                                                          output_loading_info=True, **task.model_kwargs())
     theta0 = {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}
     commit = None if Path(path).exists() else getattr(model.config, "_commit_hash", None)
+    missing = set(info["missing_keys"])
+    head = {k: v for k, v in head_state_of(model).items() if k not in missing} if getattr(
+        task, "pretrained_head", False) else {}
     return Pretrained(name=name, model_class=task.model_class(), config=model.config, tokenizer=tokenizer,
-                      theta0=theta0, new_head_weights=sorted(info["missing_keys"]), commit=commit)
+                      theta0=theta0, new_head_weights=sorted(missing), commit=commit, pretrained_head=head)
 
 
 def quiet_weight_loading() -> None:

@@ -53,6 +53,9 @@ class MaskedLMTask:
     hub_dataset: ClassVar[str] = HUB_DATASET
     hub_dataset_config: ClassVar[str | None] = HUB_CONFIG
     data_settings: ClassVar[type | None] = MaskedLMData
+    # θ0 is the whole pre-trained masked-LM network where the checkpoint ships its head (the authors load
+    # BertForMaskedLM.from_pretrained: LT_pretrain.py, pretrain_trans.py); a checkpoint without one gets a new head
+    pretrained_head: ClassVar[bool] = True
     # The paper's masked-LM recipe for IMP levels: batch 16, lr 5e-5, 10,000 steps per level.
     recipe: dict[str, Any] = field(default_factory=lambda: {
         "training.batch_size": 16, "training.learning_rate": 5e-5, "training.max_steps": 10_000,

@@ -274,6 +274,36 @@ def test_a_matrix_emptied_by_the_global_threshold_is_flagged_everywhere(bert_wit
     assert all(s == pytest.approx(0.3, abs=1e-3) for s in info["per_matrix_sparsity"].values())
 
 
+def test_the_authors_shuffle_permutes_whole_layers_under_the_tickets_mask(tiny_bert, glue_dir, tmp_path):
+    import re
+
+    source = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.sparsity": 0.2})).run()
+    config = tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": "shuffle_layers",
+                                                           "pruning.sparsity": 0.2, "pruning.ticket": str(source.path)})
+    run = ImpRun(config)
+    theta0 = run.resources.pretrained.theta0
+    layers = sorted({int(m.group(1)) for n in theta0 if (m := re.search(r"layer\.(\d+)\.", n))})
+    moved = {}
+    for seed in (3, 4, 5, 6):  # two layers: some seed swaps them
+        state = run.build_model(seed, rewound=True).base_model.state_dict()
+        for name in source.mask:
+            if (m := re.search(r"layer\.(\d+)\.", name)) is None:
+                assert torch.equal(state[name], theta0[name]), name  # the pooler stays in place
+                continue
+            same = [k for k in layers if torch.equal(state[name], theta0[name.replace(m.group(0), f"layer.{k}.")])]
+            assert same, name  # a whole matrix of some layer, not entries shuffled within one
+            moved.setdefault(seed, {})[(int(m.group(1)), name.split(m.group(0))[1])] = same[0]
+        for name in theta0:
+            if name not in source.mask:
+                assert torch.equal(state[name], theta0[name]), name  # embeddings, LayerNorms, biases: θ0
+        sources = {layer: {src for (lay, _), src in moved[seed].items() if lay == layer} for layer in layers}
+        assert all(len(s) == 1 for s in sources.values())  # one permutation for every matrix type of a layer
+    assert any(moved[s][key] != key[0] for s in moved for key in moved[s])  # some seed moved a layer
+    ticket = run.run()
+    assert ticket.info["method"] == "shuffle_layers" and all(torch.equal(ticket.mask[n], source.mask[n])
+                                                             for n in source.mask)
+
+
 def test_shuffle_keeps_each_matrix_multiset_under_the_tickets_mask(tiny_bert, glue_dir, tmp_path):
     source = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.sparsity": 0.2})).run()
     config = tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": "shuffle", "pruning.sparsity": 0.2,

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, TINY
 from transformers import AutoTokenizer
 
 from bert_tickets import paths
@@ -150,3 +150,33 @@ def test_a_text_file_that_is_not_utf8_names_its_line(tmp_path):
     config = load_config(None, {"data.task": "mlm", "data.data_dir": str(tmp_path)})
     with pytest.raises(UserError, match=r"train.txt:3: not valid UTF-8"):
         get_task("mlm").load_texts(config.data)
+
+
+def test_a_masked_lm_run_starts_from_the_checkpoints_own_head(tmp_path, minilm_path):
+    """θ0 for masked LM is the whole pre-trained network: the head's weights of every model built equal the
+    checkpoint's (the authors' BertForMaskedLM.from_pretrained), never a fresh draw; a task head stays fresh."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from bert_tickets.config import reproduce_command, run_hash, task_config
+    from bert_tickets.modeling import load_pretrained
+    from bert_tickets.tasks import get_task
+
+    torch.manual_seed(0)
+    checkpoint = BertForMaskedLM(BertConfig(**TINY))
+    with torch.no_grad():
+        checkpoint.cls.predictions.bias.uniform_(-1, 1)  # far from a fresh head's zeros
+        checkpoint.cls.predictions.transform.dense.weight.mul_(3)
+    checkpoint.save_pretrained(tmp_path / "mlm")
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "mlm")
+    saved = dict(checkpoint.named_parameters())
+    pretrained = load_pretrained(str(tmp_path / "mlm"), get_task("mlm"))
+    assert pretrained.new_head_weights == [] and pretrained.pretrained_head
+    for seed in (0, 7):
+        built = dict(pretrained.build(seed).named_parameters())
+        for name in pretrained.pretrained_head:
+            assert torch.equal(built[name], saved[name]), name
+    glue = load_pretrained(str(tmp_path / "mlm"), get_task("sst2"))
+    assert glue.pretrained_head == {}  # a classifier's head is the task's own, fresh per seed
+    mlm_config = task_config("mlm", None, {"model.name": str(tmp_path / "mlm"), "training.pack": 2})
+    assert "model.mlm_head" not in reproduce_command(mlm_config) and "training.pack=2" in reproduce_command(mlm_config)
+    assert run_hash(mlm_config) != run_hash(task_config("mlm", None, {"model.name": str(tmp_path / "mlm")}))

@@ -14,6 +14,7 @@ from bert_tickets.methods.oneshot import OneShotPruning
 from bert_tickets.methods.random_pruning import RandomPruning
 from bert_tickets.methods.reinit import ReinitialisedTicket
 from bert_tickets.methods.shuffle import ShuffledTicket
+from bert_tickets.methods.shuffle_layers import LayerShuffledTicket
 from bert_tickets.methods.standard import StandardPruning
 from bert_tickets.methods.ticket import GivenTicket
 
@@ -26,6 +27,7 @@ METHODS: dict[str, Method] = {method.name: method for method in [
     MagnitudePruning(),
     OneShotPruning(),
     StandardPruning(),
+    LayerShuffledTicket(),  # last: every earlier arm keeps its colour in the figures
 ]}
 IMP = IterativeMagnitudePruning.name  # the method whose tickets studies and transfer find
 
