@@ -15,8 +15,8 @@ from bert_tickets.studies.plan import load_plan
 from bert_tickets.studies.report import REPORT_MANIFEST
 from bert_tickets.studies.spec import spec_names
 
-REPORT_FILES = {"README.md", "table2.csv", "curves.csv", "curves.png", "transfer.csv", "transfer.png",
-                "transfer_paired.csv", "mask_overlap.csv", "mask_overlap.png", "mask_overlap_floor.csv",
+REPORT_FILES = {"README.md", "table2.csv", "seeds.csv", "paired.csv", "curves.csv", "curves.png", "transfer.csv",
+                "transfer.png", "transfer_paired.csv", "mask_overlap.csv", "mask_overlap.png", "mask_overlap_floor.csv",
                 "mask_layers.csv", "mask_layers.png", "drift.csv"}
 
 
@@ -114,8 +114,16 @@ def test_a_tiny_study_writes_every_report_file_and_resumes(tiny_bert, glue_dir, 
     assert read_json(folder / "precision.json") == {"training.mixed_precision": "no"}  # pinned where it ran
     report = (folder / "report" / "README.md").read_text()
     assert "All 17 runs of the study are finished." in report  # 2x2 tickets, 2x2x2 baselines, 3x2 cells - 1
-    for heading in ("Table 2", "Score against sparsity", "Transfer between tasks", "What the masks look like"):
+    for heading in ("Table 2", "Every sparsity, paired by seed", "Score against sparsity", "Transfer between tasks",
+                    "What the masks look like"):
         assert heading in report
+    seeds = list(csv.DictReader((folder / "report" / "seeds.csv").open()))  # the data behind the failure counts
+    assert {r["arm"] for r in seeds} == {"ticket", "dense"} and all(r["final_train_loss"] for r in seeds)
+    every = list(csv.DictReader((folder / "report" / "paired.csv").open()))
+    assert {(r["sparsity"], r["method"]) for r in every} == {(s, m) for s in ("0.1", "0.2")
+                                                             for m in ("imp", "random", "shuffle")}
+    assert all(float(r["minus_dense_ci_low"]) <= float(r["minus_dense"]) <= float(r["minus_dense_ci_high"])
+               for r in every)
     assert "IMP mask, shuffled θ0" in report and "random pruning (θ0)" in report
     table2 = (folder / "report" / "table2.csv").read_text().splitlines()
     assert table2[0].startswith("task,metric,sparsity,highest_matching,highest_matching_sparsity,method,mean,std")

@@ -36,7 +36,7 @@ def check_outputs(folder: Path, seeds: int = 1) -> None:
     assert tex.startswith(r"\begin{tabular}{lcc}") and tex.count(r"\\") == 5
     assert (r"\pm" in tex) == (seeds > 1) and ("(n = 1)" in table) == (seeds == 1)  # one seed has no spread
     image = matplotlib.image.imread(folder / "transfer.png")
-    assert image.shape[:2] == (380, 660) and image.std() > 0.05  # 6.6 x 3.8 inches at 100 dpi, not blank
+    assert image.shape[:2] == (460, 720) and image.std() > 0.05  # 7.2 x 4.6 inches at 100 dpi, not blank
 
 
 def test_plan_and_workers_cover_every_cell_once():

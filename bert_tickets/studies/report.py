@@ -27,6 +27,7 @@ from bert_tickets.errors import UserError
 from bert_tickets.masks import MATRIX_TYPES, full_mask, jaccard, load_mask, magnitude_mask, matrix_type
 from bert_tickets.methods import IMP
 from bert_tickets.metrics import is_percent
+from bert_tickets.precision import resolved_precision
 from bert_tickets.runs import sha256, write_bytes, write_json, write_text
 from bert_tickets.stats import (
     MATCHING_RULE,
@@ -36,6 +37,7 @@ from bert_tickets.stats import (
     matching_mark,
     mean_std,
     paired,
+    robust_matching,
     summary_text,
 )
 from bert_tickets.studies.baselines import DENSE, arm_label
@@ -75,7 +77,8 @@ def write_report(plan: StudyPlan, finished: Finished | None = None, running: boo
     token = _WRITTEN.set([])
     try:
         sections = [f"# Study `{plan.spec.name}`", plan.spec.description.strip(), _missing_section(finished, running)]
-        sections += [_table2_section(plan, finished, out), _searches_section(plan, finished, out),
+        sections += [_table2_section(plan, finished, out), _paired_section(plan, finished, out),
+                     _searches_section(plan, finished, out),
                      _curves_section(plan, finished, out), _transfer_section(plan, finished, out),
                      _masks_section(plan, finished, out), _drift_section(plan, finished, out)]
         text = "\n\n".join(s for s in sections if s) + "\n"
@@ -175,8 +178,10 @@ def recipe_line(plan: StudyPlan) -> str:
     t, p = config.training, config.pruning
     budget = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs:g} epochs"
     searches = f", {plan.spec.searches} mask searches" if plan.spec.searches > 1 else ""
+    precision = resolved_precision(t)  # as the study pinned it where it first ran
     return (f"{Path(config.model.name).name}; {budget} of batch {t.batch_size} per fine-tuning and level, lr "
-            f"{t.learning_rate:g}; {p.rate:.0%} pruned per level; {plan.spec.seeds} seeds{searches}")
+            f"{t.learning_rate:g}, {'fp32' if precision == 'no' else precision}; {p.rate:.0%} pruned per level; "
+            f"{plan.spec.seeds} seeds{searches}")
 
 
 def metric_label(metric: str) -> str:
@@ -216,11 +221,12 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
                 "highest_matching_sparsity": highest,
                 "method": method, "mean": score["mean"], "std": score["std"], "seeds": len(score["values"]),
                 "matching": is_matching(score, dense) if method != DENSE else None,
+                "matching_robust": robust_matching(arm.values, by_seed(info, "dense"), arm.failed,
+                                                   failed_seeds(info, "dense")) if method != DENSE else None,
                 "at_least_dense_mean": score["mean"] >= dense["mean"],
                 "failed": None if arm.failed is None else len(arm.failed),
-                "minus_dense": minus_dense.mean, "minus_dense_std": minus_dense.std, "paired_seeds": minus_dense.n,
-                "minus_imp": minus_ticket.mean if method not in (DENSE, IMP) else None,
-                "minus_imp_std": minus_ticket.std if method not in (DENSE, IMP) else None,
+                **minus_dense.columns("minus_dense"), "paired_seeds": minus_dense.n,
+                **{k: v if method not in (DENSE, IMP) else None for k, v in minus_ticket.columns("minus_imp").items()},
                 "values": " ".join(f"{v:.6f}" for v in score["values"])})
     return rows
 
@@ -238,6 +244,7 @@ def _cell(row: dict[str, Any]) -> str:
     spread = f" ± {100 * row['std']:.1f}" if n > 1 else " (n = 1)"
     mark = "" if row["method"] == DENSE else ("*" if row["matching"] else "") + ("†" if row["at_least_dense_mean"]
                                                                                  else "")
+    mark += "~" if row["method"] != DENSE and row.get("matching_robust") is False else ""
     return f"{100 * row['mean']:.1f}{spread}{mark}"
 
 
@@ -246,6 +253,8 @@ def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     if not rows:
         return ""
     write_csv(out / "table2.csv", rows)
+    if seeds := seed_rows(finished):
+        write_csv(out / "seeds.csv", seeds)
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     methods = [DENSE, IMP, *plan.spec.baselines]
     by = {(r["task"], r["method"]): r for r in rows}
@@ -273,17 +282,86 @@ def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     return ("## Tickets against the baselines (the paper's Table 2)\n\n"
             "Each task at the highest sparsity where its IMP ticket matches dense (or, if none does, the lowest "
             "sparsity run), among the sparsities where the baselines ran; mean ± std over seeds, × 100. "
-            f"*: {MATCHING_RULE}. †: at least dense's mean. Every arm uses the same recipe and seeds.\n\n"
+            f"*: {MATCHING_RULE}. †: at least dense's mean. ~: the matching verdict changes when one seed is left "
+            "out of both arms (a fragile verdict). Every arm uses the same recipe and seeds.\n\n"
             + "\n".join(lines)
             + "\n\n### Paired by seed\n\nThe same seed gives every arm the same head initialisation and data "
-            "order, so differences are taken seed by seed (mean ± std of the differences, n seeds). "
+            "order, so differences are taken seed by seed: the mean difference, its 95% t-interval [low, high] "
+            "and the paired t-test's p over n seeds (at n = 3 the interval is ±2.5 standard deviations of the "
+            "differences: a difference whose interval holds 0 is not shown to exist, and one whose interval is "
+            "wide is not shown to be small). "
             f"Failed runs: {FAILED_RULE}. They are counted per arm beside dense's and stay in every mean: "
             "a mask that makes its runs fail has failed; an arm whose runs failed more often than dense's is not "
-            "matching.\n\n" + "\n".join(paired_lines) + "\n\nCSV: [table2.csv](table2.csv)")
+            "matching.\n\n" + "\n".join(paired_lines) + "\n\nCSV: [table2.csv](table2.csv); every fine-tuning's "
+            "dev score, failure flag, final training loss and the constant prediction's loss and score, seed by "
+            "seed: [seeds.csv](seeds.csv)")
+
+
+def seed_rows(finished: Finished) -> list[dict[str, Any]]:
+    """Every finished fine-tuning of the study's runs and baselines, one row per arm and seed: the primary dev score
+    and what the failure rule read (final training loss, the constant prediction's loss and score)."""
+    rows = []
+    for job, info in finished.results.items():
+        if not isinstance(job, TicketJob | BaselineJob):
+            continue
+        for kind in ("ticket", "dense"):
+            if kind == "dense" and not isinstance(job, TicketJob):
+                continue  # a baseline's dense seeds are its ticket's
+            runs = info.get("runs", {}).get(kind) or [{} for _ in info["seeds"]]
+            for seed, score, run in zip(info["seeds"], by_seed(info, kind).values(), runs, strict=True):
+                rows.append({"task": job.task, "sparsity": job.sparsity, "method": job.method,
+                             "search": getattr(job, "search", 0), "arm": kind, "seed": seed,
+                             "metric": _primary(info), "score": score, "failed": run.get("failed"),
+                             "final_train_loss": run.get("final_train_loss"), "chance_loss": run.get("chance_loss"),
+                             "chance_score": run.get("chance_score")})
+    return sorted(rows, key=lambda r: (r["task"], r["sparsity"], r["method"], r["search"], r["arm"], r["seed"]))
 
 
 def _paired_text(mean: float, std: float, n: int) -> str:
     return Paired(mean, std, n, ()).text()
+
+
+# --- every sparsity the baselines ran at: each arm against dense and against IMP, with intervals -------------------
+def paired_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
+    """Per task and sparsity where the IMP ticket and a baseline are finished: each arm (IMP, each baseline) minus
+    dense and minus the IMP ticket, paired by seed, with n, the 95% interval, t and p (table2 shows one sparsity)."""
+    rows = []
+    for task in plan.spec.tasks:
+        for sparsity in plan.baseline_sparsities:
+            info = finished.results.get(TicketJob(task, sparsity))
+            if info is None:
+                continue
+            ticket, dense = by_seed(info), by_seed(info, "dense")
+            arms = [(IMP, info)] + [(m, b) for m in plan.spec.baselines
+                                    if (b := finished.results.get(BaselineJob(task, sparsity, m))) is not None]
+            if len(arms) < 2:
+                continue
+            for method, run in arms:
+                arm = _arm(method, run)
+                rows.append({"task": task, "metric": _primary(info), "sparsity": sparsity, "method": method,
+                             "seeds": len(arm.values), "failed": None if arm.failed is None else len(arm.failed),
+                             **paired(arm.values, dense).columns("minus_dense"),
+                             **{k: v if method != IMP else None
+                                for k, v in paired(arm.values, ticket).columns("minus_imp").items()}})
+    return rows
+
+
+def _paired_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
+    rows = paired_rows(plan, finished)
+    if len({r["sparsity"] for r in rows}) < 2:
+        return ""  # one sparsity (or none): Table 2's paired rows say it all
+    write_csv(out / "paired.csv", rows)
+    lines = ["| task | sparsity | arm | failed | − dense, by seed | − IMP ticket, by seed |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        failed = "not recorded" if r["failed"] is None else f"{r['failed']} of {r['seeds']}"
+        minus_imp = "" if r["minus_imp"] is None else _paired_text(r["minus_imp"], r["minus_imp_std"], r["minus_imp_n"])
+        lines.append(f"| {r['task']} | {r['sparsity']:.0%} | {arm_label(r['method'])} | {failed} | "
+                     f"{_paired_text(r['minus_dense'], r['minus_dense_std'], r['minus_dense_n'])} | {minus_imp} |")
+    return ("## Every sparsity, paired by seed\n\nEach arm minus dense and minus the IMP ticket at every sparsity "
+            "where the baselines ran, × 100: the mean difference, its 95% t-interval and the paired t-test's p over "
+            "the seeds both arms ran (`paired.csv` adds t and the exact sign test's p).\n\n" + "\n".join(lines)
+            + "\n\nCSV: [paired.csv](paired.csv)")
 
 
 # --- repeated mask searches: the variance of finding a ticket, not only of fine-tuning it ------------------
@@ -361,7 +439,7 @@ def curve_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
 
 def _curve_point(task: str, method: str, sparsity: float, info: dict[str, Any], score: dict[str, Any]) -> dict:
     return {"task": task, "method": method, "sparsity": sparsity, "metric": _primary(info), "mean": score["mean"],
-            "std": score["std"], "seeds": len(score["values"]),
+            "std": score["std"], "seeds": len(score["values"]), "failed": score.get("failed"),
             "values": " ".join(f"{v:.6f}" for v in score["values"])}
 
 
@@ -379,7 +457,9 @@ def _curves_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
             "Top row: every arm; markers: mean over seeds, error bars ± one standard deviation (baselines offset "
             "sideways so that none hides another); grey band: dense, mean ± one standard deviation; dotted line: "
             "always predicting the training set's majority class (0 for a correlation), where a run that never "
-            "learned sits. Bottom row: the same, zoomed on dense and the tickets. CSV: [curves.csv](curves.csv)")
+            "learned sits; a hollow ring: some of the point's runs failed to learn (how many beside it), or it is "
+            "one seed (n = 1). Bottom row: the same, zoomed on dense and the tickets; an arm beyond the zoom is an "
+            "arrow at its edge with its mean. CSV: [curves.csv](curves.csv)")
 
 
 def constant_score(plan: StudyPlan, task: str) -> float | None:
@@ -451,6 +531,13 @@ def _plot_task(ax: Any, mine: list[dict[str, Any]], methods: list[str], offsets:
         s = [100 * r["std"] if r["seeds"] > 1 else 0.0 for r in points]
         ax.errorbar(x, y, yerr=s, marker="o", ms=4, capsize=3, color=arm_color(method), label=curve_label(method),
                     lw=2 if method == IMP else 1.0, ls="-" if len(points) > 1 else "none")
+        for xi, yi, r in zip(x, y, points, strict=True):  # what a mean hides: failed runs, a single seed
+            marks = ([f"{r['failed']} failed"] if r.get("failed") else []) + (["n = 1"] if r["seeds"] == 1 else [])
+            if marks:
+                ax.plot([xi], [yi], marker="o", ms=8, mfc="white", mec=arm_color(method), mew=1.5, ls="none",
+                        zorder=3)
+                ax.annotate(", ".join(marks), (xi, yi), textcoords="offset points", xytext=(5, 5), fontsize=7,
+                            color=arm_color(method), annotation_clip=True)
     ax.set_xlim(-5, 100 * max(r["sparsity"] for r in mine) + 8)  # from dense (0%) on, even with one sparsity
     ax.set_xlabel("sparsity (% of prunable weights pruned)")
     ax.set_ylabel(metric_label(mine[0]["metric"]))
@@ -467,7 +554,17 @@ def _zoom(ax: Any, mine: list[dict[str, Any]]) -> None:
         centre - 100 * dense["std"], centre + 100 * dense["std"]]
     spread = [100 * r["std"] for r in mine if abs(100 * r["mean"] - centre) <= 6]
     pad = max(spread + [0.5])
-    ax.set_ylim(min(near) - pad - 0.3, max(near) + pad + 0.3)
+    low, high = min(near) - pad - 0.3, max(near) + pad + 0.3
+    ax.set_ylim(low, high)
+    for r in mine:  # an arm beyond the zoom stays in it: an arrow at the edge, with its mean
+        value = 100 * r["mean"]
+        if low <= value <= high or r["method"] == DENSE:
+            continue
+        edge, marker = (low, "v") if value < low else (high, "^")
+        x = 100 * r["sparsity"]
+        ax.plot([x], [edge], marker=marker, ms=7, color=arm_color(r["method"]), ls="none", clip_on=False)
+        ax.annotate(f"{value:.1f}", (x, edge), textcoords="offset points", xytext=(6, 4 if marker == "v" else -10),
+                    fontsize=7, color=arm_color(r["method"]))
 
 
 SEARCH = "@search"  # a repeated mask search's curve: "imp@search2"
@@ -587,12 +684,12 @@ def _masks_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
     overlap = mask_overlap(masks)
     write_csv(out / "mask_overlap.csv", [{"a": a, "b": b, "jaccard": v} for (a, b), v in overlap.items()])
     tickets = {name: mask for name, mask in masks.items() if name != THETA0_MAGNITUDE}
-    layers = layer_sparsity(tickets)
+    layers = layer_sparsity(masks)  # θ0's own magnitude profile beside the tickets': what they mostly show
     write_csv(out / "mask_layers.csv", layers)
     chance = (1 - sparsity) / (1 + sparsity)
     subtitle = recipe_line(plan)
     _save_figure(out / "mask_overlap.png", lambda: _plot_overlap(list(masks), overlap, sparsity, chance, subtitle))
-    _save_figure(out / "mask_layers.png", lambda: _plot_layers(layers, sparsity))
+    _save_figure(out / "mask_layers.png", lambda: _plot_layers(layers, sparsity, subtitle))
     floor = overlap_floor_rows(list(tickets), overlap)
     write_csv(out / "mask_overlap_floor.csv", floor)
     floor_lines = ["| pair of masks | Jaccard |", "|---|---|"]
@@ -607,7 +704,8 @@ def _masks_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
             f"overlap {chance:.2f}.\n\n" + "\n".join(floor_lines) + "\n\n"
             "![sparsity per layer and matrix type](mask_layers.png)\n\n"
             "Sparsity of each ticket per encoder layer and matrix type (where tickets agree, their lines lie on "
-            "top of each other). CSV: [mask_overlap.csv](mask_overlap.csv), "
+            f"top of each other), over the thick grey line of θ0 pruned once by magnitude (`{THETA0_MAGNITUDE}` in "
+            "the CSV): how far a ticket's profile is θ0's own. CSV: [mask_overlap.csv](mask_overlap.csv), "
             "[mask_overlap_floor.csv](mask_overlap_floor.csv), [mask_layers.csv](mask_layers.csv)")
 
 
@@ -727,7 +825,7 @@ def _drift_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
             f"mostly θ0's own. {recipe_line(plan)}.\n\n" + "\n".join(lines) + "\n\nCSV: [drift.csv](drift.csv)")
 
 
-def _plot_layers(rows: list[dict[str, Any]], sparsity: float):
+def _plot_layers(rows: list[dict[str, Any]], sparsity: float, subtitle: str = ""):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
@@ -739,9 +837,13 @@ def _plot_layers(rows: list[dict[str, Any]], sparsity: float):
         for i, task in enumerate(tasks):
             points = sorted(((int(r["layer"]), r["sparsity"]) for r in rows
                              if r["task"] == task and r["matrix"] == kind), key=lambda p: p[0])
+            if task == THETA0_MAGNITUDE:  # the reference under the tickets: thick, grey, drawn first
+                ax.plot([p[0] for p in points], [100 * p[1] for p in points], color="0.55", lw=5, alpha=0.5,
+                        label=f"{task} (no training)", zorder=1)
+                continue
             line, marker, size = styles[i % len(styles)]
             ax.plot([p[0] for p in points], [100 * p[1] for p in points], ls=line, marker=marker, ms=size,
-                    label=task, alpha=0.85)
+                    label=task, alpha=0.85, zorder=2)
         ax.axhline(100 * sparsity, color="0.6", lw=1, ls="--")
         ax.set_title(kind, fontsize=10)
         ax.set_xlabel("layer")
@@ -749,7 +851,9 @@ def _plot_layers(rows: list[dict[str, Any]], sparsity: float):
         ax.grid(alpha=0.3)
     axes.flat[0].set_ylabel("sparsity (%)")
     axes.flat[-1].legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    if subtitle:
+        fig.suptitle("\n".join(textwrap.wrap(subtitle, int(15 * fig.get_size_inches()[0]))), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.9 if subtitle else 1))
     return fig
 
 

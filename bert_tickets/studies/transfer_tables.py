@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bert_tickets.runs import write_bytes
-from bert_tickets.stats import MATCHING_RULE
+from bert_tickets.stats import MATCHING_RULE, Paired
 from bert_tickets.studies.baselines import DENSE
 from bert_tickets.studies.sources import RANDOM, parse_source
 
@@ -75,12 +75,18 @@ def heatmap(table: dict[str, Any], path: Any, subtitle: str = "") -> None:
     from matplotlib.patches import Rectangle
 
     sources, targets, cells = [r for r in table["rows"] if r != DENSE], table["targets"], table["cells"]
-    values = np.array([[100 * (cells[s][t]["minus_own"] or 0.0) for t in targets] for s in sources])
-    # the colour scale follows the masks' own differences; random pruning may lie far beyond and is clipped
+    values = np.array([[100 * c["minus_own"] if (c := cells[s][t])["minus_own"] is not None else np.nan
+                        for t in targets] for s in sources])
+    # the colour scale follows the masks' own differences; a cell beyond it (random pruning, far below) is not
+    # clipped into the scale's end colour but drawn grey and hatched, with its value: one colour, one meaning
     masks = values[[i for i, s in enumerate(sources) if s != RANDOM.name]] if len(sources) > 1 else values
-    scale = max(1.0, float(np.nanmax(np.abs(masks))) if masks.size else 1.0)
-    fig, ax = plt.subplots(figsize=(2.8 + 1.9 * len(targets), 1.7 + 0.7 * len(sources)), dpi=100)
-    image = ax.imshow(np.clip(values, -scale, scale), cmap="RdBu", norm=TwoSlopeNorm(0, -scale, scale))
+    finite = masks[np.isfinite(masks)]
+    scale = max(1.0, 1.15 * float(np.abs(finite).max()) if finite.size else 1.0)  # a margin: no mask at the end
+    beyond = np.abs(np.nan_to_num(values)) > scale
+    fig, ax = plt.subplots(figsize=(4.2 + 1.5 * len(targets), 2.2 + 0.8 * len(sources)), dpi=100)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")  # grey: no own ticket, or beyond the scale
+    image = ax.imshow(np.ma.masked_where(beyond | ~np.isfinite(values), values), cmap=cmap,
+                      norm=TwoSlopeNorm(0, -scale, scale))
     ax.set_xticks(range(len(targets)), labels=targets)
     ax.set_yticks(range(len(sources)), labels=[source_label(s) for s in sources])
     ax.set_xlabel("target task (fine-tuned on)")
@@ -88,18 +94,25 @@ def heatmap(table: dict[str, Any], path: Any, subtitle: str = "") -> None:
     for i, s in enumerate(sources):
         for j, t in enumerate(targets):
             c = cells[s][t]
+            mark = "*" if c.get("matching") else ""
             if s == t:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, ec="black"))
-                text = f"own ticket\n{100 * c['mean']:.1f}"
-            elif c["minus_own"] is None:
-                text = f"{100 * c['mean']:.1f}\n(no own ticket)"
+                text = f"own ticket\n{100 * c['mean']:.1f}{mark}"
+            elif c["minus_own"] is None:  # no own ticket: the score against the target's dense
+                versus = 100 * (c["mean"] - cells[DENSE][t]["mean"]) if DENSE in cells else float("nan")
+                text = f"{100 * c['mean']:.1f}{mark}\n{versus:+.1f} vs dense\n(no own ticket)"
             else:
-                spread = f" ± {100 * c['minus_own_std']:.1f}" if c["paired_seeds"] > 1 else ""
-                text = f"{100 * c['minus_own']:+.1f}{spread}\nn = {c['paired_seeds']}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="white" if abs(values[i, j]) > 0.6 * scale else "black")
-    fig.colorbar(image, ax=ax, label="− target's own ticket (points)")
-    title = f"Transfer at {table['sparsity']:.0%} sparsity: cell − own ticket, paired by seed"
+                diff = Paired(c["minus_own"], c["minus_own_std"] or 0.0, c["paired_seeds"], ())
+                interval = f"\n[{100 * diff.interval[0]:+.1f}, {100 * diff.interval[1]:+.1f}]" if diff.interval else ""
+                text = f"{100 * c['minus_own']:+.1f}{mark}{interval}\nn = {c['paired_seeds']}"
+            if beyond[i, j]:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", lw=0, ec="0.6"))
+                text += "\n(off scale)"
+            dark = np.isfinite(values[i, j]) and not beyond[i, j] and abs(values[i, j]) > 0.6 * scale
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    fig.colorbar(image, ax=ax, label="cell − own ticket (points)")
+    title = (f"Transfer at {table['sparsity']:.0%} sparsity: cell − own ticket, paired by seed, with its 95% interval; "
+             "*: matches dense; grey: off the scale (hatched) or no own ticket")
     width = int(13 * fig.get_size_inches()[0])  # characters of 8-point text across the figure, not the axes
     lines = [*textwrap.wrap(title, width), *textwrap.wrap(subtitle, width)]
     fig.suptitle("\n".join(lines), fontsize=8)
