@@ -15,7 +15,8 @@ class ShuffledTicket(GivenTicket):
     weights = "θ0 with each prunable matrix's weights shuffled within the matrix"
     exportable = False
     baseline = True
+    shuffle = staticmethod(shuffled_weights)  # (weights, prunable names, seed) -> weights
 
     def rewound_encoder(self, run: LevelContext, state: State | None, seed: int) -> tuple[State | None, bool]:
         names = list(select_prunable(run.theta0(), run.pruning.prunable))
-        return shuffled_weights(state if state is not None else run.theta0(), names, seed), False
+        return self.shuffle(state if state is not None else run.theta0(), names, seed), False
