@@ -502,7 +502,7 @@ def _plot_curves(rows: list[dict[str, Any]], methods: list[str], subtitle: str, 
             if chance.get(task) is not None:
                 ax.axhline(100 * chance[task], color="0.2", ls=":", lw=1.2, label="majority class (0 for correlations)")
         axes[0, col].set_title(task)
-        _zoom(axes[1, col], mine)
+        _zoom(axes[1, col], mine, offsets)
         axes[1, col].set_title(f"{task}, zoomed on dense and the tickets", fontsize=9)
     legend = {}  # every arm of every panel, once
     for ax in axes.flat:
@@ -522,7 +522,7 @@ def _plot_task(ax: Any, mine: list[dict[str, Any]], methods: list[str], offsets:
         ax.axhspan(100 * (d["mean"] - d["std"]), 100 * (d["mean"] + d["std"]), color="0.88",
                    label="dense, mean ± 1 std")
         ax.axhline(100 * d["mean"], color="0.45", lw=1)
-    for method in methods:
+    for rank, method in enumerate(methods):
         points = sorted((r for r in mine if r["method"] == method), key=lambda r: r["sparsity"])
         if not points:
             continue
@@ -536,15 +536,15 @@ def _plot_task(ax: Any, mine: list[dict[str, Any]], methods: list[str], offsets:
             if marks:
                 ax.plot([xi], [yi], marker="o", ms=8, mfc="white", mec=arm_color(method), mew=1.5, ls="none",
                         zorder=3)
-                ax.annotate(", ".join(marks), (xi, yi), textcoords="offset points", xytext=(5, 5), fontsize=7,
-                            color=arm_color(method), annotation_clip=True)
+                ax.annotate(", ".join(marks), (xi, yi), textcoords="offset points", xytext=(6, 4 + 9 * (rank % 3)),
+                            fontsize=7, color=arm_color(method), annotation_clip=True)  # arms at one x: stacked
     ax.set_xlim(-5, 100 * max(r["sparsity"] for r in mine) + 8)  # from dense (0%) on, even with one sparsity
     ax.set_xlabel("sparsity (% of prunable weights pruned)")
     ax.set_ylabel(metric_label(mine[0]["metric"]))
     ax.grid(alpha=0.3)
 
 
-def _zoom(ax: Any, mine: list[dict[str, Any]]) -> None:
+def _zoom(ax: Any, mine: list[dict[str, Any]], offsets: dict[str, float] | None = None) -> None:
     """Limits that hold dense's band and every arm within 6 points of dense's mean (the tickets)."""
     dense = next((r for r in mine if r["method"] == DENSE), None)
     if dense is None:
@@ -556,15 +556,17 @@ def _zoom(ax: Any, mine: list[dict[str, Any]]) -> None:
     pad = max(spread + [0.5])
     low, high = min(near) - pad - 0.3, max(near) + pad + 0.3
     ax.set_ylim(low, high)
-    for r in mine:  # an arm beyond the zoom stays in it: an arrow at the edge, with its mean
+    stacked: dict[tuple[float, str], int] = {}
+    for r in mine:  # an arm beyond the zoom stays in it: an arrow at the edge, with its mean (stacked per sparsity)
         value = 100 * r["mean"]
         if low <= value <= high or r["method"] == DENSE:
             continue
         edge, marker = (low, "v") if value < low else (high, "^")
-        x = 100 * r["sparsity"]
+        x = 100 * r["sparsity"] + (offsets or {}).get(r["method"], 0.0)
+        k = stacked[(r["sparsity"], marker)] = stacked.get((r["sparsity"], marker), -1) + 1
         ax.plot([x], [edge], marker=marker, ms=7, color=arm_color(r["method"]), ls="none", clip_on=False)
-        ax.annotate(f"{value:.1f}", (x, edge), textcoords="offset points", xytext=(6, 4 if marker == "v" else -10),
-                    fontsize=7, color=arm_color(r["method"]))
+        ax.annotate(f"{value:.1f}", (x, edge), textcoords="offset points",
+                    xytext=(6, 4 + 9 * k if marker == "v" else -10 - 9 * k), fontsize=7, color=arm_color(r["method"]))
 
 
 SEARCH = "@search"  # a repeated mask search's curve: "imp@search2"
