@@ -129,15 +129,15 @@ def replace_owned(new: Path, out: Path, what: str = "an earlier export of a tick
                         "folder (nothing was changed)")
     digests = {f: sha256(new / f) for f in files}
     # first a manifest that accepts the old and the new content, so a kill halfway leaves a folder we still own
-    _write_manifest(out, {f: sorted({*before.get(f, []), *([digests[f]] if f in digests else [])})
-                          for f in {*before, *files}})
+    accepted = {f: sorted({*before.get(f, []), *([digests[f]] if f in digests else [])}) for f in {*before, *files}}
+    _write_manifest(out, accepted)
     try:
         for f in files:
             _move_in(new / f, out, f)
         for f in set(before) - set(files):
             (out / f).unlink(missing_ok=True)
-    except BaseException:
-        _write_manifest(out, _present(out, before, digests))  # never a manifest naming files that are not there
+    except BaseException:  # never a manifest naming files that are not there
+        _write_manifest(out, {f: d for f, d in accepted.items() if (out / f).is_file()})
         raise
     _write_manifest(out, {f: [d] for f, d in digests.items()})
     return out
@@ -164,12 +164,6 @@ def _move_in(source: Path, out: Path, relative: str) -> None:
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
-
-
-def _present(out: Path, before: dict[str, list[str]], digests: dict[str, str]) -> dict[str, list[str]]:
-    """What the manifest may list after an interrupted move: each file that is there, with the digests it may hold."""
-    listed = {f: sorted({*before.get(f, []), *([digests[f]] if f in digests else [])}) for f in {*before, *digests}}
-    return {f: d for f, d in listed.items() if (out / f).is_file()}
 
 
 def _write_manifest(out: Path, files: dict[str, list[str]]) -> None:
