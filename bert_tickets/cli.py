@@ -7,7 +7,6 @@ import contextlib
 import errno
 import io
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from typing import Any, NoReturn
 from bert_tickets.errors import UserError
 from bert_tickets.progress import duration_text
 from bert_tickets.ranks import is_main_process
+from bert_tickets.runs import is_utf8
 from bert_tickets.stats import MATCHING_RULE, matching_mark
 
 
@@ -59,17 +59,24 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def decimal_float(text: str) -> float:
-    """A plain decimal number (`0.5`, `5e-1`): not `nan`, `inf` or `1_0`, which Python's float() would take."""
-    if not re.fullmatch(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", text.strip()):
+    """A plain decimal number (`0.5`, `5e-1`), read as every setting is (`config.strict_scalar`): not `nan`, `inf`
+    or `1_0`, which Python's float() would take."""
+    from bert_tickets.config import strict_scalar
+
+    value = strict_scalar(text)
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(text)
-    return float(text)
+    return float(value)
 
 
 def decimal_int(text: str) -> int:
-    """A plain decimal integer: not `1_000` or `٣`, which Python's int() would take."""
-    if not re.fullmatch(r"[-+]?[0-9]+", text.strip()):
+    """A plain decimal integer (`config.strict_scalar`): not `1_000` or `٣`, which Python's int() would take."""
+    from bert_tickets.config import strict_scalar
+
+    value = strict_scalar(text)
+    if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(text)
-    return int(text)
+    return value
 
 
 decimal_float.__name__, decimal_int.__name__ = "float", "int"  # argparse names the type in its error
@@ -450,7 +457,7 @@ def disk_full(exc: BaseException | None) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if bad := next((a for a in argv if not _is_utf8(a)), None):  # a path that no record or card could hold
+    if bad := next((a for a in argv if not is_utf8(a)), None):  # a path that no record or card could hold
         print(f"bert-tickets: error: the argument {bad!r} is not UTF-8 text: use a name in UTF-8", file=sys.stderr)
         return 2
     args = build_parser().parse_args(dashed(argv))
@@ -469,14 +476,6 @@ def _check_paths(args: argparse.Namespace) -> None:
     for dest, label in PATH_FLAGS.items():
         if isinstance(value := getattr(args, dest, None), str):
             check_path_text(value, label)
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # Python keeps undecodable bytes of argv as lone surrogates
-        return False
-    return True
 
 
 def guarded(command: Callable[[], int]) -> int:

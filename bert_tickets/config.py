@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 
 from bert_tickets.errors import UserError
-from bert_tickets.tasks import TASKS, task_data_settings
+from bert_tickets.runs import is_utf8
+from bert_tickets.tasks import TASKS, get_task, task_data_settings
 
 # The paper's prunable set: every encoder layer's attention and feed-forward matrices, plus the pooler where the
 # encoder has one. Patterns match names relative to the encoder (`model.base_model`): BERT, RoBERTa and ELECTRA
@@ -207,10 +208,8 @@ def _check_texts(flat: dict[str, Any]) -> None:
         for text in value if isinstance(value, list) else [value]:
             if not isinstance(text, str):
                 continue
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise UserError(f"{key} {text!r} is not UTF-8 text") from None
+            if not is_utf8(text):
+                raise UserError(f"{key} {text!r} is not UTF-8 text")
             if not text.strip() and defaults.get(key) != "":
                 raise UserError(f"{key} is empty: give a value, or leave it out for the default")
 
@@ -226,8 +225,6 @@ class Config:
     def validate(self) -> "Config":
         """Every setting checked for its domain before any model or data is loaded: one clear error each. The
         method's own rules are the method registry's (`bert_tickets.methods.validated` checks both)."""
-        from bert_tickets.tasks import get_task
-
         flat = _flatten(self.to_dict())
         _check_texts(flat)
         for key, (ok, rule) in DOMAINS.items():
@@ -290,7 +287,7 @@ def reproduce_command(config: Config) -> str:
     return " ".join(parts)
 
 
-HASH_MARKERS = {"training.packed", "model.mlm_head"}  # in a run's hash, but no setting: what the code did
+HASH_MARKERS = {"training.packed", "model.head"}  # in a run's hash, but no setting: what the code did
 
 
 def hashed_settings(config: Config) -> dict[str, Any]:
@@ -301,8 +298,8 @@ def hashed_settings(config: Config) -> dict[str, Any]:
     settings = non_default_settings(config) | {"training.mixed_precision": resolved_precision(config.training)}
     if config.training.pack > 1:  # packed members draw their own dropout streams, not a lone run's (any K alike)
         settings["training.packed"] = True
-    if config.data.task == "mlm":  # starts from the checkpoint's masked-LM head where it has one (not a fresh one)
-        settings["model.mlm_head"] = "pretrained"
+    if getattr(get_task(config.data.task), "pretrained_head", False):  # the checkpoint's head, not a fresh one
+        settings["model.head"] = "pretrained"
     return settings
 
 
@@ -386,8 +383,6 @@ def load_config(source: str | None = None, overrides: dict[str, Any] | None = No
 
 def task_config(task: str, source: str | None = None, settings: dict[str, Any] | None = None) -> Config:
     """The config of a run on `task`: its adapter's recipe, then the preset or YAML `source`, then `settings`."""
-    from bert_tickets.tasks import get_task
-
     return load_config(source, {"data.task": task} | (settings or {}), recipe=get_task(task).recipe)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bert_tickets.errors import UserError
+from bert_tickets.paths import is_record
 from bert_tickets.ranks import is_main_process, log
 
 TEMP_SUFFIX = ".tmp"
@@ -119,8 +120,6 @@ def remove_damaged(paths: Iterable[Path]) -> None:
 def remove_leftovers(folder: Path) -> int:
     """Delete the temp files of writes that were killed halfway (SIGKILL, power loss) under `folder`; call it
     only while holding the folder's lock, so no live write is touched. Returns how many were removed."""
-    from bert_tickets.paths import is_record
-
     removed = 0
     for tmp in folder.rglob(f".*{TEMP_SUFFIX}"):
         if is_temp_name(tmp.name) and tmp.is_file() and not tmp.is_symlink():
@@ -141,24 +140,31 @@ def is_temp_name(name: str) -> bool:
     return re.fullmatch(rf"\..+\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}", name) is not None
 
 
+def is_utf8(text: str) -> bool:
+    """Text that UTF-8 can hold (records, cards and safetensors metadata are UTF-8): Python keeps the undecodable
+    bytes of a path or argv as lone surrogates, which it cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_path_text(path: str | Path | None, what: str) -> None:
-    """A path given by a user is not empty (it would mean the current folder) and is UTF-8 text (records, cards and
-    safetensors metadata are): one error naming `what` otherwise, before any work."""
+    """A path given by a user is not empty (it would mean the current folder) and is UTF-8 text: one error naming
+    `what` otherwise, before any work."""
     if path is None:
         return
     text = os.fspath(path)
     if not text.strip():
         raise UserError(f"{what} is empty: give a folder or file (the current folder is `.`)")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UserError(f"{what} {text!r} is not UTF-8 text: choose a name in UTF-8") from None
+    if not is_utf8(text):
+        raise UserError(f"{what} {text!r} is not UTF-8 text: choose a name in UTF-8")
 
 
 def check_output_location(folder: Path) -> None:
     """Before any work: `folder` can be made (or is) a writable folder, tried by making and removing an empty
     folder in its nearest existing parent (permission bits say nothing for root, or on /proc, or a read-only mount)."""
-    check_path_text(folder, "the output folder")
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -178,5 +178,5 @@ def test_a_masked_lm_run_starts_from_the_checkpoints_own_head(tmp_path, minilm_p
     glue = load_pretrained(str(tmp_path / "mlm"), get_task("sst2"))
     assert glue.pretrained_head == {}  # a classifier's head is the task's own, fresh per seed
     mlm_config = task_config("mlm", None, {"model.name": str(tmp_path / "mlm"), "training.pack": 2})
-    assert "model.mlm_head" not in reproduce_command(mlm_config) and "training.pack=2" in reproduce_command(mlm_config)
+    assert "model.head" not in reproduce_command(mlm_config) and "training.pack=2" in reproduce_command(mlm_config)
     assert run_hash(mlm_config) != run_hash(task_config("mlm", None, {"model.name": str(tmp_path / "mlm")}))
