@@ -85,15 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _constant_score(task_name: str, data_dir: str) -> float:
-    """The task's own constant prediction (`constant_scores`: the training set's majority class scored on the dev
-    set; 0 for correlations), on its raw files: labels are all it reads, so nothing is tokenized."""
-    from bert_tickets.tasks import PreparedData, get_task
+    """The task's own constant prediction on its raw files (`tasks.base.raw_constant_score`), every dev example."""
+    from bert_tickets.tasks import get_task
+    from bert_tickets.tasks.base import raw_constant_score
 
-    task = get_task(task_name)
-    splits, _ = task.load_raw(data_dir)
-    labelled = {name: split.rename_column("label", "labels") for name, split in splits.items()}
-    data = PreparedData(train=labelled.pop("train"), evals=labelled)
-    return task.constant_scores(data)[task.primary_metric]
+    return raw_constant_score(get_task(task_name), data_dir)
 
 
 if __name__ == "__main__":

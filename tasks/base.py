@@ -129,3 +129,16 @@ def tokenizer_identity(tokenizer: Any) -> list[Any]:
         content = json.dumps(sorted(tokenizer.get_vocab().items()))
     return [type(tokenizer).__name__, len(tokenizer), tokenizer.model_max_length,
             hashlib.sha256(content.encode()).hexdigest()[:16]]
+
+
+def raw_constant_score(task: Any, data_dir: str, max_eval_samples: int | None = None) -> float | None:
+    """The task's own best constant prediction (`constant_scores`) on its raw local files, as its primary metric:
+    labels are all it reads, so nothing is tokenized (for tasks with `load_raw`: GLUE). The first
+    `max_eval_samples` of each evaluation split, as a run with that setting scores them."""
+    splits, _ = task.load_raw(data_dir)
+    labelled = {name: split.rename_column("label", "labels") for name, split in splits.items()}
+    train = labelled.pop("train")
+    if max_eval_samples is not None:
+        labelled = {name: split.select(range(min(max_eval_samples, len(split)))) for name, split in labelled.items()}
+    scores = task.constant_scores(PreparedData(train=train, evals=labelled))
+    return None if scores is None else scores.get(task.primary_metric)

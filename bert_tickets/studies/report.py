@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from bert_tickets import paths
@@ -47,6 +46,7 @@ from bert_tickets.studies.sources import RANDOM, parse_source
 from bert_tickets.studies.transfer import Cell
 from bert_tickets.studies.transfer_tables import long_csv, write_heatmap
 from bert_tickets.tasks import get_task
+from bert_tickets.tasks.base import raw_constant_score
 from bert_tickets.training import FAILED_RULE
 
 
@@ -474,19 +474,9 @@ def constant_score(plan: StudyPlan, task: str) -> float | None:
     if data.data_dir is None:
         return None
     try:
-        splits, _ = adapter.load_raw(data.data_dir)
+        return raw_constant_score(adapter, data.data_dir, data.max_eval_samples)
     except (UserError, OSError):
         return None
-    majority = int(np.bincount(np.asarray(splits["train"]["label"], dtype=np.int64)).argmax())
-    scores: dict[str, float] = {}
-    for split, ds in splits.items():
-        if split == "train":
-            continue
-        labels = np.asarray(ds["label"], dtype=np.int64)[:data.max_eval_samples]
-        logits = np.zeros((len(labels), len(adapter.labels)), dtype=np.float32)
-        logits[:, majority] = 1.0
-        scores |= adapter.score(split, {"logits": logits, "labels": labels})
-    return scores.get(adapter.primary_metric)
 
 
 def _plot_curves(rows: list[dict[str, Any]], methods: list[str], subtitle: str, chance: dict[str, float | None]):
