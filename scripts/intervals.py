@@ -15,8 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from bert_tickets.stats import matching_over, paired, robust_matching
+from bert_tickets.studies.report import write_csv
+from bert_tickets.studies.transfer_tables import source_label
+from bert_tickets.tasks import get_task
 
-PRIMARY = {"stsb": "pearson", "sst2": "accuracy", "cola": "matthews", "mrpc": "f1", "rte": "accuracy"}
 OWN = "own ticket"
 WITHIN = {True: "yes", False: "no", None: "not resolved"}  # the whole interval inside ±margin; outside; neither
 
@@ -26,14 +28,14 @@ def per_seed(folder: Path) -> dict[tuple[str, str], dict[int, float]]:
     scores: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     with (folder / "transfer.csv").open() as handle:
         for row in csv.DictReader(handle):
-            if row["metric"] == PRIMARY.get(row["target"]):
+            if row["metric"] == get_task(row["target"]).primary_metric:
                 scores[(row["source"], row["target"])][int(row["seed"])] = float(row["value"])
     return scores
 
 
 def label(source: str, target: str) -> str:
-    return OWN if source == target else {"magnitude": "one-shot θ0 mask", "random": "random pruning",
-                                         "dense": "dense"}.get(source, f"{source} ticket")
+    """A row of the matrix as the report names it; the target's own ticket as such."""
+    return OWN if source == target else "dense" if source == "dense" else source_label(source)
 
 
 def interval_rows(scores: dict[tuple[str, str], dict[int, float]], margin: float) -> list[dict]:
@@ -47,7 +49,7 @@ def interval_rows(scores: dict[tuple[str, str], dict[int, float]], margin: float
             if b not in arms:
                 continue
             diff = paired(arms[a], arms[b])
-            rows.append({"target": target, "metric": PRIMARY[target], "arm": label(a, target),
+            rows.append({"target": target, "metric": get_task(target).primary_metric, "arm": label(a, target),
                          "minus": label(b, target), **diff.columns("difference"),
                          f"within_{margin:g}_points": WITHIN[diff.within(margin / 100)]})
     return rows
@@ -68,22 +70,15 @@ def verdict_rows(scores: dict[tuple[str, str], dict[int, float]]) -> list[dict]:
     return rows
 
 
-def write(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a committed report folder holding transfer.csv")
     parser.add_argument("--margin", type=float, default=1.0, help="the equivalence margin, in points (× 100)")
     args = parser.parse_args()
     scores = per_seed(args.folder)
-    write(args.folder / "intervals.csv", interval_rows(scores, args.margin))
-    write(args.folder / "verdicts.csv", verdict_rows(scores))
+    for name, rows in (("intervals.csv", interval_rows(scores, args.margin)), ("verdicts.csv", verdict_rows(scores))):
+        write_csv(args.folder / name, rows)
+        print(args.folder / name)
 
 
 if __name__ == "__main__":
