@@ -103,6 +103,18 @@ class TrainingConfig:
     checkpoint_steps: int | None = setting(None, "save the training state every this many steps instead")
     keep_finetuned: bool = setting(False, "keep each evaluation seed's fine-tuned ticket (the whole task model, "
                                    "large) for `push --fine-tuned`")
+    final_max_steps: int | None = setting(None, "optimizer steps of the final fine-tunings (the ticket's, dense's, "
+                                          "a baseline's or transfer cell's evaluation seeds) instead of max_steps, "
+                                          "which then counts for the IMP levels only (the authors' masked LM: "
+                                          "10,000-step levels, 20,000-step evaluation, pretrain_trans.py)")
+    final_batch_size: int | None = setting(None, "examples per optimizer step of the final fine-tunings instead of "
+                                           "batch_size (the authors' masked-LM evaluation: 8)")
+    eval_every_steps: int | None = setting(None, "also score the evaluation splits every this many optimizer "
+                                           "steps during a fine-tuning (the authors' --evaluate_during_training), "
+                                           "each kept in its record's `evaluations`")
+    reported_score: str = setting("final", "final: the score after the last step (ours); best: the best primary "
+                                  "score over the evaluations made during training and the last one (needs "
+                                  "eval_every_steps). The paper does not say which it reports")
     pack: int = setting(1, "train up to this many of an evaluation's fine-tunings (its seeds, ticket and dense) as "
                         "one batched computation (bert_tickets.packed; each keeps its own mask, head, data order, "
                         "optimizer and dropout stream: its result never depends on K or its packmates, but its "
@@ -129,6 +141,9 @@ class PruningConfig:
                                       "the level's steps, so a level ends at 1 - 1/horizon of the peak rate. The "
                                       "authors' LT_glue.py: 10 (3-epoch levels in a 30-epoch schedule, rebuilt each "
                                       "level). The evaluation's fine-tunings always decay to 0")
+    first_mask_from_theta0: bool = setting(False, "the first level's mask prunes θ0's smallest weights instead of "
+                                           "the trained dense level's, as the authors' masked-LM search does "
+                                           "(LT_pretrain.py:389-396); later levels prune trained weights")
     ticket: str | None = setting(None, "a ticket folder, for the methods that apply a given ticket's mask")
     seeds: int = setting(1, "seeds of the final evaluation (ticket and dense, each)")
     search_seed: int | None = setting(None, "seed of the fine-tunings that find the mask (the levels); another "
@@ -162,6 +177,9 @@ DOMAINS: dict[str, tuple[Any, str]] = {
     "training.seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
     "pruning.search_seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
     "training.lora_r": (lambda v: 1 <= v <= 65_536, "in [1, 65536]"),
+    "training.final_max_steps": (lambda v: 1 <= v <= MAX_STEPS, f"in [1, {MAX_STEPS}]"),
+    "training.final_batch_size": (lambda v: 1 <= v <= MAX_BATCH, f"in [1, {MAX_BATCH}]"),
+    "training.eval_every_steps": (lambda v: 1 <= v <= MAX_STEPS, f"in [1, {MAX_STEPS}]"),
     "training.pack": (lambda v: 1 <= v <= 256, "in [1, 256] (1: one fine-tuning at a time)"),
     "training.checkpoint_minutes": (lambda v: 0 < v <= 1e6, "in (0, 1e6]"),
     "training.checkpoint_steps": (lambda v: 1 <= v <= MAX_STEPS, f"in [1, {MAX_STEPS}]"),
@@ -181,6 +199,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "training.mixed_precision": ("auto", "bf16", "fp16", "no"),
     "training.finetune": ("full", "lora"),
     "training.report_to": ("none", "wandb"),
+    "training.reported_score": ("final", "best"),
 }
 
 
@@ -246,6 +265,9 @@ class Config:
                 re.compile(pattern)
             except re.error as exc:
                 raise UserError(f"pruning.prunable: {pattern!r} is not a regular expression ({exc})") from None
+        if t.reported_score == "best" and t.eval_every_steps is None:
+            raise UserError("training.reported_score best picks among the evaluations made during training: set "
+                            "training.eval_every_steps too")
         if p.carry_head and p.keep_head:
             raise UserError("pruning.carry_head and pruning.keep_head both choose the head a level starts from: "
                             "set one")
@@ -287,7 +309,7 @@ def reproduce_command(config: Config) -> str:
     return " ".join(parts)
 
 
-HASH_MARKERS = {"training.packed", "model.head"}  # in a run's hash, but no setting: what the code did
+HASH_MARKERS = {"training.packed", "model.head", "model.pooler"}  # in a run's hash, but no setting: what the code did
 
 
 def hashed_settings(config: Config) -> dict[str, Any]:
@@ -300,6 +322,7 @@ def hashed_settings(config: Config) -> dict[str, Any]:
         settings["training.packed"] = True
     if getattr(get_task(config.data.task), "pretrained_head", False):  # the checkpoint's head, not a fresh one
         settings["model.head"] = "pretrained"
+        settings["model.pooler"] = "pruned from θ0"  # the checkpoint's pooler joins the masks (checkpoint_pooler)
     return settings
 
 
@@ -333,6 +356,13 @@ def _mask_file_digest(path: str, mtime_ns: int, size: int) -> str:
     from bert_tickets.masks import load_mask, mask_digest  # torch: only when a ticket is named
 
     return mask_digest(load_mask(path))
+
+
+def final_recipe(training: TrainingConfig) -> TrainingConfig:
+    """The recipe of the final fine-tunings: `training` with final_max_steps and final_batch_size where set."""
+    steps = training.max_steps if training.final_max_steps is None else training.final_max_steps
+    batch = training.batch_size if training.final_batch_size is None else training.final_batch_size
+    return dataclasses.replace(training, max_steps=steps, batch_size=batch)
 
 
 def dense_hash(config: Config) -> str:

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from bert_tickets import packed, paths, progress
 from bert_tickets.checkpoints import remove_checkpoint
-from bert_tickets.config import Config, non_default_settings, reproduce_command, run_hash
+from bert_tickets.config import Config, TrainingConfig, final_recipe, non_default_settings, reproduce_command, run_hash
 from bert_tickets.errors import UserError
 from bert_tickets.locks import folder_lock, holds_lock, result_lock
 from bert_tickets.masks import (
@@ -132,7 +132,8 @@ class ImpRun(RunFolder):
         model = self.build_model(seed, rewound=level > 0)
         result = tracked_fine_tune(self, model, mask, kind, f"{kind}-seed{seed}", f"{kind} seed {seed}",
                                    {"sparsity": self.sparsities[level], "seed": seed}, path,
-                                   mask_file=paths.mask(self.level_dir(level)) if level > 0 else None)
+                                   mask_file=paths.mask(self.level_dir(level)) if level > 0 else None,
+                                   training=self.final_training)
         check_zeros(result, level)
         if kind == "ticket":
             keep_finetuned(self, model, seed)
@@ -177,6 +178,11 @@ class ImpRun(RunFolder):
             log(f"level {k}: training it again for the trained weights another level {k + 1} is pruned from")
             LevelTraining(self).train(k, frontier_only=True)
         return super().trained_prunable(k)
+
+    @property
+    def final_training(self) -> TrainingConfig:
+        """The final fine-tunings' recipe (`training.final_max_steps`, `final_batch_size`); levels keep the run's."""
+        return final_recipe(self.config.training)
 
     def theta0(self) -> dict[str, torch.Tensor]:
         return self.resources.pretrained.theta0
@@ -284,19 +290,20 @@ class LevelTraining:
 
 def tracked_fine_tune(run: ImpRun, model: torch.nn.Module, mask: Mask | None, job_type: str, name: str, desc: str,
                       details: dict[str, Any], result: Path, on_step: Any = None, mask_file: Path | None = None,
-                      lr_horizon: float = 1.0) -> FitResult:
-    """One fine-tuning of `model` (seed `details["seed"]`) whose record goes to `result` (its checkpoint beside it),
-    tracked as one wandb run when tracking is on: its final scores in the run's summary, its mask (`mask_file`) as
-    an artifact."""
+                      lr_horizon: float = 1.0, training: TrainingConfig | None = None) -> FitResult:
+    """One fine-tuning of `model` (seed `details["seed"]`) by `training` (default: the run's recipe) whose record
+    goes to `result` (its checkpoint beside it), tracked as one wandb run when tracking is on: its final scores in
+    the run's summary, its mask (`mask_file`) as an artifact."""
+    training = run.config.training if training is None else training
     r, task, method = run.resources, run.task, run.method
     # where training starts: the masked weights (pruning is not movement); the parameters themselves are kept,
     # since LoRA renames the layers it wraps
     params = prunable_parameters(model, run.config.pruning.prunable)
     start = masked_start(params, mask)
-    steps = expected_steps(run.config.training, len(r.data.train))
+    steps = expected_steps(training, len(r.data.train))
     with r.tracker.run(f"{task.name}-{method.name}-{name}", job_type, **details) as track, \
             progress.fine_tuning(f"{task.name} {method.name} {desc}", steps) as status_step:
-        fit = fine_tune(model, r.data, task, r.tokenizer, run.config.training, r.accelerator, details["seed"],
+        fit = fine_tune(model, r.data, task, r.tokenizer, training, r.accelerator, details["seed"],
                         mask=mask, on_step=_both(on_step, status_step), desc=desc, log=track,
                         checkpoint=paths.checkpoint(result), lr_horizon=lr_horizon)
         fit.drift = relative_drift(start, params)
@@ -313,7 +320,7 @@ def run_seed_packs(run: ImpRun) -> None:
     """The evaluation's pending fine-tunings (ticket seeds of a rewinding method, dense seeds) in packs of up to
     `training.pack`, each trained as one computation (`bert_tickets.packed`); nothing with `pack` 1, or where
     they cannot be packed (then one at a time, as always)."""
-    training, r = run.config.training, run.resources
+    training, r = run.final_training, run.resources
     jobs = packable_jobs(run, run.seed_jobs())
     if not jobs:
         return
@@ -328,7 +335,7 @@ def run_seed_packs(run: ImpRun) -> None:
 def packable_jobs(run: ImpRun, jobs: list[tuple[Arm, int]]) -> list[tuple[Arm, int]]:
     """Those of `jobs` that train packed: all of a rewinding method's, and dense ones, with `training.pack` > 1,
     unless the task, recipe or launch cannot be packed (said once per run)."""
-    training, r = run.config.training, run.resources
+    training, r = run.final_training, run.resources
     if training.pack <= 1:
         return []
     pretrained = r.pretrained
@@ -361,9 +368,9 @@ def _seed_pack(run: ImpRun, jobs: list[tuple[Arm, int]]) -> None:
         names = ", ".join(f"{kind} seed {seed}" for kind, seed in jobs)
         log(f"{len(jobs)} fine-tunings packed: {names}")
         r = run.resources
-        steps = expected_steps(run.config.training, len(r.data.train))
+        steps = expected_steps(run.final_training, len(r.data.train))
         with progress.fine_tuning(f"{run.task.name} {run.method.name} {names}", steps, len(jobs)) as on_step:
-            fits = packed.fine_tune_packed(members, r.data, run.task, r.tokenizer, run.config.training,
+            fits = packed.fine_tune_packed(members, r.data, run.task, r.tokenizer, run.final_training,
                                            r.accelerator, on_step=on_step)
         failures = []
         for (kind, seed), level, member, start, trained, fit in zip(jobs, levels, members, starts, params, fits,
@@ -406,9 +413,11 @@ def keep_finetuned(run: ImpRun, model: torch.nn.Module, seed: int) -> None:
 
 
 def save_frontier(run: ImpRun, model: torch.nn.Module, folder: Path) -> None:
-    """A level's trained prunable weights: what the next level's mask is pruned from."""
+    """A level's trained prunable weights: what the next level's mask is pruned from (with the θ0 weights the model
+    has no place for, untrained: masked LM's pooler)."""
     params = prunable_parameters(model, run.config.pruning.prunable)
-    save_tensors(paths.trained_prunable(folder), {n: p.detach().cpu().contiguous() for n, p in params.items()})
+    frontier = {n: p.detach().cpu().contiguous() for n, p in params.items()}
+    save_tensors(paths.trained_prunable(folder), frontier | run.resources.theta0_prunable_beyond_model())
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,9 @@ class Pretrained:
     # the checkpoint's own head weights, for a task whose head is pre-trained with the encoder (masked LM): every
     # model starts from them, as the authors' BertForMaskedLM.from_pretrained does; {} for task heads (fresh)
     pretrained_head: dict[str, torch.Tensor] = field(default_factory=dict)
+    # encoder weights of the checkpoint that the task's model has no place for: BERT's pooler under masked LM
+    # (`checkpoint_pooler`); masks prune them from these θ0 values and carry them to the models that have them
+    theta0_beyond_model: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def max_length(self) -> int:
@@ -135,10 +138,25 @@ def load_pretrained(name: str, task: Any, tokenizer: Any | None = None, revision
     theta0 = {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}
     commit = None if Path(path).exists() else getattr(model.config, "_commit_hash", None)
     missing = set(info["missing_keys"])
-    head = {k: v for k, v in head_state_of(model).items() if k not in missing} if getattr(
-        task, "pretrained_head", False) else {}
+    whole_network = getattr(task, "pretrained_head", False)
+    head = {k: v for k, v in head_state_of(model).items() if k not in missing} if whole_network else {}
+    beyond = checkpoint_pooler(path, revision, theta0) if whole_network else {}
     return Pretrained(name=name, model_class=task.model_class(), config=model.config, tokenizer=tokenizer,
-                      theta0=theta0, new_head_weights=sorted(missing), commit=commit, pretrained_head=head)
+                      theta0=theta0, new_head_weights=sorted(missing), commit=commit, pretrained_head=head,
+                      theta0_beyond_model=beyond)
+
+
+def checkpoint_pooler(path: str, revision: str | None, theta0: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The checkpoint's trained pooler where the task's encoder has none. transformers' BertForMaskedLM dropped it
+    in 3.1; the authors' fork keeps it and prunes it with the encoder (LT_pretrain.py:164). It gets no gradient from
+    masked LM, so it stays θ0 through every level. {} when the checkpoint has no pooler weights."""
+    if any(k.startswith("pooler.") for k in theta0):
+        return {}
+    base, info = transformers.AutoModel.from_pretrained(path, revision=revision, dtype=torch.float32,
+                                                        output_loading_info=True)
+    missing = set(info["missing_keys"])
+    return {k: v.detach().clone() for k, v in base.state_dict().items()
+            if k.startswith("pooler.") and k not in missing}
 
 
 def quiet_weight_loading() -> None:

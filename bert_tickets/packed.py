@@ -236,6 +236,7 @@ def why_not_packable(model_class: type, model_config: Any, task: TaskAdapter, tr
                (training.finetune != "full", "LoRA fine-tuning"),
                (training.gradient_accumulation_steps != 1, "gradient accumulation"),
                (training.report_to != "none", "tracking (one wandb run per fine-tuning)"),
+               (training.eval_every_steps is not None, "evaluation during training"),
                (processes != 1, "data parallel")]
     return next((reason for failed, reason in reasons if failed), None)
 

@@ -66,12 +66,19 @@ class RunResources:
         return loaded.commit if loaded is not None else None
 
     def theta0_prunable(self) -> dict[str, torch.Tensor]:
-        """θ0's prunable matrices, or one clear error when the patterns select none."""
+        """θ0's prunable matrices (with those the task's model lacks: masked LM's pooler), or one clear error when
+        the patterns select none."""
         params = select_prunable(self.pretrained.theta0, self.config.pruning.prunable)
+        params |= self.theta0_prunable_beyond_model()
         if not params:
             raise UserError("no encoder weights match the prunable patterns "
                             f"{self.config.pruning.prunable} for {self.config.model.name}")
         return params
+
+    def theta0_prunable_beyond_model(self) -> dict[str, torch.Tensor]:
+        """Prunable θ0 weights the task's model has no place for: never trained, so every level's frontier holds
+        them as θ0 (masked LM's pooler, `modeling.checkpoint_pooler`)."""
+        return select_prunable(self.pretrained.theta0_beyond_model, self.config.pruning.prunable)
 
     def warn_magnitude_outliers(self) -> None:
         """Before any pruning: a matrix of tiny weights is what one global magnitude threshold empties first."""

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from bert_tickets import paths
-from bert_tickets.config import Config, PruningConfig, dense_hash, run_hash
+from bert_tickets.config import Config, PruningConfig, dense_hash, final_recipe, run_hash
 from bert_tickets.errors import UserError
 from bert_tickets.methods import get_method, validated
 from bert_tickets.results import ARMS, Arm, TicketInfo
@@ -62,7 +62,9 @@ class RunFolder:
         # a level is also one of the evaluation's fine-tunings (level 0 dense, the last level the ticket) unless the
         # levels train by another recipe than the evaluation (the authors' schedule, a carried head) or the
         # evaluation is packed (a packed member's dropout stream is not a lone level's)
-        self.levels_are_evaluations = p.level_lr_horizon == 1 and not p.carry_head and config.training.pack == 1
+        t = config.training
+        self.levels_are_evaluations = (p.level_lr_horizon == 1 and not p.carry_head and t.pack == 1
+                                       and final_recipe(t) == t)
         # a mask found without training (magnitude, random, a given ticket) needs no dense level 0
         self.trained_levels = list(range(0 if self.method.trains_dense_level else 1, len(self.sparsities)))
 

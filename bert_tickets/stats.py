@@ -47,6 +47,13 @@ def matching_over(ticket: dict[int, float], dense: dict[int, float], seeds: Sequ
     return is_matching(summary(ticket, failed), summary(dense, dense_failed))
 
 
+def shared_seed_matching(ticket: dict[int, float], dense: dict[int, float], failed: set[int] | None = None,
+                         dense_failed: set[int] | None = None) -> bool | None:
+    """The matching verdict over the seeds both arms ran (seed -> score): every table, transfer row and heatmap
+    cell reads this one, so a verdict never sets one arm's seeds against another set of the other's."""
+    return matching_over(ticket, dense, sorted(set(ticket) & set(dense)), failed, dense_failed)
+
+
 def robust_matching(ticket: dict[int, float], dense: dict[int, float], failed: set[int] | None = None,
                     dense_failed: set[int] | None = None) -> bool | None:
     """Whether the matching verdict over the seeds both arms ran stays the same with any one seed left out of both
@@ -54,7 +61,7 @@ def robust_matching(ticket: dict[int, float], dense: dict[int, float], failed: s
     seeds = sorted(set(ticket) & set(dense))
     if len(seeds) < 3:
         return None
-    verdict = matching_over(ticket, dense, seeds, failed, dense_failed)
+    verdict = shared_seed_matching(ticket, dense, failed, dense_failed)
     return all(matching_over(ticket, dense, [s for s in seeds if s != left], failed, dense_failed) == verdict
                for left in seeds)
 
@@ -167,6 +174,15 @@ def by_seed(info: dict[str, Any], kind: str = "ticket") -> dict[int, float]:
     """A ticket.json's primary metric for each seed of an arm ("ticket" or "dense")."""
     values = info["metrics"][kind][info["primary_metric"]]["values"]
     return dict(zip(info["seeds"], values, strict=True))
+
+
+def failed_seeds(info: dict[str, Any], kind: str = "ticket") -> set[int] | None:
+    """Seeds of an arm whose fine-tuning never left chance (`training.FAILED_RULE`); None for runs recorded before
+    failures were (no per-seed records in ticket.json)."""
+    runs = info.get("runs", {}).get(kind)
+    if runs is None:
+        return None
+    return {seed for seed, r in zip(info["seeds"], runs, strict=True) if r.get("failed")}  # in the seeds' order
 
 
 def summary_text(values: Sequence[float], scale: float = 100.0, digits: int = 1) -> str:

@@ -55,6 +55,10 @@ class FitResult:
     pack_size: int = 1  # fine-tunings trained as one computation (bert_tickets.packed); `seconds` is the pack's
     primary_metric: str | None = None  # the task's metric that verdicts read
     chance_score: float | None = None  # the best constant prediction's score in it, on the same examples
+    # with training.eval_every_steps: every scoring made, {step, metrics}, the last one after training; `metrics`
+    # is the one `reported` names (final, or the best primary score among them)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    reported: str = "final"
 
     @property
     def failed(self) -> bool | None:
@@ -70,7 +74,8 @@ class FitResult:
                 "seconds": round(self.seconds, 2), "revived_weights": self.revived_weights,
                 "trainable_parameters": self.trainable_parameters, "tokens": self.tokens,
                 "precision": self.precision, "final_learning_rate": self.final_learning_rate,
-                "processes": self.processes, **({"pack_size": self.pack_size} if self.pack_size > 1 else {})}
+                "processes": self.processes, **({"pack_size": self.pack_size} if self.pack_size > 1 else {}),
+                **({"evaluations": self.evaluations, "reported": self.reported} if self.evaluations else {})}
 
 
 # A fine-tuning "failed" when it learned nothing its dev score can tell from a constant: its primary dev score is
@@ -188,17 +193,24 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     if enforcer:
         enforcer.to(accelerator.device)
-    loop = _Loop(accelerator, model, optimizer, scheduler, enforcer, training, steps)
+    eval_collate = task.collator(tokenizer, train=False, pad_to_multiple_of=multiple)
+
+    def score_now() -> dict[str, float]:
+        with torch.no_grad():
+            return evaluate(model, data, task, eval_collate, training.eval_batch_size, accelerator)
+
+    loop = _Loop(accelerator, model, optimizer, scheduler, enforcer, training, steps, score_now)
     loop.run(train_loader, Checkpointer(checkpoint, accelerator, training, SYNC_EVERY), on_step, desc, log)
     # the one wait for the device, once training is over; data parallel: over every process's share of the batches
     tokens_seen = int(accelerator.reduce(loop.tokens, reduction="sum"))
     train_loss = accelerator.reduce(loop.loss_sum / max(loop.micro_batches, 1), reduction="mean").item()
     final_loss = accelerator.reduce(loop.tail_loss_sum / max(loop.tail_batches, 1), reduction="mean").item()
     eval_losses: dict[str, float] = {}
-    scores = evaluate(model, data, task, task.collator(tokenizer, train=False, pad_to_multiple_of=multiple),
-                      training.eval_batch_size, accelerator, losses=eval_losses)
+    scores = evaluate(model, data, task, eval_collate, training.eval_batch_size, accelerator, losses=eval_losses)
     if log:
         log({f"eval/{k}": v for k, v in scores.items()}, loop.step)
+    evaluations = [*loop.evaluations, {"step": loop.step, "metrics": scores}] if training.eval_every_steps else []
+    scores = reported_scores(evaluations, task.primary_metric, training.reported_score) if evaluations else scores
     revived = enforcer.count_revived() if enforcer else 0
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     accelerator.free_memory()  # drop the accelerator's references to this run's model and optimizer
@@ -207,7 +219,17 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
                      precision=accelerator.mixed_precision, step_ends=loop.step_ends,
                      final_learning_rate=scheduler.get_last_lr()[0], processes=accelerator.num_processes,
                      final_train_loss=final_loss if loop.tail_batches else None, chance_loss=chance_loss(data.train),
-                     eval_loss=eval_losses, primary_metric=task.primary_metric, chance_score=chance_score(task, data))
+                     eval_loss=eval_losses, primary_metric=task.primary_metric, chance_score=chance_score(task, data),
+                     evaluations=evaluations, reported=training.reported_score)
+
+
+def reported_scores(evaluations: list[dict[str, Any]], primary: str, reported: str) -> dict[str, float]:
+    """The scores a fine-tuning reports: the last evaluation's (`final`), or the one with the best primary score
+    (`best`, the earliest of equals; a NaN score never wins)."""
+    if reported == "final":
+        return evaluations[-1]["metrics"]
+    scored = [e for e in evaluations if not math.isnan(e["metrics"][primary])] or evaluations
+    return max(scored, key=lambda e: e["metrics"][primary])["metrics"]
 
 
 class _Loop:
@@ -215,8 +237,11 @@ class _Loop:
     end or at a checkpoint), so that a checkpoint can save it and a resumed run go on from it exactly."""
 
     def __init__(self, accelerator: Accelerator, model: nn.Module, optimizer: Any, scheduler: Any,
-                 enforcer: MaskEnforcer | None, training: TrainingConfig, steps: int):
+                 enforcer: MaskEnforcer | None, training: TrainingConfig, steps: int,
+                 score_now: Callable[[], dict[str, float]] | None = None):
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
+        self.score_now = score_now  # scores the evaluation splits, every training.eval_every_steps
+        self.evaluations: list[dict[str, Any]] = []  # {step, metrics}, kept in checkpoints
         self.unwrapped = accelerator.unwrap_model(model)  # what `with_sdpa_mask` reads the attention kind from
         self.enforcer, self.training, self.steps = enforcer, training, steps
         self.step = self.micro_batches = 0
@@ -256,12 +281,18 @@ class _Loop:
                             log({"train_loss": mean_loss}, self.step)
                     if self.step >= self.steps:
                         break
+                    self._score_if_due()
                     if checkpoints.due(self.step):
                         self.seconds = self.earlier_seconds + time.perf_counter() - start
                         checkpoints.save(self._progress())
         finally:
             bar.close()
         self.seconds = self.earlier_seconds + time.perf_counter() - start
+
+    def _score_if_due(self) -> None:
+        every = self.training.eval_every_steps
+        if every and self.score_now is not None and self.step % every == 0:
+            self.evaluations.append({"step": self.step, "metrics": self.score_now()})
 
     def _micro_batch(self, batch: dict[str, torch.Tensor]) -> bool:
         """One forward/backward; True when it completed an optimizer step."""
@@ -288,7 +319,7 @@ class _Loop:
     def _progress(self) -> dict[str, Any]:
         return {"step": self.step, "micro_batches": self.micro_batches, "loss_sum": self.loss_sum.item(),
                 "tail_loss_sum": self.tail_loss_sum.item(), "tail_batches": self.tail_batches,
-                "tokens": int(self.tokens.item()), "seconds": self.seconds}
+                "tokens": int(self.tokens.item()), "seconds": self.seconds, "evaluations": self.evaluations}
 
     def _resume(self, progress: dict[str, Any], checkpoints: Checkpointer, bar: Any) -> None:
         checkpoints.restore()  # after the replay: the RNG states are the checkpoint's, as in an unbroken run
@@ -298,6 +329,7 @@ class _Loop:
         self.tail_loss_sum.fill_(progress.get("tail_loss_sum", 0.0))  # checkpoints from before it was kept: 0
         self.tail_batches = progress.get("tail_batches", 0)
         self.tokens.fill_(progress["tokens"])
+        self.evaluations = progress.get("evaluations", [])
         bar.update(self.step)
 
 

@@ -16,7 +16,14 @@ from bert_tickets.imp import ImpRun
 from bert_tickets.masks import jaccard, load_mask, relative_drift
 from bert_tickets.metrics import format_mean_std
 from bert_tickets.runs import read_json
-from bert_tickets.stats import is_matching, matching_over, paired, robust_matching, summary_text
+from bert_tickets.stats import (
+    is_matching,
+    matching_over,
+    paired,
+    robust_matching,
+    shared_seed_matching,
+    summary_text,
+)
 from bert_tickets.studies.baselines import DENSE, Row, verdict
 from bert_tickets.studies.jobs import BaselineJob, CellJob, TicketJob
 from bert_tickets.studies.plan import StudyPlan, load_plan
@@ -73,6 +80,18 @@ def test_a_verdict_that_one_seed_decides_is_marked_fragile():
     assert robust_matching({0: 0.811, 1: 0.806, 2: 0.804}, dense) is True  # the IMP ticket: matching however cut
     assert robust_matching({0: 0.8, 1: 0.8}, {0: 0.8, 1: 0.8}) is None  # two seeds: one left out leaves no verdict
     assert matching_over(one_shot, dense, [0, 1, 2], failed={0, 1, 2}, dense_failed=set()) is False
+
+
+def test_a_verdict_compares_the_seeds_both_arms_ran():
+    ticket = {0: 0.790, 1: 0.788, 2: 0.792}
+    dense = {0: 0.800, 1: 0.790, 2: 0.790, 3: 0.805, 4: 0.806}  # two dense seeds the ticket never ran
+    every = {"mean": float(np.mean(list(dense.values()))), "std": float(np.std(list(dense.values()), ddof=1)),
+             "values": list(dense.values())}
+    assert is_matching({"mean": 0.790, "values": list(ticket.values())}, every) is False  # lifted by seeds 3, 4
+    assert shared_seed_matching(ticket, dense) is True  # over seeds 0-2, the ones both arms ran
+    assert shared_seed_matching(ticket, dense) == matching_over(ticket, dense, [0, 1, 2])
+    assert shared_seed_matching({0: 0.8}, dense) is None  # one shared seed: no verdict
+    assert shared_seed_matching(ticket, dense, failed={0, 1, 2}, dense_failed=set()) is False
 
 
 def test_one_seed_is_never_shown_with_a_spread_of_zero():
@@ -297,6 +316,39 @@ def test_the_authors_level_schedule_and_carried_head(tiny_bert, glue_dir, tmp_pa
     seed0 = read_json(run.result_path("ticket", 0))
     assert seed0["final_learning_rate"] == 0.0 and level1["final_learning_rate"] > 0
     assert not paths.metrics(run.level_dir(0)).samefile(run.result_path("dense", 0))
+
+
+def test_the_final_fine_tunings_take_their_own_steps_and_batch(tiny_bert, glue_dir, tmp_path):
+    """The authors' masked-LM evaluation is not its level recipe (20,000 steps of batch 8 against 10,000 of 16):
+    levels keep max_steps and batch_size, every evaluation seed (ticket and dense) takes the final ones."""
+    run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{
+        "pruning.sparsity": 0.1, "training.final_max_steps": 6, "training.final_batch_size": 4}))
+    run.run()
+    assert not run.levels_are_evaluations
+    assert [read_json(paths.metrics(run.level_dir(k)))["steps"] for k in (0, 1)] == [4, 4]
+    ticket, dense = read_json(run.result_path("ticket", 0)), read_json(run.result_path("dense", 0))
+    assert ticket["steps"] == dense["steps"] == 6
+    assert ticket["tokens"] < read_json(paths.metrics(run.level_dir(1)))["tokens"] * 6 / 4  # batch 4, not 8
+
+
+def test_the_reported_score_is_final_or_the_best_during_training(tiny_bert, glue_dir, tmp_path, capsys):
+    from bert_tickets.training import reported_scores
+
+    run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{
+        "pruning.sparsity": 0.1, "training.eval_every_steps": 2, "training.reported_score": "best"}))
+    run.run()
+    record = read_json(run.result_path("ticket", 0))
+    assert [e["step"] for e in record["evaluations"]] == [2, 4] and record["reported"] == "best"
+    best = max(e["metrics"]["accuracy"] for e in record["evaluations"])
+    assert record["metrics"]["accuracy"] == best
+    evaluations = [{"step": 2, "metrics": {"accuracy": 0.7}}, {"step": 4, "metrics": {"accuracy": 0.6}},
+                   {"step": 6, "metrics": {"accuracy": float("nan")}}]
+    assert reported_scores(evaluations, "accuracy", "best") == {"accuracy": 0.7}
+    assert math.isnan(reported_scores(evaluations, "accuracy", "final")["accuracy"])
+    args = ["find", "--task", "sst2", "--sparsity", "0.1", "--model", tiny_bert, "--data-dir", str(glue_dir),
+            "--output-dir", str(tmp_path / "x"), "--set", "training.reported_score=best"]
+    assert main(args) == 2
+    assert "set training.eval_every_steps too" in capsys.readouterr().err
 
 
 def test_carry_head_and_keep_head_exclude_each_other(tiny_bert, glue_dir, tmp_path, capsys):

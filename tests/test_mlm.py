@@ -68,11 +68,13 @@ def test_two_imp_levels_of_masked_lm_on_wikitext_with_minilm(tmp_path, capfd):
         assert read_json(paths.sparsity(run.level_dir(k)))["sparsity"] == pytest.approx(0.1 * k, abs=1e-3)
         metrics = read_json(paths.metrics(run.level_dir(k)))["metrics"]
         assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["perplexity"] > 1.0
-    assert not ticket.info["pooler_in_mask"] and len(ticket.mask) == 6 * 6  # BertForMaskedLM has no pooler
-    # a mask found with the MLM objective applies to a classifier, whose pooler stays dense
+    # BertForMaskedLM has no pooler; the checkpoint's joins the mask from θ0, as in the authors' code
+    assert ticket.info["pooler_in_mask"] and len(ticket.mask) == 6 * 6 + 1
+    # a mask found with the MLM objective applies to a classifier, its pooler included
     classifier = ImpRun(load_config("minilm", {"data.task": "sst2"})).resources.pretrained.build(0)
     ticket.apply(classifier)
-    assert torch.count_nonzero(classifier.bert.pooler.dense.weight) == classifier.bert.pooler.dense.weight.numel()
+    kept = ticket.mask["pooler.dense.weight"]
+    assert torch.equal(classifier.bert.pooler.dense.weight != 0, kept) and not kept.all()
     assert torch.equal(load_mask(paths.mask(run.level_dir(2)))["encoder.layer.0.output.dense.weight"],
                        ticket.mask["encoder.layer.0.output.dense.weight"])
 
@@ -180,3 +182,36 @@ def test_a_masked_lm_run_starts_from_the_checkpoints_own_head(tmp_path, minilm_p
     mlm_config = task_config("mlm", None, {"model.name": str(tmp_path / "mlm"), "training.pack": 2})
     assert "model.head" not in reproduce_command(mlm_config) and "training.pack=2" in reproduce_command(mlm_config)
     assert run_hash(mlm_config) != run_hash(task_config("mlm", None, {"model.name": str(tmp_path / "mlm")}))
+
+
+def test_a_masked_lm_mask_prunes_the_checkpoints_pooler_from_theta0(tmp_path, minilm_path):
+    """transformers' BertForMaskedLM has no pooler; the authors' (2020) one has and prunes it (LT_pretrain.py:164).
+    The checkpoint's pooler joins the global threshold with its θ0 weights (masked LM never trains it), the mask
+    carries it to a classifier; with pruning.first_mask_from_theta0 the first mask is θ0's magnitude mask."""
+    from transformers import BertConfig, BertForPreTraining, BertForSequenceClassification
+
+    from bert_tickets.masks import fit_mask, full_mask, magnitude_mask
+    from bert_tickets.modeling import load_pretrained
+
+    torch.manual_seed(0)
+    checkpoint = BertForPreTraining(BertConfig(**TINY))  # bert-base-uncased's layout: encoder, pooler, MLM head
+    with torch.no_grad():
+        checkpoint.bert.pooler.dense.weight.mul_(0.01)  # small: one global threshold prunes it first
+    checkpoint.save_pretrained(tmp_path / "bert")
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "bert")
+    pooler = checkpoint.bert.pooler.dense.weight.detach()
+    assert torch.equal(load_pretrained(str(tmp_path / "bert"), get_task("mlm")).theta0_beyond_model[
+        "pooler.dense.weight"], pooler)
+    run = ImpRun(mlm_config(str(tmp_path / "bert"), tmp_path / "runs", **{
+        "pruning.sparsity": 0.2, "pruning.first_mask_from_theta0": True}))
+    run.run()
+    first, second = (load_mask(paths.mask(run.level_dir(k))) for k in (1, 2))
+    assert "pooler.dense.weight" in first and not first["pooler.dense.weight"].any()  # all of it under the threshold
+    theta0 = run.theta0_prunable()
+    assert torch.equal(theta0["pooler.dense.weight"], pooler)
+    expected = magnitude_mask(theta0, full_mask(theta0), 0.1)
+    assert all(torch.equal(first[n], expected[n]) for n in expected)  # level 1: θ0's magnitudes, not trained ones
+    assert not second["pooler.dense.weight"].any() and read_json(paths.ticket_info(run.ticket_dir()))[
+        "pooler_in_mask"] is True
+    classifier = BertForSequenceClassification(BertConfig(**TINY))
+    assert "pooler.dense.weight" in fit_mask(classifier, second)  # a transfer target's pooler is pruned by it

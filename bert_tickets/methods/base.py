@@ -88,5 +88,6 @@ class PrunedAfterTraining(Method):
     prunes_by_magnitude = True
 
     def level_mask(self, run: LevelContext, k: int) -> Mask:
-        trained = run.trained_prunable(k - 1)
+        from_theta0 = k == 1 and run.pruning.first_mask_from_theta0
+        trained = run.theta0_prunable() if from_theta0 else run.trained_prunable(k - 1)
         return magnitude_mask(trained, run.level_mask(k - 1), run.sparsities[k], run.pruning.scope)

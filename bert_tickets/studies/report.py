@@ -32,11 +32,12 @@ from bert_tickets.stats import (
     MATCHING_RULE,
     Paired,
     by_seed,
-    is_matching,
+    failed_seeds,
     matching_mark,
     mean_std,
     paired,
     robust_matching,
+    shared_seed_matching,
     summary_text,
 )
 from bert_tickets.studies.baselines import DENSE, arm_label
@@ -144,15 +145,6 @@ def _score(info: dict[str, Any], kind: str = "ticket") -> dict[str, Any]:
     return summary
 
 
-def failed_seeds(info: dict[str, Any], kind: str = "ticket") -> set[int] | None:
-    """Seeds of an arm whose fine-tuning never left chance (`training.FAILED_RULE`); None for runs recorded before
-    failures were (no per-seed records in ticket.json)."""
-    runs = info.get("runs", {}).get(kind)
-    if runs is None:
-        return None
-    return {seed for seed, r in zip(info["seeds"], runs, strict=True) if r.get("failed")}  # in the seeds' order
-
-
 @dataclass(frozen=True)
 class Arm:
     """One arm's per-seed scores, and which seeds failed to learn."""
@@ -220,7 +212,8 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
                 "task": task, "metric": _primary(info), "sparsity": shown, "highest_matching": shown == highest,
                 "highest_matching_sparsity": highest,
                 "method": method, "mean": score["mean"], "std": score["std"], "seeds": len(score["values"]),
-                "matching": is_matching(score, dense) if method != DENSE else None,
+                "matching": shared_seed_matching(arm.values, by_seed(info, "dense"), arm.failed,
+                                                 failed_seeds(info, "dense")) if method != DENSE else None,
                 "matching_robust": robust_matching(arm.values, by_seed(info, "dense"), arm.failed,
                                                    failed_seeds(info, "dense")) if method != DENSE else None,
                 "at_least_dense_mean": score["mean"] >= dense["mean"],
@@ -599,7 +592,10 @@ def transfer_rows(table: dict[str, Any], results: dict[Cell, dict[str, Any]], ow
                          "minus_own": cell["minus_own"], "minus_own_std": cell["minus_own_std"],
                          "paired_seeds": cell["paired_seeds"],
                          "gain_over_random_recovered": (score["mean"] - random_mean) / gain if gain else float("nan"),
-                         "matching": is_matching(score, _score(own, "dense")), "diagonal": source == target})
+                         # the cell's own dense seeds, as the heatmap's mark (transfer.table) reads them
+                         "matching": shared_seed_matching(by_seed(info), by_seed(info, "dense"), failed,
+                                                          failed_seeds(info, "dense")),
+                         "diagonal": source == target})
     return rows
 
 

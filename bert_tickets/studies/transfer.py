@@ -18,7 +18,7 @@ from bert_tickets.config import Config, hashed_settings, settings_hash
 from bert_tickets.imp import ImpRun
 from bert_tickets.ranks import log
 from bert_tickets.runs import write_json, write_text
-from bert_tickets.stats import by_seed, is_matching, paired
+from bert_tickets.stats import by_seed, failed_seeds, paired, shared_seed_matching
 from bert_tickets.studies.baselines import DENSE
 from bert_tickets.studies.sources import CONTROLS, RANDOM, Source, parse_source
 from bert_tickets.studies.transfer_tables import latex, long_csv, markdown, write_heatmap
@@ -145,7 +145,8 @@ class TransferMatrix:
             rows.setdefault(cell.source.name, {})[cell.target] = {
                 "mean": ticket["mean"], "std": ticket["std"], "n": len(ticket["values"]), "metric": primary,
                 "relative": ticket["mean"] / dense["mean"] if dense["mean"] else float("nan"),
-                "matching": is_matching(ticket, dense),
+                "matching": shared_seed_matching(by_seed(info), by_seed(info, "dense"), failed_seeds(info),
+                                                 failed_seeds(info, "dense")),
                 "minus_own": versus.mean if versus else None, "minus_own_std": versus.std if versus else None,
                 "paired_seeds": versus.n if versus else 0}
         for target in self.targets:
