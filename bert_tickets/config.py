@@ -144,6 +144,12 @@ class PruningConfig:
     first_mask_from_theta0: bool = setting(False, "the first level's mask prunes θ0's smallest weights instead of "
                                            "the trained dense level's, as the authors' masked-LM search does "
                                            "(LT_pretrain.py:389-396); later levels prune trained weights")
+    calibration: str = setting("task", "the inputs Wanda and SparseGPT measure the layers with: task (the task's own "
+                               "training examples, a seeded draw) or a raw text file, one passage a line "
+                               "(task-agnostic: ../shared/data/wikitext-2/train.txt)")
+    calibration_samples: int = setting(128, "calibration sequences for Wanda and SparseGPT (padding excluded)")
+    wanda_group: str = setting("row", "where Wanda compares its scores: row (each output row, the paper's), "
+                               "layerwise (each matrix) or global (all matrices at once)")
     ticket: str | None = setting(None, "a ticket folder, for the methods that apply a given ticket's mask")
     seeds: int = setting(1, "seeds of the final evaluation (ticket and dense, each)")
     search_seed: int | None = setting(None, "seed of the fine-tunings that find the mask (the levels); another "
@@ -164,6 +170,7 @@ DOMAINS: dict[str, tuple[Any, str]] = {
     "pruning.rate": (lambda v: 0 < v < 1, "in (0, 1)"),
     "pruning.rewind_step": (lambda v: 0 <= v <= MAX_STEPS, f"in [0, {MAX_STEPS}] (0 = rewind to θ0)"),
     "pruning.seeds": (lambda v: 1 <= v <= 10_000, "in [1, 10000]"),
+    "pruning.calibration_samples": (lambda v: 1 <= v <= 1_000_000, "in [1, 1000000]"),
     "pruning.level_lr_horizon": (lambda v: 1 <= v <= 1e6, "in [1, 1e6] (1: each level decays to 0)"),
     "training.learning_rate": (lambda v: 0 < v < 1, "in (0, 1)"),
     "training.batch_size": (lambda v: 1 <= v <= MAX_BATCH, f"in [1, {MAX_BATCH}]"),
@@ -196,6 +203,7 @@ DOMAINS: dict[str, tuple[Any, str]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "pruning.schedule": ("linear", "geometric"),
     "pruning.scope": SCOPES,
+    "pruning.wanda_group": ("row", "layerwise", "global"),
     "training.mixed_precision": ("auto", "bf16", "fp16", "no"),
     "training.finetune": ("full", "lora"),
     "training.report_to": ("none", "wandb"),

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from bert_tickets import packed, paths, progress
+from bert_tickets.calibration import calibration_batches
 from bert_tickets.checkpoints import remove_checkpoint
 from bert_tickets.config import Config, TrainingConfig, final_recipe, non_default_settings, reproduce_command, run_hash
 from bert_tickets.errors import UserError
@@ -186,6 +187,14 @@ class ImpRun(RunFolder):
 
     def theta0(self) -> dict[str, torch.Tensor]:
         return self.resources.pretrained.theta0
+
+    def calibration_batches(self) -> list[dict[str, torch.Tensor]]:
+        p, r = self.config.pruning, self.resources
+        return calibration_batches(r.tokenizer, r.data.train, p.calibration, p.calibration_samples,
+                                   self.config.data.max_length, self.seed)
+
+    def method_file(self, name: str) -> Path:
+        return self.root / name
 
     def theta0_prunable(self) -> dict[str, torch.Tensor]:
         return self.resources.theta0_prunable()

@@ -22,6 +22,9 @@ DECLARED = {  # name: trains a dense level, iterative, rewinds, needs a ticket, 
     "reinit": (False, False, True, True, False, True),
     "shuffle": (False, False, True, True, False, True),
     "shuffle_layers": (False, False, True, True, False, True),
+    "wanda": (False, False, True, False, True, True),
+    "sparsegpt_mask": (False, False, True, False, True, True),
+    "sparsegpt": (False, False, True, False, False, True),  # its weights are its reconstruction, not θ0
 }
 
 
@@ -31,7 +34,8 @@ def test_every_method_declares_what_the_engine_used_to_hard_code():
         m = get_method(name)
         assert (m.trains_dense_level, m.iterative, m.rewinds, m.needs_ticket, m.exportable, m.allows_lora) == flags
         assert m.name == name and m.label and m.help and m.weights
-    assert baselines() == ["random", "reinit", "shuffle", "magnitude", "oneshot", "standard", "shuffle_layers"]
+    assert baselines() == ["random", "reinit", "shuffle", "magnitude", "oneshot", "standard", "shuffle_layers",
+                           "wanda", "sparsegpt_mask", "sparsegpt"]
     with pytest.raises(UserError, match="unknown method 'nope'"):
         get_method("nope")
 

@@ -15,8 +15,10 @@ from bert_tickets.methods.random_pruning import RandomPruning
 from bert_tickets.methods.reinit import ReinitialisedTicket
 from bert_tickets.methods.shuffle import ShuffledTicket
 from bert_tickets.methods.shuffle_layers import LayerShuffledTicket
+from bert_tickets.methods.sparsegpt import SparseGPTMask, SparseGPTPruning
 from bert_tickets.methods.standard import StandardPruning
 from bert_tickets.methods.ticket import GivenTicket
+from bert_tickets.methods.wanda import WandaPruning
 
 METHODS: dict[str, Method] = {method.name: method for method in [
     IterativeMagnitudePruning(),
@@ -27,7 +29,10 @@ METHODS: dict[str, Method] = {method.name: method for method in [
     MagnitudePruning(),
     OneShotPruning(),
     StandardPruning(),
-    LayerShuffledTicket(),  # last: every earlier arm keeps its colour in the figures
+    LayerShuffledTicket(),  # later ones last: every earlier arm keeps its colour in the figures
+    WandaPruning(),
+    SparseGPTMask(),
+    SparseGPTPruning(),
 ]}
 IMP = IterativeMagnitudePruning.name  # the method whose tickets studies and transfer find
 

@@ -8,6 +8,7 @@ need a ticket, may its tickets be exported or run with LoRA) and makes the mask 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Protocol
 
 import torch
@@ -42,6 +43,14 @@ class LevelContext(Protocol):
 
     def build_model(self, seed: int) -> torch.nn.Module:
         """A task model on θ0 with a head from `seed` (to check a mask fits the architecture)."""
+        ...
+
+    def calibration_batches(self) -> list[State]:
+        """Encoder inputs for the methods that measure θ0's layers (`pruning.calibration`)."""
+        ...
+
+    def method_file(self, name: str) -> Path:
+        """A file of this run's folder for what a method keeps beside its mask (SparseGPT's weights)."""
         ...
 
 

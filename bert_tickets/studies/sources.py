@@ -14,7 +14,9 @@ from typing import Any, ClassVar
 from bert_tickets.methods import get_method
 from bert_tickets.methods.magnitude import MagnitudePruning
 from bert_tickets.methods.random_pruning import RandomPruning
+from bert_tickets.methods.sparsegpt import SparseGPTMask, SparseGPTPruning
 from bert_tickets.methods.ticket import GivenTicket
+from bert_tickets.methods.wanda import WandaPruning
 from bert_tickets.tasks import get_task
 
 
@@ -91,6 +93,10 @@ class MaskOnly(Source):
 SOURCES: dict[str, Source] = {
     RandomPruning.name: MaskOnly(RandomPruning.name),
     MagnitudePruning.name: MaskOnly(MagnitudePruning.name),  # θ0 pruned once by magnitude: the one-shot θ0 row
+    # one-shot masks that see the target's calibration inputs (pruning.calibration), made on the target's own run
+    WandaPruning.name: MaskOnly(WandaPruning.name),
+    SparseGPTMask.name: MaskOnly(SparseGPTMask.name),
+    SparseGPTPruning.name: MaskOnly(SparseGPTPruning.name),
 }
 RANDOM = SOURCES[RandomPruning.name]
 CONTROLS = (RANDOM,)  # rows every matrix gets, after the chosen ones
