@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -167,7 +168,10 @@ class ImpRun(RunFolder):
         path = paths.mask(self.level_dir(k))
         if rank0_sees(path):  # the ranks decide together, or one would skip a barrier the others wait at
             return load_mask(path)
+        started = time.perf_counter()
         mask = self.method.level_mask(self, k)  # on every rank alike (the main one saves it)
+        if is_main_process():
+            write_json(paths.mask_cost(self.level_dir(k)), {"seconds": round(time.perf_counter() - started, 3)})
         save_mask(path, mask, self.config.pruning.prunable)
         barrier()  # every rank has read the frontier before the level goes on (and may let it go)
         return mask
@@ -503,6 +507,7 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
                        "for models without a pooler",
         "mask_keys": "encoder parameter names (model.base_model)",
         "precision": resolved_precision(config.training),
+        "mask_cost": mask_cost(run),
         "seeds": run.seeds, "primary_metric": primary, "matching": matching, "matching_rule": MATCHING_RULE,
         "metrics": {"ticket": ticket, "dense": dense},
         "runs": {kind: [_run_summary(r, seed) for r, seed in zip(runs, run.seeds, strict=True)]
@@ -514,6 +519,20 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
         "config": non_default_settings(config), "command": reproduce_command(config),
         "bert_tickets_version": package_version(),
     }
+
+
+def mask_cost(run: ImpRun) -> dict[str, Any] | None:
+    """What finding the mask cost on this run's machine: the fine-tuning steps and seconds of the levels it was
+    pruned from (the last level fine-tunes the mask, it does not find it) and the seconds spent making the masks
+    (calibration, scoring, sorting); None for a given ticket's mask (its cost is its source's)."""
+    if run.method.needs_ticket:
+        return None
+    last = len(run.sparsities) - 1
+    trained = [run.level_record(k) for k in run.trained_levels if k < last]
+    made = [read_json_if_exists(paths.mask_cost(run.level_dir(k))) for k in range(1, last + 1)]
+    return {"levels_trained": len(trained), "fine_tuning_steps": sum(r["steps"] for r in trained),
+            "fine_tuning_seconds": round(sum(r["seconds"] for r in trained), 2),
+            "mask_seconds": None if None in made else round(sum(m["seconds"] for m in made), 3)}
 
 
 def mask_origin(source_ticket: str | None) -> dict[str, Any] | None:

@@ -34,9 +34,11 @@ METRICS = "metrics.json"
 SPARSITY = "sparsity.json"
 TICKET_INFO = "ticket.json"
 COMPARISON = "comparison.json"
+MASK_COST = "mask_cost.json"
 
 
-RECORDS = {CONFIG, METRICS, SPARSITY, TICKET_INFO, COMPARISON}  # with seed_<n>.json: the records a run folder holds
+# with seed_<n>.json: the records a run folder holds
+RECORDS = {CONFIG, METRICS, SPARSITY, TICKET_INFO, COMPARISON, MASK_COST}
 
 
 def is_record(path: Path) -> bool:
@@ -79,6 +81,11 @@ def level(root: Path, k: int, sparsity: float) -> Path:
 def mask(folder: Path) -> Path:
     """A level's or a ticket's mask."""
     return folder / MASK
+
+
+def mask_cost(level_dir: Path) -> Path:
+    """How long making a level's mask took (its calibration, scoring and sorting; not the training before it)."""
+    return level_dir / MASK_COST
 
 
 def metrics(level_dir: Path) -> Path:

@@ -13,6 +13,7 @@ from bert_tickets.imp import ImpRun
 from bert_tickets.masks import layerwise_magnitude_mask, load_mask, select_prunable
 from bert_tickets.methods.sparsegpt import RECONSTRUCTED
 from bert_tickets.pruners import lowest_per_row, sparsegpt_layer, wanda_mask, wanda_scores
+from bert_tickets.runs import read_json
 from bert_tickets.ticket import Ticket
 from tests.test_imp import tiny_config
 
@@ -114,3 +115,17 @@ def test_data_aware_masks_are_keyed_like_every_mask_and_evaluate_as_tickets(meth
     assert main(args) == 0
     evaluated = Ticket.load(capsys.readouterr().out.strip().splitlines()[-1])
     assert evaluated.task == "rte" and all(torch.equal(evaluated.mask[n], m) for n, m in ticket.mask.items())
+
+
+def test_each_mask_records_what_finding_it_cost(tiny_bert, glue_dir, tmp_path):
+    """IMP pays for its levels' fine-tunings; a one-shot mask that sees data pays one calibration pass."""
+    imp = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.sparsity": 0.2, "pruning.rate": 0.1}))
+    cost = imp.run().info["mask_cost"]
+    levels = [read_json(paths.metrics(imp.level_dir(k))) for k in (0, 1)]  # level 2 fine-tunes the 20% mask
+    assert cost["levels_trained"] == 2 and cost["fine_tuning_steps"] == 8 == sum(r["steps"] for r in levels)
+    assert cost["fine_tuning_seconds"] == pytest.approx(sum(r["seconds"] for r in levels), abs=0.02)
+    assert cost["mask_seconds"] >= 0
+    wanda = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{"pruning.method": "wanda", "pruning.sparsity": 0.2}))
+    cost = wanda.run().info["mask_cost"]
+    assert (cost["levels_trained"], cost["fine_tuning_steps"], cost["fine_tuning_seconds"]) == (0, 0, 0)
+    assert cost["mask_seconds"] == read_json(paths.mask_cost(wanda.level_dir(1)))["seconds"] > 0

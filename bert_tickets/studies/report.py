@@ -220,8 +220,17 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
                 "failed": None if arm.failed is None else len(arm.failed),
                 **minus_dense.columns("minus_dense"), "paired_seeds": minus_dense.n,
                 **{k: v if method not in (DENSE, IMP) else None for k, v in minus_ticket.columns("minus_imp").items()},
+                **_cost_columns(run if method != DENSE else None),
                 "values": " ".join(f"{v:.6f}" for v in score["values"])})
     return rows
+
+
+def _cost_columns(info: dict[str, Any] | None) -> dict[str, Any]:
+    """What finding an arm's mask cost (ticket.json's `mask_cost`): fine-tuning steps and seconds of the levels it
+    was pruned from, and seconds spent making it; empty for dense and for runs recorded before costs were."""
+    cost = (info or {}).get("mask_cost") or {}
+    return {"mask_fine_tuning_steps": cost.get("fine_tuning_steps"),
+            "mask_fine_tuning_seconds": cost.get("fine_tuning_seconds"), "mask_seconds": cost.get("mask_seconds")}
 
 
 def _shown_note(row: dict[str, Any]) -> str:
