@@ -142,7 +142,9 @@ def _add_transfer(sub: Any) -> None:
 
 def _add_study_and_report(sub: Any) -> None:
     study = sub.add_parser("study", help="run a declarative study (configs/studies/*.yaml), then write its report")
-    study.add_argument("spec", help="a study file, or a preset: paper, minilm, minilm-cpu")
+    from bert_tickets.studies.spec import spec_names
+
+    study.add_argument("spec", help="a study file, or a preset: " + ", ".join(spec_names()))
     study.add_argument("--output-dir", help="the study folder (default: runs/studies/<name>)")
     study.add_argument("--cell", help="i/N: compute only this worker's share of the study's runs (e.g. a job array)")
     study.add_argument("--plan", action="store_true", help="list the study's runs and which are done; train nothing")
