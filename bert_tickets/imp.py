@@ -530,9 +530,10 @@ def mask_cost(run: ImpRun) -> dict[str, Any] | None:
     last = len(run.sparsities) - 1
     trained = [run.level_record(k) for k in run.trained_levels if k < last]
     made = [read_json_if_exists(paths.mask_cost(run.level_dir(k))) for k in range(1, last + 1)]
+    # timings under "seconds", as in every record (what comparisons of two identical runs leave out)
     return {"levels_trained": len(trained), "fine_tuning_steps": sum(r["steps"] for r in trained),
-            "fine_tuning_seconds": round(sum(r["seconds"] for r in trained), 2),
-            "mask_seconds": None if None in made else round(sum(m["seconds"] for m in made), 3)}
+            "seconds": {"fine_tuning": round(sum(r["seconds"] for r in trained), 2),
+                        "making_masks": None if None in made else round(sum(m["seconds"] for m in made), 3)}}
 
 
 def mask_origin(source_ticket: str | None) -> dict[str, Any] | None:

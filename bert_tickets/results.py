@@ -60,8 +60,8 @@ class TicketInfo(TypedDict, total=False):
     pooler_rule: str
     mask_keys: str
     precision: NotRequired[str]  # the autocast every fine-tuning of the run used: no (fp32), bf16 or fp16
-    # what finding the mask cost: levels_trained, fine_tuning_steps, fine_tuning_seconds, mask_seconds (None where
-    # a mask was made before this was recorded); None for a given ticket's mask
+    # what finding the mask cost: levels_trained, fine_tuning_steps, seconds: {fine_tuning, making_masks (None where
+    # a mask was made before this was recorded)}; None for a given ticket's mask
     mask_cost: NotRequired[dict[str, Any] | None]
     seeds: list[int]
     primary_metric: str

@@ -29,6 +29,8 @@ def _results(out: Path) -> dict[str, object]:
             record.pop("seconds", None)
             record.pop("run_dir", None)
             record.pop("command", None)
+            if isinstance(record.get("mask_cost"), dict):
+                record["mask_cost"].pop("seconds", None)  # how long finding the mask took: a timing
         found[str(path.relative_to(run))] = record
     for path in sorted(run.rglob("mask.safetensors")):
         found[str(path.relative_to(run))] = {k: v.tolist() for k, v in load_file(str(path)).items()}

@@ -229,8 +229,9 @@ def _cost_columns(info: dict[str, Any] | None) -> dict[str, Any]:
     """What finding an arm's mask cost (ticket.json's `mask_cost`): fine-tuning steps and seconds of the levels it
     was pruned from, and seconds spent making it; empty for dense and for runs recorded before costs were."""
     cost = (info or {}).get("mask_cost") or {}
+    seconds = cost.get("seconds") or {}
     return {"mask_fine_tuning_steps": cost.get("fine_tuning_steps"),
-            "mask_fine_tuning_seconds": cost.get("fine_tuning_seconds"), "mask_seconds": cost.get("mask_seconds")}
+            "mask_fine_tuning_seconds": seconds.get("fine_tuning"), "mask_seconds": seconds.get("making_masks")}
 
 
 def _shown_note(row: dict[str, Any]) -> str:
