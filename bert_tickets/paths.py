@@ -10,6 +10,8 @@ A run folder (`<output_dir>/<task>/<method>_<hash>/`) holds:
         metrics.json                       the fine-tuning's scores: written last, it marks the level done
         metrics.checkpoint/                while the level trains: its training state, to resume after a kill
         sparsity.json                      the mask's sparsity, overall and per matrix
+        mask_cost.json                     how long making the mask took (calibration, scoring, sorting);
+                                           ticket.json's `mask_cost` adds the levels it was pruned from
         trained_prunable.safetensors       the trained prunable weights the next mask is pruned from
         trained_model.safetensors          the whole trained network (methods that do not rewind go on from it)
         trained_head.safetensors           the trained task head, which the next level starts from
