@@ -129,3 +129,11 @@ def test_each_mask_records_what_finding_it_cost(tiny_bert, glue_dir, tmp_path):
     cost = wanda.run().info["mask_cost"]
     assert (cost["levels_trained"], cost["fine_tuning_steps"], cost["seconds"]["fine_tuning"]) == (0, 0, 0)
     assert cost["seconds"]["making_masks"] == read_json(paths.mask_cost(wanda.level_dir(1)))["seconds"] > 0
+
+
+def test_every_method_has_a_colour_of_its_own_in_the_figures():
+    from bert_tickets.methods import METHODS
+    from bert_tickets.studies.report import arm_color
+
+    colours = [arm_color(name) for name in METHODS]
+    assert len(set(colours)) == len(colours) and arm_color("dense") not in colours

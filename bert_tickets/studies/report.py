@@ -578,7 +578,8 @@ def arm_color(arm: str) -> str:
 
     if SEARCH in arm:  # the ticket's other searches: lighter blues
         return ["#6baed6", "#9ecae1", "#c6dbef"][(int(arm.split(SEARCH)[1]) - 2) % 3]
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+               "#000000", "#a6761d", "#666699"]  # the last three: Wanda, SparseGPT's mask, SparseGPT's weights
     order = [IMP, *[m for m in METHODS if m != IMP]]
     return "0.35" if arm == DENSE else palette[order.index(arm) % len(palette)]
 
