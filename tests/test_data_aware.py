@@ -137,3 +137,27 @@ def test_every_method_has_a_colour_of_its_own_in_the_figures():
 
     colours = [arm_color(name) for name in METHODS]
     assert len(set(colours)) == len(colours) and arm_color("dense") not in colours
+
+
+def test_the_report_sets_each_masks_score_against_its_cost(tiny_bert, glue_dir, tmp_path):
+    import csv
+
+    spec = tmp_path / "cost.yaml"
+    spec.write_text(f"""
+name: cost
+data_dir: {glue_dir}
+settings: {{model.name: {tiny_bert}, training.max_steps: 2, training.batch_size: 8, data.max_length: 32,
+           pruning.rate: 0.1, pruning.calibration_samples: 16}}
+tasks: [sst2]
+sparsities: [0.2]
+baselines: [magnitude, wanda]
+seeds: 2
+""")
+    assert main(["study", str(spec), "--output-dir", str(tmp_path / "study")]) == 0
+    report = tmp_path / "study" / "report"
+    rows = {r["method"]: r for r in csv.DictReader((report / "cost.csv").open())}
+    assert set(rows) == {"imp", "magnitude", "wanda"} and (report / "cost.png").stat().st_size > 0
+    assert rows["imp"]["levels_trained"] == "2" and rows["imp"]["fine_tuning_steps"] == "4"  # levels 0 and 1
+    assert rows["imp"]["fraction_of_imp"] == "1.0"
+    assert rows["wanda"]["fine_tuning_steps"] == "0" and float(rows["wanda"]["fraction_of_imp"]) > 0
+    assert "## Score against the compute of finding the mask" in (report / "README.md").read_text()

@@ -15,8 +15,8 @@ from bert_tickets.studies.plan import load_plan
 from bert_tickets.studies.report import REPORT_MANIFEST
 from bert_tickets.studies.spec import spec_names
 
-REPORT_FILES = {"README.md", "table2.csv", "seeds.csv", "paired.csv", "curves.csv", "curves.png", "transfer.csv",
-                "transfer.png", "transfer_paired.csv", "mask_overlap.csv", "mask_overlap.png", "mask_overlap_floor.csv",
+REPORT_FILES = {"README.md", "table2.csv", "seeds.csv", "paired.csv", "curves.csv", "curves.png", "cost.csv",
+                "cost.png", "transfer.csv", "transfer.png", "transfer_paired.csv", "mask_overlap.csv", "mask_overlap.png", "mask_overlap_floor.csv",
                 "mask_layers.csv", "mask_layers.png", "drift.csv"}
 
 

@@ -80,7 +80,8 @@ def write_report(plan: StudyPlan, finished: Finished | None = None, running: boo
         sections = [f"# Study `{plan.spec.name}`", plan.spec.description.strip(), _missing_section(finished, running)]
         sections += [_table2_section(plan, finished, out), _paired_section(plan, finished, out),
                      _searches_section(plan, finished, out),
-                     _curves_section(plan, finished, out), _transfer_section(plan, finished, out),
+                     _curves_section(plan, finished, out), _cost_section(plan, finished, out),
+                     _transfer_section(plan, finished, out),
                      _masks_section(plan, finished, out), _drift_section(plan, finished, out)]
         text = "\n\n".join(s for s in sections if s) + "\n"
         write_text(_wrote(out / "README.md"), text)
@@ -463,6 +464,87 @@ def _curves_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
             "learned sits; a hollow ring: some of the point's runs failed to learn (how many beside it), or it is "
             "one seed (n = 1). Bottom row: the same, zoomed on dense and the tickets; an arm beyond the zoom is an "
             "arrow at its edge with its mean. CSV: [curves.csv](curves.csv)")
+
+
+# --- what each mask cost ----------------------------------------------------------------------------------
+def cost_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
+    """Every arm at every sparsity (each task's first mask search) with its score and what finding its mask cost
+    (ticket.json's `mask_cost`, on the machine that ran it), and that cost as a fraction of the IMP ticket's."""
+    rows = []
+    for job, info in finished.results.items():
+        cost = info.get("mask_cost")
+        if not isinstance(job, TicketJob | BaselineJob) or job.task not in plan.spec.tasks or not cost \
+                or getattr(job, "search", 0):
+            continue
+        seconds, score = cost.get("seconds") or {}, _score(info)
+        making = seconds.get("making_masks")
+        rows.append({"task": job.task, "method": job.method, "sparsity": job.sparsity, "metric": _primary(info),
+                     "mean": score["mean"], "std": score["std"], "seeds": len(score["values"]),
+                     "levels_trained": cost["levels_trained"], "fine_tuning_steps": cost["fine_tuning_steps"],
+                     "fine_tuning_seconds": seconds.get("fine_tuning"), "mask_seconds": making,
+                     "total_seconds": (seconds.get("fine_tuning") or 0.0) + (making or 0.0)})
+    imp = {(r["task"], r["sparsity"]): r["total_seconds"] for r in rows if r["method"] == IMP}
+    for r in rows:
+        whole = imp.get((r["task"], r["sparsity"]))
+        r["fraction_of_imp"] = r["total_seconds"] / whole if whole else None
+    return sorted(rows, key=lambda r: (r["task"], r["sparsity"], r["total_seconds"]))
+
+
+def _cost_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
+    rows = cost_rows(plan, finished)
+    if not rows:
+        return ""
+    write_csv(out / "cost.csv", rows)
+    dense = {r["task"]: r for r in curve_rows(plan, finished) if r["method"] == DENSE}
+    _save_figure(out / "cost.png", lambda: _plot_cost(rows, dense, recipe_line(plan)))
+    lines = ["| task | sparsity | arm | score | fine-tuning steps | seconds finding the mask | of IMP's |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fraction = "–" if r["fraction_of_imp"] is None else f"{r['fraction_of_imp']:.3g}"
+        lines.append(f"| {r['task']} | {r['sparsity']:.0%} | {arm_label(r['method'])} | "
+                     f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f} (n = {r['seeds']}) | {r['fine_tuning_steps']} | "
+                     f"{r['total_seconds']:.1f} | {fraction} |")
+    return ("## Score against the compute of finding the mask\n\n![score against cost](cost.png)\n\n"
+            "What finding each mask cost on the machine that ran it: the fine-tuning steps and seconds of the levels "
+            "it was pruned from (IMP's dense level and every level before the last; none for masks made from θ0), "
+            "plus the seconds spent making the masks (calibration, scoring, sorting); the last column divides by the "
+            "IMP ticket's at the same sparsity. The evaluation's fine-tunings, alike for every arm, are not counted. "
+            "Seconds are wall time of one process; compare them within one study.\n\n" + "\n".join(lines)
+            + "\n\nCSV: [cost.csv](cost.csv)")
+
+
+def _plot_cost(rows: list[dict[str, Any]], dense: dict[str, dict[str, Any]], subtitle: str):
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    sparsities = sorted({r["sparsity"] for r in rows})
+    markers = dict(zip(sparsities, "osD^v<>p*h", strict=False))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.8 * len(tasks) + 0.4, 4.6), dpi=110, squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        if (d := dense.get(task)) is not None:
+            ax.axhspan(100 * (d["mean"] - d["std"]), 100 * (d["mean"] + d["std"]), color="0.88",
+                       label="dense, mean ± 1 std")
+        for r in (r for r in rows if r["task"] == task):
+            ax.errorbar([max(r["total_seconds"], 0.01)], [100 * r["mean"]], yerr=[100 * r["std"]], capsize=3,
+                        marker=markers.get(r["sparsity"], "o"), ms=6, color=arm_color(r["method"]), ls="none",
+                        label=curve_label(r["method"]))
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds spent finding the mask (log; 0 drawn at 0.01)")
+        ax.set_ylabel(metric_label(next(r["metric"] for r in rows if r["task"] == task)))
+        ax.set_title(task)
+        ax.grid(alpha=0.3, which="both")
+    legend = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    for sparsity, marker in markers.items():
+        legend[f"{sparsity:.0%} sparsity"] = plt.Line2D([], [], color="0.3", marker=marker, ls="none")
+    width = fig.get_size_inches()[0]
+    ncol = max(1, min(len(legend), int(width / 2.6)))
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.suptitle("\n".join(textwrap.wrap(subtitle, int(15 * width))), fontsize=8)
+    fig.tight_layout(rect=(0, 0.02 + 0.045 * -(-len(legend) // ncol), 1, 0.93))
+    return fig
 
 
 def constant_score(plan: StudyPlan, task: str) -> float | None:
