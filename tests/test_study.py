@@ -16,8 +16,8 @@ from bert_tickets.studies.report import REPORT_MANIFEST
 from bert_tickets.studies.spec import spec_names
 
 REPORT_FILES = {"README.md", "table2.csv", "seeds.csv", "paired.csv", "curves.csv", "curves.png", "cost.csv",
-                "cost.png", "transfer.csv", "transfer.png", "transfer_paired.csv", "mask_overlap.csv", "mask_overlap.png",
-                "mask_overlap_floor.csv", "mask_layers.csv", "mask_layers.png", "drift.csv"}
+                "cost.png", "transfer.csv", "transfer.png", "transfer_paired.csv", "mask_overlap.csv",
+                "mask_overlap.png", "mask_overlap_floor.csv", "mask_layers.csv", "mask_layers.png", "drift.csv"}
 
 
 def tiny_spec(model: str, glue_dir: Path, sparsities: str = "[0.1, 0.2]") -> str:
