@@ -123,6 +123,7 @@ class TrainingConfig:
 
 
 SCOPES = ("global", "layerwise")
+WANDA_GROUPS = ("row", "layerwise", "global")  # each output row (Wanda's own), or one of magnitude pruning's SCOPES
 
 
 @dataclass
@@ -203,7 +204,7 @@ DOMAINS: dict[str, tuple[Any, str]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "pruning.schedule": ("linear", "geometric"),
     "pruning.scope": SCOPES,
-    "pruning.wanda_group": ("row", "layerwise", "global"),
+    "pruning.wanda_group": WANDA_GROUPS,
     "training.mixed_precision": ("auto", "bf16", "fp16", "no"),
     "training.finetune": ("full", "lora"),
     "training.report_to": ("none", "wandb"),

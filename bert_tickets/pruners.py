@@ -18,9 +18,8 @@ import torch
 from torch import nn
 
 from bert_tickets.calibration import Batch, input_statistics, linear_of
-from bert_tickets.masks import Mask, global_magnitude_mask
+from bert_tickets.masks import Mask, full_mask, magnitude_mask
 
-WANDA_GROUPS = ("row", "layerwise", "global")
 SPARSEGPT_BLOCK = 128
 SPARSEGPT_DAMPING = 0.01
 
@@ -43,13 +42,11 @@ def lowest_per_row(scores: Mapping[str, torch.Tensor], sparsity: float) -> Mask:
 
 
 def wanda_mask(scores: Mapping[str, torch.Tensor], sparsity: float, group: str) -> Mask:
-    """Wanda's mask in its comparison group: each output row, each matrix, or all matrices at once."""
+    """Wanda's mask in its comparison group (`config.WANDA_GROUPS`): each output row, else magnitude pruning's own
+    scopes over the scores (non-negative, as magnitudes are): each matrix (layerwise) or all at once (global)."""
     if group == "row":
         return lowest_per_row(scores, sparsity)
-    everything = {n: torch.ones_like(s, dtype=torch.bool) for n, s in scores.items()}
-    if group == "global":
-        return global_magnitude_mask(scores, everything, sparsity)  # the scores are non-negative, as magnitudes are
-    return {n: global_magnitude_mask({n: s}, {n: everything[n]}, sparsity)[n] for n, s in scores.items()}
+    return magnitude_mask(scores, full_mask(scores), sparsity, group)
 
 
 def sparsegpt_layer(weight: torch.Tensor, gram: torch.Tensor, sparsity: float, block: int = SPARSEGPT_BLOCK,

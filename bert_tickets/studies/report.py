@@ -533,17 +533,9 @@ def _plot_cost(rows: list[dict[str, Any]], dense: dict[str, dict[str, Any]], sub
         ax.set_ylabel(metric_label(next(r["metric"] for r in rows if r["task"] == task)))
         ax.set_title(task)
         ax.grid(alpha=0.3, which="both")
-    legend = {}
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            legend.setdefault(label, handle)
-    for sparsity, marker in markers.items():
-        legend[f"{sparsity:.0%} sparsity"] = plt.Line2D([], [], color="0.3", marker=marker, ls="none")
-    width = fig.get_size_inches()[0]
-    ncol = max(1, min(len(legend), int(width / 2.6)))
-    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
-    fig.suptitle("\n".join(textwrap.wrap(subtitle, int(15 * width))), fontsize=8)
-    fig.tight_layout(rect=(0, 0.02 + 0.045 * -(-len(legend) // ncol), 1, 0.93))
+    extra = {f"{sparsity:.0%} sparsity": plt.Line2D([], [], color="0.3", marker=marker, ls="none")
+             for sparsity, marker in markers.items()}
+    _legend_and_subtitle(fig, axes, subtitle, margins=(0.02, 0.045, 0.93), extra=extra)
     return fig
 
 
@@ -579,17 +571,25 @@ def _plot_curves(rows: list[dict[str, Any]], methods: list[str], subtitle: str, 
         axes[0, col].set_title(task)
         _zoom(axes[1, col], mine, offsets)
         axes[1, col].set_title(f"{task}, zoomed on dense and the tickets", fontsize=9)
-    legend = {}  # every arm of every panel, once
+    _legend_and_subtitle(fig, axes, subtitle, margins=(0.01, 0.032, 0.95))
+    return fig
+
+
+def _legend_and_subtitle(fig: Any, axes: Any, subtitle: str, margins: tuple[float, float, float],
+                         extra: dict[str, Any] | None = None) -> None:
+    """One legend below the panels (every label of every panel once, then `extra`) and the recipe as the title;
+    `margins`: the figure fractions (bottom, per legend row, top) that the panels leave free for them."""
+    legend: dict[str, Any] = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
+    legend |= extra or {}
     width = fig.get_size_inches()[0]
     ncol = max(1, min(len(legend), int(width / 2.6)))  # about 2.6 inches an entry: none cut off at the edges
-    legend_rows = -(-len(legend) // ncol)
+    bottom, per_row, top = margins
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle("\n".join(textwrap.wrap(subtitle, int(15 * width))), fontsize=8)
-    fig.tight_layout(rect=(0, 0.01 + 0.032 * legend_rows, 1, 0.95))
-    return fig
+    fig.tight_layout(rect=(0, bottom + per_row * -(-len(legend) // ncol), 1, top))
 
 
 def _plot_task(ax: Any, mine: list[dict[str, Any]], methods: list[str], offsets: dict[str, float]) -> None:
