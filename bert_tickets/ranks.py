@@ -4,10 +4,9 @@ sees. One process alone is rank 0 of 1."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-from tqdm import tqdm
+from bert_tickets.logs import LOGGER
 
 
 def is_main_process() -> bool:
@@ -39,7 +38,6 @@ def rank0_sees(path: Path) -> bool:
 
 
 def log(message: str) -> None:
+    """What the toolkit says on stderr: the `bert_tickets` logger at INFO (bert_tickets/logs.py), main process only."""
     if is_main_process():
-        # through tqdm: a progress bar on the terminal is cleared first and redrawn below the line
-        tqdm.write(f"[bert-tickets] {message}", file=sys.stderr)
-        sys.stderr.flush()
+        LOGGER.info(message)

@@ -84,11 +84,20 @@ def test_offline_the_requested_revision_stands_alone(monkeypatch):
 def test_hub_download_bars_stay_on_while_weight_loading_is_quiet(tiny_bert, monkeypatch):
     import huggingface_hub.utils as hub_utils
 
+    during = []
+    real_model = AutoModelForSequenceClassification.from_pretrained
+
+    def model(*args, **kwargs):
+        during.append((hub_utils.are_progress_bars_disabled(), transformers.utils.logging.is_progress_bar_enabled()))
+        return real_model(*args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", model)
     hub_utils.enable_progress_bars()
     load_pretrained(tiny_bert, get_task("rte"))
-    assert not hub_utils.are_progress_bars_disabled()  # a 440 MB bert-base download shows its progress
-    assert not transformers.utils.logging.is_progress_bar_enabled()  # no "Loading weights" bar per model built
+    # a 440 MB bert-base download shows its progress; no "Loading weights" bar per model built
+    assert during[-1] == (False, False)
+    assert not hub_utils.are_progress_bars_disabled() and transformers.utils.logging.is_progress_bar_enabled()
     hub_utils.disable_progress_bars()  # a user's choice is kept too
     load_pretrained(tiny_bert, get_task("rte"))
-    assert hub_utils.are_progress_bars_disabled()
+    assert during[-1] == (True, False) and hub_utils.are_progress_bars_disabled()
     hub_utils.enable_progress_bars()
