@@ -82,11 +82,21 @@ def decimal_int(text: str) -> int:
 decimal_float.__name__, decimal_int.__name__ = "float", "int"  # argparse names the type in its error
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bert-tickets")
+    except PackageNotFoundError:  # a source tree run without installing
+        return "0+unknown"
+
+
 TASK_HELP = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad or mlm"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="bert-tickets", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"bert-tickets {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     _add_find_and_evaluate(sub)
     _add_transfer(sub)
@@ -111,11 +121,16 @@ def _add_find_and_evaluate(sub: Any) -> None:
     for command in (find, evaluate):
         command.add_argument("--task", "--task-name", required=True, help=TASK_HELP)
         command.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
-        _add_setting_flags(command, skip={"task", "sparsity", "method", "ticket"} | (
-            set() if command is find else {"rate", "schedule", "rewind_step", "keep_head"}))
+        finding = set() if command is find else _mask_finding_flags()
+        _add_setting_flags(command, skip={"task", "sparsity", "method", "ticket"} | finding)
+        for flag in sorted(finding):
+            command.add_argument(f"--{flag.replace('_', '-')}", f"--no-{flag.replace('_', '-')}", action=FindsAMask)
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="override any setting, e.g. --set training.warmup_ratio=0.1 (repeatable)")
-        command.add_argument("--per-device-train-batch-size", action=PerProcessBatch, help=argparse.SUPPRESS)
+        for batch in ("train", "eval"):
+            command.add_argument(f"--per-device-{batch}-batch-size", action=PerProcessBatch, help=argparse.SUPPRESS)
+        command.add_argument("--bf16", "--fp16", action=PrecisionSwitch, help="run_glue's spelling of "
+                             "--mixed-precision bf16 / fp16")
     for command in (find, evaluate):
         _add_worker_flags(command, "evaluation seeds")
     find.add_argument("--method", choices=list(METHODS), metavar="METHOD", help=f"default imp. {methods_help()}")
@@ -124,6 +139,12 @@ def _add_find_and_evaluate(sub: Any) -> None:
                       f"{', '.join(name for name, m in METHODS.items() if m.needs_ticket)})")
     find.add_argument("--baselines", help="comma-separated baselines run at the ticket's sparsity with the same "
                       f"recipe and seeds, then a table and a verdict: {', '.join(baselines())}")
+
+
+def _mask_finding_flags() -> set[str]:
+    from bert_tickets.config import MASK_FINDING, setting_specs
+
+    return {spec.flag for spec in setting_specs() if spec.key in MASK_FINDING}
 
 
 def _add_transfer(sub: Any) -> None:
@@ -210,12 +231,38 @@ HF_ALIASES = {"model.name": ["--model-name-or-path"], "data.max_length": ["--max
 
 
 class PerProcessBatch(argparse.Action):
-    """--per_device_train_batch_size means per process in Hugging Face's scripts; ours is the global batch."""
+    """--per_device_{train,eval}_batch_size mean per process in Hugging Face's scripts; ours are global batches."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        parser.error(f"{option_string} is per process in Hugging Face's scripts; --batch-size here is the global "
-                     f"batch, split over the processes: give --batch-size {values} × the number of processes")
+        ours = "--eval-batch-size" if "eval" in (option_string or "") else "--batch-size"
+        parser.error(f"{option_string} is per process in Hugging Face's scripts; {ours} here is the global "
+                     f"batch, split over the processes: give {ours} {values} × the number of processes")
+
+
+class PrecisionSwitch(argparse.Action):
+    """run_glue's --bf16 / --fp16: --mixed-precision bf16 / fp16 (two of them, or one beside --mixed-precision, are
+    refused as two spellings of one setting)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, "mixed_precision", nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        _given_once(parser, namespace, self.dest, option_string)
+        setattr(namespace, self.dest, (option_string or "").lstrip("-"))
+
+
+class FindsAMask(argparse.Action):
+    """A setting of how a mask is found (`config.MASK_FINDING`), refused by `evaluate`, which applies the ticket's
+    mask: it would only rename the run folder."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        parser.error(f"{option_string} is how a mask is found; evaluate applies the ticket's mask: drop it")
 
 
 def _setting_flags_given(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
@@ -269,9 +316,13 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     """A given ticket on any task: the ticket's own recipe and model, unless the command says otherwise."""
     from bert_tickets.api import find
+    from bert_tickets.config import MASK_FINDING
 
+    settings = find_overrides(args, args.task)
+    if finding := sorted(set(settings) & set(MASK_FINDING)):
+        raise UserError(f"{', '.join(finding)}: how a mask is found; evaluate applies the ticket's mask: drop it")
     found = find(args.task, config=args.config, ticket=args.ticket, evaluate=True, workers=args.workers,
-                 settings=find_overrides(args, args.task))
+                 settings=settings)
     return _print_found(found)
 
 

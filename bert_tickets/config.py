@@ -79,6 +79,8 @@ class TrainingConfig:
     epochs: float = setting(3.0, "passes over the training set per fine-tuning (unless max_steps)")
     max_steps: int | None = setting(None, "optimizer steps per fine-tuning, instead of epochs")
     warmup_ratio: float = setting(0.0, "fraction of the steps with a linear learning-rate warm-up")
+    warmup_steps: int = setting(0, "steps of linear learning-rate warm-up; more than 0 replaces warmup_ratio (as in "
+                                "Hugging Face's TrainingArguments)")
     weight_decay: float = setting(0.0, "AdamW weight decay (not on biases and LayerNorm)")
     max_grad_norm: float = setting(1.0, "clip the global gradient norm, as HF's fine-tuning does; 0 = off")
     gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step (the batch is batch_size "
@@ -89,7 +91,8 @@ class TrainingConfig:
                                    "run hash as resolved")
     eval_batch_size: int = setting(128, "examples per evaluation batch")
     group_by_length: bool = setting(True, "batches of similar-length examples (less padding); order still random")
-    report_to: str = setting("none", "none or wandb (one wandb run per fine-tuning)")
+    report_to: str = setting("none", "none, wandb (one wandb run per fine-tuning, under $WANDB_DIR if set), "
+                             "tensorboard (<run folder>/tensorboard/) or all")
     wandb_project: str | None = setting(None, "the wandb project (default: $WANDB_PROJECT, else bert-tickets)")
     study: str = setting("", "the wandb group; empty: the run folder (find) or the transfer matrix (transfer)")
     finetune: str = setting("full", "full, or lora: LoRA adapters on the attention projections, backbone frozen "
@@ -160,6 +163,11 @@ class PruningConfig:
                          "layerwise: each matrix pruned to the level's sparsity on its own")
 
 
+# How a mask is found: `evaluate` applies a ticket's mask, so these would only rename its run folder (refused there)
+MASK_FINDING = ("pruning.schedule", "pruning.rate", "pruning.rewind_step", "pruning.keep_head", "pruning.carry_head",
+                "pruning.level_lr_horizon", "pruning.first_mask_from_theta0", "pruning.search_seed",
+                "pruning.calibration", "pruning.calibration_samples", "pruning.wanda_group", "pruning.scope")
+
 # Upper bounds where a larger value cannot work (it would overflow a tensor index or exhaust memory, after hours)
 MAX_BATCH = 2**20
 MAX_STEPS = 10**9
@@ -179,6 +187,7 @@ DOMAINS: dict[str, tuple[Any, str]] = {
     "training.epochs": (lambda v: 0 < v <= 10_000, "in (0, 10000]"),
     "training.max_steps": (lambda v: 1 <= v <= MAX_STEPS, f"in [1, {MAX_STEPS}]"),
     "training.warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "training.warmup_steps": (lambda v: 0 <= v <= MAX_STEPS, f"in [0, {MAX_STEPS}]"),
     "training.weight_decay": (lambda v: v >= 0, ">= 0"),
     "training.max_grad_norm": (lambda v: v >= 0, ">= 0 (0 = no clipping)"),
     "training.gradient_accumulation_steps": (lambda v: 1 <= v <= MAX_BATCH, f"in [1, {MAX_BATCH}]"),
@@ -207,7 +216,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pruning.wanda_group": WANDA_GROUPS,
     "training.mixed_precision": ("auto", "bf16", "fp16", "no"),
     "training.finetune": ("full", "lora"),
-    "training.report_to": ("none", "wandb"),
+    "training.report_to": ("none", "wandb", "tensorboard", "all"),
     "training.reported_score": ("final", "best"),
 }
 

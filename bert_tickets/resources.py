@@ -55,7 +55,7 @@ class RunResources:
             "run_hash": run_hash(self.config), "run_dir": str(self.root),
             "changed_settings": sorted(non_default_settings(self.config))}
         project = t.wandb_project or os.environ.get("WANDB_PROJECT") or "bert-tickets"  # as Trainer users set it
-        return Tracker(enabled=t.report_to == "wandb" and self.accelerator.is_main_process,
+        return Tracker(report_to=t.report_to if self.accelerator.is_main_process else "none",
                        project=project, study=t.study or f"{self.task.name}/{self.root.name}",
                        settings=settings, directory=self.root)
 

@@ -358,9 +358,10 @@ def _optimizer_and_schedule(model: nn.Module, training: TrainingConfig, steps: i
 
 
 def linear_schedule(optimizer: Any, training: TrainingConfig, scheduled: int) -> Any:
-    """The recipe's learning rate: a linear warm-up over `training.warmup_ratio` of `scheduled` steps, then a
-    linear decay to 0 at step `scheduled`."""
-    return get_linear_schedule_with_warmup(optimizer, round(training.warmup_ratio * scheduled), scheduled)
+    """The recipe's learning rate: a linear warm-up over `training.warmup_steps` steps, if set, else over
+    `training.warmup_ratio` of `scheduled` steps, then a linear decay to 0 at step `scheduled`."""
+    warmup = training.warmup_steps or round(training.warmup_ratio * scheduled)
+    return get_linear_schedule_with_warmup(optimizer, min(warmup, scheduled), scheduled)
 
 
 def _optimizer_step(model: nn.Module, optimizer: Any, scheduler: Any, accelerator: Accelerator,
