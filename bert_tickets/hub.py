@@ -10,6 +10,7 @@ the zeros, the sparsity and the absence of this machine's paths are checked.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import re
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from safetensors.torch import load_file, load_model
 
 from bert_tickets import paths
 from bert_tickets.errors import UserError
+from bert_tickets.logs import quiet
 from bert_tickets.masks import save_mask, sparsity_config, sparsity_report
 from bert_tickets.methods import get_method
 from bert_tickets.metrics import display_value, format_mean_std
@@ -98,10 +100,12 @@ def _write_release(ticket: Ticket, folder: Path, repo_id: str, model: Any, token
     base_model, data_source = public_sources(ticket)
     model.config.bert_tickets = {"base_model": base_model, "data_source": data_source, "sparsity": ticket.sparsity,
                                  "method": ticket.info["method"], "release": release}
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    with quiet("transformers"):  # no "Writing model shards" bar
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
     _drop_local_settings(folder / "tokenizer_config.json")
-    save_mask(paths.mask(folder), ticket.mask, ticket.info.get("prunable"))
+    save_mask(paths.mask(folder), ticket.mask, ticket.info.get("prunable"),
+              model_weights=sum(p.numel() for p in model.parameters()))
     write_json(paths.ticket_info(folder), portable_info(ticket))
 
 
@@ -362,7 +366,7 @@ def _card_data(ticket: Ticket, repo_id: str, pipeline_tag: str, results: list[Ev
         tags=["lottery-ticket", "pruning", "sparse", "bert-tickets", f"sparsity-{round(100 * ticket.sparsity)}"],
         bert_tickets={**release, "task": ticket.task, "method": info["method"], "sparsity": ticket.sparsity,
                       "seeds": info["seeds"], "model_source": model, "data_source": source,
-                      "mask": sparsity_config(ticket.mask, info.get("prunable")), **(sizes or {})})
+                      "mask": sparsity_config(ticket.mask, (sizes or {}).get("model_weights")), **(sizes or {})})
 
 
 def random_baseline(ticket: Ticket) -> dict[str, Any] | None:
@@ -389,9 +393,11 @@ def random_baseline(ticket: Ticket) -> dict[str, Any] | None:
 def release_sizes(folder: Path, ticket: Ticket) -> dict[str, int]:
     """Bytes of the release's model and mask, and what the older one-byte-a-weight mask would take."""
     weights = sum(int(m.numel()) for m in ticket.mask.values())
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:  # shapes from the header only
+        model_weights = sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())  # noqa: SIM118
     return {"model_bytes": (folder / "model.safetensors").stat().st_size,
             "mask_bytes": paths.mask(folder).stat().st_size, "mask_bytes_one_byte_per_weight": weights,
-            "prunable_weights": weights}
+            "prunable_weights": weights, "model_weights": model_weights}
 
 
 def _sizes_table(sizes: dict[str, int]) -> str:
@@ -584,8 +590,8 @@ counted): **{matching}**.{notes}
 
 A masked dense checkpoint is no faster and no smaller in memory than the dense model: the zeros are stored and
 multiplied like any other weight unless a sparse kernel or format is used. The mask is described with
-compressed-tensors' `sparsity_config` field names (`format: sparse-bitmask`, `global_sparsity`,
-`sparsity_structure`, `targets`) in the card's `bert_tickets.mask` and in the mask file's metadata.
+compressed-tensors' sparse-bitmask `sparsity_config`, field for field, in the card's `bert_tickets.mask` and in the
+mask file's metadata (its `global_sparsity` is over the whole model, embeddings included).
 
 ## Fine-tune it with the mask kept fixed
 

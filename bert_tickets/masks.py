@@ -25,7 +25,8 @@ from bert_tickets.errors import UserError
 from bert_tickets.runs import atomic_write
 
 Mask = dict[str, torch.Tensor]
-MASK_FORMAT = "bert-tickets-mask/2"  # 1: one boolean per weight; 2: bitmasks (both load)
+# 1: one boolean per weight; 2: bitmasks; 3: bitmasks with compressed-tensors' sparsity config exactly (all load)
+MASK_FORMAT = "bert-tickets-mask/3"
 BITMASK_FORMAT = "sparse-bitmask"  # compressed-tensors' name for this layout
 # A pooler exists in classification BERTs but not in masked-LM ones or RoBERTa classifiers: a mask may
 # carry it or not, and a model may have it or not; a missing side simply leaves the pooler dense.
@@ -182,10 +183,13 @@ def magnitude_outliers(weights: Mapping[str, torch.Tensor], factor: float = 3.0)
     return {n: m for n, m in means.items() if m * factor < median}
 
 
-def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor], prunable: list[str] | None = None) -> Path:
-    """A mask as bitmasks: one bit per weight (8x smaller than booleans), in compressed-tensors' layout and
-    vocabulary (`<name>.bitmask` rows packed little-endian, `<name>.shape`; the metadata's `sparsity_config` holds
-    `format: sparse-bitmask`, `global_sparsity`, `sparsity_structure`, `targets`, `ignore`)."""
+def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor], prunable: list[str] | None = None,
+              model_weights: int | None = None) -> Path:
+    """A mask as bitmasks, one bit per weight (8x smaller than booleans), in compressed-tensors' layout:
+    `<name>.bitmask` rows packed little-endian (byte-identical to its `pack_bitmasks`) and `<name>.shape`. The
+    metadata's one entry, `bert_tickets`, holds our writer and key convention beside `sparsity_config`:
+    compressed-tensors' sparsity config, field for field (`model_weights`: the whole model's weight count, for its
+    `global_sparsity`)."""
     tensors: dict[str, torch.Tensor] = {}
     for name, keep in mask.items():
         keep = keep.to(torch.bool).cpu()
@@ -193,8 +197,9 @@ def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor], prunable: list
         tensors[f"{name}.bitmask"] = torch.from_numpy(np.packbits(rows.numpy(), axis=-1, bitorder="little"))
         tensors[f"{name}.shape"] = torch.tensor(list(keep.shape), dtype=torch.int64)
     # one metadata entry: safetensors writes several in no fixed order, and the same mask must give the same bytes
-    config = sparsity_config(mask, prunable if prunable is not None else sorted(mask)) | {"writer": MASK_FORMAT}
-    metadata = {"sparsity_config": json.dumps(config, sort_keys=True)}
+    ours = {"writer": MASK_FORMAT, "keys": "encoder parameter names", "prunable": prunable,
+            "sparsity_config": sparsity_config(mask, model_weights)}
+    metadata = {"bert_tickets": json.dumps(ours, sort_keys=True)}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
@@ -209,22 +214,37 @@ def mask_digest(mask: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def sparsity_config(mask: Mapping[str, torch.Tensor], targets: list[str] | None) -> dict[str, Any]:
-    """The mask described in compressed-tensors' `sparsity_config` field names (the mask file and the card)."""
-    return {"format": BITMASK_FORMAT, "global_sparsity": sparsity_report(mask)["sparsity"],
-            "sparsity_structure": "unstructured", "targets": targets, "ignore": [], "keys": "encoder parameter names"}
+def module_targets(mask: Mapping[str, torch.Tensor]) -> list[str]:
+    """compressed-tensors' `targets` for the masked weights: one `re:` pattern per module, matching its name in the
+    encoder or under a task model's prefix (`bert.encoder.layer.0.attention.self.query`)."""
+    modules = sorted({name.rsplit(".", 1)[0] for name in mask})
+    return [f"re:(.*\\.)?{re.escape(module)}$" for module in modules]
+
+
+def sparsity_config(mask: Mapping[str, torch.Tensor], model_weights: int | None = None) -> dict[str, Any]:
+    """The mask as compressed-tensors' sparse-bitmask config, its fields only (BitmaskConfig): `global_sparsity` is
+    the pruned fraction of the whole model's `model_weights` (its "average sparsity of the entire model"), else of
+    the masked matrices; the fraction of the prunable matrices is ours (`sparsity_report`)."""
+    report = sparsity_report(mask)
+    pruned = report["prunable_weights"] - report["remaining_weights"]
+    return {"format": BITMASK_FORMAT, "global_sparsity": pruned / (model_weights or report["prunable_weights"] or 1),
+            "sparsity_structure": "unstructured", "targets": module_targets(mask), "ignore": []}
 
 
 def mask_metadata(path: str | Path) -> dict[str, Any]:
-    """A bitmask file's `sparsity_config` (compressed-tensors' field names); {} for the older boolean files."""
+    """A bitmask file's own metadata (`writer`, `keys`, `prunable`, `sparsity_config`); the older files' one
+    `sparsity_config` entry read into that shape; {} for boolean files."""
     with safe_open(str(path), framework="pt") as f:
-        text = (f.metadata() or {}).get("sparsity_config", "{}")
+        stored = f.metadata() or {}
+    entry, text = next(((k, stored[k]) for k in ("bert_tickets", "sparsity_config") if k in stored), ("", "{}"))
     try:
         config = json.loads(text)
     except ValueError:
-        raise UserError(f"{path}: its sparsity_config metadata is not JSON") from None
+        raise UserError(f"{path}: its {entry} metadata is not JSON") from None
     if not isinstance(config, dict):
-        raise UserError(f"{path}: its sparsity_config metadata is not a mapping")
+        raise UserError(f"{path}: its {entry} metadata is not a mapping")
+    if entry == "sparsity_config":  # bert-tickets-mask/2
+        return {"writer": config.pop("writer", None), "prunable": config.get("targets"), "sparsity_config": config}
     return config
 
 

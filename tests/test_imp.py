@@ -107,8 +107,10 @@ def test_find_writes_levels_and_a_ticket(tiny_bert, glue_dir, tmp_path):
     assert read_json(paths.dense_seed(run.dense_dir(), 0))["metrics"] == level0
     assert (paths.dense_seed(run.dense_dir(), 1)).exists() and run.dense_dir().parent == run.root.parent
     metadata = mask_metadata(paths.mask(ticket.path))  # compressed-tensors' vocabulary, our writer's version
-    assert metadata["format"] == "sparse-bitmask" and metadata["writer"] == "bert-tickets-mask/2"
-    assert metadata["sparsity_structure"] == "unstructured" and metadata["global_sparsity"] == ticket.sparsity
+    config = metadata["sparsity_config"]
+    assert config["format"] == "sparse-bitmask" and metadata["writer"] == "bert-tickets-mask/3"
+    # global_sparsity is over the whole encoder (embeddings included), so below the prunable matrices' sparsity
+    assert config["sparsity_structure"] == "unstructured" and 0 < config["global_sparsity"] < ticket.sparsity
 
 
 def test_rerun_skips_finished_work_and_extends_to_a_higher_sparsity(tiny_bert, glue_dir, tmp_path, monkeypatch):

@@ -29,8 +29,10 @@ def test_a_bitmask_file_round_trips_at_one_bit_a_weight(tmp_path):
     back = load_mask(tmp_path / "bits.safetensors")
     assert back.keys() == mask.keys() and all(torch.equal(back[k], mask[k]) for k in mask)
     meta = mask_metadata(tmp_path / "bits.safetensors")
-    assert meta["format"] == "sparse-bitmask" and meta["sparsity_structure"] == "unstructured"  # compressed-tensors'
-    assert meta["targets"] == ["a", "b"] and 0.69 < meta["global_sparsity"] < 0.71
+    assert meta["writer"] == "bert-tickets-mask/3" and meta["prunable"] == ["a", "b"]
+    config = meta["sparsity_config"]
+    assert config["format"] == "sparse-bitmask" and config["sparsity_structure"] == "unstructured"
+    assert config["targets"] == [f"re:(.*\\.)?{m}$" for m in "abcd"] and 0.69 < config["global_sparsity"] < 0.71
     save_mask(tmp_path / "again.safetensors", mask, ["a", "b"])  # the same mask, the same bytes
     assert (tmp_path / "again.safetensors").read_bytes() == (tmp_path / "bits.safetensors").read_bytes()
     save_file(mask, str(tmp_path / "bools.safetensors"))  # the older layout: one byte a weight
@@ -92,3 +94,34 @@ def test_keep_mask_keeps_the_zeros_in_a_real_trainer(world, tmp_path):  # noqa: 
     start = AutoModelForSequenceClassification.from_pretrained(world["model"], num_labels=2).base_model
     name = next(iter(ticket.mask))
     assert not torch.equal(moved[name].detach(), start.get_parameter(name).detach())  # the kept weights trained
+
+
+def test_the_mask_reads_back_with_compressed_tensors_own_config_bitmasks_and_matcher(tiny_bert, tmp_path):
+    """compressed-tensors' vocabulary exactly: its BitmaskConfig takes our sparsity_config with no field left over,
+    its unpack_bitmasks reads our bits, its matcher finds every target among a task model's modules, and
+    global_sparsity is over the whole model, as its "average sparsity of the entire model"."""
+    ct = pytest.importorskip("compressed_tensors")
+    from compressed_tensors.config import BitmaskConfig
+    from compressed_tensors.utils import match_named_modules
+
+    from bert_tickets.masks import encoder_of, random_mask, select_prunable
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    prunable = select_prunable(dict(encoder_of(model).named_parameters()), [r"encoder\.layer\.\d+\..*weight$"])
+    prunable = {k: v for k, v in prunable.items() if v.dim() == 2}
+    mask = random_mask(prunable, 0.6, seed=1)
+    encoder_weights = sum(p.numel() for p in encoder_of(model).parameters())
+    save_mask(tmp_path / "m.safetensors", mask, sorted(mask), model_weights=encoder_weights)
+    config = mask_metadata(tmp_path / "m.safetensors")["sparsity_config"]
+    parsed = BitmaskConfig.model_validate(config)
+    assert set(config) <= set(BitmaskConfig.model_fields) and parsed.model_dump(include=set(config)) == config
+    pruned = sum(int((~m).sum()) for m in mask.values())
+    assert config["global_sparsity"] == pytest.approx(pruned / encoder_weights)
+    assert config["global_sparsity"] < 0.5  # the embeddings and LayerNorms stay dense
+    with safe_open(str(tmp_path / "m.safetensors"), "pt") as f:
+        for name, keep in mask.items():
+            shape = f.get_tensor(f"{name}.shape").tolist()
+            assert torch.equal(ct.unpack_bitmasks(f.get_tensor(f"{name}.bitmask"), shape), keep)
+            assert torch.equal(ct.pack_bitmasks(keep), f.get_tensor(f"{name}.bitmask"))
+    found = {name for name, _ in match_named_modules(model, config["targets"])}
+    assert found == {f"bert.{name.removesuffix('.weight')}" for name in mask}  # all of them, nothing else
