@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model
 
 from bert_tickets import paths
+from bert_tickets.card_sections import citation, recipe_table, sparsity_line
 from bert_tickets.errors import UserError
 from bert_tickets.logs import quiet
 from bert_tickets.masks import save_mask, sparsity_config, sparsity_report
@@ -136,10 +137,12 @@ def _write_finetuned(ticket: Ticket, folder: Path, repo_id: str, seed: int) -> N
     model = pretrained.build(seed)
     load_model(model, str(paths.finetuned(ticket.path, seed)))  # its zeros are checked with the export's
     _write_release(ticket, folder, repo_id, model, pretrained.tokenizer, f"fine-tuned, seed {seed}")
-    finetuned_card(ticket, repo_id, seed, model.base_model_prefix).save(folder / "README.md")
+    finetuned_card(ticket, repo_id, seed, model.base_model_prefix,
+                   model_weights=sum(p.numel() for p in model.parameters())).save(folder / "README.md")
 
 
-def finetuned_card(ticket: Ticket, repo_id: str, seed: int, encoder_prefix: str) -> ModelCard:
+def finetuned_card(ticket: Ticket, repo_id: str, seed: int, encoder_prefix: str,
+                   model_weights: int | None = None) -> ModelCard:
     """The fine-tuned release's card: this model's own dev scores in the model-index (a working widget), every
     seed's beside it, dense for context."""
     info, task = ticket.info, get_task(ticket.task)
@@ -163,7 +166,8 @@ def finetuned_card(ticket: Ticket, repo_id: str, seed: int, encoder_prefix: str)
         data=_describe_data(source, dataset_name), table="\n".join([header, *rows, dense + " |"]),
         n_seeds=len(info["seeds"]), model_pin=_describe_model(model),
         command=portable_text(info.get("command", "")), model_class=task.model_class().__name__,
-        pipeline=task.task_type)
+        pipeline=task.task_type, recipe=recipe_table(info), citation=citation(project_url()),
+        sparsity_line=sparsity_line(sparsity_report(ticket.mask), ticket.sparsity, model_weights))
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)
 
 
@@ -345,7 +349,9 @@ def ticket_card(ticket: Ticket, repo_id: str, folder: Path | None = None) -> Mod
         base=base, primary=task.primary_metric, matching=matching_mark(info["matching"]),
         command=portable_text(info.get("command", "")), n_seeds=len(info["seeds"]), project=project_link(),
         data=_describe_data(source, dataset_name), model_pin=_describe_model(model),
-        method_label=get_method(info["method"]).label, sizes=_sizes_table(sizes),
+        method_label=get_method(info["method"]).label, sizes=_sizes_table(sizes), recipe=recipe_table(info),
+        sparsity_line=sparsity_line(sparsity_report(ticket.mask), ticket.sparsity, sizes.get("model_weights")),
+        citation=citation(project_url()),
         random_note="" if random else " Random pruning at this sparsity was not run with this recipe "
                                       "(`bert-tickets find ... --baselines random` runs it).")
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)
@@ -481,7 +487,7 @@ def base_model_license(name: str) -> str | None:
     return license_ if isinstance(license_, str) else None
 
 
-def project_link() -> str:
+def project_url() -> str | None:
     """The project's home, from the installed package's metadata."""
     from importlib.metadata import PackageNotFoundError, metadata
 
@@ -490,7 +496,11 @@ def project_link() -> str:
     except PackageNotFoundError:
         urls = []
     links = dict(url.split(", ", 1) for url in urls if ", " in url)
-    url = links.get("Repository") or links.get("Homepage")
+    return links.get("Repository") or links.get("Homepage")
+
+
+def project_link() -> str:
+    url = project_url()
     return f"[bert-tickets]({url})" if url else "bert-tickets"
 
 
@@ -569,6 +579,8 @@ feed-forward matrices set to exactly zero, found by `{method}` ({method_label}) 
 task score of its own: fine-tune it on a task, keeping the mask fixed (below). `mask.safetensors` holds the mask
 (True = kept, keyed by the encoder's parameter names) and `ticket.json` how it was found.
 
+{sparsity_line}
+
 ## What fine-tuning it gave: evidence, not this checkpoint's score
 
 Fine-tuned on {task} with the recipe in `ticket.json` ({n_seeds} seed(s), mean ± std), beside the dense pre-trained
@@ -607,6 +619,12 @@ trainer.train()
 
 or `bert-tickets evaluate --ticket {repo_id} --task TASK`, the recipe that gave the table above.
 
+## Recipe
+
+The mask's search and the fine-tunings above, with the same settings for ticket, dense and random pruning:
+
+{recipe}
+
 ## Reproduce
 
 Base model: {model_pin}.
@@ -614,6 +632,10 @@ Base model: {model_pin}.
 ```bash
 {command}
 ```
+
+## Citation
+
+{citation}
 """
 
 
@@ -624,6 +646,8 @@ The lottery ticket found by `{method}` ({method_label}) with {project} on {data}
 attention and feed-forward matrices exactly zero), fine-tuned on {task} with the mask kept fixed: evaluation seed
 {seed}, the best of {n_seeds} by the dev metric unless chosen. The model-index above holds **this model's own** dev
 scores; every seed's are below. Accuracy, F1 and exact match in %; correlations as they are.{notes}
+
+{sparsity_line}
 
 {table}
 
@@ -636,6 +660,10 @@ A masked dense checkpoint is no faster and no smaller in memory than the dense m
 multiplied like any other weight unless a sparse kernel or format is used. `mask.safetensors` holds the mask
 (sparse-bitmask, compressed-tensors' field names in its metadata); `{model_class}` loads the model.
 
+## Recipe
+
+{recipe}
+
 ## Reproduce
 
 Base model: {model_pin}.
@@ -643,4 +671,8 @@ Base model: {model_pin}.
 ```bash
 {command}
 ```
+
+## Citation
+
+{citation}
 """

@@ -172,14 +172,9 @@ class ImpRun(RunFolder):
         mask = self.method.level_mask(self, k)  # on every rank alike (the main one saves it)
         if is_main_process():
             write_json(paths.mask_cost(self.level_dir(k)), {"seconds": round(time.perf_counter() - started, 3)})
-        save_mask(path, mask, self.config.pruning.prunable, model_weights=self._encoder_weights())
+        save_mask(path, mask, self.config.pruning.prunable, model_weights=self.resources.pretrained.encoder_weights)
         barrier()  # every rank has read the frontier before the level goes on (and may let it go)
         return mask
-
-    def _encoder_weights(self) -> int:
-        """Every weight of the encoder the mask is keyed over (the pooler masked LM's model lacks included)."""
-        pretrained = self.resources.pretrained
-        return sum(t.numel() for t in [*pretrained.theta0.values(), *pretrained.theta0_beyond_model.values()])
 
     def trained_prunable(self, k: int) -> dict[str, torch.Tensor]:
         """Level k's trained prunable weights; let go once level k+1 was made, they are trained again (the same

@@ -64,6 +64,11 @@ class Pretrained:
         offset = self.config.pad_token_id + 1 if self.config.model_type in ("roberta", "xlm-roberta") else 0
         return positions - offset
 
+    @property
+    def encoder_weights(self) -> int:
+        """Every weight of the encoder a mask is keyed over (the pooler that masked LM's model lacks included)."""
+        return sum(t.numel() for t in [*self.theta0.values(), *self.theta0_beyond_model.values()])
+
     def describe_head(self) -> str | None:
         """What the run should say about a head the checkpoint lacks (e.g. MiniLM has no MLM head)."""
         if not self.new_head_weights:

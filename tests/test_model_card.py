@@ -151,6 +151,8 @@ def test_a_fine_tuned_release_reproduces_its_card_score_with_pipeline(tiny_bert,
     info = json.loads((Path(ticket) / "ticket.json").read_text())
     values = info["metrics"]["ticket"]["accuracy"]["values"]
     assert meta["release"] == "fine-tuned" and meta["seed"] == info["seeds"][values.index(max(values))]  # the best
+    assert "| batch size | 8 |" in card.text and "@inproceedings{chen2020lottery" in card.text
+    assert "weights of this model (embeddings, LayerNorms, biases and any head stay dense)" in card.text
     [result] = card.data.eval_results
     assert card.data.pipeline_tag == "text-classification" and result.metric_name == f"accuracy (seed {meta['seed']})"
     rows = [line.split("\t") for line in (glue_dir / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
@@ -185,3 +187,26 @@ def test_cards_say_what_was_measured(tiny_bert, glue_dir, tmp_path, capsys):
     text = (tmp_path / "eval-release" / "README.md").read_text()
     assert "(found on mrpc)" in text and "found on rte" not in text
     assert "found on **mrpc** (by `magnitude`) and is fine-tuned and evaluated on **rte** here" in text
+
+
+def test_cards_carry_the_recipe_both_sparsities_and_bibtex(tiny_bert, glue_dir, tmp_path, capsys):
+    from safetensors import safe_open
+
+    args = ["find", "--task", "rte", "--data-dir", str(glue_dir), "--output-dir", str(tmp_path / "runs"),
+            *COMMON, "--model", tiny_bert, "--learning-rate", "3e-5", "--warmup_steps", "1"]
+    assert main(args) == 0
+    ticket = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["push", "--ticket", ticket, "--repo-id", "someone/rte", "--dry-run", str(tmp_path / "out")]) == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| peak learning rate (AdamW, linear decay) | 3e-05 |" in card and "| warm-up steps | 1 |" in card
+    assert "| batch size | " in card and "| precision | no |" in card
+    assert "@inproceedings{chen2020lottery" in card and "@software{bert_tickets" in card
+    info = Ticket.from_pretrained(ticket)
+    with safe_open(str(tmp_path / "out" / "model.safetensors"), "pt") as f:
+        weights = sum(f.get_tensor(k).numel() for k in f.keys())  # noqa: SIM118
+    pruned = sum(int((~m).sum()) for m in info.mask.values())
+    prunable = sum(m.numel() for m in info.mask.values())
+    assert f"{100 * info.sparsity:.1f}% of the prunable attention and feed-forward matrices ({pruned:,} of " \
+           f"{prunable:,} weights); {100 * pruned / weights:.1f}% of all {weights:,} weights of this model" in card
+    assert ModelCard.load(tmp_path / "out" / "README.md").data.to_dict()["bert_tickets"]["mask"][
+        "global_sparsity"] == pytest.approx(pruned / weights)
