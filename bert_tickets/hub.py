@@ -32,6 +32,7 @@ from bert_tickets.modeling import MINILM_ALIASES, load_pretrained, resolve_model
 from bert_tickets.ranks import log
 from bert_tickets.release_folder import UPLOAD_IGNORE, check_replaceable, replace_owned, staging
 from bert_tickets.runs import usable_folder, write_json
+from bert_tickets.sentence_modules import base_model_folder, copy_sentence_modules
 from bert_tickets.stats import matching_mark
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import Ticket
@@ -91,6 +92,7 @@ def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
     encoder.config.id2label, encoder.config.label2id = {0: "LABEL_0", 1: "LABEL_1"}, {"LABEL_0": 0, "LABEL_1": 1}
     encoder.config.problem_type = None  # the library's defaults: a ticket implies no task
     _write_release(ticket, folder, repo_id, encoder, pretrained.tokenizer, "ticket (encoder, no task head)")
+    copy_sentence_modules(base_model_folder(ticket.model_name, revision), folder)
     ticket_card(ticket, repo_id, folder).save(folder / "README.md")
 
 
@@ -352,6 +354,7 @@ def ticket_card(ticket: Ticket, repo_id: str, folder: Path | None = None) -> Mod
         method_label=get_method(info["method"]).label, sizes=_sizes_table(sizes), recipe=recipe_table(info),
         sparsity_line=sparsity_line(sparsity_report(ticket.mask), ticket.sparsity, sizes.get("model_weights")),
         citation=citation(project_url()),
+        sentence_note=SENTENCE_NOTE.format(repo_id=repo_id) if folder and (folder / "modules.json").is_file() else "",
         random_note="" if random else " Random pruning at this sparsity was not run with this recipe "
                                       "(`bert-tickets find ... --baselines random` runs it).")
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)
@@ -579,7 +582,7 @@ feed-forward matrices set to exactly zero, found by `{method}` ({method_label}) 
 task score of its own: fine-tune it on a task, keeping the mask fixed (below). `mask.safetensors` holds the mask
 (True = kept, keyed by the encoder's parameter names) and `ticket.json` how it was found.
 
-{sparsity_line}
+{sparsity_line}{sentence_note}
 
 ## What fine-tuning it gave: evidence, not this checkpoint's score
 
@@ -637,6 +640,12 @@ Base model: {model_pin}.
 
 {citation}
 """
+
+
+SENTENCE_NOTE = """
+
+Its base is a sentence-transformers model, and so is the ticket: `SentenceTransformer("{repo_id}")` loads it with
+the base's modules (its `modules.json`, pooling and normalization), giving the embeddings of the masked encoder."""
 
 
 FINETUNED_CARD = """

@@ -210,3 +210,45 @@ def test_cards_carry_the_recipe_both_sparsities_and_bibtex(tiny_bert, glue_dir, 
            f"{prunable:,} weights); {100 * pruned / weights:.1f}% of all {weights:,} weights of this model" in card
     assert ModelCard.load(tmp_path / "out" / "README.md").data.to_dict()["bert_tickets"]["mask"][
         "global_sparsity"] == pytest.approx(pruned / weights)
+
+
+def test_a_sentence_transformers_ticket_loads_as_its_base_loads(glue_dir, minilm_path, tmp_path, capsys):
+    """MiniLM is a sentence-transformers model: its ticket carries modules.json and the pooling config, so
+    SentenceTransformer(ticket) gives the masked base's embeddings (mean pooling, normalized); without them
+    sentence-transformers would silently pool another way."""
+    import shutil
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    args = ["find", "--task", "rte", "--data-dir", str(glue_dir), "--output-dir", str(tmp_path / "runs"),
+            *COMMON, "--method", "magnitude", "--sparsity", "0.5"]
+    assert main(args) == 0
+    ticket = capsys.readouterr().out.strip().splitlines()[-1]
+    release = tmp_path / "release"
+    assert main(["push", "--ticket", ticket, "--repo-id", "someone/st", "--dry-run", str(release)]) == 0
+    assert (release / "modules.json").is_file() and (release / "1_Pooling" / "config.json").is_file()
+    assert 'SentenceTransformer("someone/st")' in (release / "README.md").read_text()
+    sentences = ["A lottery ticket in a pre-trained network.", "Pruned weights stay exactly zero.", "Short."]
+    base = SentenceTransformer(minilm_path, device="cpu")
+    Ticket.from_pretrained(ticket).apply(base[0].auto_model)
+    released = SentenceTransformer(str(release), device="cpu")
+    expected, got = base.encode(sentences, convert_to_tensor=True), released.encode(sentences, convert_to_tensor=True)
+    assert torch.allclose(got, expected, atol=1e-5) and torch.allclose(got.norm(dim=1), torch.ones(3), atol=1e-5)
+    plain = tmp_path / "plain"  # the same weights without the modules: what a release without them would give
+    shutil.copytree(release, plain, ignore=shutil.ignore_patterns("modules.json", "1_Pooling", "*sentence*"))
+    fallback = SentenceTransformer(str(plain), device="cpu").encode(sentences, convert_to_tensor=True)
+    assert not torch.allclose(fallback, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("path", ["../secrets", "/etc", "a/../../b"])
+def test_a_modules_json_pointing_outside_the_model_is_refused(tmp_path, path):
+    from bert_tickets.errors import UserError
+    from bert_tickets.sentence_modules import copy_sentence_modules
+
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "modules.json").write_text(json.dumps([{"idx": 0, "path": path}]))
+    (tmp_path / "release").mkdir()
+    with pytest.raises(UserError, match="is not a folder inside the model"):
+        copy_sentence_modules(tmp_path / "base", tmp_path / "release")
+    assert list((tmp_path / "release").iterdir()) == []
