@@ -59,10 +59,11 @@ def copy_sentence_modules(base: Path | None, folder: Path) -> bool:
     is a sentence-transformers model (nothing is copied otherwise)."""
     if base is None or not (base / "modules.json").is_file():
         return False
+    modules = module_folders(base)  # checked before anything is copied
     for name in CONFIG_FILES:
         if (base / name).is_file():
             shutil.copyfile(base / name, folder / name)  # Hub cache entries are links into its blobs: their content
-    for module in module_folders(base):
+    for module in modules:
         source = base / module
         for file in sorted(source.rglob("*")) if source.is_dir() else []:
             if file.is_file():
