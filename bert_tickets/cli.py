@@ -91,7 +91,8 @@ def _version() -> str:
         return "0+unknown"
 
 
-TASK_HELP = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad or mlm"
+TASK_HELP = ("cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad, mlm, or custom (your own CSV or JSON "
+             "files: --train-file, --validation-file)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,7 +56,8 @@ class ModelConfig:
 
 @dataclass
 class CommonData:
-    task: str = setting("mnli", "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad or mlm")
+    task: str = setting("mnli", "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad, mlm or custom (your "
+                        "own CSV or JSON lines files: train_file, validation_file)")
     data_dir: str | None = setting(None, "a folder of the official files (glue_data/..., SQuAD's json, text files); "
                                    "default: the Hub")
     revision: str | None = setting(None, "the Hub revision of the dataset (branch, tag or commit) when reading the "
@@ -228,11 +229,12 @@ def _finite(value: Any) -> bool:
 def _check_task_settings(config: "Config", task: Any) -> None:
     """A task's own data settings (SQuAD's, masked-LM's) set for another task mean nothing there: an error."""
     defaults = DataConfig()
+    shared = set(getattr(task, "shared_data_settings", ()))  # another task's settings it reads too (custom: files)
     for settings in task_data_settings():
         if settings is task.data_settings:
             continue
         for f in dataclasses.fields(settings):
-            if getattr(config.data, f.name) != getattr(defaults, f.name):
+            if f.name not in shared and getattr(config.data, f.name) != getattr(defaults, f.name):
                 owners = [t.name for t in TASKS.values() if t.data_settings is settings]
                 raise UserError(f"data.{f.name} applies to {', '.join(owners)} only, not to {task.name}")
 

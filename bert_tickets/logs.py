@@ -73,14 +73,28 @@ def _quiet_evaluate() -> Iterator[None]:
         ev_logging.enable_progress_bar() if bars else ev_logging.disable_progress_bar()
 
 
+@contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    import datasets
+
+    level, bars = datasets.logging.get_verbosity(), datasets.is_progress_bar_enabled()
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()  # "Generating train split" for a file of a few examples
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(level)
+        datasets.enable_progress_bars() if bars else datasets.disable_progress_bars()
+
+
 QUIETERS: dict[str, Callable[[], AbstractContextManager[None]]] = {
-    "transformers": _quiet_transformers, "evaluate": _quiet_evaluate}
+    "transformers": _quiet_transformers, "evaluate": _quiet_evaluate, "datasets": _quiet_datasets}
 
 
 @contextmanager
 def quiet(*libraries: str) -> Iterator[None]:
-    """The named libraries ("transformers", "evaluate") at error level with their bars off inside the block; the
-    caller's settings put back after."""
+    """The named libraries ("transformers", "evaluate", "datasets") at error level with their bars off inside the
+    block; the caller's settings put back after."""
     with ExitStack() as stack:
         for library in libraries:
             stack.enter_context(QUIETERS[library]())

@@ -21,7 +21,7 @@ from bert_tickets.errors import UserError
 from bert_tickets.methods import get_method, validated
 from bert_tickets.results import ARMS, Arm, TicketInfo
 from bert_tickets.runs import is_whole, read_json
-from bert_tickets.tasks import get_task
+from bert_tickets.tasks import get_task, task_for
 
 KINDS = ARMS  # the evaluation's two arms, each fine-tuned once per seed
 
@@ -50,7 +50,7 @@ class RunFolder:
 
     def __init__(self, config: Config):
         self.config = validated(config)
-        self.task = get_task(config.data.task)
+        self.task = task_for(config.data)  # bound to the user's own files, for task custom
         self.method = get_method(config.pruning.method)
         self.root = run_dir(config)
         p = config.pruning

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bert_tickets.errors import UserError
 from bert_tickets.tasks.base import PreparedData, TaskAdapter
+from bert_tickets.tasks.files import CUSTOM, FileTask
 from bert_tickets.tasks.glue import GLUE_TASKS, GlueTask
 from bert_tickets.tasks.mlm import MaskedLMTask
 from bert_tickets.tasks.squad import SquadTask
 
-TASKS: dict[str, TaskAdapter] = {task.name: task for task in [*GLUE_TASKS, SquadTask(), MaskedLMTask()]}
+TASKS: dict[str, TaskAdapter] = {task.name: task for task in [*GLUE_TASKS, SquadTask(), MaskedLMTask(), CUSTOM]}
 ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
 
 
@@ -24,4 +27,11 @@ def get_task(name: str) -> TaskAdapter:
     return TASKS[key]
 
 
-__all__ = ["TASKS", "GlueTask", "PreparedData", "TaskAdapter", "get_task", "task_data_settings"]
+def task_for(data_config: Any) -> TaskAdapter:
+    """The task of a run's data settings, bound to its files where it reads the user's own (`custom`)."""
+    task = get_task(data_config.task)
+    return task.bind(data_config) if isinstance(task, FileTask) else task
+
+
+__all__ = ["TASKS", "FileTask", "GlueTask", "PreparedData", "TaskAdapter", "get_task", "task_data_settings",
+           "task_for"]

@@ -37,8 +37,10 @@ class MaskedLMData:
     """Masked-LM's own data settings (`data.train_file`, ...)."""
 
     train_file: str | None = field(default=None, metadata={
-        "help": "masked-LM: a raw text file to train on, instead of --data-dir or the Hub"})
-    validation_file: str | None = field(default=None, metadata={"help": "masked-LM: a raw text file to score on"})
+        "help": "masked-LM: a raw text file to train on, instead of --data-dir or the Hub; custom: a CSV or JSON "
+                "lines file with a label column (run_glue's --train_file)"})
+    validation_file: str | None = field(default=None, metadata={
+        "help": "masked-LM: a raw text file to score on; custom: the CSV or JSON lines file to score on"})
     mlm_probability: float = field(default=0.15, metadata={"help": "masked-LM: fraction of tokens masked"})
     mask_seed: int = field(default=1234, metadata={
         "help": "masked-LM: the evaluation set's masking, fixed so that scores are comparable"})

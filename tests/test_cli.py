@@ -65,7 +65,7 @@ def test_the_installed_command_exits_2_on_bad_input():
     proc = subprocess.run([sys.executable, "-m", "bert_tickets.cli", "find", "--task", "nope", "--sparsity", "0.5"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
-    known = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad, mlm"
+    known = "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad, mlm, custom"
     assert proc.stderr.strip() == f"bert-tickets: error: unknown task 'nope' (known: {known})"
     assert proc.stdout == ""
 
@@ -182,7 +182,7 @@ def test_task_scoped_settings_apply_to_that_task_only(capsys):
     assert main(["transfer", "--sources", "sst2", "--targets", "sst2", "--sparsity", "0.5", "--set",
                  "qqq:training.seed=1"]) == 2
     assert capsys.readouterr().err.strip() == ("bert-tickets: error: unknown task 'qqq' (known: cola, sst2, mrpc, "
-                                               "stsb, qqp, mnli, qnli, rte, wnli, squad, mlm)")
+                                               "stsb, qqp, mnli, qnli, rte, wnli, squad, mlm, custom)")
 
 
 def test_baselines_run_beside_the_ticket_with_its_recipe_and_seeds(tiny_bert, glue_dir, tmp_path, capsys):
