@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ from torch import nn
 from bert_tickets.batching import SEQUENCE_COLUMNS, PaddedTensors, can_pre_pad
 from bert_tickets.config import TrainingConfig
 from bert_tickets.errors import UserError
+from bert_tickets.flat_update import FlatUpdate
 from bert_tickets.masks import Mask, MaskEnforcer
 from bert_tickets.tasks import PreparedData, TaskAdapter
 from bert_tickets.training import (
@@ -95,7 +97,7 @@ class PackedLayerNorm(nn.Module):
 
 
 class PackedEmbedding(nn.Module):
-    """K embedding tables (K, V, H), looked up as one table of K·V rows; the padding row gets no gradient."""
+    """K embedding tables (K, V, H), looked up by (member, id) in one gather; the padding row gets no gradient."""
 
     def __init__(self, members: Sequence[nn.Embedding]):
         super().__init__()
@@ -103,9 +105,9 @@ class PackedEmbedding(nn.Module):
         self.padding_idx = members[0].padding_idx  # its gradient row is zeroed before each step, as nn.Embedding does
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        k, v, h = self.weight.shape
-        offsets = torch.arange(k, device=ids.device).unsqueeze(1) * v
-        rows = F.embedding(ids.reshape(k, -1) + offsets, self.weight.reshape(k * v, h))
+        k, h = self.weight.shape[0], self.weight.shape[-1]
+        members = torch.arange(k, device=ids.device).unsqueeze(1)
+        rows = self.weight[members, ids.reshape(k, -1)]  # one gather; the table may be a strided flat view
         return rows.reshape(*ids.shape, h)
 
 
@@ -303,14 +305,12 @@ class PackedLoop:
         streams = DropoutStreams([m.seed for m in members], training.batch_size, longest, device)
         self.packed = pack_models([m.model for m in members], streams).to(device)
         self.forward: Callable[..., Any] = self.packed  # or its torch.compile wrapper
-        self.pairs = self._stacked_masks(masked)
+        masks = self._stacked_masks(masked)
+        self.update = FlatUpdate(self.packed, self.k, masks, training)  # re-seats the parameters as flat views
+        self.pairs = [(self.packed.get_parameter(name), mask) for name, mask in masks.items()]
         self.padded_tables = [m for m in self.packed.modules()
                               if isinstance(m, PackedEmbedding) and m.padding_idx is not None]
-        decay = [p for p in self.packed.parameters() if p.ndim > 2]  # per member: matrices (the BERT recipe)
-        rest = [p for p in self.packed.parameters() if p.ndim <= 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": training.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-            lr=training.learning_rate, fused=device.type == "cuda")
+        self.optimizer = self.update.optimizer
         self.scheduler = linear_schedule(self.optimizer, training, steps)
         zeros = torch.zeros(self.k, device=device)
         self.loss_sum, self.tail_loss_sum = zeros.clone(), zeros.clone()
@@ -331,14 +331,14 @@ class PackedLoop:
                 masked.setdefault(ids[id(param)], [None] * self.k)[k] = m
         return masked
 
-    def _stacked_masks(self, masked: dict[str, list[torch.Tensor | None]]) -> list[tuple[nn.Parameter, torch.Tensor]]:
-        """(stacked parameter, (K, ...) mask) pairs, ones for a member without a mask."""
+    def _stacked_masks(self, masked: dict[str, list[torch.Tensor | None]]) -> dict[str, torch.Tensor]:
+        """Parameter name -> (K, ...) mask, ones for a member without a mask."""
         stacked = {}
         for name, per_member in masked.items():
             shape = self.packed.get_parameter(name).shape[1:]
             stacked[name] = torch.stack([m if m is not None else torch.ones(shape) for m in per_member]).to(
                 self.device, self.packed.get_parameter(name).dtype)
-        return [(self.packed.get_parameter(n), m) for n, m in stacked.items()]
+        return stacked
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> None:
         labels, real = batch.pop("labels"), batch.pop("real")
@@ -346,7 +346,9 @@ class PackedLoop:
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
             logits = self.forward(**inputs).logits
         losses = member_losses(logits, labels, real, self.k)
-        losses.sum().backward()  # the members' parameters are disjoint: each gets its own loss's gradient
+        with warnings.catch_warnings():  # the flat views' gradients are strided on purpose (FlatUpdate)
+            warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+            losses.sum().backward()  # the members' parameters are disjoint: each gets its own loss's gradient
         self._masked_clipped_step()
         detached = losses.detach()
         self.loss_sum += detached
@@ -357,20 +359,12 @@ class PackedLoop:
         self.step += 1
 
     def _masked_clipped_step(self) -> None:
-        """As `training._optimizer_step`, per member: mask the gradients, clip each member's global norm, step."""
+        """As `training._optimizer_step`, per member: mask the gradients, clip each member's global norm, step
+        (`FlatUpdate`: a few operations over flat buffers, not hundreds over the stacked tensors)."""
         for table in self.padded_tables:
             table.weight.grad.select(1, table.padding_idx).zero_()
-        if self.pairs:
-            torch._foreach_mul_([p.grad for p, _ in self.pairs], [m for _, m in self.pairs])
-        grads = [p.grad for p in self.packed.parameters() if p.grad is not None]
-        if self.training.max_grad_norm > 0:
-            norms = torch.stack([torch.linalg.vector_norm(g.reshape(self.k, -1), dim=1) for g in grads])
-            # torch.nn.utils.clip_grad_norm_'s norm of the per-tensor norms and its coefficient, one per member
-            coef = (self.training.max_grad_norm / (torch.linalg.vector_norm(norms, dim=0) + 1e-6)).clamp(max=1.0)
-            torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.ndim - 1)).to(g.dtype) for g in grads])
-        self.optimizer.step()
+        self.update.step()
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
 
     def revived(self) -> list[int]:
         """Per member: pruned weights that are not exactly zero (must be 0)."""
