@@ -35,7 +35,7 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ from torch import nn
 
 from bert_tickets.batching import SEQUENCE_COLUMNS, PaddedTensors, can_pre_pad
 from bert_tickets.config import TrainingConfig
+from bert_tickets.device_batches import DeviceBatches
 from bert_tickets.errors import UserError
 from bert_tickets.flat_update import FlatUpdate
 from bert_tickets.masks import Mask, MaskEnforcer
@@ -396,18 +397,27 @@ def fine_tune_packed(members: Sequence[Member], data: PreparedData, task: TaskAd
         loop.forward = torch.compile(loop.packed)
     loop.packed.train()
     start = time.perf_counter()
-    while loop.step < steps:
-        for batches in zip(*loaders, strict=True):
-            batch = {k: _pinned(v).to(device, non_blocking=True)
-                     for k, v in stack_batches(batches, tokenizer.pad_token_id).items()}
-            loop.train_step(batch)
-            loop.step_ends.append(time.perf_counter())
-            if on_step:
-                on_step(loop.step)
-            if loop.step >= steps:
-                break
+    for batch in _step_batches(loaders, padded, tokenizer.pad_token_id, device):
+        loop.train_step(batch)
+        loop.step_ends.append(time.perf_counter())
+        if on_step:
+            on_step(loop.step)
+        if loop.step >= steps:
+            break
     seconds = time.perf_counter() - start
     return _member_results(members, loop, data, task, tokenizer, training, accelerator, seconds)
+
+
+def _step_batches(loaders: Sequence[Any], padded: PaddedTensors | None, pad_token_id: int,
+                  device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+    """The pack's batches, epoch after epoch: gathered on the device from the padded table (`DeviceBatches`), or
+    where the task cannot pre-pad, each member's loader's batches stacked on the host and copied over."""
+    if padded is not None:
+        yield from DeviceBatches(padded, loaders, pad_token_id, device)
+        return
+    while True:
+        for batches in zip(*loaders, strict=True):
+            yield {k: _pinned(v).to(device, non_blocking=True) for k, v in stack_batches(batches, pad_token_id).items()}
 
 
 def _longest(data: PreparedData, padded: PaddedTensors | None, multiple: int | None) -> int:
