@@ -18,9 +18,10 @@ from bert_tickets.training import training_batches
 def tokenized(n: int) -> Dataset:
     rng = random.Random(0)
     lengths = [rng.randint(3, 29) for _ in range(n)]
-    return Dataset.from_dict({"input_ids": [[101, *rng.choices(range(1000, 2000), k=m - 2), 102] for m in lengths],
-                              "token_type_ids": [[0] * m for m in lengths], "attention_mask": [[1] * m for m in lengths],
-                              "label": [rng.randint(0, 2) for _ in lengths]})
+    return Dataset.from_dict({
+        "input_ids": [[101, *rng.choices(range(1000, 2000), k=m - 2), 102] for m in lengths],
+        "token_type_ids": [[0] * m for m in lengths], "attention_mask": [[1] * m for m in lengths],
+        "label": [rng.randint(0, 2) for _ in lengths]})
 
 
 @pytest.mark.parametrize("group_by_length", [True, False])
