@@ -20,7 +20,7 @@ TARGETS ?= mnli,sst2
 TICKET ?=
 REPO_ID ?=
 
-.PHONY: install test test-fast lint find transfer push demo study reproduce report bench clean
+.PHONY: install test test-fast lint find transfer push demo study reproduce report bench profile clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,11 @@ PRESET ?=
 bench:
 	$(BIN)/python scripts/bench_finetune.py $(if $(PRESET),--preset $(PRESET)) \
 		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) --out $(OUTPUT_DIR)/bench/bench.json $(ARGS)
+
+# Where a packed step's time goes (host vs device, launches, top operators): K=16 on a GPU, e.g. ARGS="--k 2" on a CPU
+profile:
+	$(BIN)/python scripts/step_profile.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
+		--out $(OUTPUT_DIR)/bench/step-profile.md $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

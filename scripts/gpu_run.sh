@@ -8,8 +8,10 @@
 # Issue 25's (packed fine-tunings), both in one device run of under 10 minutes:
 #     bash scripts/gpu_run.sh packs     # bench (engine, Trainer, K = 1 ... 16 packed, MFU) -> $OUT/bench_gpu.*,
 #                                       # then find with 8 seeds packed -> $OUT/find_packed.txt
+# Issue 36's (the step at the device's speed): the step profile at K = 16 and 1, then the bench, in one run:
+#     bash scripts/gpu_run.sh step      # -> $OUT/step_profile_k{16,1}.md, $OUT/bench_gpu.*
 set -euo pipefail
-part=${1:?usage: scripts/gpu_run.sh bench|imp|study|packs}
+part=${1:?usage: scripts/gpu_run.sh bench|imp|study|packs|step}
 source .carry/on-device.sh
 # The project as an editable install (tasks/ and configs/ map into bert_tickets as pyproject says), offline:
 # no dependency is fetched (the carry has them) and the device's own setuptools builds it.
@@ -59,5 +61,14 @@ case $part in
     echo "wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/find_packed.txt"
     tail -n 25 "$OUT/find_packed.txt"
     (cd /tmp/runs && find . -name '*.json' | tar -czf "$OUT/find_packed.tar.gz" -T -) || true ;;
-  *) echo "unknown part $part (bench, imp, study or packs)" >&2; exit 2 ;;
+  step)
+    # issue 36: the packed step's profile (K = 16 and 1), then the bench with its packs, each part capped
+    for k in 16 1; do
+      timeout --kill-after=10 120 python3 scripts/step_profile.py --k $k --data-dir "$BERT_TICKETS_DATA/glue" \
+        --out "$OUT/step_profile_k$k.md" 2> "$OUT/step_profile_k$k.log" || echo "profile K=$k stopped: exit $?"
+    done
+    timeout --kill-after=10 "${BENCH_SECONDS:-300}" python3 scripts/bench_finetune.py --preset gpu ${BENCH_ARGS:-} \
+      --data-dir "$BERT_TICKETS_DATA/glue" --out "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.log" \
+      | tee "$OUT/bench_gpu.txt" || echo "bench stopped: exit $?" ;;
+  *) echo "unknown part $part (bench, imp, study, packs or step)" >&2; exit 2 ;;
 esac

@@ -44,3 +44,17 @@ def test_bench_script_rejects_a_missing_data_folder(tmp_path):
 
 
 pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def test_the_step_profile_counts_the_profiled_steps_operators(tmp_path):
+    script = SCRIPT.parent / "step_profile.py"
+    out = tmp_path / "profile.md"
+    done = subprocess.run([sys.executable, str(script), "--k", "2", "--batch-size", "4", "--max-length", "32",
+                           "--train-samples", "64", "--warmup", "1", "--steps", "2", "--precision", "no",
+                           "--data-dir", str(shared_glue()), "--scratch", str(tmp_path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    calls = int(text.split("| aten operator calls | ")[1].split(" ")[0])
+    assert calls > 100  # a MiniLM step is hundreds of operators: the profiler saw the steps themselves
+    assert "| `aten::bmm` |" in text and "| wall time (median) |" in text
