@@ -339,7 +339,7 @@ def hashed_settings(config: Config) -> dict[str, Any]:
 
     settings = non_default_settings(config) | {"training.mixed_precision": resolved_precision(config.training)}
     if config.training.pack > 1:  # packed members draw their own dropout streams, not a lone run's (any K alike)
-        settings["training.packed"] = True
+        settings["training.packed"] = "counter-based dropout"  # (earlier: True, generator streams)
     if getattr(get_task(config.data.task), "pretrained_head", False):  # the checkpoint's head, not a fresh one
         settings["model.head"] = "pretrained"
         settings["model.pooler"] = "pruned from θ0"  # the checkpoint's pooler joins the masks (checkpoint_pooler)

@@ -14,9 +14,10 @@ rather than `torch.func.vmap`: vmap over a transformers model stops at its atten
 Each member keeps what it would have alone: its initial weights and head (built from its seed), its mask, its
 data order (its own sampler over one shared set of padded tensors), its gradient-norm clip (per member), its AdamW
 state (AdamW is elementwise, so a stacked tensor is K independent optimizers), the same learning-rate schedule,
-and its own dropout: every dropout mask of member k comes from k's own generator, seeded by its seed, drawn at a
-canonical shape (the recipe's batch size, the data's longest padded length) and cut to the step's, so the numbers
-it draws never depend on K, on its packmates or on their lengths (`DropoutStreams`).
+and its own dropout: every dropout mask of member k is counter-based, the bits of a hash of k's seed, the draw
+site, the step and the element's position at a canonical shape (the recipe's batch size, the data's longest
+padded length), so the numbers it draws never depend on K, on its packmates or on their lengths, and a compiled
+step keeps its draws in its graph (`DropoutStreams`).
 
 A member's record so depends on its seed and recipe only, never on the pack; but it is not its lone run's when
 the model has dropout: alone, attention dropout is drawn inside torch's fused attention kernel from the global
@@ -116,28 +117,76 @@ PACKED_LAYERS: dict[type, type] = {nn.Linear: PackedLinear, nn.LayerNorm: Packed
                                    nn.Embedding: PackedEmbedding}
 
 
+def _wrap64(value: int) -> int:
+    """An unsigned 64-bit constant as the signed int64 torch holds (multiplication wraps alike)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+MIX_1, MIX_2, GOLDEN = _wrap64(0xBF58476D1CE4E5B9), _wrap64(0x94D049BB133111EB), _wrap64(0x9E3779B97F4A7C15)
+
+
+def _shift_right(z: torch.Tensor, bits: int) -> torch.Tensor:
+    """A logical right shift of int64 values (torch's `>>` sign-extends)."""
+    return (z >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def splitmix64(z: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's finaliser (Steele et al. 2014) on int64 tensors: a counter in, well-mixed bits out."""
+    z = (z ^ _shift_right(z, 30)) * MIX_1
+    z = (z ^ _shift_right(z, 27)) * MIX_2
+    return z ^ _shift_right(z, 31)
+
+
 class DropoutStreams:
-    """One dropout generator per member, seeded by its seed, and the canonical shape every draw is made at: rows =
-    the recipe's batch size (no step has more), sequence = the longest padded length in the data. A draw at that
-    shape, cut to the step's rows and length, takes the same numbers from the member's stream whatever the pack."""
+    """Each member's dropout masks from a counter: the bits of splitmix64(seed, draw site, step, position) — no
+    generator state, so a compiled step keeps its draws inside one graph (a torch generator breaks the graph at
+    every draw) and a captured step replays with the step counter read from device memory. A position is the
+    element's index at the canonical shape (rows = the recipe's batch size, sequence = the data's longest padded
+    length), so a member's numbers never depend on K, on its packmates or on the step's lengths."""
 
     def __init__(self, seeds: Sequence[int], rows: int, length: int, device: torch.device):
-        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+        self.seeds = torch.tensor(list(seeds), dtype=torch.int64, device=device)
+        self.step = torch.zeros((), dtype=torch.int64, device=device)  # advanced in place after each step
         self.rows, self.length, self.device = rows, length, device
+        self.sites = 0
+        self._positions: dict[tuple[tuple[int, ...], tuple[int, ...]], torch.Tensor] = {}
 
-    def keep(self, shape: torch.Size, p: float, sequence_dims: tuple[int, ...]) -> torch.Tensor:
+    def new_site(self) -> int:
+        """A number for one dropout call site (in the model's module order: the same in any pack)."""
+        self.sites += 1
+        return self.sites
+
+    def advance(self) -> None:
+        self.step.add_(1)
+
+    def keep(self, shape: torch.Size, p: float, sequence_dims: tuple[int, ...], site: int) -> torch.Tensor:
         """Keep-masks (True: kept) for a tensor of `shape` whose first dimension holds the K members' rows."""
-        k = len(self.generators)
-        rows = shape[0] // k
-        canonical = [self.rows, *shape[1:]]
-        for dim in sequence_dims:
-            if shape[dim] > self.length:
-                raise RuntimeError(f"a packed batch of length {shape[dim]} is longer than the data's {self.length}")
-            canonical[dim] = self.length
-        index = (slice(0, rows), *(slice(0, shape[d]) if d in sequence_dims else slice(None)
-                                   for d in range(1, len(shape))))
-        draws = [torch.rand(canonical, generator=g, device=self.device)[index] for g in self.generators]
-        return torch.cat(draws) >= p
+        k = len(self.seeds)
+        positions = self._canonical_positions((shape[0] // k, *shape[1:]), sequence_dims)
+        site_term = _wrap64(site * MIX_1 % (1 << 64))  # in Python: wrapped to int64 as a tensor product would be
+        salt = splitmix64(self.seeds * GOLDEN + self.step * MIX_2 + site_term)  # (K,): per member, site and step
+        bits = splitmix64(positions.unsqueeze(0) + salt.view(k, *[1] * positions.ndim))
+        uniform = _shift_right(bits, 40).to(torch.float32) * (1.0 / (1 << 24))  # 24 bits: exact in float32
+        return (uniform >= p).reshape(shape)
+
+    def _canonical_positions(self, member_shape: tuple[int, ...], sequence_dims: tuple[int, ...]) -> torch.Tensor:
+        """Each element's index in the canonical tensor (a mixed-radix number over its canonical sizes), cached
+        per shape: arange-and-broadcast once, not every step."""
+        key = (member_shape, sequence_dims)
+        if key not in self._positions:
+            canonical = [self.rows, *member_shape[1:]]
+            for dim in sequence_dims:
+                if member_shape[dim] > self.length:
+                    raise RuntimeError(f"a packed batch of length {member_shape[dim]} is longer than the data's "
+                                       f"{self.length}")
+                canonical[dim] = self.length
+            index = torch.zeros((), dtype=torch.int64, device=self.device)
+            ndim = len(member_shape)
+            for dim, size in enumerate(member_shape):
+                coord = torch.arange(size, device=self.device).view(*[1] * dim, size, *[1] * (ndim - dim - 1))
+                index = index * canonical[dim] + coord
+            self._positions[key] = index
+        return self._positions[key]
 
 
 class PackedDropout(nn.Module):
@@ -148,17 +197,18 @@ class PackedDropout(nn.Module):
     def __init__(self, p: float, streams: DropoutStreams):
         super().__init__()
         self.p, self.streams = p, streams
+        self.site = streams.new_site()  # hidden states draw at 2·site, attention probabilities at 2·site + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._drop(x, (1,) if x.ndim == 3 else ())
+        return self._drop(x, (1,) if x.ndim == 3 else (), 2 * self.site)
 
     def attention(self, weights: torch.Tensor) -> torch.Tensor:
-        return self._drop(weights, (2, 3))
+        return self._drop(weights, (2, 3), 2 * self.site + 1)
 
-    def _drop(self, x: torch.Tensor, sequence_dims: tuple[int, ...]) -> torch.Tensor:
+    def _drop(self, x: torch.Tensor, sequence_dims: tuple[int, ...], site: int) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = self.streams.keep(x.shape, self.p, sequence_dims)
+        keep = self.streams.keep(x.shape, self.p, sequence_dims, site)
         return x * keep.to(x.dtype) / (1 - self.p)
 
 
@@ -303,8 +353,8 @@ class PackedLoop:
         self.k, self.training, self.device = len(members), training, device
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         masked = self._mask_members(members)  # before stacking: the stacked weights start masked
-        streams = DropoutStreams([m.seed for m in members], training.batch_size, longest, device)
-        self.packed = pack_models([m.model for m in members], streams).to(device)
+        self.streams = DropoutStreams([m.seed for m in members], training.batch_size, longest, device)
+        self.packed = pack_models([m.model for m in members], self.streams).to(device)
         self.forward: Callable[..., Any] = self.packed  # or its torch.compile wrapper
         masks = self._stacked_masks(masked)
         self.update = FlatUpdate(self.packed, self.k, masks, training)  # re-seats the parameters as flat views
@@ -351,6 +401,7 @@ class PackedLoop:
             warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
             losses.sum().backward()  # the members' parameters are disjoint: each gets its own loss's gradient
         self._masked_clipped_step()
+        self.streams.advance()
         detached = losses.detach()
         self.loss_sum += detached
         if self.step >= self.tail_from:

@@ -113,8 +113,34 @@ def test_a_diverging_member_leaves_the_others_as_they_would_be_alone(tiny_bert_n
         assert fits[k].train_loss == pytest.approx(lone.train_loss, rel=LOSS)
 
 
-def test_the_compiled_pack_steps_as_the_eager_pack(tiny_bert_no_dropout, glue_dir):
-    task, tokenizer, data, pretrained, masks, training = setup(tiny_bert_no_dropout, glue_dir, "sst2")
+def test_a_packed_forward_and_loss_with_dropout_trace_as_one_graph(tiny_bert, glue_dir):
+    """Counter-based dropout keeps every draw inside the graph (a torch generator breaks it at each draw), so
+    the packed forward, dropout on, and the members' losses are one graph to capture."""
+    from bert_tickets.packed import DropoutStreams, member_losses
+    from bert_tickets.training import with_4d_mask
+
+    task, tokenizer, data, pretrained, masks, training = setup(tiny_bert, glue_dir, "sst2")
+    streams = DropoutStreams([0, 1], training.batch_size, 32, torch.device("cpu"))
+    model = pack_models([pretrained.build(seed) for seed in (0, 1)], streams).train()
+    rows, length = 2 * training.batch_size, 16
+    batch = {"input_ids": torch.randint(1000, 2000, (rows, length)), "attention_mask": torch.ones(rows, length,
+             dtype=torch.long), "position_ids": torch.arange(length).repeat(rows, 1)}
+    labels, real = torch.randint(0, 2, (rows,)), torch.ones(rows, dtype=torch.long)
+
+    def forward_and_loss(batch, labels, real):
+        return member_losses(model(**with_4d_mask(batch)).logits, labels, real, 2).sum()
+
+    explained = torch._dynamo.explain(forward_and_loss)(batch, labels, real)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    first = streams.keep(torch.Size([rows, length, 32]), 0.1, (1,), site=2)
+    streams.advance()
+    assert not torch.equal(first, streams.keep(torch.Size([rows, length, 32]), 0.1, (1,), site=2))  # a new step
+    assert 0.05 < 1 - first.float().mean() < 0.15  # about p dropped
+
+
+def test_the_compiled_pack_steps_as_the_eager_pack(tiny_bert, glue_dir):
+    """Dropout on: the compiled pack draws the same counter-based masks as the eager one."""
+    task, tokenizer, data, pretrained, masks, training = setup(tiny_bert, glue_dir, "sst2")
     training.max_steps = 4
     runs = []
     for compiled in (False, True):
