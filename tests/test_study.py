@@ -235,7 +235,7 @@ def test_the_shipped_studies_parse(capsys):
         assert spec.seeds >= 3 and "magnitude" in spec.baselines  # the one-shot θ0 control
         if name.startswith("oneshot-vs-imp"):  # one-shot masks against IMP (whole or one task): no transfer
             assert {"wanda", "sparsegpt_mask", "sparsegpt", "random"} <= set(spec.baselines)
-            assert len(spec.sparsities) >= 2
+            assert len(spec.sparsities) >= 2 or name.endswith(("-50", "-70"))  # the whole, or a quarter
             continue
         assert spec.transfer is not None and "magnitude" in spec.transfer.sources
         if name != "minilm-cpu":  # the CPU study holds the controls at 50% only
