@@ -12,7 +12,7 @@ RECIPE_ROWS = (
     ("training.learning_rate", "peak learning rate (AdamW, linear decay)"),
     ("training.batch_size", "batch size"),
     ("training.max_steps", "optimizer steps per fine-tuning"),
-    ("training.epochs", "epochs per fine-tuning (when no step count)"),
+    ("training.epochs", "epochs per fine-tuning"),
     ("training.final_max_steps", "optimizer steps of the final fine-tunings"),
     ("training.warmup_steps", "warm-up steps"),
     ("training.warmup_ratio", "warm-up (fraction of the steps)"),
@@ -34,8 +34,10 @@ def recipe_table(info: dict[str, Any]) -> str:
     ticket's own settings (ticket.json keeps only those that differ), its precision and seeds."""
     settings = flat_settings(Config()) | info.get("config", {})
     rows = [(label, settings.get(key)) for key, label in RECIPE_ROWS]
-    if settings.get("training.max_steps") is not None:
-        rows = [(label, value) for label, value in rows if label != "epochs per fine-tuning (when no step count)"]
+    unused = {"training.epochs" if settings.get("training.max_steps") is not None else "training.max_steps",
+              "training.warmup_ratio" if settings.get("training.warmup_steps") else "training.warmup_steps"}
+    labels = dict(RECIPE_ROWS)
+    rows = [(label, value) for label, value in rows if label not in {labels[key] for key in unused}]
     rows += [("precision", info.get("precision", settings.get("training.mixed_precision"))),
              ("seeds (evaluation)", ", ".join(map(str, info.get("seeds", []))))]
     lines = [f"| {label} | {value} |" for label, value in rows if value is not None and value != ""]
