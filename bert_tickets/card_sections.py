@@ -50,8 +50,8 @@ def sparsity_line(mask_sizes: dict[str, int], sparsity: float, model_weights: in
     line = (f"**Sparsity**: {100 * sparsity:.1f}% of the prunable attention and feed-forward matrices ({pruned:,} of "
             f"{mask_sizes['prunable_weights']:,} weights)")
     if model_weights:
-        line += (f"; {100 * pruned / model_weights:.1f}% of all {model_weights:,} weights of this model (embeddings, "
-                 "LayerNorms, biases and any head stay dense)")
+        line += (f"; {100 * pruned / model_weights:.1f}% of all {model_weights:,} weights of this model (every weight "
+                 "outside the mask is dense: embeddings, LayerNorms, biases, the head)")
     return line + "."
 
 
