@@ -33,11 +33,9 @@ def recipe_table(info: dict[str, Any]) -> str:
     """The recipe a ticket was found and evaluated with, as a Markdown table: the code's defaults under the
     ticket's own settings (ticket.json keeps only those that differ), its precision and seeds."""
     settings = flat_settings(Config()) | info.get("config", {})
-    rows = [(label, settings.get(key)) for key, label in RECIPE_ROWS]
     unused = {"training.epochs" if settings.get("training.max_steps") is not None else "training.max_steps",
               "training.warmup_ratio" if settings.get("training.warmup_steps") else "training.warmup_steps"}
-    labels = dict(RECIPE_ROWS)
-    rows = [(label, value) for label, value in rows if label not in {labels[key] for key in unused}]
+    rows = [(label, settings.get(key)) for key, label in RECIPE_ROWS if key not in unused]
     rows += [("precision", info.get("precision", settings.get("training.mixed_precision"))),
              ("seeds (evaluation)", ", ".join(map(str, info.get("seeds", []))))]
     lines = [f"| {label} | {value} |" for label, value in rows if value is not None and value != ""]

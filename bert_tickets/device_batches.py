@@ -34,11 +34,10 @@ class DeviceBatches:
                  device: torch.device):
         # labels may still be a lazy `datasets` column: read whole, then moved
         self.tables = {name: torch.as_tensor(t[:]).to(device) for name, t in padded.tensors.items()}
-        self.lengths = padded.lengths.to(device)
+        self.lengths = padded.lengths  # on the host: the step's length is decided there, with no device sync
         self.bucket, self.device = padded._bucket, device
         self.streams = [index_stream(loader) for loader in loaders]
         self.fill = {key: pad_token_id if value is None else value for key, value in SEQUENCE_COLUMNS.items()}
-        self.host_lengths = padded.lengths  # the step's length is decided on the host: no device sync
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self
@@ -46,7 +45,7 @@ class DeviceBatches:
     def __next__(self) -> dict[str, torch.Tensor]:
         batches = [next(stream) for stream in self.streams]
         rows = max(len(b) for b in batches)
-        length = max(self.bucket(int(self.host_lengths[b].max())) for b in batches)
+        length = max(self.bucket(int(self.lengths[b].max())) for b in batches)
         index = torch.tensor([b + [b[0]] * (rows - len(b)) for b in batches]).flatten()  # fillers: any real row
         real = torch.tensor([[1] * len(b) + [0] * (rows - len(b)) for b in batches]).flatten()
         index, real = index.to(self.device, non_blocking=True), real.to(self.device, non_blocking=True)

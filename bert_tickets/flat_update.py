@@ -18,8 +18,6 @@ member-agnostically, while the per-member norm needs each member's elements in o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import nn
 
@@ -83,8 +81,11 @@ class FlatUpdate:
             self.decay.segment(flat, name).copy_(mask.reshape(self.k, -1))
         return flat
 
-    def parameters(self) -> Iterable[nn.Parameter]:
-        return [*self.decay.views, *self.rest.views]
+    def revived(self) -> list[int]:
+        """Per member: pruned weights that are not exactly zero (must be 0)."""
+        if self.mask is None:
+            return [0] * self.k
+        return ((self.decay.data != 0) & (self.mask == 0)).sum(dim=1).tolist()
 
     def step(self) -> None:
         """Mask the gradients, clip each member's global norm (over the masked gradients), step, zero them."""

@@ -96,9 +96,10 @@ def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
     ticket_card(ticket, repo_id, folder).save(folder / "README.md")
 
 
-def _write_release(ticket: Ticket, folder: Path, repo_id: str, model: Any, tokenizer: Any, release: str) -> None:
+def _write_release(ticket: Ticket, folder: Path, repo_id: str, model: Any, tokenizer: Any, release: str) -> int:
     """What both releases hold beside their card: the model (its config saying where the weights and the mask's
-    data came from, no local path), the tokenizer, the mask as a bitmask and a portable ticket.json."""
+    data came from, no local path), the tokenizer, the mask as a bitmask and a portable ticket.json. Returns the
+    model's weight count (the mask's and the card's whole-model sparsity)."""
     model.config.name_or_path = repo_id  # not this machine's path
     base_model, data_source = public_sources(ticket)
     model.config.bert_tickets = {"base_model": base_model, "data_source": data_source, "sparsity": ticket.sparsity,
@@ -107,9 +108,10 @@ def _write_release(ticket: Ticket, folder: Path, repo_id: str, model: Any, token
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
     _drop_local_settings(folder / "tokenizer_config.json")
-    save_mask(paths.mask(folder), ticket.mask, ticket.info.get("prunable"),
-              model_weights=sum(p.numel() for p in model.parameters()))
+    weights = sum(p.numel() for p in model.parameters())
+    save_mask(paths.mask(folder), ticket.mask, ticket.info.get("prunable"), model_weights=weights)
     write_json(paths.ticket_info(folder), portable_info(ticket))
+    return weights
 
 
 def released_seed(ticket: Ticket, seed: int | None) -> int:
@@ -138,9 +140,8 @@ def _write_finetuned(ticket: Ticket, folder: Path, repo_id: str, seed: int) -> N
     pretrained = load_pretrained(ticket.model_name, task, revision=revision)
     model = pretrained.build(seed)
     load_model(model, str(paths.finetuned(ticket.path, seed)))  # its zeros are checked with the export's
-    _write_release(ticket, folder, repo_id, model, pretrained.tokenizer, f"fine-tuned, seed {seed}")
-    finetuned_card(ticket, repo_id, seed, model.base_model_prefix,
-                   model_weights=sum(p.numel() for p in model.parameters())).save(folder / "README.md")
+    weights = _write_release(ticket, folder, repo_id, model, pretrained.tokenizer, f"fine-tuned, seed {seed}")
+    finetuned_card(ticket, repo_id, seed, model.base_model_prefix, model_weights=weights).save(folder / "README.md")
 
 
 def finetuned_card(ticket: Ticket, repo_id: str, seed: int, encoder_prefix: str,

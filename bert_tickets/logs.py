@@ -5,7 +5,7 @@ Everything bert-tickets says goes through the `bert_tickets` logger: a caller qu
 logger it has its handler and does not propagate, so a root `basicConfig` does not print each line twice; the
 handler writes through tqdm, so a progress bar on the terminal is cleared first and redrawn below the line.
 
-transformers and evaluate are quieted only around our calls (`quiet`): the caller's verbosity and progress-bar
+transformers, evaluate and datasets are quieted only around our calls (`quiet`): the caller's verbosity and progress-bar
 switches are put back as they were, so importing or running the toolkit changes nothing in the caller's process.
 """
 
@@ -15,6 +15,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Any
 
 from tqdm import tqdm
 
@@ -39,52 +40,49 @@ if not LOGGER.handlers:
 
 
 @contextmanager
+def _quiet_library(library_logging: Any) -> Iterator[None]:
+    """One library's logging module (transformers', evaluate's and datasets' share this API, from transformers'
+    design) at error level with its bars off; its settings put back after."""
+    level, bars = library_logging.get_verbosity(), library_logging.is_progress_bar_enabled()
+    library_logging.set_verbosity_error()
+    library_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        library_logging.set_verbosity(level)
+        library_logging.enable_progress_bar() if bars else library_logging.disable_progress_bar()
+
+
+@contextmanager
 def _quiet_transformers() -> Iterator[None]:
+    """"newly initialized head" is expected here, and no "Loading weights" bar per model built (a run builds many);
+    a Hub download still shows its bar where the caller shows them: transformers' bar switch flips
+    huggingface_hub's too, so theirs is put back, inside the block and after it."""
     import huggingface_hub.utils as hub_utils
     import transformers.utils.logging as tf_logging
 
-    def set_hub_bars(off: bool) -> None:  # transformers' bar switch flips huggingface_hub's too: put it back after
+    def set_hub_bars(off: bool) -> None:
         hub_utils.disable_progress_bars() if off else hub_utils.enable_progress_bars()
 
-    level, bars, hub_off = (tf_logging.get_verbosity(), tf_logging.is_progress_bar_enabled(),
-                            hub_utils.are_progress_bars_disabled())
-    tf_logging.set_verbosity_error()  # "newly initialized head" is expected here
-    tf_logging.disable_progress_bar()  # no "Loading weights" bar per model built (a run builds many)
-    set_hub_bars(hub_off)  # a Hub download still shows its bar, where the caller shows them
+    hub_off = hub_utils.are_progress_bars_disabled()
     try:
-        yield
+        with _quiet_library(tf_logging):
+            set_hub_bars(hub_off)
+            yield
     finally:
-        tf_logging.set_verbosity(level)
-        tf_logging.enable_progress_bar() if bars else tf_logging.disable_progress_bar()
         set_hub_bars(hub_off)
 
 
-@contextmanager
-def _quiet_evaluate() -> Iterator[None]:
+def _quiet_evaluate() -> AbstractContextManager[None]:
     import evaluate.utils.logging as ev_logging
 
-    level, bars = ev_logging.get_verbosity(), ev_logging.is_progress_bar_enabled()
-    ev_logging.set_verbosity_error()
-    ev_logging.disable_progress_bar()  # one compute per evaluation: a bar would only add noise
-    try:
-        yield
-    finally:
-        ev_logging.set_verbosity(level)
-        ev_logging.enable_progress_bar() if bars else ev_logging.disable_progress_bar()
+    return _quiet_library(ev_logging)  # one compute per evaluation: a bar would only add noise
 
 
-@contextmanager
-def _quiet_datasets() -> Iterator[None]:
-    import datasets
+def _quiet_datasets() -> AbstractContextManager[None]:
+    import datasets.utils.logging as ds_logging
 
-    level, bars = datasets.logging.get_verbosity(), datasets.is_progress_bar_enabled()
-    datasets.logging.set_verbosity_error()
-    datasets.disable_progress_bars()  # "Generating train split" for a file of a few examples
-    try:
-        yield
-    finally:
-        datasets.logging.set_verbosity(level)
-        datasets.enable_progress_bars() if bars else datasets.disable_progress_bars()
+    return _quiet_library(ds_logging)  # "Generating train split" for a file of a few examples
 
 
 QUIETERS: dict[str, Callable[[], AbstractContextManager[None]]] = {

@@ -133,22 +133,17 @@ def load_tokenizer(name: str, revision: str | None = None) -> Any:
         return transformers.AutoTokenizer.from_pretrained(path, revision=revision)
 
 
-def theta0_of(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}
-
-
 def load_pretrained(name: str, task: Any, tokenizer: Any | None = None, revision: str | None = None) -> Pretrained:
     """θ0 of `name` (at the Hub `revision`, if given) under `task`'s model class."""
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name, revision)
+    whole_network = getattr(task, "pretrained_head", False)
     with _load_errors(name, revision) as path, quiet("transformers"):
         model, info = task.model_class().from_pretrained(path, revision=revision, dtype=torch.float32,
                                                          output_loading_info=True, **task.model_kwargs())
-        beyond = checkpoint_pooler(path, revision, theta0_of(model)) if getattr(task, "pretrained_head", False) \
-            else {}
-    theta0 = theta0_of(model)
+        theta0 = {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}
+        beyond = checkpoint_pooler(path, revision, theta0) if whole_network else {}  # loads the checkpoint again
     commit = None if Path(path).exists() else getattr(model.config, "_commit_hash", None)
     missing = set(info["missing_keys"])
-    whole_network = getattr(task, "pretrained_head", False)
     head = {k: v for k, v in head_state_of(model).items() if k not in missing} if whole_network else {}
     return Pretrained(name=name, model_class=task.model_class(), config=model.config, tokenizer=tokenizer,
                       theta0=theta0, new_head_weights=sorted(missing), commit=commit, pretrained_head=head,

@@ -356,9 +356,8 @@ class PackedLoop:
         self.streams = DropoutStreams([m.seed for m in members], training.batch_size, longest, device)
         self.packed = pack_models([m.model for m in members], self.streams).to(device)
         self.forward: Callable[..., Any] = self.packed  # or its torch.compile wrapper
-        masks = self._stacked_masks(masked)
-        self.update = FlatUpdate(self.packed, self.k, masks, training)  # re-seats the parameters as flat views
-        self.pairs = [(self.packed.get_parameter(name), mask) for name, mask in masks.items()]
+        # re-seats the parameters as flat views; the stacked masks live on in its one flat mask only
+        self.update = FlatUpdate(self.packed, self.k, self._stacked_masks(masked), training)
         self.padded_tables = [m for m in self.packed.modules()
                               if isinstance(m, PackedEmbedding) and m.padding_idx is not None]
         self.optimizer = self.update.optimizer
@@ -417,13 +416,6 @@ class PackedLoop:
             table.weight.grad.select(1, table.padding_idx).zero_()
         self.update.step()
         self.scheduler.step()
-
-    def revived(self) -> list[int]:
-        """Per member: pruned weights that are not exactly zero (must be 0)."""
-        counts = torch.zeros(self.k, dtype=torch.long, device=self.device)
-        for param, m in self.pairs:
-            counts += ((param.detach() != 0) & (m == 0)).reshape(self.k, -1).sum(dim=1)
-        return counts.tolist()
 
 
 def fine_tune_packed(members: Sequence[Member], data: PreparedData, task: TaskAdapter, tokenizer: Any,
@@ -488,7 +480,7 @@ def _member_results(members: Sequence[Member], loop: PackedLoop, data: PreparedD
     chance, constant = chance_loss(data.train), chance_score(task, data)
     losses = (loop.loss_sum / max(loop.step, 1)).tolist()
     tails = (loop.tail_loss_sum / max(loop.tail_batches, 1)).tolist()
-    tokens, revived = loop.tokens.tolist(), loop.revived()
+    tokens, revived = loop.tokens.tolist(), loop.update.revived()
     final_lr = loop.scheduler.get_last_lr()[0]
     results = []
     for k, member in enumerate(members):

@@ -70,7 +70,14 @@ def test_the_flat_update_is_each_members_per_tensor_update():
         update.step()
     for name, mask in stacked.items():  # masked weights exactly zero, every member
         assert torch.all(packed.get_parameter(name).detach()[mask == 0] == 0)
+    assert update.revived() == [0, 0, 0]
     reference = per_tensor_reference(training, 4)
+    pruned = (stacked["0.weight"][1] == 0).nonzero()[0]  # member 1's first pruned weight, set by hand
+    with torch.no_grad():
+        packed.get_parameter("0.weight")[1][tuple(pruned)] = 0.5
+    assert update.revived() == [0, 1, 0]  # the check that would see a weight revived
+    with torch.no_grad():
+        packed.get_parameter("0.weight")[1][tuple(pruned)] = 0.0
     for k in range(K):
         unpack_into(packed, k, members[k])
         for (name, got), want in zip(members[k].named_parameters(), reference[k].parameters(), strict=True):
