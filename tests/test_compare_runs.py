@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bert_tickets import paths
 from bert_tickets.cli import main
 from bert_tickets.masks import load_mask, save_mask
@@ -39,3 +41,28 @@ def test_two_identical_runs_compare_equal_and_a_flipped_mask_bit_does_not(tiny_b
     changed = _compare(tmp_path / "first", tmp_path / "second")
     assert changed.returncode == 1
     assert "tensors differ: sst2/imp_" in changed.stdout and "records differ: rte/ticket_<hash>/" in changed.stdout
+
+
+def test_arm_pairs_pairs_two_arms_by_seed_from_a_report(tmp_path):
+    """scripts/arm_pairs.py on a report's seeds.csv: the paired difference of two arms, as the report's statistics
+    give it; an unknown arm is one line and exit 2."""
+    import csv
+
+    from bert_tickets.stats import paired
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "arm_pairs.py"
+    rows = [{"method": m, "arm": "ticket", "seed": s, "score": v}
+            for m, values in (("a", (0.8, 0.7, 0.9)), ("b", (0.6, 0.65, 0.7))) for s, v in enumerate(values)]
+    with (tmp_path / "seeds.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["method", "arm", "seed", "score"])
+        writer.writeheader()
+        writer.writerows(rows)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path), "a-b"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    [row] = list(csv.DictReader((tmp_path / "arm_pairs.csv").open()))
+    expected = paired({0: 0.8, 1: 0.7, 2: 0.9}, {0: 0.6, 1: 0.65, 2: 0.7})
+    assert float(row["diff"]) == pytest.approx(expected.mean) and float(row["diff_ci_low"]) == pytest.approx(
+        expected.interval[0])
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path), "a-c"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"arm_pairs: no arm 'c' in {tmp_path / 'seeds.csv'} (arms: a, b)"]
