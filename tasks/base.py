@@ -8,13 +8,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
-import torch
-from datasets import Dataset
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bert_tickets.errors import UserError
+
+if TYPE_CHECKING:  # annotations only: the task registry is read by `--help`, which loads no torch
+    import numpy as np
+    import torch
+    from datasets import Dataset
 
 
 @dataclass

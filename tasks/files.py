@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
-
-from datasets import ClassLabel, Dataset, Value
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from bert_tickets.errors import UserError
 from bert_tickets.logs import quiet
 from bert_tickets.tasks.glue import HUB_METRIC_IDS, GlueTask
+
+if TYPE_CHECKING:  # datasets loads where it reads: `--help` reads the tasks without it
+    from datasets import Dataset
 
 LOADERS = {".csv": "csv", ".json": "json", ".jsonl": "json"}
 
@@ -76,6 +77,8 @@ class FileTask(GlueTask):
 
     def _as_pairs(self, ds: Dataset, path: str) -> Dataset:
         """Columns text_a[, text_b] and label (a class id, or the float for regression)."""
+        from datasets import ClassLabel, Value
+
         renamed = {col: f"text_{'ab'[i]}" for i, col in enumerate(self.file_columns)}
         ds = ds.select_columns([*self.file_columns, "label"]).rename_columns(renamed)
         if self.labels is None:

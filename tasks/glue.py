@@ -13,12 +13,9 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from datasets import Dataset, Features, Value
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from bert_tickets import metrics
 from bert_tickets.errors import UserError
@@ -31,6 +28,10 @@ from bert_tickets.tasks.base import (
     subsample,
     tokenizer_identity,
 )
+
+if TYPE_CHECKING:  # datasets, torch and transformers load where they are used: `--help` reads the tasks without them
+    import torch
+    from datasets import Dataset
 
 HUB_DATASET = "nyu-mll/glue"
 HUB_METRIC_IDS = {"pearson": "pearsonr", "spearman": "spearmanr"}  # our score names -> the Hub's metric ids
@@ -82,6 +83,8 @@ class GlueTask:
         """Its data settings are all the common ones, checked by the config."""
 
     def model_class(self) -> Any:
+        from transformers import AutoModelForSequenceClassification
+
         return AutoModelForSequenceClassification
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -168,6 +171,8 @@ class GlueTask:
 
     # --- scoring ---------------------------------------------------------------------------------
     def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None, data: Any = None) -> Any:
+        from transformers import DataCollatorWithPadding
+
         return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     def eval_outputs(self, outputs: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -202,6 +207,8 @@ def majority_class_scores(task: GlueTask, data: Any) -> dict[str, float]:
 
 def read_tsv(task: GlueTask, path: Path) -> tuple[Dataset, str]:
     """One split from an official glue_data TSV file: text columns and labels, or one clear error."""
+    from datasets import Dataset, Features, Value
+
     text, source = read_text(path, task.name)  # MRPC's files start with a byte-order mark
     reader = csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
     try:

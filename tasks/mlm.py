@@ -11,12 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from datasets import Dataset
-from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, default_data_collator
 
 from bert_tickets.errors import UserError
 from bert_tickets.tasks.base import (
@@ -27,6 +24,10 @@ from bert_tickets.tasks.base import (
     subsample,
     tokenizer_identity,
 )
+
+if TYPE_CHECKING:  # datasets, torch and transformers load where they are used: `--help` reads the tasks without them
+    import torch
+    from datasets import Dataset
 
 HUB_DATASET, HUB_CONFIG = "Salesforce/wikitext", "wikitext-103-raw-v1"
 LOCAL_FILES = {"train": "train.txt", "validation": "validation.txt"}
@@ -68,6 +69,8 @@ class MaskedLMTask:
         and the files themselves when they are read."""
 
     def model_class(self) -> Any:
+        from transformers import AutoModelForMaskedLM
+
         return AutoModelForMaskedLM
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -115,6 +118,8 @@ class MaskedLMTask:
         return texts, {s: hub[s]._fingerprint for s in LOCAL_FILES}
 
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData:
+        from datasets import Dataset
+
         texts, sources = self.load_texts(data_config)
         block = min(data_config.max_length, tokenizer.model_max_length)
         limits = {"train": data_config.max_train_samples, "validation": data_config.max_eval_samples}
@@ -147,12 +152,16 @@ class MaskedLMTask:
     # --- training and evaluation -----------------------------------------------------------------
     def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None,
                  data: PreparedData | None = None) -> Any:
+        from transformers import DataCollatorForLanguageModeling, default_data_collator
+
         if train:  # fresh masks every batch, drawn from the run's seeded global generator, at data.mlm_probability
             probability = data.extras.get("mlm_probability", 0.15) if data is not None else 0.15
             return DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability)
         return default_data_collator  # blocks are pre-masked and all the same length
 
     def eval_outputs(self, outputs: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        import torch
+
         logits, labels = outputs.logits.float(), batch["labels"]
         masked = labels != -100
         loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
@@ -235,6 +244,8 @@ def _processes(n_lines: int) -> int | None:
 def _mask_once(ds: Dataset, tokenizer: Any, probability: float, seed: int) -> Dataset:
     """The 80/10/10 masking, drawn once with a fixed seed (batch by batch, in order): the evaluation set is the
     same on every run."""
+    from transformers import DataCollatorForLanguageModeling
+
     collate = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, seed=seed)
 
     def mask(batch: dict[str, list]) -> dict[str, list]:

@@ -12,12 +12,9 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from datasets import Dataset, Features, Sequence, Value
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
 from bert_tickets import metrics
 from bert_tickets.errors import UserError
@@ -31,12 +28,22 @@ from bert_tickets.tasks.base import (
     tokenizer_identity,
 )
 
+if TYPE_CHECKING:  # datasets, torch and transformers load where they are used: `--help` reads the tasks without them
+    import torch
+    from datasets import Dataset, Features
+
 HUB_DATASET = "rajpurkar/squad"
 FILES = {"train": "train-v1.1.json", "validation": "dev-v1.1.json"}
 MODEL_INPUTS = ["input_ids", "token_type_ids", "attention_mask"]
 N_BEST = 20
-RAW_FEATURES = Features({"id": Value("string"), "question": Value("string"), "context": Value("string"),
-                         "answer_texts": Sequence(Value("string")), "answer_starts": Sequence(Value("int64"))})
+
+
+def raw_features() -> Features:
+    """The columns of a raw split, whether read from the official files or the Hub."""
+    from datasets import Features, Sequence, Value
+
+    return Features({"id": Value("string"), "question": Value("string"), "context": Value("string"),
+                     "answer_texts": Sequence(Value("string")), "answer_starts": Sequence(Value("int64"))})
 
 
 @dataclass
@@ -61,6 +68,8 @@ class SquadTask:
         "training.batch_size": 16, "training.learning_rate": 3e-5, "training.epochs": 2.0, "data.max_length": 384})
 
     def model_class(self) -> Any:
+        from transformers import AutoModelForQuestionAnswering
+
         return AutoModelForQuestionAnswering
 
     def check_data(self, data_config: Any) -> None:
@@ -103,7 +112,7 @@ class SquadTask:
             return {"answer_texts": [a["text"] for a in batch["answers"]],
                     "answer_starts": [a["answer_start"] for a in batch["answers"]]}
 
-        splits = {s: hub[s].map(flatten, batched=True, remove_columns=["answers", "title"]).cast(RAW_FEATURES)
+        splits = {s: hub[s].map(flatten, batched=True, remove_columns=["answers", "title"]).cast(raw_features())
                   for s in FILES}
         return splits, {s: ds._fingerprint for s, ds in splits.items()}
 
@@ -134,6 +143,8 @@ class SquadTask:
     # --- evaluation ------------------------------------------------------------------------------
     def collator(self, tokenizer: Any, train: bool, pad_to_multiple_of: int | None,
                  data: PreparedData | None = None) -> Any:
+        from transformers import DataCollatorWithPadding
+
         return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     def eval_outputs(self, outputs: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -154,10 +165,13 @@ class SquadTask:
 def read_squad_json(path: Path) -> tuple[Dataset, str]:
     """The official v1.1 schema: {"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question",
     "answers": [{"text", "answer_start"}]}]}]}]}."""
+    from datasets import Dataset
+
     text, source = read_text(path, "squad")
+    features = raw_features()
     try:
         articles = json.loads(text)["data"]
-        rows: dict[str, list] = {name: [] for name in RAW_FEATURES}
+        rows: dict[str, list] = {name: [] for name in features}
         for article in articles:
             for paragraph in article["paragraphs"]:
                 context = paragraph["context"]
@@ -179,7 +193,7 @@ def read_squad_json(path: Path) -> tuple[Dataset, str]:
         raise UserError(f"{path}: not in the SQuAD v1.1 schema ({type(exc).__name__}: {exc})") from None
     if not rows["id"]:
         raise UserError(f"{path}: no questions (empty split)")
-    return Dataset.from_dict(rows, features=RAW_FEATURES), source
+    return Dataset.from_dict(rows, features=features), source
 
 
 def _windows(tokenizer: Any, batch: dict[str, list], max_length: int, stride: int) -> Any:

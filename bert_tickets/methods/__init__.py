@@ -1,6 +1,9 @@
 """Pruning methods by name: one class per method (one file each), and one line here per method.
 
 The order is the order of `--method`'s help and of a study's default baselines.
+A method module imports the engine's torch code (masks, pruners, modeling) inside its methods, not at the top:
+the command line reads this registry for `--help` and its flag errors, which answer without loading torch
+(tests/test_light_cli.py).
 """
 
 from __future__ import annotations

@@ -9,15 +9,16 @@ need a ticket, may its tickets be exported or run with LoRA) and makes the mask 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from bert_tickets.config import PruningConfig
-from bert_tickets.masks import Mask, magnitude_mask
+    from bert_tickets.config import PruningConfig
+    from bert_tickets.masks import Mask
 
 THETA0 = "θ0 (pre-trained)"
-State = dict[str, torch.Tensor]
+State = dict[str, "torch.Tensor"]
 
 
 class LevelContext(Protocol):
@@ -97,6 +98,8 @@ class PrunedAfterTraining(Method):
     prunes_by_magnitude = True
 
     def level_mask(self, run: LevelContext, k: int) -> Mask:
+        from bert_tickets.masks import magnitude_mask
+
         from_theta0 = k == 1 and run.pruning.first_mask_from_theta0
         trained = run.theta0_prunable() if from_theta0 else run.trained_prunable(k - 1)
         return magnitude_mask(trained, run.level_mask(k - 1), run.sparsities[k], run.pruning.scope)

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-from bert_tickets.masks import Mask, random_mask
+from typing import TYPE_CHECKING
+
 from bert_tickets.methods.base import LevelContext, Method
+
+if TYPE_CHECKING:
+    from bert_tickets.masks import Mask
 
 
 class RandomPruning(Method):
@@ -12,4 +16,6 @@ class RandomPruning(Method):
     help = "a random mask at the same sparsity, on θ0"
 
     def level_mask(self, run: LevelContext, k: int) -> Mask:
+        from bert_tickets.masks import random_mask
+
         return random_mask(run.theta0_prunable(), run.sparsities[k], seed=run.seed)

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-from bert_tickets.masks import select_prunable
 from bert_tickets.methods.base import LevelContext, State
 from bert_tickets.methods.ticket import GivenTicket
-from bert_tickets.modeling import shuffled_weights
 
 
 class ShuffledTicket(GivenTicket):
@@ -15,8 +13,14 @@ class ShuffledTicket(GivenTicket):
     weights = "θ0 with each prunable matrix's weights shuffled within the matrix"
     exportable = False
     baseline = True
-    shuffle = staticmethod(shuffled_weights)  # (weights, prunable names, seed) -> weights
+
+    def shuffle(self, weights: State, names: list[str], seed: int) -> State:
+        from bert_tickets.modeling import shuffled_weights
+
+        return shuffled_weights(weights, names, seed)
 
     def rewound_encoder(self, run: LevelContext, state: State | None, seed: int) -> tuple[State | None, bool]:
+        from bert_tickets.masks import select_prunable
+
         names = list(select_prunable(run.theta0(), run.pruning.prunable))
         return self.shuffle(state if state is not None else run.theta0(), names, seed), False

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+from bert_tickets.methods.base import State
 from bert_tickets.methods.shuffle import ShuffledTicket
-from bert_tickets.modeling import layer_shuffled_weights
 
 
 class LayerShuffledTicket(ShuffledTicket):
@@ -14,4 +14,8 @@ class LayerShuffledTicket(ShuffledTicket):
     label = "IMP mask, θ0 layers permuted"
     help = "the ticket's mask (--ticket) on θ0 with whole layers permuted (the authors' shuffle)"
     weights = "θ0 with the encoder's layers' prunable matrices permuted across layers"
-    shuffle = staticmethod(layer_shuffled_weights)
+
+    def shuffle(self, weights: State, names: list[str], seed: int) -> State:
+        from bert_tickets.modeling import layer_shuffled_weights
+
+        return layer_shuffled_weights(weights, names, seed)

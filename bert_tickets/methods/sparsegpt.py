@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
-from bert_tickets.masks import Mask, encoder_of
 from bert_tickets.methods.base import LevelContext, Method, State
 from bert_tickets.methods.wanda import beyond_model_mask, in_model
-from bert_tickets.pruners import sparsegpt_encoder
 from bert_tickets.ranks import is_main_process
 from bert_tickets.runs import atomic_write
+
+if TYPE_CHECKING:
+    from bert_tickets.masks import Mask
 
 RECONSTRUCTED = "sparsegpt_weights.safetensors"
 
@@ -24,6 +25,9 @@ class SparseGPTMask(Method):
 
     def prune(self, run: LevelContext, k: int) -> tuple[State, Mask]:
         """SparseGPT over the θ0 encoder, layer by layer: its reconstructed weights and its mask."""
+        from bert_tickets.masks import encoder_of
+        from bert_tickets.pruners import sparsegpt_encoder
+
         theta0, encoder = run.theta0_prunable(), encoder_of(run.build_model(run.seed))
         inside = in_model(theta0, encoder)
         weights, mask = sparsegpt_encoder(encoder, run.calibration_batches(), inside, run.sparsities[k])
@@ -40,6 +44,8 @@ class SparseGPTPruning(SparseGPTMask):
     exportable = False
 
     def level_mask(self, run: LevelContext, k: int) -> Mask:
+        from safetensors.torch import save_file
+
         weights, mask = self.prune(run, k)
         if is_main_process():  # the engine's barrier after the mask lets the other ranks read it
             tensors = {n: w.float().contiguous() for n, w in weights.items()}
@@ -47,5 +53,7 @@ class SparseGPTPruning(SparseGPTMask):
         return mask
 
     def rewound_encoder(self, run: LevelContext, state: State | None, seed: int) -> tuple[State | None, bool]:
+        from safetensors.torch import load_file
+
         reconstructed = load_file(str(run.method_file(RECONSTRUCTED)))
         return (state if state is not None else run.theta0()) | reconstructed, False

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bert_tickets.errors import UserError
-from bert_tickets.masks import OPTIONAL_KEYS, Mask, fit_mask, sparsity_report
 from bert_tickets.methods.base import LevelContext, Method
-from bert_tickets.ticket import Ticket
+
+if TYPE_CHECKING:
+    from bert_tickets.masks import Mask
 
 
 class GivenTicket(Method):
@@ -18,10 +21,15 @@ class GivenTicket(Method):
     baseline = False
 
     def level_mask(self, run: LevelContext, k: int) -> Mask:
+        from bert_tickets.ticket import Ticket
+
         return Ticket.load(run.pruning.ticket).mask
 
     def check(self, run: LevelContext) -> None:
         """The ticket's mask fits this model and covers its prunable matrices, at the run's sparsity."""
+        from bert_tickets.masks import OPTIONAL_KEYS, fit_mask, sparsity_report
+        from bert_tickets.ticket import Ticket
+
         k = len(run.sparsities) - 1
         mask = Ticket.load(run.pruning.ticket).mask
         fit_mask(run.build_model(run.seed), mask)  # a clear error now if it was found on another architecture

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bert_tickets import paths
 from bert_tickets.config import Config
@@ -18,7 +18,9 @@ from bert_tickets.methods import METHODS, baselines, get_method
 from bert_tickets.metrics import format_mean_std
 from bert_tickets.runs import write_json
 from bert_tickets.stats import is_matching, matching_mark
-from bert_tickets.ticket import Ticket
+
+if TYPE_CHECKING:
+    from bert_tickets.ticket import Ticket
 
 DENSE = "dense"  # the reference arm beside every method's
 
