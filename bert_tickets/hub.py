@@ -83,7 +83,7 @@ def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
     mask as a bitmask, a portable ticket.json and the card."""
     revision = ticket.info.get("config", {}).get("model.revision")
     pretrained = load_pretrained(ticket.model_name, get_task(ticket.task), revision=revision)
-    here = paths.rewind_point(ticket.path.parents[1])  # the run folder, wherever it has been moved
+    here = paths.rewind_point(paths.run_of_ticket(ticket.path))
     rewind = (here if here.exists() else paths.rewind_point(Path(ticket.info["run_dir"]))) \
         if ticket.info.get("rewind_step") else None
     model = pretrained.build(ticket.info["seeds"][0], encoder_state=load_file(str(rewind)) if rewind else None)
@@ -177,7 +177,7 @@ def finetuned_card(ticket: Ticket, repo_id: str, seed: int, encoder_prefix: str,
 def local_paths(ticket: Ticket) -> list[str]:
     """This machine's paths a release must not contain: the run and output folders, a local model and the data."""
     config = ticket.info.get("config", {})
-    found = [ticket.info.get("run_dir"), str(ticket.path.resolve().parents[3]), str(Path.home())]
+    found = [ticket.info.get("run_dir"), str(paths.output_dir_of_ticket(ticket.path.resolve())), str(Path.home())]
     found += [config.get(k) for k in ("data.data_dir", "data.train_file", "data.validation_file")]
     if _is_local(ticket.model_name):
         found += [ticket.model_name, str(Path(resolve_model_path(ticket.model_name)).resolve())]
@@ -391,7 +391,7 @@ def random_baseline(ticket: Ticket) -> dict[str, Any] | None:
             settings["training.mixed_precision"] = ticket.info["precision"]
         config = task_config(ticket.task, None, settings | {
             "pruning.sparsity": ticket.info.get("target_sparsity", ticket.sparsity),
-            "pruning.seeds": len(ticket.info["seeds"]), "output_dir": str(ticket.path.parents[3])})
+            "pruning.seeds": len(ticket.info["seeds"]), "output_dir": str(paths.output_dir_of_ticket(ticket.path))})
         if run_hash(config) != ticket.info.get("run_hash"):  # not the recipe it was found with: no claim
             return None
         info = RunFolder(baseline_config(config, "random", ticket.path, ticket.sparsity)).finished_ticket()

@@ -64,6 +64,11 @@ def run(output_dir: str | Path, task: str, method: str, run_hash: str) -> Path:
     return Path(output_dir) / task / f"{method}_{run_hash}"
 
 
+def output_dir_of(root: Path) -> Path:
+    """The output folder a run folder (`run`) lies in, wherever the whole tree has been moved."""
+    return root.parents[1]
+
+
 def config(root: Path) -> Path:
     return root / CONFIG
 
@@ -113,6 +118,15 @@ def trained_head(level_dir: Path) -> Path:
 
 def ticket(root: Path, sparsity: float) -> Path:
     return root / "tickets" / f"sparsity_{sparsity_name(sparsity)}"
+
+
+def run_of_ticket(ticket_dir: Path) -> Path:
+    """The run folder a ticket folder (`ticket`) lies in, wherever the run has been moved."""
+    return ticket_dir.parents[1]
+
+
+def output_dir_of_ticket(ticket_dir: Path) -> Path:
+    return output_dir_of(run_of_ticket(ticket_dir))
 
 
 def ticket_info(ticket_dir: Path) -> Path:

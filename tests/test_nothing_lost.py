@@ -138,6 +138,15 @@ def test_any_order_of_valid_sparsities_extends_one_run_folder(world, fresh_masks
         assert mask.keys() == fresh.keys() and all(bool((mask[k] == fresh[k]).all()) for k in mask), sparsity
 
 
+def test_the_paths_module_walks_back_up_from_a_ticket_folder(tmp_path):
+    from bert_tickets import paths
+
+    run = paths.run(tmp_path / "moved", "sst2", "imp", "abc123")
+    ticket = paths.ticket(run, 0.50004)
+    assert paths.run_of_ticket(ticket) == run and paths.output_dir_of(run) == tmp_path / "moved"
+    assert paths.output_dir_of_ticket(ticket) == tmp_path / "moved"
+
+
 def test_sparsities_that_round_alike_never_share_a_name(world, tmp_path):  # noqa: F811
     from bert_tickets.paths import sparsity_name, sparsity_percent
 
