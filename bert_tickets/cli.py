@@ -440,22 +440,21 @@ def print_comparison(found: Any) -> None:
 
 
 def print_summary(run: Any, info: dict[str, Any]) -> None:
-    from bert_tickets.metrics import display_value, format_mean_std, is_percent
+    from bert_tickets.metrics import display_value, format_mean_std, metric_label
     from bert_tickets.training import FAILED_RULE
 
     primary = info["primary_metric"]
     print(f"\n{info['method']} on {info['task']} with {info['model']} ({run.root})")
-    unit = " (%)" if is_percent(primary) else ""
-    print(f"{'level':>5}  {'sparsity':>8}  {primary + unit:>16}")
+    print(f"{'level':>5}  {'sparsity':>8}  {metric_label(primary):>18}")
     for k in run.trained_levels:
         metrics = run.level_record(k)["metrics"]
-        print(f"{k:>5}  {run.sparsities[k]:>8.2%}  {display_value(primary, metrics[primary]):>16.4g}")
+        print(f"{k:>5}  {run.sparsities[k]:>8.2%}  {display_value(primary, metrics[primary]):>18.2f}")
     seeds = ", ".join(map(str, info["seeds"]))
     print(f"\nticket at sparsity {info['sparsity']:.2%} vs dense (seeds {seeds}; mean ± std)")
     print(f"{'metric':<24} {'ticket':>18} {'dense':>18}")
     for name, t in info["metrics"]["ticket"].items():
         d = info["metrics"]["dense"][name]
-        print(f"{name:<24} {format_mean_std(name, t):>18} {format_mean_std(name, d):>18}")
+        print(f"{metric_label(name):<24} {format_mean_std(name, t):>18} {format_mean_std(name, d):>18}")
     failed = {arm: info["metrics"][arm][primary].get("failed") for arm in ("ticket", "dense")}
     if any(count is not None for count in failed.values()):
         seeds = len(info["seeds"])

@@ -27,7 +27,7 @@ from bert_tickets.errors import UserError
 from bert_tickets.logs import quiet
 from bert_tickets.masks import save_mask, sparsity_config, sparsity_report
 from bert_tickets.methods import get_method
-from bert_tickets.metrics import display_value, format_mean_std
+from bert_tickets.metrics import display_value, format_mean_std, metric_label
 from bert_tickets.modeling import MINILM_ALIASES, load_pretrained, resolve_model_path
 from bert_tickets.ranks import log
 from bert_tickets.release_folder import UPLOAD_IGNORE, check_replaceable, replace_owned, staging
@@ -157,7 +157,7 @@ def finetuned_card(ticket: Ticket, repo_id: str, seed: int, encoder_prefix: str,
     data = _card_data(ticket, repo_id, task.task_type, card_results(ticket, own, f"seed {seed}"),
                       {"release": "fine-tuned", "seed": seed, "encoder_prefix": encoder_prefix})
     metrics = list(info["metrics"]["ticket"])
-    header = "| seed | " + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics)
+    header = "| seed | " + " | ".join(map(metric_label, metrics)) + " |\n|---|" + "---|" * len(metrics)
     rows = [f"| {s}{' (this model)' if s == seed else ''} | "
             + " | ".join(f"{display_value(m, info['metrics']['ticket'][m]['values'][i]):.2f}" for m in metrics) + " |"
             for i, s in enumerate(info["seeds"])]
@@ -343,7 +343,8 @@ def ticket_card(ticket: Ticket, repo_id: str, folder: Path | None = None) -> Mod
     data = _card_data(ticket, repo_id, "feature-extraction", None,
                       {"release": "ticket", "matching": info["matching"], "encoder_prefix": ""}, sizes)
     random = random_baseline(ticket)
-    rows = "\n".join(f"| {m} | {format_mean_std(m, s)} | {format_mean_std(m, info['metrics']['dense'][m])} | "
+    dense = info["metrics"]["dense"]
+    rows = "\n".join(f"| {metric_label(m)} | {format_mean_std(m, s)} | {format_mean_std(m, dense[m])} | "
                      f"{format_mean_std(m, random[m]) if random and m in random else 'not run'} |"
                      for m, s in info["metrics"]["ticket"].items())
     body = TICKET_CARD.format(

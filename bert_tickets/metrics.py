@@ -17,9 +17,12 @@ import numpy as np
 from bert_tickets.logs import quiet
 
 MODULES = Path(__file__).parent / "evaluate_modules"
-# Scores that are fractions of examples (shown in %); correlations are coefficients and masked-LM's loss and
-# perplexity have their own units: those are shown as they are.
+# One unit in every printed table, figure and verdict, the paper's: a score is shown × 100 (fractions of examples
+# in %, correlations as coefficient × 100); masked-LM's loss and perplexity have their own units, shown as they are.
 PERCENT_METRICS = frozenset({"accuracy", "f1", "exact_match"})
+OWN_UNITS = ("loss", "perplexity")
+NAMES = {"pearson": "Pearson r", "spearman": "Spearman ρ", "matthews": "Matthews corr.",
+         "matthews_correlation": "Matthews corr."}
 
 
 @functools.cache
@@ -55,19 +58,30 @@ def is_percent(metric: str) -> bool:
     return any(metric == name or metric.endswith(f"_{name}") for name in PERCENT_METRICS)
 
 
+def is_scaled(metric: str) -> bool:
+    """Shown × 100: every score but a loss or a perplexity."""
+    return not metric.endswith(OWN_UNITS)
+
+
 def display_value(metric: str, value: float) -> float:
-    """The number people read: percent for percentages, the value itself otherwise."""
-    return 100 * value if is_percent(metric) else value
+    """The number people read: the score × 100, a loss or perplexity as it is."""
+    return 100 * value if is_scaled(metric) else value
+
+
+def metric_label(metric: str) -> str:
+    """A metric with the unit it is shown in: 'accuracy (%)', 'Pearson r × 100', 'perplexity'."""
+    if is_percent(metric):
+        return f"{metric.replace('_', ' ')} (%)"
+    if not is_scaled(metric):
+        return metric
+    return f"{NAMES.get(metric, metric)} × 100"
 
 
 def format_mean_std(metric: str, summary: dict[str, float]) -> str:
-    """'mean ± std' over seeds, in the metric's unit: '84.31 ± 0.52 %', '0.8712 ± 0.0031', '11.02 ± 0.10'; one seed
-    has no spread: '84.31 % (n = 1)'."""
+    """'mean ± std' over seeds in the metric's unit (`display_value`; the table's label names it, `metric_label`):
+    '84.31 ± 0.52' (accuracy, %), '87.12 ± 0.31' (Pearson r × 100), '11.02 ± 0.10' (perplexity); one seed has no
+    spread: '84.31 (n = 1)'."""
+    mean = display_value(metric, summary["mean"])
     if len(summary.get("values", [None, None])) == 1:
-        digits = 2 if is_percent(metric) or metric.endswith(("loss", "perplexity")) else 4
-        value = 100 * summary["mean"] if is_percent(metric) else summary["mean"]
-        return f"{value:.{digits}f}{' %' if is_percent(metric) else ''} (n = 1)"
-    if is_percent(metric):
-        return f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f} %"
-    digits = 2 if metric.endswith(("loss", "perplexity")) else 4
-    return f"{summary['mean']:.{digits}f} ± {summary['std']:.{digits}f}"
+        return f"{mean:.2f} (n = 1)"
+    return f"{mean:.2f} ± {display_value(metric, summary['std']):.2f}"

@@ -71,9 +71,13 @@ def test_squad_module_is_the_official_v1_1_computation():
     assert scores["f1"] == pytest.approx((1 + 2 * 0.5 / 1.5) / 3)
 
 
-def test_units():
-    assert metrics.format_mean_std("matched_accuracy", {"mean": 0.8431, "std": 0.0052}) == "84.31 ± 0.52 %"
-    assert metrics.format_mean_std("pearson", {"mean": 0.87123, "std": 0.0031}) == "0.8712 ± 0.0031"
+def test_one_unit_for_every_score_the_papers():
+    assert metrics.format_mean_std("matched_accuracy", {"mean": 0.8431, "std": 0.0052}) == "84.31 ± 0.52"
+    assert metrics.format_mean_std("pearson", {"mean": 0.87123, "std": 0.0031}) == "87.12 ± 0.31"
+    assert metrics.format_mean_std("matthews_correlation", {"mean": 0.4, "std": 0.02}) == "40.00 ± 2.00"
     assert metrics.format_mean_std("perplexity", {"mean": 11.02, "std": 0.1}) == "11.02 ± 0.10"
     assert metrics.display_value("exact_match", 0.5) == 50 and metrics.display_value("loss", 2.4) == 2.4
     assert not metrics.is_percent("matthews_correlation")
+    assert metrics.display_value("pearson", 0.5) == 50 and metrics.display_value("perplexity", 11.0) == 11.0
+    labels = [metrics.metric_label(m) for m in ("accuracy", "pearson", "matthews_correlation", "loss")]
+    assert labels == ["accuracy (%)", "Pearson r × 100", "Matthews corr. × 100", "loss"]

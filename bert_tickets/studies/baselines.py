@@ -15,7 +15,7 @@ from bert_tickets import paths
 from bert_tickets.config import Config
 from bert_tickets.errors import UserError
 from bert_tickets.methods import METHODS, baselines, get_method
-from bert_tickets.metrics import format_mean_std
+from bert_tickets.metrics import format_mean_std, metric_label
 from bert_tickets.runs import write_json
 from bert_tickets.stats import is_matching, matching_mark
 
@@ -95,7 +95,7 @@ def verdict(rows: list[Row], primary: str, sparsity: float) -> str:
 
 def comparison_table(rows: list[Row], primary: str) -> str:
     width = max(len(r.label) for r in rows)
-    lines = [f"{'':<{width}}  {primary + ' (mean ± std)':>28}  failed to learn"]
+    lines = [f"{'':<{width}}  {metric_label(primary) + ', mean ± std':>28}  failed to learn"]
     for r in rows:
         summary = r.summary[primary]
         failed = "–" if summary.get("failed") is None else f"{summary['failed']} of {len(summary['values'])}"

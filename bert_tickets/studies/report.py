@@ -25,7 +25,7 @@ from bert_tickets import paths
 from bert_tickets.errors import UserError
 from bert_tickets.masks import MATRIX_TYPES, full_mask, jaccard, load_mask, magnitude_mask, matrix_type
 from bert_tickets.methods import IMP
-from bert_tickets.metrics import is_percent
+from bert_tickets.metrics import metric_label
 from bert_tickets.precision import resolved_precision
 from bert_tickets.runs import sha256, write_bytes, write_json, write_text
 from bert_tickets.stats import (
@@ -175,14 +175,6 @@ def recipe_line(plan: StudyPlan) -> str:
     return (f"{Path(config.model.name).name}; {budget} of batch {t.batch_size} per fine-tuning and level, lr "
             f"{t.learning_rate:g}, {'fp32' if precision == 'no' else precision}; {p.rate:.0%} pruned per level; "
             f"{plan.spec.seeds} seeds{searches}")
-
-
-def metric_label(metric: str) -> str:
-    """The axis label of a metric shown ×100 (the paper's convention): 'Pearson r × 100', 'accuracy (%)'."""
-    if is_percent(metric):
-        return f"{metric.replace('_', ' ')} (%)"
-    names = {"pearson": "Pearson r", "spearman": "Spearman ρ", "matthews": "Matthews corr."}
-    return f"{names.get(metric, metric)} × 100"
 
 
 # --- Table 2: each task's ticket against every baseline at its highest matching sparsity ------------------
