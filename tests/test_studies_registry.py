@@ -1,6 +1,7 @@
 """A study's axes are registries: a kind of job, or a kind of transfer row, is one class and one registry line,
 added here from outside the package as a user's own code would."""
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,29 @@ from bert_tickets.cli import main
 from bert_tickets.imp import ImpRun
 from bert_tickets.studies.jobs import JOB_KINDS, CellJob, Job, Recipe
 from bert_tickets.studies.plan import load_plan
+from bert_tickets.studies.report import REPORT_MANIFEST, SECTIONS
+from bert_tickets.studies.sections import Section
 from bert_tickets.studies.sources import SOURCES, Source
+
+
+class ProbeSection(Section):
+    """The probe's scores: one row per task and sparsity, from the finished probe jobs (typed pairs)."""
+
+    def render(self, plan, finished, out):
+        rows = [f"| {job.task} | {job.sparsity:.0%} | {100 * info['metrics']['ticket']['accuracy']['mean']:.1f} |"
+                for job, info in finished.of(ProbeJob)]
+        if not rows:
+            return ""
+        self.file(out / "probe.csv").write_text("task,sparsity\n" + "".join(
+            f"{job.task},{job.sparsity}\n" for job, _ in finished.of(ProbeJob)))
+        return "## Probe on RTE\n\n| ticket of | sparsity | RTE accuracy |\n|---|---|---|\n" + "\n".join(rows)
+
+
+class SeedCount(Section):
+    """A section of the user's own over every run: how many finished."""
+
+    def render(self, plan, finished, out):
+        return f"## Finished runs\n\n{len(finished.results)} runs finished."
 
 
 @dataclass(frozen=True)
@@ -22,6 +45,7 @@ class ProbeJob(Job):
 
     task: str
     sparsity: float
+    report_section = ProbeSection  # its results' section in the report
 
     @classmethod
     def plan(cls, recipe: Recipe) -> list[Job]:
@@ -85,6 +109,22 @@ def test_a_job_kind_added_from_outside_is_planned_run_and_resumed(tiny_bert, glu
     trained = len(count_fine_tunings)
     assert main(["study", str(spec), "--output-dir", str(folder)]) == 0  # finished: nothing trains again
     assert len(count_fine_tunings) == trained
+    report = (folder / "report" / "README.md").read_text()
+    score = 100 * info["metrics"]["ticket"]["accuracy"]["mean"]
+    assert "## Probe on RTE" in report and f"| sst2 | 20% | {score:.1f} |" in report  # after every built-in one
+    assert report.index("## Probe on RTE") > report.index("## Tickets against the baselines")
+    assert (folder / "report" / "probe.csv").is_file()
+    assert "probe.csv" in json.loads((folder / "report" / REPORT_MANIFEST).read_text())["files"]  # released with it
+
+
+def test_a_report_section_added_from_outside_is_written(tiny_bert, glue_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("bert_tickets.studies.report.SECTIONS", [*SECTIONS, SeedCount])  # the registry line
+    spec = tmp_path / "plain.yaml"
+    spec.write_text(small_spec(tiny_bert, glue_dir, "[sst2]"))
+    folder = tmp_path / "study"
+    assert main(["study", str(spec), "--output-dir", str(folder)]) == 0
+    finished = len(load_plan(folder).jobs())
+    assert f"## Finished runs\n\n{finished} runs finished." in (folder / "report" / "README.md").read_text()
 
 
 def test_a_transfer_row_added_from_outside_gets_its_cells_and_its_row(tiny_bert, glue_dir, tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from bert_tickets import paths
 from bert_tickets.config import Config
@@ -24,6 +24,9 @@ from bert_tickets.studies.baselines import baseline_config
 from bert_tickets.studies.sources import Source
 from bert_tickets.studies.spec import StudySpec
 from bert_tickets.studies.transfer import Cell, TransferMatrix, plan
+
+if TYPE_CHECKING:
+    from bert_tickets.studies.sections import Section
 
 
 class Recipe:
@@ -75,6 +78,9 @@ class Job:
     """One engine run of a study. Subclasses are frozen dataclasses: equal jobs are the same run."""
 
     phase: ClassVar[str] = "runs"  # local workers run the "tickets" phase first: the other jobs reuse tickets
+    # the report's section for this kind's results (`sections.Section`), shown after the built-in ones; None: the
+    # built-in sections cover it
+    report_section: ClassVar[type[Section] | None] = None
 
     @classmethod
     def plan(cls, recipe: Recipe) -> list[Job]:

@@ -14,7 +14,6 @@ import re
 import textwrap
 import time
 from collections.abc import Iterable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,22 +40,15 @@ from bert_tickets.stats import (
     summary_text,
 )
 from bert_tickets.studies.baselines import DENSE, arm_label
-from bert_tickets.studies.jobs import BaselineJob, CellJob, Job, TicketJob
+from bert_tickets.studies.jobs import JOB_KINDS, BaselineJob, CellJob, TicketJob
 from bert_tickets.studies.plan import StudyPlan
+from bert_tickets.studies.sections import WRITTEN, Finished, Section
 from bert_tickets.studies.sources import RANDOM, parse_source
 from bert_tickets.studies.transfer import Cell
 from bert_tickets.studies.transfer_tables import long_csv, write_heatmap
 from bert_tickets.tasks import get_task
 from bert_tickets.tasks.base import raw_constant_score
 from bert_tickets.training import FAILED_RULE
-
-
-@dataclass
-class Finished:
-    """What the runs of a study hold so far: job -> ticket.json, and the jobs still missing."""
-
-    results: dict[Job, dict[str, Any]]
-    missing: list[Job]
 
 
 def collect(plan: StudyPlan) -> Finished:
@@ -75,34 +67,21 @@ def write_report(plan: StudyPlan, finished: Finished | None = None, running: boo
     study is still at work and rewrites the report after each job, a live dashboard)."""
     finished = finished if finished is not None else collect(plan)
     out = paths.study_report(plan.folder)
-    token = _WRITTEN.set([])
+    token = WRITTEN.set([])
     try:
         sections = [f"# Study `{plan.spec.name}`", plan.spec.description.strip(), _missing_section(finished, running)]
-        sections += [_table2_section(plan, finished, out), _paired_section(plan, finished, out),
-                     _searches_section(plan, finished, out),
-                     _curves_section(plan, finished, out), _cost_section(plan, finished, out),
-                     _transfer_section(plan, finished, out),
-                     _masks_section(plan, finished, out), _drift_section(plan, finished, out)]
+        sections += [section().render(plan, finished, out) for section in report_sections()]
         text = "\n\n".join(s for s in sections if s) + "\n"
-        write_text(_wrote(out / "README.md"), text)
-        written = sorted(set(_WRITTEN.get() or []))
+        write_text(Section.file(out / "README.md"), text)
+        written = sorted(set(WRITTEN.get() or []))
     finally:
-        _WRITTEN.reset(token)
+        WRITTEN.reset(token)
     write_json(out / REPORT_MANIFEST, {"written_by": "bert-tickets", "files": {n: sha256(out / n) for n in written}})
     return out
 
 
 # The files this report wrote, by name and SHA-256: a release carries these and nothing a user added beside them.
 REPORT_MANIFEST = ".bert-tickets-report.json"
-_WRITTEN: ContextVar[list[str] | None] = ContextVar("report_files", default=None)
-
-
-def _wrote(path: Path) -> Path:
-    """`path`, recorded as one of the files the report being written holds."""
-    if (written := _WRITTEN.get()) is not None:
-        written.append(path.name)
-    return path
-
 
 def report_files(report: Path) -> tuple[list[Path], list[str]]:
     """(the files the report's manifest lists, each a regular file still as written; every other name in the
@@ -244,53 +223,56 @@ def _cell(row: dict[str, Any]) -> str:
     return f"{100 * row['mean']:.1f}{spread}{mark}"
 
 
-def _table2_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
-    rows = table2_rows(plan, finished)
-    if not rows:
-        return ""
-    write_csv(out / "table2.csv", rows)
-    if seeds := seed_rows(finished):
-        write_csv(out / "seeds.csv", seeds)
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    methods = [DENSE, IMP, *plan.spec.baselines]
-    by = {(r["task"], r["method"]): r for r in rows}
-    first = {t: next(r for r in rows if r["task"] == t) for t in tasks}
-    header = "| | " + " | ".join(f"{t} ({metric_label(first[t]['metric'])})" for t in tasks) + " |"
-    lines = [header, "|---" * (len(tasks) + 1) + "|"]
-    lines.append("| sparsity shown | " + " | ".join(f"{first[t]['sparsity']:.0%}" + _shown_note(first[t])
-                                                  for t in tasks) + " |")
-    for method in methods:
-        cells = [_cell(r) if (r := by.get((t, method))) is not None else "–" for t in tasks]
-        lines.append(f"| {arm_label(method)} | " + " | ".join(cells) + " |")
-    paired_lines = ["| task | arm | all seeds | failed | − dense, by seed | − IMP ticket, by seed |",
-                    "|---|---|---|---|---|---|"]
-    for r in rows:
-        values = [float(v) for v in r["values"].split()]
-        failed = "not recorded" if r["failed"] is None else f"{r['failed']} of {r['seeds']}"
-        if r["failed"] and r["failed"] == r["seeds"]:
-            failed += " (none learned)"
-        minus_dense = "" if r["method"] == DENSE else _paired_text(r["minus_dense"], r["minus_dense_std"],
-                                                                   r["paired_seeds"])
-        minus_imp = "" if r["minus_imp"] is None else _paired_text(r["minus_imp"], r["minus_imp_std"],
-                                                                   r["paired_seeds"])
-        paired_lines.append(f"| {r['task']} | {arm_label(r['method'])} | {summary_text(values)} | {failed} | "
-                            f"{minus_dense} | {minus_imp} |")
-    return ("## Tickets against the baselines (the paper's Table 2)\n\n"
-            "Each task at the highest sparsity where its IMP ticket matches dense (or, if none does, the lowest "
-            "sparsity run), among the sparsities where the baselines ran; mean ± std over seeds, × 100. "
-            f"*: {MATCHING_RULE}. †: at least dense's mean. ~: the matching verdict changes when one seed is left "
-            "out of both arms (a fragile verdict). Every arm uses the same recipe and seeds.\n\n"
-            + "\n".join(lines)
-            + "\n\n### Paired by seed\n\nThe same seed gives every arm the same head initialisation and data "
-            "order, so differences are taken seed by seed: the mean difference, its 95% t-interval [low, high] "
-            "and the paired t-test's p over n seeds (at n = 3 the interval is ±2.5 standard deviations of the "
-            "differences: a difference whose interval holds 0 is not shown to exist, and one whose interval is "
-            "wide is not shown to be small). "
-            f"Failed runs: {FAILED_RULE}. They are counted per arm beside dense's and stay in every mean: "
-            "a mask that makes its runs fail has failed; an arm whose runs failed more often than dense's is not "
-            "matching.\n\n" + "\n".join(paired_lines) + "\n\nCSV: [table2.csv](table2.csv); every fine-tuning's "
-            "dev score, failure flag, final training loss and the constant prediction's loss and score, seed by "
-            "seed: [seeds.csv](seeds.csv)")
+class Table2(Section):
+    """The paper's Table 2: each task's ticket against every arm at its highest matching sparsity."""
+
+    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
+        rows = table2_rows(plan, finished)
+        if not rows:
+            return ""
+        write_csv(out / "table2.csv", rows)
+        if seeds := seed_rows(finished):
+            write_csv(out / "seeds.csv", seeds)
+        tasks = list(dict.fromkeys(r["task"] for r in rows))
+        methods = [DENSE, IMP, *plan.spec.baselines]
+        by = {(r["task"], r["method"]): r for r in rows}
+        first = {t: next(r for r in rows if r["task"] == t) for t in tasks}
+        header = "| | " + " | ".join(f"{t} ({metric_label(first[t]['metric'])})" for t in tasks) + " |"
+        lines = [header, "|---" * (len(tasks) + 1) + "|"]
+        lines.append("| sparsity shown | " + " | ".join(f"{first[t]['sparsity']:.0%}" + _shown_note(first[t])
+                                                      for t in tasks) + " |")
+        for method in methods:
+            cells = [_cell(r) if (r := by.get((t, method))) is not None else "–" for t in tasks]
+            lines.append(f"| {arm_label(method)} | " + " | ".join(cells) + " |")
+        paired_lines = ["| task | arm | all seeds | failed | − dense, by seed | − IMP ticket, by seed |",
+                        "|---|---|---|---|---|---|"]
+        for r in rows:
+            values = [float(v) for v in r["values"].split()]
+            failed = "not recorded" if r["failed"] is None else f"{r['failed']} of {r['seeds']}"
+            if r["failed"] and r["failed"] == r["seeds"]:
+                failed += " (none learned)"
+            minus_dense = "" if r["method"] == DENSE else _paired_text(r["minus_dense"], r["minus_dense_std"],
+                                                                       r["paired_seeds"])
+            minus_imp = "" if r["minus_imp"] is None else _paired_text(r["minus_imp"], r["minus_imp_std"],
+                                                                       r["paired_seeds"])
+            paired_lines.append(f"| {r['task']} | {arm_label(r['method'])} | {summary_text(values)} | {failed} | "
+                                f"{minus_dense} | {minus_imp} |")
+        return ("## Tickets against the baselines (the paper's Table 2)\n\n"
+                "Each task at the highest sparsity where its IMP ticket matches dense (or, if none does, the lowest "
+                "sparsity run), among the sparsities where the baselines ran; mean ± std over seeds, × 100. "
+                f"*: {MATCHING_RULE}. †: at least dense's mean. ~: the matching verdict changes when one seed is left "
+                "out of both arms (a fragile verdict). Every arm uses the same recipe and seeds.\n\n"
+                + "\n".join(lines)
+                + "\n\n### Paired by seed\n\nThe same seed gives every arm the same head initialisation and data "
+                "order, so differences are taken seed by seed: the mean difference, its 95% t-interval [low, high] "
+                "and the paired t-test's p over n seeds (at n = 3 the interval is ±2.5 standard deviations of the "
+                "differences: a difference whose interval holds 0 is not shown to exist, and one whose interval is "
+                "wide is not shown to be small). "
+                f"Failed runs: {FAILED_RULE}. They are counted per arm beside dense's and stay in every mean: "
+                "a mask that makes its runs fail has failed; an arm whose runs failed more often than dense's is not "
+                "matching.\n\n" + "\n".join(paired_lines) + "\n\nCSV: [table2.csv](table2.csv); every fine-tuning's "
+                "dev score, failure flag, final training loss and the constant prediction's loss and score, seed by "
+                "seed: [seeds.csv](seeds.csv)")
 
 
 def seed_rows(finished: Finished) -> list[dict[str, Any]]:
@@ -342,22 +324,27 @@ def paired_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     return rows
 
 
-def _paired_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
-    rows = paired_rows(plan, finished)
-    if len({r["sparsity"] for r in rows}) < 2:
-        return ""  # one sparsity (or none): Table 2's paired rows say it all
-    write_csv(out / "paired.csv", rows)
-    lines = ["| task | sparsity | arm | failed | − dense, by seed | − IMP ticket, by seed |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        failed = "not recorded" if r["failed"] is None else f"{r['failed']} of {r['seeds']}"
-        minus_imp = "" if r["minus_imp"] is None else _paired_text(r["minus_imp"], r["minus_imp_std"], r["minus_imp_n"])
-        lines.append(f"| {r['task']} | {r['sparsity']:.0%} | {arm_label(r['method'])} | {failed} | "
-                     f"{_paired_text(r['minus_dense'], r['minus_dense_std'], r['minus_dense_n'])} | {minus_imp} |")
-    return ("## Every sparsity, paired by seed\n\nEach arm minus dense and minus the IMP ticket at every sparsity "
-            "where the baselines ran, × 100: the mean difference, its 95% t-interval and the paired t-test's p over "
-            "the seeds both arms ran (`paired.csv` adds t and the exact sign test's p).\n\n" + "\n".join(lines)
-            + "\n\nCSV: [paired.csv](paired.csv)")
+class PairedDifferences(Section):
+    """Each arm's paired difference to dense and to IMP by seed, at every sparsity."""
+
+    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
+        rows = paired_rows(plan, finished)
+        if len({r["sparsity"] for r in rows}) < 2:
+            return ""  # one sparsity (or none): Table 2's paired rows say it all
+        write_csv(out / "paired.csv", rows)
+        lines = ["| task | sparsity | arm | failed | − dense, by seed | − IMP ticket, by seed |",
+                 "|---|---|---|---|---|---|"]
+        for r in rows:
+            failed = "not recorded" if r["failed"] is None else f"{r['failed']} of {r['seeds']}"
+            minus_imp = ("" if r["minus_imp"] is None
+                         else _paired_text(r["minus_imp"], r["minus_imp_std"], r["minus_imp_n"]))
+            lines.append(f"| {r['task']} | {r['sparsity']:.0%} | {arm_label(r['method'])} | {failed} | "
+                         f"{_paired_text(r['minus_dense'], r['minus_dense_std'], r['minus_dense_n'])} | {minus_imp} |")
+        return ("## Every sparsity, paired by seed\n\nEach arm minus dense and minus the IMP ticket at every sparsity "
+                "where the baselines ran, × 100: the mean difference, its 95% t-interval and the paired t-test's p "
+                "over "
+                "the seeds both arms ran (`paired.csv` adds t and the exact sign test's p).\n\n" + "\n".join(lines)
+                + "\n\nCSV: [paired.csv](paired.csv)")
 
 
 # --- repeated mask searches: the variance of finding a ticket, not only of fine-tuning it ------------------
@@ -383,32 +370,37 @@ def search_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     return rows
 
 
-def _searches_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
-    rows = search_rows(plan, finished)
-    if not rows:
-        return ""
-    write_csv(out / "searches.csv", rows)
-    lines = ["| task | sparsity | search (level seed) | ticket, all seeds | − search 1, by seed | failed | matching |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        spread = f" ± {100 * r['std']:.1f}" if r["seeds"] > 1 else ""
-        versus = "" if r["minus_search_1"] is None else _paired_text(r["minus_search_1"], r["minus_search_1_std"],
-                                                                     r["paired_seeds"])
-        failed = "not recorded" if r["failed"] is None else f"{r['failed']} of {r['seeds']}"
-        lines.append(f"| {r['task']} | {r['sparsity']:.0%} | {r['search']} ({r['search_seed']}) | "
-                     f"{100 * r['mean']:.1f}{spread} (n = {r['seeds']}) | {versus} | {failed} | "
-                     f"{matching_mark(r['matching'])} |")
-    spreads = []
-    for (task, sparsity), group in _groups(rows, ("task", "sparsity")).items():
-        means = [r["mean"] for r in group]
-        spreads.append(f"{task} at {sparsity:.0%}: the searches' means span {100 * (max(means) - min(means)):.1f} "
-                       f"points (std across searches {100 * mean_std(means)[1]:.1f}, {len(means)} searches)")
-    return ("## Repeated mask searches\n\nEach search is IMP run again with another seed for its levels (head, data "
-            "order, dropout), then evaluated over the same seeds as the first, so searches pair seed by seed. "
-            "The spread across searches is the part of a ticket's variance that fine-tuning one mask again "
-            "cannot show; the masks' overlap across searches (below) is the noise floor for every cross-task "
-            "overlap.\n\n" + "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in spreads)
-            + "\n\nCSV: [searches.csv](searches.csv)")
+class RepeatedSearches(Section):
+    """Repeated IMP mask searches: how far their tickets' scores spread."""
+
+    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
+        rows = search_rows(plan, finished)
+        if not rows:
+            return ""
+        write_csv(out / "searches.csv", rows)
+        lines = ["| task | sparsity | search (level seed) | ticket, all seeds | − search 1, by seed | failed "
+                 "| matching |",
+                 "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            spread = f" ± {100 * r['std']:.1f}" if r["seeds"] > 1 else ""
+            versus = "" if r["minus_search_1"] is None else _paired_text(r["minus_search_1"], r["minus_search_1_std"],
+                                                                         r["paired_seeds"])
+            failed = "not recorded" if r["failed"] is None else f"{r['failed']} of {r['seeds']}"
+            lines.append(f"| {r['task']} | {r['sparsity']:.0%} | {r['search']} ({r['search_seed']}) | "
+                         f"{100 * r['mean']:.1f}{spread} (n = {r['seeds']}) | {versus} | {failed} | "
+                         f"{matching_mark(r['matching'])} |")
+        spreads = []
+        for (task, sparsity), group in _groups(rows, ("task", "sparsity")).items():
+            means = [r["mean"] for r in group]
+            spreads.append(f"{task} at {sparsity:.0%}: the searches' means span {100 * (max(means) - min(means)):.1f} "
+                           f"points (std across searches {100 * mean_std(means)[1]:.1f}, {len(means)} searches)")
+        return ("## Repeated mask searches\n\nEach search is IMP run again with another seed for its levels (head, "
+                "data "
+                "order, dropout), then evaluated over the same seeds as the first, so searches pair seed by seed. "
+                "The spread across searches is the part of a ticket's variance that fine-tuning one mask again "
+                "cannot show; the masks' overlap across searches (below) is the noise floor for every cross-task "
+                "overlap.\n\n" + "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in spreads)
+                + "\n\nCSV: [searches.csv](searches.csv)")
 
 
 def _groups(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple, list[dict[str, Any]]]:
@@ -439,23 +431,26 @@ def _curve_point(task: str, method: str, sparsity: float, info: dict[str, Any], 
             "values": " ".join(f"{v:.6f}" for v in score["values"])}
 
 
-def _curves_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
-    rows = curve_rows(plan, finished)
-    if not rows:
-        return ""
-    write_csv(out / "curves.csv", rows)
-    subtitle = recipe_line(plan)
-    chance = {task: constant_score(plan, task) for task in dict.fromkeys(r["task"] for r in rows)}
-    searches = [f"{IMP}{SEARCH}{k + 1}" for k in range(1, plan.spec.searches)]
-    _save_figure(out / "curves.png", lambda: _plot_curves(rows, [IMP, *searches, *plan.spec.baselines], subtitle,
-                                                          chance))
-    return ("## Score against sparsity\n\n![score against sparsity](curves.png)\n\n"
-            "Top row: every arm; markers: mean over seeds, error bars ± one standard deviation (baselines offset "
-            "sideways so that none hides another); grey band: dense, mean ± one standard deviation; dotted line: "
-            "always predicting the training set's majority class (0 for a correlation), where a run that never "
-            "learned sits; a hollow ring: some of the point's runs failed to learn (how many beside it), or it is "
-            "one seed (n = 1). Bottom row: the same, zoomed on dense and the tickets; an arm beyond the zoom is an "
-            "arrow at its edge with its mean. CSV: [curves.csv](curves.csv)")
+class Curves(Section):
+    """Score against sparsity for every arm (the paper's figure of curves)."""
+
+    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
+        rows = curve_rows(plan, finished)
+        if not rows:
+            return ""
+        write_csv(out / "curves.csv", rows)
+        subtitle = recipe_line(plan)
+        chance = {task: constant_score(plan, task) for task in dict.fromkeys(r["task"] for r in rows)}
+        searches = [f"{IMP}{SEARCH}{k + 1}" for k in range(1, plan.spec.searches)]
+        _save_figure(out / "curves.png", lambda: _plot_curves(rows, [IMP, *searches, *plan.spec.baselines], subtitle,
+                                                              chance))
+        return ("## Score against sparsity\n\n![score against sparsity](curves.png)\n\n"
+                "Top row: every arm; markers: mean over seeds, error bars ± one standard deviation (baselines offset "
+                "sideways so that none hides another); grey band: dense, mean ± one standard deviation; dotted line: "
+                "always predicting the training set's majority class (0 for a correlation), where a run that never "
+                "learned sits; a hollow ring: some of the point's runs failed to learn (how many beside it), or it is "
+                "one seed (n = 1). Bottom row: the same, zoomed on dense and the tickets; an arm beyond the zoom is an "
+                "arrow at its edge with its mean. CSV: [curves.csv](curves.csv)")
 
 
 # --- what each mask cost ----------------------------------------------------------------------------------
@@ -482,27 +477,33 @@ def cost_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["task"], r["sparsity"], r["total_seconds"]))
 
 
-def _cost_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
-    rows = cost_rows(plan, finished)
-    if not rows:
-        return ""
-    write_csv(out / "cost.csv", rows)
-    dense = {r["task"]: r for r in curve_rows(plan, finished) if r["method"] == DENSE}
-    _save_figure(out / "cost.png", lambda: _plot_cost(rows, dense, recipe_line(plan)))
-    lines = ["| task | sparsity | arm | score | fine-tuning steps | seconds finding the mask | of IMP's |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        fraction = "–" if r["fraction_of_imp"] is None else f"{r['fraction_of_imp']:.3g}"
-        lines.append(f"| {r['task']} | {r['sparsity']:.0%} | {arm_label(r['method'])} | "
-                     f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f} (n = {r['seeds']}) | {r['fine_tuning_steps']} | "
-                     f"{r['total_seconds']:.1f} | {fraction} |")
-    return ("## Score against the compute of finding the mask\n\n![score against cost](cost.png)\n\n"
-            "What finding each mask cost on the machine that ran it: the fine-tuning steps and seconds of the levels "
-            "it was pruned from (IMP's dense level and every level before the last; none for masks made from θ0), "
-            "plus the seconds spent making the masks (calibration, scoring, sorting); the last column divides by the "
-            "IMP ticket's at the same sparsity. The evaluation's fine-tunings, alike for every arm, are not counted. "
-            "Seconds are wall time of one process; compare them within one study.\n\n" + "\n".join(lines)
-            + "\n\nCSV: [cost.csv](cost.csv)")
+class Cost(Section):
+    """What each mask cost to find, against its score."""
+
+    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
+        rows = cost_rows(plan, finished)
+        if not rows:
+            return ""
+        write_csv(out / "cost.csv", rows)
+        dense = {r["task"]: r for r in curve_rows(plan, finished) if r["method"] == DENSE}
+        _save_figure(out / "cost.png", lambda: _plot_cost(rows, dense, recipe_line(plan)))
+        lines = ["| task | sparsity | arm | score | fine-tuning steps | seconds finding the mask | of IMP's |",
+                 "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            fraction = "–" if r["fraction_of_imp"] is None else f"{r['fraction_of_imp']:.3g}"
+            lines.append(f"| {r['task']} | {r['sparsity']:.0%} | {arm_label(r['method'])} | "
+                         f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f} (n = {r['seeds']}) | "
+                         f"{r['fine_tuning_steps']} | {r['total_seconds']:.1f} | {fraction} |")
+        return ("## Score against the compute of finding the mask\n\n![score against cost](cost.png)\n\n"
+                "What finding each mask cost on the machine that ran it: the fine-tuning steps and seconds of the "
+                "levels "
+                "it was pruned from (IMP's dense level and every level before the last; none for masks made from θ0), "
+                "plus the seconds spent making the masks (calibration, scoring, sorting); the last column divides by "
+                "the "
+                "IMP ticket's at the same sparsity. The evaluation's fine-tunings, alike for every arm, are not "
+                "counted. "
+                "Seconds are wall time of one process; compare them within one study.\n\n" + "\n".join(lines)
+                + "\n\nCSV: [cost.csv](cost.csv)")
 
 
 def _plot_cost(rows: list[dict[str, Any]], dense: dict[str, dict[str, Any]], subtitle: str):
@@ -684,57 +685,60 @@ def transfer_rows(table: dict[str, Any], results: dict[Cell, dict[str, Any]], ow
     return rows
 
 
-def _transfer_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
-    if plan.matrix is None:
-        return ""
-    matrix = copy.copy(plan.matrix)  # the report's view: only complete targets; the plan's matrix stays whole
-    every = [Cell(s, t) for s in matrix.rows for t in matrix.targets]
-    cells = {c: info for c in every if (info := finished.results.get(CellJob.of(c, plan.recipe))) is not None}
-    owns = {t: info for t in matrix.targets
-            if (info := finished.results.get(TicketJob(t, matrix.sparsity))) is not None}
-    complete = [t for t in matrix.targets if all(Cell(s, t) in cells for s in matrix.rows)
-                and t in owns]
-    if not complete:
-        return "## Transfer between tasks\n\nNo target has all its cells (and its own ticket) yet."
-    matrix.targets = complete
-    results = {Cell(s, t): cells[Cell(s, t)] for s in matrix.rows for t in complete}
-    # the matrix's table with each target's own ticket as its diagonal (also where the target is no source): the
-    # paired differences are computed there once, for the figure and the rows alike
-    table = matrix.table(results | {Cell(parse_source(t), t): owns[t] for t in complete})
-    rows = transfer_rows(table, results, owns, complete)
-    write_text(_wrote(out / "transfer.csv"), long_csv(matrix.long_rows(results)))
-    write_csv(out / "transfer_paired.csv", rows)
-    write_heatmap(table, _wrote(out / "transfer.png"), recipe_line(plan))
-    dense = {t: _score(results[Cell(RANDOM, t)], "dense") for t in complete}
-    metrics = {r["target"]: r["metric"] for r in rows}
-    lines = ["| mask from \\ target | " + " | ".join(f"{t} ({metric_label(metrics[t])})" for t in complete) + " |",
-             "|---" * (len(complete) + 1) + "|"]
-    by = {(r["source"], r["target"]): r for r in rows}
-    for source in matrix.rows:
-        cells_text: list[str] = []
-        for t in complete:
-            r = by[(source.name, t)]
-            values = _score(results[Cell(source, t)])["values"]
-            text = summary_text(values)
-            if source.name != t:
-                text += f"; − own {_paired_text(r['minus_own'], r['minus_own_std'], r['paired_seeds'])}"
-                recovered = r["gain_over_random_recovered"]
-                if source != RANDOM and recovered == recovered:  # NaN: the own ticket is no better than random
-                    text += f"; {100 * recovered:.0f}% of the gain over random"
-            text += f"; {matching_mark(r['matching'])}"
-            cells_text.append(text)
-        lines.append(f"| {source.label} | " + " | ".join(cells_text) + " |")
-    lines.append("| dense (reference) | " + " | ".join(summary_text(dense[t]["values"]) for t in complete) + " |")
-    skipped = [t for t in plan.spec.transfer.targets if t not in complete] if plan.spec.transfer else []
-    note = f"\n\nTargets left out until all their cells and their own ticket are done: {', '.join(skipped)}." \
-        if skipped else ""
-    return (f"## Transfer between tasks ({matrix.sparsity:.0%} masks)\n\n![transfer](transfer.png)\n\n"
-            "Each cell: the mask from the row's source applied to θ0 and fine-tuned on the column's target; × 100, "
-            "all seeds; − own: the cell minus the target's own IMP ticket, paired by seed; % of the gain over "
-            "random: (cell − random pruning) / (own ticket − random pruning). "
-            f"{MATCHING_RULE}.\n\n" + "\n".join(lines)
-            + "\n\nCSV: [transfer.csv](transfer.csv) (every seed), [transfer_paired.csv](transfer_paired.csv)"
-            + note)
+class Transfer(Section):
+    """The transfer matrix: each row's mask fine-tuned on each target."""
+
+    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
+        if plan.matrix is None:
+            return ""
+        matrix = copy.copy(plan.matrix)  # the report's view: only complete targets; the plan's matrix stays whole
+        every = [Cell(s, t) for s in matrix.rows for t in matrix.targets]
+        cells = {c: info for c in every if (info := finished.results.get(CellJob.of(c, plan.recipe))) is not None}
+        owns = {t: info for t in matrix.targets
+                if (info := finished.results.get(TicketJob(t, matrix.sparsity))) is not None}
+        complete = [t for t in matrix.targets if all(Cell(s, t) in cells for s in matrix.rows)
+                    and t in owns]
+        if not complete:
+            return "## Transfer between tasks\n\nNo target has all its cells (and its own ticket) yet."
+        matrix.targets = complete
+        results = {Cell(s, t): cells[Cell(s, t)] for s in matrix.rows for t in complete}
+        # the matrix's table with each target's own ticket as its diagonal (also where the target is no source): the
+        # paired differences are computed there once, for the figure and the rows alike
+        table = matrix.table(results | {Cell(parse_source(t), t): owns[t] for t in complete})
+        rows = transfer_rows(table, results, owns, complete)
+        write_text(Section.file(out / "transfer.csv"), long_csv(matrix.long_rows(results)))
+        write_csv(out / "transfer_paired.csv", rows)
+        write_heatmap(table, Section.file(out / "transfer.png"), recipe_line(plan))
+        dense = {t: _score(results[Cell(RANDOM, t)], "dense") for t in complete}
+        metrics = {r["target"]: r["metric"] for r in rows}
+        lines = ["| mask from \\ target | " + " | ".join(f"{t} ({metric_label(metrics[t])})" for t in complete) + " |",
+                 "|---" * (len(complete) + 1) + "|"]
+        by = {(r["source"], r["target"]): r for r in rows}
+        for source in matrix.rows:
+            cells_text: list[str] = []
+            for t in complete:
+                r = by[(source.name, t)]
+                values = _score(results[Cell(source, t)])["values"]
+                text = summary_text(values)
+                if source.name != t:
+                    text += f"; − own {_paired_text(r['minus_own'], r['minus_own_std'], r['paired_seeds'])}"
+                    recovered = r["gain_over_random_recovered"]
+                    if source != RANDOM and recovered == recovered:  # NaN: the own ticket is no better than random
+                        text += f"; {100 * recovered:.0f}% of the gain over random"
+                text += f"; {matching_mark(r['matching'])}"
+                cells_text.append(text)
+            lines.append(f"| {source.label} | " + " | ".join(cells_text) + " |")
+        lines.append("| dense (reference) | " + " | ".join(summary_text(dense[t]["values"]) for t in complete) + " |")
+        skipped = [t for t in plan.spec.transfer.targets if t not in complete] if plan.spec.transfer else []
+        note = f"\n\nTargets left out until all their cells and their own ticket are done: {', '.join(skipped)}." \
+            if skipped else ""
+        return (f"## Transfer between tasks ({matrix.sparsity:.0%} masks)\n\n![transfer](transfer.png)\n\n"
+                "Each cell: the mask from the row's source applied to θ0 and fine-tuned on the column's target; × 100, "
+                "all seeds; − own: the cell minus the target's own IMP ticket, paired by seed; % of the gain over "
+                "random: (cell − random pruning) / (own ticket − random pruning). "
+                f"{MATCHING_RULE}.\n\n" + "\n".join(lines)
+                + "\n\nCSV: [transfer.csv](transfer.csv) (every seed), [transfer_paired.csv](transfer_paired.csv)"
+                + note)
 
 
 # --- what the masks look like ---------------------------------------------------------------------------
@@ -743,43 +747,46 @@ def layer_of(name: str) -> str:
     return found.group(1) if found else "pooler"
 
 
-def _masks_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
-    sparsity = plan.spec.transfer.sparsity if plan.spec.transfer else max(plan.spec.sparsities)
-    if sparsity not in plan.spec.sparsities:
-        sparsity = max(plan.spec.sparsities)
-    masks = ticket_masks(plan, finished, sparsity)
-    if len(masks) < 2:  # one ticket against itself says nothing
-        return ""
-    theta0_run = plan.ticket_run(plan.spec.tasks[0], sparsity)
-    pruning = theta0_run.config.pruning
-    theta0 = theta0_run.resources.theta0_prunable()
-    masks[THETA0_MAGNITUDE] = magnitude_mask(theta0, full_mask(theta0), sparsity, pruning.scope)
-    overlap = mask_overlap(masks)
-    write_csv(out / "mask_overlap.csv", [{"a": a, "b": b, "jaccard": v} for (a, b), v in overlap.items()])
-    tickets = {name: mask for name, mask in masks.items() if name != THETA0_MAGNITUDE}
-    layers = layer_sparsity(masks)  # θ0's own magnitude profile beside the tickets': what they mostly show
-    write_csv(out / "mask_layers.csv", layers)
-    chance = (1 - sparsity) / (1 + sparsity)
-    subtitle = recipe_line(plan)
-    _save_figure(out / "mask_overlap.png", lambda: _plot_overlap(list(masks), overlap, sparsity, chance, subtitle))
-    _save_figure(out / "mask_layers.png", lambda: _plot_layers(layers, sparsity, subtitle))
-    floor = overlap_floor_rows(list(tickets), overlap)
-    write_csv(out / "mask_overlap_floor.csv", floor)
-    floor_lines = ["| pair of masks | Jaccard |", "|---|---|"]
-    floor_lines += [f"| {r['kind']}: {r['a']} / {r['b']} | {r['jaccard']:.4f} |" for r in floor]
-    floor_lines.append(f"| two independent random masks (expected) | {chance:.4f} |")
-    return (f"## What the masks look like ({sparsity:.0%} IMP tickets)\n\n"
-            f"![mask overlap](mask_overlap.png)\n\nPairwise overlap of the kept weights (Jaccard: shared kept / "
-            f"kept by either), with θ0 pruned once by global magnitude to the same sparsity (no training) and, "
-            "where the study repeats the mask search, each task's other searches (`#2`, ...). Two masks found "
-            "on the same task by different searches set the noise floor: a cross-task overlap is only evidence "
-            "of task-specific masks where it lies below it. Two independent random masks at this sparsity "
-            f"overlap {chance:.2f}.\n\n" + "\n".join(floor_lines) + "\n\n"
-            "![sparsity per layer and matrix type](mask_layers.png)\n\n"
-            "Sparsity of each ticket per encoder layer and matrix type (where tickets agree, their lines lie on "
-            f"top of each other), over the thick grey line of θ0 pruned once by magnitude (`{THETA0_MAGNITUDE}` in "
-            "the CSV): how far a ticket's profile is θ0's own. CSV: [mask_overlap.csv](mask_overlap.csv), "
-            "[mask_overlap_floor.csv](mask_overlap_floor.csv), [mask_layers.csv](mask_layers.csv)")
+class Masks(Section):
+    """How alike the tickets' masks are, and where they prune, layer by layer."""
+
+    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
+        sparsity = plan.spec.transfer.sparsity if plan.spec.transfer else max(plan.spec.sparsities)
+        if sparsity not in plan.spec.sparsities:
+            sparsity = max(plan.spec.sparsities)
+        masks = ticket_masks(plan, finished, sparsity)
+        if len(masks) < 2:  # one ticket against itself says nothing
+            return ""
+        theta0_run = plan.ticket_run(plan.spec.tasks[0], sparsity)
+        pruning = theta0_run.config.pruning
+        theta0 = theta0_run.resources.theta0_prunable()
+        masks[THETA0_MAGNITUDE] = magnitude_mask(theta0, full_mask(theta0), sparsity, pruning.scope)
+        overlap = mask_overlap(masks)
+        write_csv(out / "mask_overlap.csv", [{"a": a, "b": b, "jaccard": v} for (a, b), v in overlap.items()])
+        tickets = {name: mask for name, mask in masks.items() if name != THETA0_MAGNITUDE}
+        layers = layer_sparsity(masks)  # θ0's own magnitude profile beside the tickets': what they mostly show
+        write_csv(out / "mask_layers.csv", layers)
+        chance = (1 - sparsity) / (1 + sparsity)
+        subtitle = recipe_line(plan)
+        _save_figure(out / "mask_overlap.png", lambda: _plot_overlap(list(masks), overlap, sparsity, chance, subtitle))
+        _save_figure(out / "mask_layers.png", lambda: _plot_layers(layers, sparsity, subtitle))
+        floor = overlap_floor_rows(list(tickets), overlap)
+        write_csv(out / "mask_overlap_floor.csv", floor)
+        floor_lines = ["| pair of masks | Jaccard |", "|---|---|"]
+        floor_lines += [f"| {r['kind']}: {r['a']} / {r['b']} | {r['jaccard']:.4f} |" for r in floor]
+        floor_lines.append(f"| two independent random masks (expected) | {chance:.4f} |")
+        return (f"## What the masks look like ({sparsity:.0%} IMP tickets)\n\n"
+                f"![mask overlap](mask_overlap.png)\n\nPairwise overlap of the kept weights (Jaccard: shared kept / "
+                f"kept by either), with θ0 pruned once by global magnitude to the same sparsity (no training) and, "
+                "where the study repeats the mask search, each task's other searches (`#2`, ...). Two masks found "
+                "on the same task by different searches set the noise floor: a cross-task overlap is only evidence "
+                "of task-specific masks where it lies below it. Two independent random masks at this sparsity "
+                f"overlap {chance:.2f}.\n\n" + "\n".join(floor_lines) + "\n\n"
+                "![sparsity per layer and matrix type](mask_layers.png)\n\n"
+                "Sparsity of each ticket per encoder layer and matrix type (where tickets agree, their lines lie on "
+                f"top of each other), over the thick grey line of θ0 pruned once by magnitude (`{THETA0_MAGNITUDE}` in "
+                "the CSV): how far a ticket's profile is θ0's own. CSV: [mask_overlap.csv](mask_overlap.csv), "
+                "[mask_overlap_floor.csv](mask_overlap_floor.csv), [mask_layers.csv](mask_layers.csv)")
 
 
 THETA0_MAGNITUDE = "θ0 magnitude"
@@ -878,24 +885,27 @@ def drift_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     return rows
 
 
-def _drift_section(plan: StudyPlan, finished: Finished, out: Path) -> str:
-    rows = drift_rows(plan, finished)
-    if not rows:
-        return ""
-    write_csv(out / "drift.csv", rows)
-    kinds = [key.removeprefix("drift_") for key in rows[0] if key.startswith("drift_") and key != "drift_all"]
-    lines = ["| task | level (sparsity) | all | " + " | ".join(kinds) + " | mask vs θ0 magnitude (Jaccard) |",
-             "|---" * (len(kinds) + 4) + "|"]
-    for r in rows:
-        jac = r["jaccard_to_theta0_magnitude"]
-        lines.append(f"| {r['task']} | {r['level']} ({r['sparsity']:.0%}) | {r['drift_all']:.4f} | "
-                     + " | ".join(f"{r.get(f'drift_{k}', float('nan')):.4f}" for k in kinds)
-                     + f" | {'–' if jac is None else f'{jac:.4f}'} |")
-    return ("## How far fine-tuning moves the weights\n\nRelative drift of the prunable weights over one "
-            "fine-tuning, ‖θ_T − θ_start‖ / ‖θ_start‖ (Frobenius norms pooled per matrix type), for each IMP level "
-            "of each task's first search, and the Jaccard overlap of the mask that level trained with and θ0 "
-            "pruned once by magnitude to the same sparsity. Small drift means the next magnitude ranking is "
-            f"mostly θ0's own. {recipe_line(plan)}.\n\n" + "\n".join(lines) + "\n\nCSV: [drift.csv](drift.csv)")
+class Drift(Section):
+    """How far fine-tuning moves the weights that masks keep."""
+
+    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
+        rows = drift_rows(plan, finished)
+        if not rows:
+            return ""
+        write_csv(out / "drift.csv", rows)
+        kinds = [key.removeprefix("drift_") for key in rows[0] if key.startswith("drift_") and key != "drift_all"]
+        lines = ["| task | level (sparsity) | all | " + " | ".join(kinds) + " | mask vs θ0 magnitude (Jaccard) |",
+                 "|---" * (len(kinds) + 4) + "|"]
+        for r in rows:
+            jac = r["jaccard_to_theta0_magnitude"]
+            lines.append(f"| {r['task']} | {r['level']} ({r['sparsity']:.0%}) | {r['drift_all']:.4f} | "
+                         + " | ".join(f"{r.get(f'drift_{k}', float('nan')):.4f}" for k in kinds)
+                         + f" | {'–' if jac is None else f'{jac:.4f}'} |")
+        return ("## How far fine-tuning moves the weights\n\nRelative drift of the prunable weights over one "
+                "fine-tuning, ‖θ_T − θ_start‖ / ‖θ_start‖ (Frobenius norms pooled per matrix type), for each IMP level "
+                "of each task's first search, and the Jaccard overlap of the mask that level trained with and θ0 "
+                "pruned once by magnitude to the same sparsity. Small drift means the next magnitude ranking is "
+                f"mostly θ0's own. {recipe_line(plan)}.\n\n" + "\n".join(lines) + "\n\nCSV: [drift.csv](drift.csv)")
 
 
 def _plot_layers(rows: list[dict[str, Any]], sparsity: float, subtitle: str = ""):
@@ -937,7 +947,7 @@ def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else [])
     writer.writeheader()
     writer.writerows(rows)
-    write_text(_wrote(path), out.getvalue())
+    write_text(Section.file(path), out.getvalue())
 
 
 def _save_figure(path: Path, make) -> None:
@@ -951,4 +961,14 @@ def _save_figure(path: Path, make) -> None:
     fig = make()
     fig.savefig(png, format="png")
     plt.close(fig)
-    write_bytes(_wrote(path), png.getvalue())
+    write_bytes(Section.file(path), png.getvalue())
+
+
+# every built-in section, in the report's order: one line each
+SECTIONS: list[type[Section]] = [Table2, PairedDifferences, RepeatedSearches, Curves, Cost, Transfer, Masks, Drift]
+
+
+def report_sections() -> list[type[Section]]:
+    """The registry's sections, then each job kind's own (`Job.report_section`), each once."""
+    kinds = [kind.report_section for kind in JOB_KINDS if kind.report_section is not None]
+    return list(dict.fromkeys([*SECTIONS, *kinds]))
