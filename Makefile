@@ -42,6 +42,7 @@ test-fast:
 
 lint:
 	$(BIN)/ruff check bert_tickets tasks configs scripts tests
+	$(BIN)/mypy
 
 find:
 	$(BIN)/bert-tickets find --task $(TASK) --sparsity $(SPARSITY) --config $(CONFIG) \

@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import Sampler
 from transformers import DataCollatorWithPadding
 
-SEQUENCE_COLUMNS = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
+SEQUENCE_COLUMNS: dict[str, int | None] = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0,
+                                          "special_tokens_mask": 1}
 
 
 class PaddedTensors:
@@ -27,7 +28,8 @@ class PaddedTensors:
         self.tensors: dict[str, torch.Tensor] = {}
         for name in dataset.column_names:
             if name in SEQUENCE_COLUMNS:
-                pad = pad_token_id if SEQUENCE_COLUMNS[name] is None else SEQUENCE_COLUMNS[name]
+                own = SEQUENCE_COLUMNS[name]
+                pad = pad_token_id if own is None else own
                 rows = [torch.as_tensor(row) for row in columns[name]]
                 if name == "input_ids":  # every row's own length, from the column already read
                     self.lengths = torch.tensor([len(row) for row in rows])

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bert_tickets.config import Config, flat_settings
 from bert_tickets.provenance import package_version
+from bert_tickets.results import TicketInfo
 
 # (setting, how the card names it), in the order a reader checks a recipe; a setting left unset is left out
 RECIPE_ROWS = (
@@ -29,7 +28,7 @@ RECIPE_ROWS = (
 )
 
 
-def recipe_table(info: dict[str, Any]) -> str:
+def recipe_table(info: TicketInfo) -> str:
     """The recipe a ticket was found and evaluated with, as a Markdown table: the code's defaults under the
     ticket's own settings (ticket.json keeps only those that differ), its precision and seeds."""
     settings = flat_settings(Config()) | info.get("config", {})

@@ -91,10 +91,6 @@ def _version() -> str:
         return "0+unknown"
 
 
-TASK_HELP = ("cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad, mlm, or custom (your own CSV or JSON "
-             "files: --train-file, --validation-file)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="bert-tickets", description=__doc__)
     parser.add_argument("--version", action="version", version=f"bert-tickets {_version()}")
@@ -112,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_find_and_evaluate(sub: Any) -> None:
     from bert_tickets.methods import METHODS, baselines, methods_help
+    from bert_tickets.tasks import tasks_help
 
     find = sub.add_parser("find", help="find a ticket by iterative magnitude pruning (IMP) or a baseline method")
     find.add_argument("--sparsity", required=True, type=decimal_float,
@@ -120,7 +117,7 @@ def _add_find_and_evaluate(sub: Any) -> None:
     evaluate.add_argument("--ticket", required=True, help="a ticket folder (mask.safetensors + ticket.json), or a "
                           "released ticket on the Hub (OWNER/NAME)")
     for command in (find, evaluate):
-        command.add_argument("--task", "--task-name", required=True, help=TASK_HELP)
+        command.add_argument("--task", "--task-name", required=True, help=tasks_help())
         command.add_argument("--config", help="preset name (paper, minilm) or YAML file; default: paper recipe")
         finding = set() if command is find else _mask_finding_flags()
         _add_setting_flags(command, skip={"task", "sparsity", "method", "ticket"} | finding)
@@ -457,8 +454,8 @@ def print_summary(run: Any, info: dict[str, Any]) -> None:
         print(f"{metric_label(name):<24} {format_mean_std(name, t):>18} {format_mean_std(name, d):>18}")
     failed = {arm: info["metrics"][arm][primary].get("failed") for arm in ("ticket", "dense")}
     if any(count is not None for count in failed.values()):
-        seeds = len(info["seeds"])
-        counts = ", ".join(f"{arm} {'not recorded' if n is None else f'{n} of {seeds}'}" for arm, n in failed.items())
+        runs = len(info["seeds"])
+        counts = ", ".join(f"{arm} {'not recorded' if n is None else f'{n} of {runs}'}" for arm, n in failed.items())
         print(f"failed to learn: {counts} ({FAILED_RULE})")
     print(f"{primary}: {matching_mark(info['matching'])} ({MATCHING_RULE})")
     for name, sparsity in (info.get("collapsed_matrices") or {}).items():
@@ -514,12 +511,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bert-tickets: error: the argument {bad!r} is not UTF-8 text: use a name in UTF-8", file=sys.stderr)
         return 2
     args = build_parser().parse_args(dashed(argv))
-    return guarded(lambda: _check_paths(args) or COMMANDS[args.command](args))
+    return guarded(lambda: _checked_command(args))
 
 
 PATH_FLAGS = {**{d: f"--{d.replace('_', '-')}" for d in ("output_dir", "data_dir", "train_file", "validation_file",
                                                           "ticket", "study", "config", "model")},
               "spec": "the study file", "study_dir": "the study folder"}
+
+
+def _checked_command(args: argparse.Namespace) -> int:
+    _check_paths(args)
+    return COMMANDS[args.command](args)
 
 
 def _check_paths(args: argparse.Namespace) -> None:

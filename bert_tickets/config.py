@@ -23,7 +23,7 @@ import yaml
 
 from bert_tickets.errors import UserError
 from bert_tickets.runs import is_utf8
-from bert_tickets.tasks import TASKS, get_task, task_data_settings
+from bert_tickets.tasks import TASKS, get_task, task_data_settings, tasks_help
 
 # The paper's prunable set: every encoder layer's attention and feed-forward matrices, plus the pooler where the
 # encoder has one. Patterns match names relative to the encoder (`model.base_model`): BERT, RoBERTa and ELECTRA
@@ -56,8 +56,7 @@ class ModelConfig:
 
 @dataclass
 class CommonData:
-    task: str = setting("mnli", "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad, mlm or custom (your "
-                        "own CSV or JSON lines files: train_file, validation_file)")
+    task: str = setting("mnli", tasks_help())
     data_dir: str | None = setting(None, "a folder of the official files (glue_data/..., SQuAD's json, text files); "
                                    "default: the Hub")
     revision: str | None = setting(None, "the Hub revision of the dataset (branch, tag or commit) when reading the "
@@ -206,11 +205,10 @@ DOMAINS: dict[str, tuple[Any, str]] = {
     "data.max_length": (lambda v: 8 <= v <= 65_536, "in [8, 65536] (tokens, special ones included)"),
     "data.max_train_samples": (lambda v: 1 <= v <= MAX_SAMPLES, f"in [1, {MAX_SAMPLES}]"),
     "data.max_eval_samples": (lambda v: 1 <= v <= MAX_SAMPLES, f"in [1, {MAX_SAMPLES}]"),
-    "data.doc_stride": (lambda v: 1 <= v <= 65_536, "in [1, 65536]"),
-    "data.max_answer_length": (lambda v: 1 <= v <= 65_536, "in [1, 65536]"),
-    "data.mlm_probability": (lambda v: 0 < v < 1, "in (0, 1)"),
-    "data.mask_seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
 }
+# ...and the domains the tasks declare for their own numeric data settings (`tasks.base.data_setting`)
+DOMAINS |= {f"data.{f.name}": f.metadata["domain"] for settings in task_data_settings()
+            for f in dataclasses.fields(settings) if f.metadata.get("domain")}
 CHOICES: dict[str, tuple[str, ...]] = {
     "pruning.schedule": ("linear", "geometric"),
     "pruning.scope": SCOPES,
@@ -654,7 +652,7 @@ def _setting_fields(cls: type, prefix: str = "") -> Iterator[tuple[str, Any, dat
     hints = typing.get_type_hints(cls)
     for found in dataclasses.fields(cls):
         hint = hints[found.name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             yield from _setting_fields(hint, f"{prefix}{found.name}.")
         else:
             yield f"{prefix}{found.name}", hint, found

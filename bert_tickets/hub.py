@@ -31,6 +31,7 @@ from bert_tickets.metrics import display_value, format_mean_std, metric_label
 from bert_tickets.modeling import MINILM_ALIASES, load_pretrained, resolve_model_path
 from bert_tickets.ranks import log
 from bert_tickets.release_folder import UPLOAD_IGNORE, check_replaceable, replace_owned, staging
+from bert_tickets.results import ARMS, TicketInfo
 from bert_tickets.runs import usable_folder, write_json
 from bert_tickets.sentence_modules import base_model_folder, copy_sentence_modules
 from bert_tickets.stats import matching_mark
@@ -88,7 +89,7 @@ def _write_export(ticket: Ticket, folder: Path, repo_id: str) -> None:
         if ticket.info.get("rewind_step") else None
     model = pretrained.build(ticket.info["seeds"][0], encoder_state=load_file(str(rewind)) if rewind else None)
     ticket.apply(model)
-    encoder = model.base_model  # a ticket is an encoder: a task head here would be random under any score
+    encoder: Any = model.base_model  # a ticket is an encoder: a task head here would be random under any score
     encoder.config.id2label, encoder.config.label2id = {0: "LABEL_0", 1: "LABEL_1"}, {"LABEL_0": 0, "LABEL_1": 1}
     encoder.config.problem_type = None  # the library's defaults: a ticket implies no task
     _write_release(ticket, folder, repo_id, encoder, pretrained.tokenizer, "ticket (encoder, no task head)")
@@ -141,7 +142,8 @@ def _write_finetuned(ticket: Ticket, folder: Path, repo_id: str, seed: int) -> N
     model = pretrained.build(seed)
     load_model(model, str(paths.finetuned(ticket.path, seed)))  # its zeros are checked with the export's
     weights = _write_release(ticket, folder, repo_id, model, pretrained.tokenizer, f"fine-tuned, seed {seed}")
-    finetuned_card(ticket, repo_id, seed, model.base_model_prefix, model_weights=weights).save(folder / "README.md")
+    prefix = str(model.base_model_prefix)
+    finetuned_card(ticket, repo_id, seed, prefix, model_weights=weights).save(folder / "README.md")
 
 
 def finetuned_card(ticket: Ticket, repo_id: str, seed: int, encoder_prefix: str,
@@ -251,7 +253,7 @@ def card_results(ticket: Ticket, scores: dict[str, dict[str, Any]], what: str) -
     return results
 
 
-def partial_splits(info: dict[str, Any]) -> dict[str, tuple[int, int | None]]:
+def partial_splits(info: TicketInfo) -> dict[str, tuple[int, int | None]]:
     """The evaluation splits (by their Hub names) scored on part of their examples: (scored, the split's size, None
     where not known). Tickets from before the counts were kept: every split, when `max_eval_samples` was set."""
     task = get_task(info["task"])
@@ -265,25 +267,25 @@ def partial_splits(info: dict[str, Any]) -> dict[str, tuple[int, int | None]]:
             if (c["of"] is None and limit is not None) or (c["of"] is not None and c["scored"] < c["of"])}
 
 
-def found_on(info: dict[str, Any]) -> str:
+def found_on(info: TicketInfo) -> str:
     """The task a ticket's mask was found on (an evaluation's: its source ticket's)."""
     return (info.get("mask_found_on") or {}).get("task", info["task"])
 
 
-def measured_notes(info: dict[str, Any]) -> str:
+def measured_notes(info: TicketInfo) -> str:
     """What the scores of a card were measured on, where it is not simply the task's whole dev split after a mask
     found on that task: part of a split, a mask found on another task, runs that failed to learn."""
     notes = []
     if found_on(info) != info["task"]:
-        origin = info["mask_found_on"]
+        origin = info.get("mask_found_on") or {}
         notes.append(f"The mask was found on **{origin['task']}** (by `{origin['method']}`) and is fine-tuned and "
                      f"evaluated on **{info['task']}** here.")
     for split, (scored, whole) in partial_splits(info).items():
         of = f"of the {whole}" if whole else "first"
         notes.append(f"Scores on part of the {split} split: {scored} {of} examples (`data.max_eval_samples`), not "
                      "the split's scores.")
-    primary = info.get("primary_metric")
-    counts = {arm: info["metrics"][arm].get(primary, {}).get("failed") for arm in ("ticket", "dense")}
+    primary = info.get("primary_metric", "")
+    counts = {arm: summary.get("failed") if (summary := info["metrics"][arm].get(primary)) else None for arm in ARMS}
     if any(n for n in counts.values()):
         seeds = len(info["seeds"])
         notes.append("Fine-tunings that failed to learn (dev score at the best constant prediction's, or training "

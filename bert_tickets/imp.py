@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
@@ -49,7 +49,7 @@ from bert_tickets.precision import resolved_precision
 from bert_tickets.provenance import data_source, model_source, package_version
 from bert_tickets.ranks import barrier, is_main_process, log, rank0_sees
 from bert_tickets.resources import RunResources
-from bert_tickets.results import Arm, TicketInfo, read_ticket_info
+from bert_tickets.results import ARMS, Arm, FineTuningSummary, MetricSummary, TicketInfo, read_ticket_info
 from bert_tickets.run_folder import RunFolder
 from bert_tickets.runs import (
     atomic_write,
@@ -401,7 +401,7 @@ def _seed_pack(run: ImpRun, jobs: list[tuple[Arm, int]]) -> None:
             raise failures[0]
 
 
-def masked_start(params: dict[str, torch.nn.Parameter], mask: Mask | None) -> dict[str, torch.Tensor]:
+def masked_start(params: dict[str, torch.Tensor], mask: Mask | None) -> dict[str, torch.Tensor]:
     """Where training starts, for the drift: a copy of the prunable weights, masked (pruning is not movement)."""
     return {n: p.detach().cpu() * mask[n] if mask is not None and n in mask else p.detach().cpu().clone()
             for n, p in params.items()}
@@ -447,7 +447,7 @@ class SeedJob:
         return is_whole(run.result_path(self.kind, self.seed))  # as `seed_jobs` counts it
 
 
-def seed_rounds(run: ImpRun) -> JobRounds:
+def seed_rounds(run: ImpRun) -> JobRounds[SeedJob]:
     """A run's evaluation seeds for local workers, once its levels are done (one after another by nature)."""
 
     def levels_first() -> bool:
@@ -510,8 +510,8 @@ def ticket_info(run: ImpRun, mask: Mask, ticket_runs: list[dict], dense_runs: li
         "mask_cost": mask_cost(run),
         "seeds": run.seeds, "primary_metric": primary, "matching": matching, "matching_rule": MATCHING_RULE,
         "metrics": {"ticket": ticket, "dense": dense},
-        "runs": {kind: [_run_summary(r, seed) for r, seed in zip(runs, run.seeds, strict=True)]
-                 for kind, runs in (("ticket", ticket_runs), ("dense", dense_runs))},
+        "runs": {arm: [_run_summary(r, seed) for r, seed in zip(runs, run.seeds, strict=True)]
+                 for arm, runs in zip(ARMS, (ticket_runs, dense_runs), strict=True)},
         "failed_rule": FAILED_RULE,
         "model_source": model_source(config.model.name, config.model.revision, run.resources.loaded_commit),
         "data_source": data_source(run.task, config.data),
@@ -529,11 +529,12 @@ def mask_cost(run: ImpRun) -> dict[str, Any] | None:
         return None
     last = len(run.sparsities) - 1
     trained = [run.level_record(k) for k in run.trained_levels if k < last]
-    made = [read_json_if_exists(paths.mask_cost(run.level_dir(k))) for k in range(1, last + 1)]
+    made = [record["seconds"] for k in range(1, last + 1)
+            if (record := read_json_if_exists(paths.mask_cost(run.level_dir(k)))) is not None]
     # timings under "seconds", as in every record (what comparisons of two identical runs leave out)
     return {"levels_trained": len(trained), "fine_tuning_steps": sum(r["steps"] for r in trained),
             "seconds": {"fine_tuning": round(sum(r["seconds"] for r in trained), 2),
-                        "making_masks": None if None in made else round(sum(m["seconds"] for m in made), 3)}}
+                        "making_masks": None if len(made) < last else round(sum(made), 3)}}
 
 
 def mask_origin(source_ticket: str | None) -> dict[str, Any] | None:
@@ -545,20 +546,20 @@ def mask_origin(source_ticket: str | None) -> dict[str, Any] | None:
     return info.get("mask_found_on") or {"task": info["task"], "method": info["method"], "sparsity": info["sparsity"]}
 
 
-def _run_summary(record: dict[str, Any], seed: int) -> dict[str, Any]:
+def _run_summary(record: dict[str, Any], seed: int) -> FineTuningSummary:
     """What the report needs of one fine-tuning beside its scores: did it learn, its losses, how far it moved (a
     level's record, which is also a seed's result, names no seed of its own)."""
     keys = ("failed", "train_loss", "final_train_loss", "chance_loss", "chance_score", "eval_loss", "drift")
-    return {"seed": seed, **{key: record.get(key) for key in keys}}
+    return cast(FineTuningSummary, {"seed": seed, **{key: record.get(key) for key in keys}})
 
 
-def _summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _summarise(runs: list[dict[str, Any]]) -> dict[str, MetricSummary]:
     """Per metric: mean and std over every seed, the values, and how many of the runs failed to learn (the same
     count under each metric: the verdicts read it beside the scores)."""
-    out = {}
+    out: dict[str, MetricSummary] = {}
     failed = failed_count(runs)
     for name in runs[0]["metrics"]:
         values = [r["metrics"][name] for r in runs]
         mean, std = mean_std(values)
-        out[name] = {"mean": mean, "std": std, "values": values, "failed": failed}
+        out[name] = MetricSummary(mean=mean, std=std, values=values, failed=failed)
     return out

@@ -47,7 +47,7 @@ class KeepMask(TrainerCallback):
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         assert self.enforcer is not None
         with torch.no_grad():
-            torch._foreach_mul_(self.enforcer.params, self.enforcer.masks)
+            torch._foreach_mul_(self.enforcer.params, self.enforcer.masks)  # type: ignore[arg-type]  # torch's stub lists one overload
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         for hook in self.hooks:

@@ -71,7 +71,7 @@ def encoder_of(model: nn.Module) -> nn.Module:
     return getattr(model, "base_model", model)
 
 
-def prunable_parameters(model: nn.Module, patterns: Iterable[str]) -> dict[str, nn.Parameter]:
+def prunable_parameters(model: nn.Module, patterns: Iterable[str]) -> dict[str, torch.Tensor]:
     """Encoder parameters whose name fully matches one of the patterns, in the model's own order."""
     return select_prunable(dict(encoder_of(model).named_parameters()), patterns)
 

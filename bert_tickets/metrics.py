@@ -8,7 +8,7 @@ scikit-learn, scipy and SQuAD's official v1.1 rules do the computing inside them
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def metric_label(metric: str) -> str:
     return f"{NAMES.get(metric, metric)} × 100"
 
 
-def format_mean_std(metric: str, summary: dict[str, float]) -> str:
+def format_mean_std(metric: str, summary: Mapping[str, Any]) -> str:
     """'mean ± std' over seeds in the metric's unit (`display_value`; the table's label names it, `metric_label`):
     '84.31 ± 0.52' (accuracy, %), '87.12 ± 0.31' (Pearson r × 100), '11.02 ± 0.10' (perplexity); one seed has no
     spread: '84.31 (n = 1)'."""

@@ -215,7 +215,7 @@ class PackedDropout(nn.Module):
 PACKED_ATTENTION = "bert_tickets_packed"
 
 
-def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                      **kwargs: Any) -> tuple[torch.Tensor, None]:
     """Attention for packs: torch's sdpa where no dropout applies (evaluation, dropout 0); with dropout, the same
@@ -242,7 +242,7 @@ def _register_packed_attention() -> None:
 def pack_models(models: Sequence[nn.Module], streams: DropoutStreams | None = None) -> nn.Module:
     """One model whose every parameter is the members' parameters stacked (names unchanged); with `streams`, its
     dropout draws each member's masks from the member's own stream."""
-    packed = copy.deepcopy(models[0])
+    packed: Any = copy.deepcopy(models[0])
     for name, module in models[0].named_modules():
         if streams is not None and isinstance(module, nn.Dropout):
             parent, _, child = name.rpartition(".")
@@ -412,8 +412,8 @@ class PackedLoop:
     def _masked_clipped_step(self) -> None:
         """As `training._optimizer_step`, per member: mask the gradients, clip each member's global norm, step
         (`FlatUpdate`: a few operations over flat buffers, not hundreds over the stacked tensors)."""
-        for table in self.padded_tables:
-            table.weight.grad.select(1, table.padding_idx).zero_()
+        for table in self.padded_tables:  # each has a padding index and a gradient (it took part in the step)
+            table.weight.grad.select(1, table.padding_idx).zero_()  # type: ignore[union-attr, arg-type]
         self.update.step()
         self.scheduler.step()
 

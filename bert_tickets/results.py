@@ -36,6 +36,11 @@ class FineTuningSummary(TypedDict):
     drift: float | None
 
 
+class EvaluationCount(TypedDict):
+    scored: int
+    of: int | None  # the split's size (None: not known, e.g. a streamed split)
+
+
 class TicketInfo(TypedDict, total=False):
     task: Required[str]
     model: Required[str]
@@ -55,7 +60,7 @@ class TicketInfo(TypedDict, total=False):
     prunable: list[str]
     source_ticket: str | None
     mask_found_on: NotRequired[dict[str, Any] | None]  # a given ticket's mask: the task, method, sparsity it came from
-    evaluation_examples: NotRequired[dict[str, dict[str, int | None]]]  # split -> {"scored", "of": the split's size}
+    evaluation_examples: NotRequired[dict[str, EvaluationCount]]  # split -> examples scored, of how many
     pooler_in_mask: bool
     pooler_rule: str
     mask_keys: str
@@ -65,7 +70,7 @@ class TicketInfo(TypedDict, total=False):
     mask_cost: NotRequired[dict[str, Any] | None]
     seeds: list[int]
     primary_metric: str
-    matching: bool
+    matching: bool | None  # None: fewer than two seeds, no verdict
     matching_rule: str
     metrics: dict[Arm, dict[str, MetricSummary]]  # arm -> metric -> summary
     runs: NotRequired[dict[Arm, list[FineTuningSummary]]]  # arm -> one per seed

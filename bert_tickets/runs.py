@@ -35,7 +35,7 @@ def _umask() -> int:
 UMASK = _umask()
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call `write(tmp_path)`, then rename the temp file onto `path`, so readers never see a partial file. Only the
     main process writes."""
     path = Path(path)

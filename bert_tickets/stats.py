@@ -6,11 +6,14 @@ on what "matching" means, and a score over one seed is never shown as if it had 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from bert_tickets.results import Arm, TicketInfo
 
 MATCHING_RULE = ("matching: the ticket's mean >= dense's mean − one standard deviation of dense, both over all "
                  "the same seeds, at least 2 (Chen et al. 2020), failed runs included; never where more of the "
@@ -23,7 +26,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
-def is_matching(ticket: dict[str, Any], dense: dict[str, Any]) -> bool | None:
+def is_matching(ticket: Mapping[str, Any], dense: Mapping[str, Any]) -> bool | None:
     """The paper's criterion on two {mean, std, values, failed} summaries, over every seed; None when either arm
     has fewer than two seeds. A run that learned nothing (`failed`, `training.FAILED_RULE`) stays in the mean, and
     an arm whose runs failed more often than dense's (or all failed) is not matching whatever its mean."""
@@ -170,13 +173,13 @@ def paired(a: dict[int, float], b: dict[int, float]) -> Paired:
     return Paired(mean, std, len(seeds), seeds, differences)
 
 
-def by_seed(info: dict[str, Any], kind: str = "ticket") -> dict[int, float]:
+def by_seed(info: TicketInfo, kind: Arm = "ticket") -> dict[int, float]:
     """A ticket.json's primary metric for each seed of an arm ("ticket" or "dense")."""
     values = info["metrics"][kind][info["primary_metric"]]["values"]
     return dict(zip(info["seeds"], values, strict=True))
 
 
-def failed_seeds(info: dict[str, Any], kind: str = "ticket") -> set[int] | None:
+def failed_seeds(info: TicketInfo, kind: Arm = "ticket") -> set[int] | None:
     """Seeds of an arm whose fine-tuning never left chance (`training.FAILED_RULE`); None for runs recorded before
     failures were (no per-seed records in ticket.json)."""
     runs = info.get("runs", {}).get(kind)

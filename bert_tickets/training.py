@@ -266,7 +266,7 @@ class _Loop:
                     if self.micro_batches < skip:  # replay the data order (its generator), not the training
                         self.micro_batches += 1
                         if self.micro_batches == skip:
-                            self._resume(resume, checkpoints, bar)
+                            self._resume(resume or {}, checkpoints, bar)
                         continue
                     if not self._micro_batch(batch):
                         continue
@@ -394,7 +394,8 @@ def training_batches(dataset: Any, collator: Any, tokenizer: Any, training: Trai
     else:
         sampler = BatchSampler(RandomSampler(range(len(padded)), generator=generator), training.batch_size, False)
     # the loader draws its worker seed from `generator` first, as the plain shuffled loader does
-    return DataLoader(range(len(padded)), batch_sampler=sampler, collate_fn=padded.collate, generator=generator,
+    indices: Any = range(len(padded))  # the batches index the padded tensors: any sized sequence serves
+    return DataLoader(indices, batch_sampler=sampler, collate_fn=padded.collate, generator=generator,
                       pin_memory=torch.cuda.is_available())
 
 
@@ -470,7 +471,8 @@ def with_lora(model: nn.Module, training: TrainingConfig) -> nn.Module:
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Decay matrices only; biases and LayerNorm weights are exempt, as in the BERT recipe."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for param in model.parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from bert_tickets.errors import UserError
 from bert_tickets.progress import STATUS_FILE_ENV, Progress, WorkerStatus, active
@@ -43,25 +43,28 @@ class Job(Protocol):
         ...
 
 
+AnyJob = TypeVar("AnyJob", bound=Job)
+
+
 @dataclass
-class JobRounds:
+class JobRounds(Generic[AnyJob]):
     """Rounds of units of jobs, in order (each unit goes to one worker whole: its jobs share work, such as a
     search's levels); the same lists in every process, whatever is done meanwhile."""
 
     context: Any
-    rounds: dict[str, list[list[Job]]]
+    rounds: dict[str, list[list[AnyJob]]]
     workers_dir: Path  # where the workers' logs go
     before: Callable[[], bool] = field(default=lambda: True)  # what must run first, here; False: nothing is left
 
-    def run_unit(self, unit: list[Job]) -> None:
+    def run_unit(self, unit: list[AnyJob]) -> None:
         for job in unit:
             job.run(self.context)
 
-    def is_done(self, unit: list[Job]) -> bool:
+    def is_done(self, unit: list[AnyJob]) -> bool:
         return all(job.is_done(self.context) for job in unit)
 
 
-def run_share_or_start_workers(work: JobRounds, call: ApiCall, worker: str | None, count: int,
+def run_share_or_start_workers(work: JobRounds[Any], call: ApiCall, worker: str | None, count: int,
                                after_progress: Callable[[], None] | None = None) -> bool:
     """In a worker (`worker` is its ROUND:i/N): run its share of that round and return True. Otherwise start
     `count` local workers per round when `count` > 1, and return False: the caller then runs everything itself.

@@ -15,8 +15,27 @@ from bert_tickets.tasks.glue import GLUE_TASKS, GlueTask
 from bert_tickets.tasks.mlm import MaskedLMTask
 from bert_tickets.tasks.squad import SquadTask
 
-TASKS: dict[str, TaskAdapter] = {task.name: task for task in [*GLUE_TASKS, SquadTask(), MaskedLMTask(), CUSTOM]}
+TASKS: dict[str, TaskAdapter] = {}
 ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
+
+
+def register_task(task: TaskAdapter) -> TaskAdapter:
+    """One more task, by its name: a `TaskAdapter` (a class, or a record of a family such as `GlueTask`). Its own
+    data settings (`data_settings`) must be known when the config is first imported: register it before that."""
+    if not task.name or task.name != task.name.lower() or task.name in TASKS or task.name in ALIASES:
+        raise UserError(f"cannot register task {task.name!r}: a task needs a new lower-case name")
+    TASKS[task.name] = task
+    return task
+
+
+for built_in in [*GLUE_TASKS, SquadTask(), MaskedLMTask(), CUSTOM]:  # the registry's lines, in --help's order
+    register_task(built_in)
+
+
+def tasks_help() -> str:
+    """`--task`'s help: every registered task (custom: your own files)."""
+    return ", ".join(name if name != CUSTOM.name else f"{name} (your own CSV or JSON lines files: --train-file, "
+                     "--validation-file)" for name in TASKS)
 
 
 def task_data_settings() -> list[type]:
@@ -37,5 +56,5 @@ def task_for(data_config: Any) -> TaskAdapter:
     return task.bind(data_config) if isinstance(task, FileTask) else task
 
 
-__all__ = ["TASKS", "FileTask", "GlueTask", "PreparedData", "TaskAdapter", "get_task", "task_data_settings",
-           "task_for"]
+__all__ = ["TASKS", "FileTask", "GlueTask", "PreparedData", "TaskAdapter", "get_task", "register_task",
+           "task_data_settings", "task_for", "tasks_help"]

@@ -18,6 +18,13 @@ if TYPE_CHECKING:  # annotations only: the task registry is read by `--help`, wh
     from datasets import Dataset
 
 
+def data_setting(default: Any, help: str, domain: tuple[Callable[[Any], bool], str] | None = None) -> Any:
+    """A task's own data setting (`data.<name>`, a field of its `data_settings` dataclass): its default, its help
+    for `--help` and docs/reference.md, and where it is numeric the values it may take (a check and its words),
+    which the config enforces like every built-in setting's."""
+    return field(default=default, metadata={"help": help, "domain": domain})
+
+
 @dataclass
 class PreparedData:
     """Tokenized splits: one training set and one or more named evaluation sets (model inputs only), plus

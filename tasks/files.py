@@ -58,9 +58,10 @@ class FileTask(GlueTask):
         regression = train.features["label"].dtype in ("float32", "float64")
         labels = None if regression else tuple(sorted({str(v) for v in train["label"]}))
         metrics = ("pearson", "spearman") if regression else ("accuracy",)
-        return dataclasses.replace(self, file_columns=tuple(columns[:2]), hub_columns=tuple(columns[:2]),
-                                   labels=labels, metric_names=metrics, primary=metrics[0],
-                                   train_file=data_config.train_file, validation_file=data_config.validation_file)
+        bound: dict[str, Any] = {"file_columns": tuple(columns[:2]), "hub_columns": tuple(columns[:2]),
+                                 "labels": labels, "metric_names": metrics, "primary": metrics[0],
+                                 "train_file": data_config.train_file, "validation_file": data_config.validation_file}
+        return dataclasses.replace(self, **bound)  # (mypy's replace() knows no inherited frozen fields)
 
     def load_raw(self, data_dir: str | None, revision: str | None = None) -> tuple[dict[str, Dataset], dict[str, str]]:
         if self.train_file is None or self.validation_file is None:

@@ -88,7 +88,7 @@ class GlueTask:
         return AutoModelForSequenceClassification
 
     def model_kwargs(self) -> dict[str, Any]:
-        if self.is_regression:
+        if self.labels is None:  # regression
             return {"num_labels": 1, "problem_type": "regression"}
         names = self.label_names or self.labels
         return {"num_labels": len(self.labels), "problem_type": "single_label_classification",

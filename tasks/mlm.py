@@ -19,6 +19,7 @@ from bert_tickets.errors import UserError
 from bert_tickets.tasks.base import (
     PreparedData,
     cache_dir,
+    data_setting,
     fingerprint,
     hub_source,
     subsample,
@@ -37,14 +38,15 @@ LOCAL_FILES = {"train": "train.txt", "validation": "validation.txt"}
 class MaskedLMData:
     """Masked-LM's own data settings (`data.train_file`, ...)."""
 
-    train_file: str | None = field(default=None, metadata={
-        "help": "masked-LM: a raw text file to train on, instead of --data-dir or the Hub; custom: a CSV or JSON "
-                "lines file with a label column (run_glue's --train_file)"})
-    validation_file: str | None = field(default=None, metadata={
-        "help": "masked-LM: a raw text file to score on; custom: the CSV or JSON lines file to score on"})
-    mlm_probability: float = field(default=0.15, metadata={"help": "masked-LM: fraction of tokens masked"})
-    mask_seed: int = field(default=1234, metadata={
-        "help": "masked-LM: the evaluation set's masking, fixed so that scores are comparable"})
+    train_file: str | None = data_setting(
+        None, "masked-LM: a raw text file to train on, instead of --data-dir or the Hub; custom: a CSV or JSON "
+              "lines file with a label column (run_glue's --train_file)")
+    validation_file: str | None = data_setting(
+        None, "masked-LM: a raw text file to score on; custom: the CSV or JSON lines file to score on")
+    mlm_probability: float = data_setting(0.15, "masked-LM: fraction of tokens masked",
+                                          (lambda v: 0 < v < 1, "in (0, 1)"))
+    mask_seed: int = data_setting(1234, "masked-LM: the evaluation set's masking, fixed so that scores are comparable",
+                                  (lambda v: 0 <= v < 2**32, "in [0, 2**32)"))
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ class MaskedLMTask:
                             "train.txt and validation.txt)")
         texts, sources = {}, {}
         for split, name in files.items():
-            texts[split], sources[split] = _read_lines(Path(name))
+            texts[split], sources[split] = _read_lines(Path(str(name)))  # both given (checked above)
         return texts, sources
 
     def _load_hub(self, revision: str | None) -> tuple[dict[str, Dataset], dict[str, str]]:

@@ -21,6 +21,7 @@ from bert_tickets.errors import UserError
 from bert_tickets.tasks.base import (
     PreparedData,
     cache_dir,
+    data_setting,
     fingerprint,
     hub_source,
     read_text,
@@ -50,8 +51,10 @@ def raw_features() -> Features:
 class SquadData:
     """SQuAD's own data settings (`data.doc_stride`, `data.max_answer_length`)."""
 
-    doc_stride: int = field(default=128, metadata={"help": "SQuAD: overlap of consecutive windows of a long context"})
-    max_answer_length: int = field(default=30, metadata={"help": "SQuAD: longest predicted answer, in tokens"})
+    doc_stride: int = data_setting(128, "SQuAD: overlap of consecutive windows of a long context",
+                                   (lambda v: 1 <= v <= 65_536, "in [1, 65536]"))
+    max_answer_length: int = data_setting(30, "SQuAD: longest predicted answer, in tokens",
+                                          (lambda v: 1 <= v <= 65_536, "in [1, 65536]"))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ SHARED_GLUE = SHARED_DATA / "glue"
 SLOW = {
     "test_study", "test_transfer", "test_bench", "test_precision_check", "test_integration_minilm",
     "test_data_parallel", "test_job_array", "test_push_study", "test_mask_vs_magnitude", "test_compare_runs",
-    "test_studies_registry",
+    "test_studies_registry", "test_types",
     "test_resume::test_a_level_killed_after_a_checkpoint_resumes_to_the_same_result",
     "test_imp::test_a_find_gives_one_answer_whether_the_cpu_has_native_bf16_or_not",
     "test_packed::test_the_compiled_pack_steps_as_the_eager_pack",

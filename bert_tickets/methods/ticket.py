@@ -23,7 +23,7 @@ class GivenTicket(Method):
     def level_mask(self, run: LevelContext, k: int) -> Mask:
         from bert_tickets.ticket import Ticket
 
-        return Ticket.load(run.pruning.ticket).mask
+        return Ticket.load(given(run)).mask
 
     def check(self, run: LevelContext) -> None:
         """The ticket's mask fits this model and covers its prunable matrices, at the run's sparsity."""
@@ -31,7 +31,7 @@ class GivenTicket(Method):
         from bert_tickets.ticket import Ticket
 
         k = len(run.sparsities) - 1
-        mask = Ticket.load(run.pruning.ticket).mask
+        mask = Ticket.load(given(run)).mask
         fit_mask(run.build_model(run.seed), mask)  # a clear error now if it was found on another architecture
         prunable = run.theta0_prunable()
         if missing := [n for n in prunable if n not in mask and not OPTIONAL_KEYS.search(n)]:
@@ -45,3 +45,10 @@ class GivenTicket(Method):
         found = sparsity_report(mask)["sparsity"]
         if abs(found - run.sparsities[k]) > 1e-3:
             raise UserError(f"the ticket's sparsity is {found:.4f}, not {run.sparsities[k]}")
+
+
+def given(run: LevelContext) -> str:
+    """The ticket folder the run applies (`methods.check_config` refused a run of this method without one)."""
+    if run.pruning.ticket is None:
+        raise UserError("a given ticket's mask needs a ticket folder (--ticket)")
+    return run.pruning.ticket

@@ -50,7 +50,7 @@ def plan_releases(study_dir: str | Path, repo_prefix: str) -> tuple[Any, list[Re
     """The study's finished IMP tickets (the ones its report is about) and their repository ids."""
     check_repo_id(repo_prefix, "--repo-prefix")
     plan = load_plan(study_dir)
-    releases = []
+    releases: list[Release] = []
     for job in plan.jobs():
         if not isinstance(job, TicketJob) or job.search:  # a repeated mask search is a control, not a release
             continue

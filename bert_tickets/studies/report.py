@@ -13,7 +13,7 @@ import json
 import re
 import textwrap
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ from bert_tickets.masks import MATRIX_TYPES, full_mask, jaccard, load_mask, magn
 from bert_tickets.methods import IMP
 from bert_tickets.metrics import metric_label
 from bert_tickets.precision import resolved_precision
+from bert_tickets.results import Arm as ResultArm
+from bert_tickets.results import TicketInfo
 from bert_tickets.runs import sha256, write_bytes, write_json, write_text
 from bert_tickets.stats import (
     MATCHING_RULE,
@@ -112,14 +114,14 @@ def _missing_section(finished: Finished, running: bool = False) -> str:
 
 
 # --- per-seed views of a finished run ---------------------------------------------------------------------
-def _primary(info: dict[str, Any]) -> str:
+def _primary(info: TicketInfo) -> str:
     return info["primary_metric"]
 
 
-def _score(info: dict[str, Any], kind: str = "ticket") -> dict[str, Any]:
+def _score(info: TicketInfo, kind: ResultArm = "ticket") -> Mapping[str, Any]:
     """An arm's primary summary with its count of failed runs (from the per-seed records of runs written before the
     summaries carried it), which `is_matching` reads."""
-    summary = info["metrics"][kind][_primary(info)]
+    summary: Mapping[str, Any] = info["metrics"][kind][_primary(info)]
     if summary.get("failed") is None and (failed := failed_seeds(info, kind)) is not None:
         summary = {**summary, "failed": len(failed)}
     return summary
@@ -139,7 +141,7 @@ class Arm:
         return f"{len(self.failed)} of {len(self.values)}"
 
 
-def _arm(method: str, info: dict[str, Any], kind: str = "ticket") -> Arm:
+def _arm(method: str, info: TicketInfo, kind: ResultArm = "ticket") -> Arm:
     return Arm(arm_label(method) if kind == "ticket" else arm_label(DENSE), by_seed(info, kind),
                failed_seeds(info, kind))
 
@@ -174,7 +176,7 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
         highest = max((s for s, info in every.items() if info["matching"]), default=None)
         info = done[shown]
         dense, ticket = _score(info, "dense"), by_seed(info)
-        arms = [(DENSE, info, "dense"), (IMP, info, "ticket")]
+        arms: list[tuple[str, TicketInfo, ResultArm]] = [(DENSE, info, "dense"), (IMP, info, "ticket")]
         arms += [(m, b, "ticket") for m in plan.spec.baselines
                  if (b := finished.results.get(BaselineJob(task, shown, m))) is not None]
         for method, run, kind in arms:
@@ -197,10 +199,10 @@ def table2_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     return rows
 
 
-def _cost_columns(info: dict[str, Any] | None) -> dict[str, Any]:
+def _cost_columns(info: TicketInfo | None) -> dict[str, Any]:
     """What finding an arm's mask cost (ticket.json's `mask_cost`): fine-tuning steps and seconds of the levels it
     was pruned from, and seconds spent making it; empty for dense and for runs recorded before costs were."""
-    cost = (info or {}).get("mask_cost") or {}
+    cost = (info.get("mask_cost") if info is not None else None) or {}
     seconds = cost.get("seconds") or {}
     return {"mask_fine_tuning_steps": cost.get("fine_tuning_steps"),
             "mask_fine_tuning_seconds": seconds.get("fine_tuning"), "mask_seconds": seconds.get("making_masks")}
@@ -285,7 +287,8 @@ def seed_rows(finished: Finished) -> list[dict[str, Any]]:
         for kind in ("ticket", "dense"):
             if kind == "dense" and not isinstance(job, TicketJob):
                 continue  # a baseline's dense seeds are its ticket's
-            runs = info.get("runs", {}).get(kind) or [{} for _ in info["seeds"]]
+            recorded: list[Any] = info.get("runs", {}).get(kind) or []
+            runs = recorded or [{} for _ in info["seeds"]]
             for seed, score, run in zip(info["seeds"], by_seed(info, kind).values(), runs, strict=True):
                 rows.append({"task": job.task, "sparsity": job.sparsity, "method": job.method,
                              "search": getattr(job, "search", 0), "arm": kind, "seed": seed,
@@ -425,7 +428,7 @@ def curve_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     return sorted(unique.values(), key=lambda r: (r["task"], r["method"], r["sparsity"]))
 
 
-def _curve_point(task: str, method: str, sparsity: float, info: dict[str, Any], score: dict[str, Any]) -> dict:
+def _curve_point(task: str, method: str, sparsity: float, info: TicketInfo, score: Mapping[str, Any]) -> dict:
     return {"task": task, "method": method, "sparsity": sparsity, "metric": _primary(info), "mean": score["mean"],
             "std": score["std"], "seeds": len(score["values"]), "failed": score.get("failed"),
             "values": " ".join(f"{v:.6f}" for v in score["values"])}
@@ -461,7 +464,7 @@ def cost_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     for job, info in finished.results.items():
         cost = info.get("mask_cost")
         if not isinstance(job, TicketJob | BaselineJob) or job.task not in plan.spec.tasks or not cost \
-                or getattr(job, "search", 0):
+                or (isinstance(job, TicketJob) and job.search):
             continue
         seconds, score = cost.get("seconds") or {}, _score(info)
         making = seconds.get("making_masks")
@@ -559,8 +562,8 @@ def _plot_curves(rows: list[dict[str, Any]], methods: list[str], subtitle: str, 
         mine = [r for r in rows if r["task"] == task]
         for ax in axes[:, col]:
             _plot_task(ax, mine, methods, offsets)
-            if chance.get(task) is not None:
-                ax.axhline(100 * chance[task], color="0.2", ls=":", lw=1.2, label="majority class (0 for correlations)")
+            if (level := chance.get(task)) is not None:
+                ax.axhline(100 * level, color="0.2", ls=":", lw=1.2, label="majority class (0 for correlations)")
         axes[0, col].set_title(task)
         _zoom(axes[1, col], mine, offsets)
         axes[1, col].set_title(f"{task}, zoomed on dense and the tickets", fontsize=9)
@@ -660,7 +663,7 @@ def arm_color(arm: str) -> str:
 
 
 # --- transfer ----------------------------------------------------------------------------------------------
-def transfer_rows(table: dict[str, Any], results: dict[Cell, dict[str, Any]], owns: dict[str, dict[str, Any]],
+def transfer_rows(table: dict[str, Any], results: dict[Cell, TicketInfo], owns: dict[str, TicketInfo],
                   targets: list[str]) -> list[dict[str, Any]]:
     """Every cell: its score, its difference from the target's own ticket paired by seed (from the matrix's `table`,
     built with each target's own ticket, `owns`), and the share of the own ticket's gain over random pruning that it

@@ -17,7 +17,7 @@ def share(items: list[Any], cell: str | None) -> list[Any]:
     return cells_of_worker(items, *parse_share(cell)) if cell else items
 
 
-def study_rounds(recipe: Recipe, jobs: list[Job], mine: list[Job], folder: Any) -> JobRounds:
+def study_rounds(recipe: Recipe, jobs: list[Job], mine: list[Job], folder: Any) -> JobRounds[Job]:
     """Each phase's units, in order (tickets first: the others reuse them); a unit is one chain of jobs (a mask
     search's sparsities share its levels), restricted to this machine's share."""
     rounds: dict[str, list[list[Job]]] = {}
@@ -33,7 +33,7 @@ def study_rounds(recipe: Recipe, jobs: list[Job], mine: list[Job], folder: Any) 
                      paths.workers(folder))
 
 
-def transfer_rounds(matrix: TransferMatrix, cells: list[Cell]) -> JobRounds:
+def transfer_rounds(matrix: TransferMatrix, cells: list[Cell]) -> JobRounds[Job]:
     """The shared runs first (each source's ticket, and one cell per other target: it trains the dense run), then
     every cell."""
     tickets = list(dict.fromkeys(task for c in cells if (task := c.source.ticket_task) is not None))

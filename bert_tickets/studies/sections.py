@@ -13,9 +13,10 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from bert_tickets.results import TicketInfo
     from bert_tickets.studies.jobs import Job
     from bert_tickets.studies.plan import StudyPlan
 
@@ -24,10 +25,10 @@ if TYPE_CHECKING:
 class Finished:
     """What the runs of a study hold so far: job -> ticket.json, and the jobs still missing."""
 
-    results: dict[Job, dict[str, Any]]
+    results: dict[Job, TicketInfo]
     missing: list[Job]
 
-    def of(self, kind: type[Job]) -> list[tuple[Job, dict[str, Any]]]:
+    def of(self, kind: type[Job]) -> list[tuple[Job, TicketInfo]]:
         """The finished jobs of one kind, each with its ticket.json, in the plan's order."""
         return [(job, info) for job, info in self.results.items() if isinstance(job, kind)]
 

@@ -8,7 +8,7 @@ computes nothing, adding a task computes only its new cells, and `--cell i/N` sp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from bert_tickets import paths
 from bert_tickets.config import Config, hashed_settings, settings_hash
 from bert_tickets.imp import ImpRun
 from bert_tickets.ranks import log
+from bert_tickets.results import TicketInfo
 from bert_tickets.runs import write_json, write_text
 from bert_tickets.stats import by_seed, failed_seeds, paired, shared_seed_matching
 from bert_tickets.studies.baselines import DENSE
@@ -33,7 +34,7 @@ class Cell:
     target: str
 
 
-def plan(sources: list[str | Source], targets: list[str]) -> list[Cell]:
+def plan(sources: Sequence[str | Source], targets: list[str]) -> list[Cell]:
     """Every cell: the chosen rows, then the controls, each on every target."""
     rows = [parse_source(s) for s in sources]
     return [Cell(s, t) for s in [*rows, *CONTROLS] for t in targets]
@@ -86,13 +87,13 @@ class TransferMatrix:
         """The target's own ticket, fully fine-tuned: the ticket's own run, not a transfer."""
         return cell.source.ticket_task == cell.target and self.finetune == "full"
 
-    def run_cell(self, cell: Cell) -> dict[str, Any]:
+    def run_cell(self, cell: Cell) -> TicketInfo:
         run = self.cell_run(cell)
         if not self.is_own_ticket(cell):
             log(f"transfer cell {cell.source} -> {cell.target}")
         return run.run().info
 
-    def finished_cell(self, cell: Cell) -> dict[str, Any] | None:
+    def finished_cell(self, cell: Cell) -> TicketInfo | None:
         """A cell's ticket.json if the cell is done, else None: reads, never trains (for reports)."""
         return self.cell_run(cell, self.source_ticket_dir(cell.source)).finished_ticket()
 
@@ -101,14 +102,14 @@ class TransferMatrix:
         task = source.ticket_task
         return self.source_run(task).ticket_dir() if task is not None else None
 
-    def run(self, cells: list[Cell]) -> dict[Cell, dict[str, Any]]:
+    def run(self, cells: list[Cell]) -> dict[Cell, TicketInfo]:
         # A target's own ticket first: its level 0 is the dense run that the target's other cells then share.
         order = sorted(cells, key=lambda cell: cell.source.ticket_task != cell.target)
         results = {cell: self.run_cell(cell) for cell in order}
         return {cell: results[cell] for cell in cells}
 
     # --- outputs ---------------------------------------------------------------------------------
-    def write_outputs(self, results: dict[Cell, dict[str, Any]]) -> dict[str, Path]:
+    def write_outputs(self, results: dict[Cell, TicketInfo]) -> dict[str, Path]:
         rows = self.long_rows(results)
         table = self.table(results)
         files = {"csv": self.folder / "matrix.csv", "markdown": self.folder / "matrix.md",
@@ -121,7 +122,7 @@ class TransferMatrix:
                                                 "sparsity": self.sparsity, "seeds": self.seeds})
         return files
 
-    def long_rows(self, results: dict[Cell, dict[str, Any]]) -> list[tuple[str, str, int, str, float]]:
+    def long_rows(self, results: dict[Cell, TicketInfo]) -> list[tuple[str, str, int, str, float]]:
         rows = []
         for cell, info in results.items():
             for metric, summary in info["metrics"]["ticket"].items():
@@ -133,7 +134,7 @@ class TransferMatrix:
                 rows += [(DENSE, target, s, metric, v) for s, v in zip(info["seeds"], summary["values"], strict=True)]
         return rows
 
-    def table(self, results: dict[Cell, dict[str, Any]]) -> dict[str, Any]:
+    def table(self, results: dict[Cell, TicketInfo]) -> dict[str, Any]:
         """Primary metric per cell: mean, std, seeds, mean / dense mean, matching (one rule: `stats`), and minus the
         target's own ticket paired by seed (where `results` holds the target's own ticket, Cell(T, T))."""
         rows: dict[str, dict[str, dict[str, Any]]] = {}
