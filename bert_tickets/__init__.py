@@ -35,7 +35,7 @@ def __getattr__(name: str) -> Any:
 
         return Ticket
     if name == "KeepMask":
-        from bert_tickets.keep_mask import KeepMask
+        from bert_tickets.engine.keep_mask import KeepMask
 
         return KeepMask
     raise AttributeError(name)

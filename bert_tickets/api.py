@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from bert_tickets.errors import UserError
 
 if TYPE_CHECKING:  # the API loads torch and the engine only when called (`import bert_tickets` stays light)
-    from bert_tickets.imp import ImpRun
+    from bert_tickets.engine.run import ImpRun
     from bert_tickets.studies.baselines import Row
     from bert_tickets.studies.jobs import Job
     from bert_tickets.studies.plan import StudyPlan
@@ -87,7 +87,7 @@ def find(task: str, sparsity: float | None = None, *, method: str | None = None,
     """`find` (or, with `evaluate`, `evaluate`: the given ticket's mask with its recipe, on `task`) with every option:
     `baselines` beside the ticket at its sparsity, `workers` local processes for the evaluation seeds."""
     from bert_tickets.config import task_config
-    from bert_tickets.imp import ImpRun, seed_rounds
+    from bert_tickets.engine.run import ImpRun, seed_rounds
     from bert_tickets.methods import validated
     from bert_tickets.methods.ticket import GivenTicket
     from bert_tickets.studies.baselines import compare, parse_baselines, verdict
@@ -117,8 +117,8 @@ def find(task: str, sparsity: float | None = None, *, method: str | None = None,
 
 def _find_fine_tunings(run: ImpRun, baselines: list[str]) -> Any:
     """The run's fine-tunings and its baselines' (built as `compare` builds them; never trains)."""
-    from bert_tickets.imp import ImpRun
-    from bert_tickets.run_folder import count_fine_tunings
+    from bert_tickets.engine.run import ImpRun
+    from bert_tickets.engine.run_folder import count_fine_tunings
     from bert_tickets.studies.baselines import baseline_config
 
     ticket = run.ticket_dir()
@@ -182,7 +182,7 @@ def demo(*, data_dir: str | None = None, output_dir: str = "runs",
 
 def demo_sources(data_dir: str | None) -> tuple[str, list[str]]:
     """The demo's model, and what it must fetch from the Hub ("dataset:..." / "model:..."): nothing offline."""
-    from bert_tickets.modeling import MINILM_PACKAGE, minilm_installed
+    from bert_tickets.engine.modeling import MINILM_PACKAGE, minilm_installed
 
     packaged = minilm_installed()
     needs = ([] if data_dir else ["dataset:nyu-mll/glue"]) + ([] if packaged else [f"model:{HUB_MINILM}"])
@@ -223,8 +223,8 @@ def transfer(sources: list[str], targets: list[str], sparsity: float, *, seeds: 
     `task_settings` {task: {key: value}}: settings for one task's runs only (over `settings`); `cell` i/N: this
     machine's share of the cells (its outputs are written by a call without `cell`, once all shares are done)."""
     from bert_tickets.config import task_config
-    from bert_tickets.run_folder import count_fine_tunings
-    from bert_tickets.studies.runner import share, transfer_rounds
+    from bert_tickets.engine.run_folder import count_fine_tunings
+    from bert_tickets.studies.shares import share, transfer_rounds
     from bert_tickets.studies.transfer import TransferMatrix, plan
     from bert_tickets.tasks import get_task
     from bert_tickets.workers import run_share_or_start_workers, worker_count
@@ -270,7 +270,7 @@ class StudyStatus:
 
 def _study_plan(spec: str, output_dir: str | None) -> tuple[StudyPlan, str]:
     """The study's plan in its folder, with the precision its folder pinned, if it did."""
-    from bert_tickets.runs import check_path_text
+    from bert_tickets.files import check_path_text
     from bert_tickets.studies.plan import StudyPlan, pin_precision
     from bert_tickets.studies.spec import parse_spec, read_spec_text
 
@@ -296,11 +296,11 @@ def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, 
     """`bert-tickets study`: every run a study file (or preset: paper, minilm, minilm-cpu) implies that is not done
     yet, then its report; returns the report's README.md (None for one machine's share, `cell` i/N: `report` writes
     it once every share is done)."""
-    from bert_tickets.runs import check_output_location
+    from bert_tickets.files import check_output_location
     from bert_tickets.studies.jobs import run_jobs
     from bert_tickets.studies.plan import StudyPlan, pin_precision
     from bert_tickets.studies.report import write_report
-    from bert_tickets.studies.runner import share, study_rounds
+    from bert_tickets.studies.shares import share, study_rounds
     from bert_tickets.studies.spec import save_spec
     from bert_tickets.workers import run_share_or_start_workers, worker_count
 
@@ -361,7 +361,7 @@ def push(source: Any, repo_id: str | None = None, *, repo_prefix: str | None = N
     collection. Returns the URL, or the `dry_run` folder written instead of uploading."""
     import tempfile
 
-    from bert_tickets.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
+    from bert_tickets.release.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
 
     if dry_run is not None and not str(dry_run).strip():  # a mistake, never a reason to upload
         raise UserError("--dry-run needs a folder to write the export into")

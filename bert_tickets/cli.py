@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from bert_tickets.errors import UserError
+from bert_tickets.files import is_utf8
 from bert_tickets.progress import duration_text
 from bert_tickets.ranks import is_main_process
-from bert_tickets.runs import is_utf8
 from bert_tickets.stats import MATCHING_RULE, matching_mark
 
 
@@ -356,7 +356,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
 def run_study_command(args: argparse.Namespace) -> int:
     from bert_tickets.api import plan_study, study
-    from bert_tickets.studies.runner import share
+    from bert_tickets.studies.shares import share
 
     if args.plan:
         print_plan(plan_study(args.spec, output_dir=args.output_dir))
@@ -437,8 +437,8 @@ def print_comparison(found: Any) -> None:
 
 
 def print_summary(run: Any, info: dict[str, Any]) -> None:
+    from bert_tickets.engine.training import FAILED_RULE
     from bert_tickets.metrics import display_value, format_mean_std, metric_label
-    from bert_tickets.training import FAILED_RULE
 
     primary = info["primary_metric"]
     print(f"\n{info['method']} on {info['task']} with {info['model']} ({run.root})")
@@ -526,7 +526,7 @@ def _checked_command(args: argparse.Namespace) -> int:
 
 def _check_paths(args: argparse.Namespace) -> None:
     """Paths the command was given are not empty: "" would mean the current folder (`--dry-run ""` says its own)."""
-    from bert_tickets.runs import check_path_text
+    from bert_tickets.files import check_path_text
 
     for dest, label in PATH_FLAGS.items():
         if isinstance(value := getattr(args, dest, None), str):

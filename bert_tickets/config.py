@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from bert_tickets.errors import UserError
-from bert_tickets.runs import is_utf8
+from bert_tickets.files import is_utf8
 from bert_tickets.tasks import TASKS, get_task, task_data_settings, tasks_help
 
 # The paper's prunable set: every encoder layer's attention and feed-forward matrices, plus the pooler where the
@@ -119,7 +119,7 @@ class TrainingConfig:
                                   "score over the evaluations made during training and the last one (needs "
                                   "eval_every_steps). The paper does not say which it reports")
     pack: int = setting(1, "train up to this many of an evaluation's fine-tunings (its seeds, ticket and dense) as "
-                        "one batched computation (bert_tickets.packed; each keeps its own mask, head, data order, "
+                        "one batched computation (engine.packed; each keeps its own mask, head, data order, "
                         "optimizer and dropout stream: its result never depends on K or its packmates, but its "
                         "dropout masks are not a lone run's, so packed (> 1) or not is part of the run hash); 1: one "
                         "at a time. Capped by the device's free memory")
@@ -333,7 +333,9 @@ HASH_MARKERS = {"training.packed", "model.head", "model.pooler"}  # in a run's h
 def hashed_settings(config: Config) -> dict[str, Any]:
     """What names a run's results: the non-default settings, with the precision always as resolved (an "auto" run
     on a GPU is a bf16 run, on a CPU an fp32 one: two folders, never one holding both)."""
-    from bert_tickets.precision import resolved_precision  # torch: imported when a hash is needed, not for --help
+    from bert_tickets.engine.precision import (
+        resolved_precision,  # torch: imported when a hash is needed, not for --help
+    )
 
     settings = non_default_settings(config) | {"training.mixed_precision": resolved_precision(config.training)}
     if config.training.pack > 1:  # packed members draw their own dropout streams, not a lone run's (any K alike)
@@ -371,7 +373,7 @@ def ticket_identity(folder: str) -> str:
 def _mask_file_digest(path: str, mtime_ns: int, size: int) -> str:
     """A mask file's content digest, read once per state of the file: a run hash is asked for often (every run
     folder of a study's plan, every transfer cell), and a BERT-base mask takes a moment to unpack."""
-    from bert_tickets.masks import load_mask, mask_digest  # torch: only when a ticket is named
+    from bert_tickets.engine.masks import load_mask, mask_digest  # torch: only when a ticket is named
 
     return mask_digest(load_mask(path))
 

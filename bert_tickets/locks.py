@@ -11,8 +11,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from bert_tickets.errors import UserError
+from bert_tickets.files import TEMP_SUFFIX, remove_damaged, remove_leftovers, usable_folder
 from bert_tickets.ranks import is_main_process, log
-from bert_tickets.runs import TEMP_SUFFIX, remove_damaged, remove_leftovers, usable_folder
 
 
 @contextmanager

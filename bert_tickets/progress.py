@@ -23,8 +23,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from bert_tickets.files import write_json
 from bert_tickets.ranks import is_main_process, log
-from bert_tickets.runs import write_json
 
 STATUS_FILE_ENV = "BERT_TICKETS_STATUS_FILE"  # set by the parent for each local worker
 STATUS_EVERY = 2.0  # seconds between a worker's status writes during a fine-tuning

@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from bert_tickets.modeling import MINILM_ALIASES, MINILM_PACKAGE
+from bert_tickets.engine.modeling import MINILM_ALIASES, MINILM_PACKAGE
 
 
 def model_source(name: str, revision: str | None, commit: str | None = None) -> dict[str, Any]:

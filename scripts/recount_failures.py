@@ -21,7 +21,7 @@ from typing import Any
 
 
 def failed_by_score(values: list[float], chance: float) -> int:
-    from bert_tickets.training import failed_to_learn
+    from bert_tickets.engine.training import failed_to_learn
 
     return sum(bool(failed_to_learn(None, None, v, chance)) for v in values)
 

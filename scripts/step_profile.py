@@ -27,10 +27,10 @@ from bench_finetune import magnitude_mask_of, model_folder, prepare, training_co
 
 def profiled_pack(args: argparse.Namespace) -> tuple[Any, list[float]]:
     """K packed fine-tunings with the profiler stepping at every optimizer step; (profiler, step end times)."""
-    from bert_tickets.modeling import load_pretrained, load_tokenizer
-    from bert_tickets.packed import Member, fine_tune_packed
+    from bert_tickets.engine.modeling import load_pretrained, load_tokenizer
+    from bert_tickets.engine.packed import Member, fine_tune_packed
+    from bert_tickets.engine.training import make_accelerator
     from bert_tickets.tasks import PreparedData, get_task
-    from bert_tickets.training import make_accelerator
 
     folder = model_folder(args.model, Path(args.scratch))
     task, tokenizer = get_task("sst2"), load_tokenizer(folder)

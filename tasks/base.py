@@ -42,14 +42,40 @@ class TaskAdapter(Protocol):
     """The engine's whole view of a task: load and tokenize data, build the head, score predictions; and what
     the config and the Hub release need to know about it."""
 
-    name: str
-    primary_metric: str
-    recipe: dict[str, Any]  # `section.key` settings layered under any preset (e.g. SQuAD's batch 16, lr 3e-5)
-    language: str  # the data's language, for model cards
-    task_type: str  # the Hub's task type, for model cards (text-classification, question-answering, fill-mask)
-    hub_dataset: str  # the Hub dataset the task reads without --data-dir, and a model card names
-    hub_dataset_config: str | None
-    data_settings: type | None  # a dataclass of the task's own `data.*` settings, merged into the config
+    # read-only attributes (properties here, so that a field, a class variable or a property all satisfy them)
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def primary_metric(self) -> str: ...
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        """`section.key` settings layered under any preset (e.g. SQuAD's batch 16, lr 3e-5)."""
+        ...
+
+    @property
+    def language(self) -> str:
+        """The data's language, for model cards."""
+        ...
+
+    @property
+    def task_type(self) -> str:
+        """The Hub's task type, for model cards (text-classification, question-answering, fill-mask)."""
+        ...
+
+    @property
+    def hub_dataset(self) -> str:
+        """The Hub dataset the task reads without --data-dir, and a model card names."""
+        ...
+
+    @property
+    def hub_dataset_config(self) -> str | None: ...
+
+    @property
+    def data_settings(self) -> type | None:
+        """A dataclass of the task's own `data.*` settings, merged into the config."""
+        ...
 
     def model_class(self) -> Any: ...
 

@@ -144,7 +144,8 @@ class GlueTask:
     def prepare(self, tokenizer: Any, data_config: Any, seed: int = 0) -> PreparedData:
         splits, sources = self.load_raw(data_config.data_dir, data_config.revision)
         limits = {"train": data_config.max_train_samples}
-        prepared, sizes = {}, {}
+        prepared: dict[str, Dataset] = {}
+        sizes: dict[str, tuple[int, int | None]] = {}
         for split, ds in splits.items():
             limit = limits.get(split, data_config.max_eval_samples)
             whole = len(ds)

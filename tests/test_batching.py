@@ -3,8 +3,8 @@ import torch
 from conftest import shared_glue
 from transformers import AutoTokenizer
 
-from bert_tickets.batching import LengthGroupedBatches, PaddedTensors, can_pre_pad
 from bert_tickets.config import DataConfig
+from bert_tickets.engine.batching import LengthGroupedBatches, PaddedTensors, can_pre_pad
 from bert_tickets.tasks import get_task
 
 
@@ -56,9 +56,9 @@ def test_length_grouped_batches_cover_each_example_once_with_less_padding():
 
 def test_the_fast_path_trains_exactly_like_the_collator_and_keeps_masks_exact(tiny_bert, glue_dir, tmp_path,
                                                                                monkeypatch):
-    import bert_tickets.training as training
+    import bert_tickets.engine.training as training
     from bert_tickets.cli import main
-    from bert_tickets.runs import read_json
+    from bert_tickets.files import read_json
 
     def levels(out):
         args = ["find", "--task", "mrpc", "--sparsity", "0.2", "--rate", "0.2", "--model", tiny_bert, "--data-dir",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import shared_glue
 
-from bert_tickets.precision import native_bf16
+from bert_tickets.engine.precision import native_bf16
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_finetune.py"
 

@@ -113,7 +113,7 @@ def test_evaluate_trains_a_changed_mask_anew_in_the_same_output_folder(tiny_bert
     """Results are found by the mask's content, not by ticket.json: a copy whose mask was inverted is another run."""
     import shutil
 
-    from bert_tickets.masks import save_mask
+    from bert_tickets.engine.masks import save_mask
 
     assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--method", "magnitude", "--sparsity", "0.5")) == 0
     source = Path(capsys.readouterr().out.strip().splitlines()[-1])
@@ -133,7 +133,7 @@ def test_evaluate_trains_a_changed_mask_anew_in_the_same_output_folder(tiny_bert
 
 def test_reinit_applies_a_ticket_to_random_weights(tiny_bert, glue_dir, tmp_path, capsys):
     from bert_tickets.config import load_config
-    from bert_tickets.imp import ImpRun
+    from bert_tickets.engine.run import ImpRun
 
     assert main(tiny_args(tiny_bert, glue_dir, tmp_path, "--method", "magnitude", "--sparsity", "0.4")) == 0
     source = capsys.readouterr().out.strip().splitlines()[-1]
@@ -186,7 +186,7 @@ def test_task_scoped_settings_apply_to_that_task_only(capsys):
 
 
 def test_baselines_run_beside_the_ticket_with_its_recipe_and_seeds(tiny_bert, glue_dir, tmp_path, capsys):
-    from bert_tickets.runs import read_json
+    from bert_tickets.files import read_json
 
     args = tiny_args(tiny_bert, glue_dir, tmp_path, "--seeds", "2", "--baselines", "random,shuffle,reinit")
     assert main(args) == 0
@@ -226,8 +226,8 @@ def test_hugging_face_habits_are_understood_or_refused_with_a_hint(tmp_path, mon
     import bert_tickets as bt
     from bert_tickets.cli import build_parser, dashed, find_overrides
     from bert_tickets.config import load_config
+    from bert_tickets.engine.resources import RunResources
     from bert_tickets.errors import UserError
-    from bert_tickets.resources import RunResources
     from bert_tickets.tasks import get_task
 
     argv = ["find", "--task_name", "sst2", "--sparsity", "0.5", "--model_name_or_path", "some/model",

@@ -8,8 +8,8 @@ import pytest
 
 from bert_tickets import paths
 from bert_tickets.cli import main
-from bert_tickets.masks import load_mask, save_mask
-from bert_tickets.runs import read_json, write_json
+from bert_tickets.engine.masks import load_mask, save_mask
+from bert_tickets.files import read_json, write_json
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_runs.py"
 

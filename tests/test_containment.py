@@ -15,12 +15,13 @@ import torch
 from safetensors.torch import save_file
 from test_hardening import one_line_error, snapshot, world  # noqa: F401 (world is a fixture)
 
-from bert_tickets import paths, release_folder
+from bert_tickets import paths
 from bert_tickets.cli import main
-from bert_tickets.hub import verify_export
+from bert_tickets.files import sha256
 from bert_tickets.progress import WorkerStatus
-from bert_tickets.release_folder import MANIFEST, STAGING
-from bert_tickets.runs import sha256
+from bert_tickets.release import folder as release_folder
+from bert_tickets.release.folder import MANIFEST, STAGING
+from bert_tickets.release.hub import verify_export
 from bert_tickets.ticket import Ticket
 
 

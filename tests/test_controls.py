@@ -12,10 +12,11 @@ from safetensors.torch import load_file
 
 from bert_tickets import paths
 from bert_tickets.cli import main
-from bert_tickets.imp import ImpRun
-from bert_tickets.masks import jaccard, load_mask, relative_drift
+from bert_tickets.engine.masks import jaccard, load_mask, relative_drift
+from bert_tickets.engine.run import ImpRun
+from bert_tickets.engine.training import chance_loss, failed_to_learn
+from bert_tickets.files import read_json
 from bert_tickets.metrics import format_mean_std
-from bert_tickets.runs import read_json
 from bert_tickets.stats import (
     is_matching,
     matching_over,
@@ -30,7 +31,6 @@ from bert_tickets.studies.plan import StudyPlan, load_plan
 from bert_tickets.studies.report import Finished, table2_rows
 from bert_tickets.studies.sources import parse_source
 from bert_tickets.studies.spec import parse_spec, read_spec_text
-from bert_tickets.training import chance_loss, failed_to_learn
 from tests.test_imp import tiny_config
 from tests.test_study import tiny_spec
 
@@ -332,7 +332,7 @@ def test_the_final_fine_tunings_take_their_own_steps_and_batch(tiny_bert, glue_d
 
 
 def test_the_reported_score_is_final_or_the_best_during_training(tiny_bert, glue_dir, tmp_path, capsys):
-    from bert_tickets.training import reported_scores
+    from bert_tickets.engine.training import reported_scores
 
     run = ImpRun(tiny_config(tiny_bert, glue_dir, tmp_path, **{
         "pruning.sparsity": 0.1, "training.eval_every_steps": 2, "training.reported_score": "best"}))

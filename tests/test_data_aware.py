@@ -7,13 +7,13 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from bert_tickets import paths
-from bert_tickets.calibration import input_statistics
 from bert_tickets.cli import main
-from bert_tickets.imp import ImpRun
-from bert_tickets.masks import layerwise_magnitude_mask, load_mask, select_prunable
+from bert_tickets.engine.calibration import input_statistics
+from bert_tickets.engine.masks import layerwise_magnitude_mask, load_mask, select_prunable
+from bert_tickets.engine.pruners import lowest_per_row, sparsegpt_layer, wanda_mask, wanda_scores
+from bert_tickets.engine.run import ImpRun
+from bert_tickets.files import read_json
 from bert_tickets.methods.sparsegpt import RECONSTRUCTED
-from bert_tickets.pruners import lowest_per_row, sparsegpt_layer, wanda_mask, wanda_scores
-from bert_tickets.runs import read_json
 from bert_tickets.ticket import Ticket
 from tests.test_imp import tiny_config
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, write_glue
 
-from bert_tickets.masks import load_mask
+from bert_tickets.engine.masks import load_mask
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from bert_tickets import api, modeling
+from bert_tickets import api
 from bert_tickets.cli import main
+from bert_tickets.engine import modeling
 from tests.fake_hub import FakeHub
 
 REPO = Path(__file__).parents[1]

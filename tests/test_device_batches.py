@@ -1,4 +1,4 @@
-"""Packs' batches built on the device (bert_tickets.device_batches): exactly each member's lone-run batches,
+"""Packs' batches built on the device (bert_tickets.engine.device_batches): exactly each member's lone-run batches,
 stacked as `stack_batches` stacks them, across epochs and the epochs' smaller last batches."""
 
 import random
@@ -8,11 +8,11 @@ import torch
 from datasets import Dataset
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
-from bert_tickets.batching import PaddedTensors
 from bert_tickets.config import TrainingConfig
-from bert_tickets.device_batches import DeviceBatches
-from bert_tickets.packed import stack_batches
-from bert_tickets.training import training_batches
+from bert_tickets.engine.batching import PaddedTensors
+from bert_tickets.engine.device_batches import DeviceBatches
+from bert_tickets.engine.packed import stack_batches
+from bert_tickets.engine.training import training_batches
 
 
 def tokenized(n: int) -> Dataset:

@@ -29,3 +29,15 @@ def test_no_doc_speaks_of_the_machines_we_develop_on():
         text = (ROOT / doc).read_text()
         for phrase in ("lent GPU", "this project's EPYC", "here that is a local", "../shared/gpu", "carry `.carry`"):
             assert phrase not in text, (doc, phrase)
+
+
+def test_every_module_has_its_line_in_the_layout():
+    """(methods/ and tasks/ are one class per file, listed by their registries.)"""
+    layout = (ROOT / "CONTRIBUTING.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    package = ROOT / "bert_tickets"
+    for path in package.rglob("*.py"):
+        relative = path.relative_to(package)
+        if path.name == "__init__.py" or relative.parts[0] in ("methods", "tasks", "configs", "evaluate_modules"):
+            continue
+        named = [f"`bert_tickets/{relative}`", f"`{relative}`", f"`{path.name}`"]
+        assert any(name in layout for name in named), relative

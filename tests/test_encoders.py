@@ -6,7 +6,7 @@ from conftest import TINY, _save_tiny
 
 from bert_tickets import Ticket
 from bert_tickets.cli import main
-from bert_tickets.hub import verify_export
+from bert_tickets.release.hub import verify_export
 
 
 def _config(family: str):

@@ -1,12 +1,12 @@
-"""The flat update (bert_tickets.flat_update): the per-tensor update of each member within fp32 rounding, masked
+"""The flat update (bert_tickets.engine.flat_update): the per-tensor update of each member within fp32 rounding, masked
 weights exactly zero, gradients landing in the flat buffers."""
 
 import torch
 from torch import nn
 
 from bert_tickets.config import TrainingConfig
-from bert_tickets.flat_update import FlatUpdate
-from bert_tickets.packed import pack_models, unpack_into
+from bert_tickets.engine.flat_update import FlatUpdate
+from bert_tickets.engine.packed import pack_models, unpack_into
 
 K, B, D = 3, 4, 8
 

@@ -15,7 +15,7 @@ from conftest import write_glue, write_tsv
 from bert_tickets import paths
 from bert_tickets.cli import main
 from bert_tickets.config import load_config, run_hash
-from bert_tickets.runs import UMASK
+from bert_tickets.files import UMASK
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -80,7 +80,7 @@ def test_a_full_disk_is_one_line_naming_the_file(world, capsys, monkeypatch):
     def full(src, dst):
         raise OSError(errno.ENOSPC, "No space left on device", str(dst))
 
-    monkeypatch.setattr("bert_tickets.runs.os.replace", full)
+    monkeypatch.setattr("bert_tickets.files.os.replace", full)
     one_line_error([*world["args"], "--seeds", "2"], world, capsys, "No space left on device")
 
 
@@ -164,7 +164,7 @@ def _data_cases(w: dict, tmp: Path) -> list[tuple[list[str], str]]:
     (inf / "STS-B" / "dev.tsv").write_text((inf / "STS-B" / "dev.tsv").read_text().replace("\t0.000\n", "\tinf\n", 1))
     one_matrix = tmp / "one_matrix_ticket"
     shutil.copytree(w["ticket"], one_matrix)
-    from bert_tickets.masks import load_mask, save_mask
+    from bert_tickets.engine.masks import load_mask, save_mask
 
     mask = load_mask(one_matrix / "mask.safetensors")
     first = sorted(mask)[0]
@@ -214,7 +214,7 @@ def test_two_dry_runs_into_one_folder_at_once_leave_one_good_export(world, tmp_p
     running = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [p.communicate(timeout=300) for p in running]
     assert [p.returncode for p in running] == [0, 0], results
-    from bert_tickets.hub import is_export, verify_export
+    from bert_tickets.release.hub import is_export, verify_export
 
     assert is_export(out) and verify_export(out)["pruned_nonzero"] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [".release.lock", "release"]  # the lock, no temp folder
@@ -230,7 +230,7 @@ def test_a_rerun_of_a_finished_run_writes_nothing(world, capsys, tmp_path, monke
     def refuse(path, write):  # a read-only disk (chmod alone does not stop root)
         raise PermissionError(13, "Read-only file system", str(path))
 
-    monkeypatch.setattr("bert_tickets.runs.atomic_write", refuse)
+    monkeypatch.setattr("bert_tickets.files.atomic_write", refuse)
     for folder in [copy, *copy.rglob("*")]:
         folder.chmod(0o555 if folder.is_dir() else 0o444)
     try:

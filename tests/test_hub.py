@@ -11,8 +11,8 @@ from transformers import AutoModel
 
 from bert_tickets import Ticket
 from bert_tickets.cli import main
-from bert_tickets.masks import prunable_parameters
-from bert_tickets.release_folder import MANIFEST
+from bert_tickets.engine.masks import prunable_parameters
+from bert_tickets.release.folder import MANIFEST
 
 
 def make_ticket(model: str, glue_dir: Path, out: Path, capsys) -> str:

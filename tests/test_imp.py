@@ -4,16 +4,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import bert_tickets.imp as imp
+import bert_tickets.engine.run as imp
 from bert_tickets import Ticket, find_ticket, paths
 from bert_tickets.cli import main
 from bert_tickets.config import TrainingConfig, load_config
-from bert_tickets.imp import ImpRun
-from bert_tickets.masks import load_mask, mask_metadata, prunable_parameters, sparsity_report
-from bert_tickets.modeling import load_pretrained
-from bert_tickets.precision import resolved_precision
-from bert_tickets.run_folder import sparsity_schedule
-from bert_tickets.runs import read_json
+from bert_tickets.engine.masks import load_mask, mask_metadata, prunable_parameters, sparsity_report
+from bert_tickets.engine.modeling import load_pretrained
+from bert_tickets.engine.precision import resolved_precision
+from bert_tickets.engine.run import ImpRun
+from bert_tickets.engine.run_folder import sparsity_schedule
+from bert_tickets.files import read_json
 from bert_tickets.stats import is_matching
 from bert_tickets.tasks import get_task
 
@@ -35,7 +35,7 @@ def test_schedules():
 
 @pytest.mark.parametrize("native", ["1", "0"])
 def test_auto_precision_is_fp32_on_any_cpu_and_bf16_on_gpus_that_have_it(native, monkeypatch):
-    import bert_tickets.precision as precision
+    import bert_tickets.engine.precision as precision
 
     monkeypatch.setenv(precision.NATIVE_BF16_ENV, native)  # the CPU's flags no longer decide anything
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
@@ -374,7 +374,7 @@ def test_a_find_gives_one_answer_whether_the_cpu_has_native_bf16_or_not(tiny_ber
     import subprocess
     import sys
 
-    from bert_tickets.precision import NATIVE_BF16_ENV
+    from bert_tickets.engine.precision import NATIVE_BF16_ENV
 
     found = {}
     for native in ("1", "0"):

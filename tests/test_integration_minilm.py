@@ -6,10 +6,10 @@ from conftest import shared_glue
 
 from bert_tickets import paths
 from bert_tickets.config import load_config
-from bert_tickets.imp import ImpRun
-from bert_tickets.masks import prunable_parameters
-from bert_tickets.runs import read_json
-from bert_tickets.training import fine_tune
+from bert_tickets.engine.masks import prunable_parameters
+from bert_tickets.engine.run import ImpRun
+from bert_tickets.engine.training import fine_tune
+from bert_tickets.files import read_json
 
 pytestmark = pytest.mark.slow
 UNTOUCHED = ("embeddings", "LayerNorm", "bias", "classifier")

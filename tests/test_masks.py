@@ -5,8 +5,7 @@ from safetensors.numpy import load_file as load_numpy
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, BertConfig, BertModel
 
 from bert_tickets.config import DEFAULT_PRUNABLE
-from bert_tickets.errors import UserError
-from bert_tickets.masks import (
+from bert_tickets.engine.masks import (
     MaskEnforcer,
     apply_mask,
     full_mask,
@@ -17,6 +16,7 @@ from bert_tickets.masks import (
     save_mask,
     sparsity_report,
 )
+from bert_tickets.errors import UserError
 
 EXCLUDED = ("embeddings", "LayerNorm", "bias", "classifier")
 
@@ -158,7 +158,7 @@ def test_masked_weights_stay_exactly_zero_through_adamw(tiny_bert, fused):
 
 
 def test_a_matrix_emptied_by_the_global_threshold_is_flagged():
-    from bert_tickets.masks import collapse_warning, magnitude_outliers
+    from bert_tickets.engine.masks import collapse_warning, magnitude_outliers
 
     torch.manual_seed(0)
     weights = {f"encoder.layer.{i}.output.dense.weight": torch.randn(16, 16) for i in range(3)}
@@ -174,7 +174,7 @@ def test_a_matrix_emptied_by_the_global_threshold_is_flagged():
 
 
 def test_layerwise_scope_prunes_each_matrix_to_the_level():
-    from bert_tickets.masks import magnitude_mask
+    from bert_tickets.engine.masks import magnitude_mask
 
     torch.manual_seed(0)
     weights = {"a": torch.randn(10, 10), "b": 1e-3 * torch.randn(20, 5)}

@@ -13,8 +13,8 @@ from test_hardening import world  # noqa: F401 (a fixture)
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from bert_tickets import KeepMask, Ticket, paths
+from bert_tickets.engine.masks import load_mask, mask_metadata, save_mask
 from bert_tickets.errors import UserError
-from bert_tickets.masks import load_mask, mask_metadata, save_mask
 
 
 def _random_mask() -> dict[str, torch.Tensor]:
@@ -104,7 +104,7 @@ def test_the_mask_reads_back_with_compressed_tensors_own_config_bitmasks_and_mat
     from compressed_tensors.config import BitmaskConfig
     from compressed_tensors.utils import match_named_modules
 
-    from bert_tickets.masks import encoder_of, random_mask, select_prunable
+    from bert_tickets.engine.masks import encoder_of, random_mask, select_prunable
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
     prunable = select_prunable(dict(encoder_of(model).named_parameters()), [r"encoder\.layer\.\d+\..*weight$"])

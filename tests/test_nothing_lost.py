@@ -17,9 +17,9 @@ from conftest import write_glue
 from test_hardening import one_line_error, snapshot, tiny, world  # noqa: F401 (world is a fixture)
 
 from bert_tickets.cli import main
-from bert_tickets.masks import load_mask, save_mask
-from bert_tickets.release_folder import MANIFEST, STAGING
-from bert_tickets.runs import UMASK
+from bert_tickets.engine.masks import load_mask, save_mask
+from bert_tickets.files import UMASK
+from bert_tickets.release.folder import MANIFEST, STAGING
 
 
 # --- 1. releases write only what they own -----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Packed fine-tunings (bert_tickets.packed): each member trains as it would alone.
+"""Packed fine-tunings (bert_tickets.engine.packed): each member trains as it would alone.
 
 Against the lone engine: float32 on the CPU, with dropout off (with dropout on, a member draws its masks from its
 own stream, not the lone run's, which sdpa draws inside its kernel). Against itself in other packs: with dropout
@@ -13,16 +13,17 @@ import torch
 from conftest import TINY, _save_tiny
 from test_imp import tiny_config
 
-import bert_tickets.imp as imp
-from bert_tickets import packed, paths
+import bert_tickets.engine.run as imp
+from bert_tickets import paths
 from bert_tickets.config import DataConfig, PruningConfig, TrainingConfig
-from bert_tickets.imp import ImpRun
-from bert_tickets.masks import full_mask, global_magnitude_mask, random_mask, select_prunable
-from bert_tickets.modeling import load_pretrained, load_tokenizer
-from bert_tickets.packed import Member, fine_tune_packed, pack_models, stack_batches
-from bert_tickets.runs import read_json
+from bert_tickets.engine import packed
+from bert_tickets.engine.masks import full_mask, global_magnitude_mask, random_mask, select_prunable
+from bert_tickets.engine.modeling import load_pretrained, load_tokenizer
+from bert_tickets.engine.packed import Member, fine_tune_packed, pack_models, stack_batches
+from bert_tickets.engine.run import ImpRun
+from bert_tickets.engine.training import fine_tune, make_accelerator
+from bert_tickets.files import read_json
 from bert_tickets.tasks import get_task
-from bert_tickets.training import fine_tune, make_accelerator
 
 WEIGHTS, LOSS, SCORE = 1e-6, 1e-6, 1e-3
 
@@ -116,8 +117,8 @@ def test_a_diverging_member_leaves_the_others_as_they_would_be_alone(tiny_bert_n
 def test_a_packed_forward_and_loss_with_dropout_trace_as_one_graph(tiny_bert, glue_dir):
     """Counter-based dropout keeps every draw inside the graph (a torch generator breaks it at each draw), so
     the packed forward, dropout on, and the members' losses are one graph to capture."""
-    from bert_tickets.packed import DropoutStreams, member_losses
-    from bert_tickets.training import with_4d_mask
+    from bert_tickets.engine.packed import DropoutStreams, member_losses
+    from bert_tickets.engine.training import with_4d_mask
 
     task, tokenizer, data, pretrained, masks, training = setup(tiny_bert, glue_dir, "sst2")
     streams = DropoutStreams([0, 1], training.batch_size, 32, torch.device("cpu"))

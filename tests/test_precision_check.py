@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_study import tiny_spec
 
-from bert_tickets.precision import native_bf16
+from bert_tickets.engine.precision import native_bf16
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "precision_check.py"
 

@@ -7,11 +7,12 @@ import pytest
 import transformers
 from transformers import AutoModelForSequenceClassification
 
-from bert_tickets import Ticket, hub, provenance
+from bert_tickets import Ticket, provenance
 from bert_tickets.cli import main
 from bert_tickets.config import load_config
+from bert_tickets.engine.modeling import load_pretrained
 from bert_tickets.errors import UserError
-from bert_tickets.modeling import load_pretrained
+from bert_tickets.release import hub
 from bert_tickets.tasks import get_task
 
 COMMIT = "f" * 40

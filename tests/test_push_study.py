@@ -9,7 +9,7 @@ from fake_hub import FakeHub, hub_env
 from huggingface_hub import ModelCard
 
 from bert_tickets.cli import main
-from bert_tickets.release_folder import MANIFEST
+from bert_tickets.release.folder import MANIFEST
 
 
 def tiny_study(model, glue_dir, tmp_path, capsys):

@@ -78,7 +78,7 @@ def test_a_damaged_checkpoint_is_discarded_and_gives_the_uninterrupted_result(da
                                                                                  monkeypatch, capsys):
     """A checkpoint proves itself by the digests of its files: a truncated one is thrown away with one line, and its
     level trained again from step 0 ends exactly as a run that was never interrupted."""
-    import bert_tickets.imp as imp
+    import bert_tickets.engine.run as imp
     from bert_tickets import find_ticket
 
     glue = write_glue(tmp_path / "glue_data", n_train=48)

@@ -10,7 +10,7 @@ from test_cli import tiny_args
 
 from bert_tickets.cli import build_parser, dashed, find_overrides, main
 from bert_tickets.config import TrainingConfig
-from bert_tickets.training import linear_schedule
+from bert_tickets.engine.training import linear_schedule
 
 
 def overrides(*argv: str) -> dict:

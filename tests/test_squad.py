@@ -8,8 +8,8 @@ from transformers import AutoTokenizer
 
 from bert_tickets import metrics
 from bert_tickets.config import load_config
+from bert_tickets.engine.run import ImpRun
 from bert_tickets.errors import UserError
-from bert_tickets.imp import ImpRun
 from bert_tickets.tasks import get_task
 from bert_tickets.tasks.squad import best_answers
 

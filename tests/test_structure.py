@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 PACKAGES = {"bert_tickets": ROOT / "bert_tickets", "bert_tickets.tasks": ROOT / "tasks"}  # tasks/ installs inside
-ENGINE = {"bert_tickets.imp", "bert_tickets.run_folder", "bert_tickets.resources", "bert_tickets.training"}
+ENGINE = {f"bert_tickets.engine.{name}" for name in ("run", "run_folder", "resources", "training")}  # the run itself
 MAX_CLASS_LINES, MAX_FUNCTION_LINES = 150, 60
 
 

@@ -10,7 +10,7 @@ import pytest
 from test_study import count_fine_tunings, tiny_spec  # noqa: F401 (a fixture)
 
 from bert_tickets.cli import main
-from bert_tickets.imp import ImpRun
+from bert_tickets.engine.run import ImpRun
 from bert_tickets.studies.jobs import JOB_KINDS, CellJob, Job, Recipe
 from bert_tickets.studies.plan import load_plan
 from bert_tickets.studies.report import REPORT_MANIFEST, SECTIONS

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-import bert_tickets.imp as imp
+import bert_tickets.engine.run as imp
 import bert_tickets.studies.report as report_module
 from bert_tickets import progress, workers
 from bert_tickets.cli import main
-from bert_tickets.runs import read_json, sha256
+from bert_tickets.files import read_json, sha256
 from bert_tickets.studies.plan import load_plan
 from bert_tickets.studies.report import REPORT_MANIFEST
 from bert_tickets.studies.spec import spec_names

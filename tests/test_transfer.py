@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import shared_glue
 
-import bert_tickets.imp as imp
+import bert_tickets.engine.run as imp
 from bert_tickets.cli import main
 from bert_tickets.methods import validated
 from bert_tickets.studies.sources import parse_source
@@ -89,10 +89,10 @@ def test_transfer_2x2_on_real_glue_with_minilm(tmp_path, capsys):
 
 def test_lora_transfer_keeps_the_backbone_and_its_zeros(tiny_bert, glue_dir, tmp_path, capsys):
     from bert_tickets.config import load_config
+    from bert_tickets.engine.masks import global_magnitude_mask, select_prunable
+    from bert_tickets.engine.run import ImpRun
+    from bert_tickets.engine.training import fine_tune, make_accelerator
     from bert_tickets.errors import UserError
-    from bert_tickets.imp import ImpRun
-    from bert_tickets.masks import global_magnitude_mask, select_prunable
-    from bert_tickets.training import fine_tune, make_accelerator
 
     run = ImpRun(load_config(None, {"model.name": tiny_bert, "data.task": "rte", "data.data_dir": str(glue_dir),
                                     "training.finetune": "lora", "training.max_steps": 4, "training.batch_size": 8,
@@ -180,7 +180,7 @@ def test_lora_on_masked_lm_keeps_the_decoder_tied_and_frozen(tiny_bert):
     from transformers import AutoModelForMaskedLM
 
     from bert_tickets.config import TrainingConfig
-    from bert_tickets.training import with_lora
+    from bert_tickets.engine.training import with_lora
 
     model = with_lora(AutoModelForMaskedLM.from_pretrained(tiny_bert), TrainingConfig(finetune="lora"))
     embeddings = model.base_model.model.bert.embeddings.word_embeddings.weight

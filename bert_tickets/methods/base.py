@@ -2,7 +2,7 @@
 
 A method declares what kind of run it is (does it train a dense level, is it iterative, does it rewind, does it
 need a ticket, may its tickets be exported or run with LoRA) and makes the mask of a level; the engine
-(`bert_tickets.imp.ImpRun`) asks it and never compares method names. A method sees a run only through
+(`bert_tickets.engine.run.ImpRun`) asks it and never compares method names. A method sees a run only through
 `LevelContext` (the engine satisfies it): it imports nothing from the engine.
 """
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import torch
 
     from bert_tickets.config import PruningConfig
-    from bert_tickets.masks import Mask
+    from bert_tickets.engine.masks import Mask
 
 THETA0 = "θ0 (pre-trained)"
 State = dict[str, "torch.Tensor"]
@@ -98,7 +98,7 @@ class PrunedAfterTraining(Method):
     prunes_by_magnitude = True
 
     def level_mask(self, run: LevelContext, k: int) -> Mask:
-        from bert_tickets.masks import magnitude_mask
+        from bert_tickets.engine.masks import magnitude_mask
 
         from_theta0 = k == 1 and run.pruning.first_mask_from_theta0
         trained = run.theta0_prunable() if from_theta0 else run.trained_prunable(k - 1)

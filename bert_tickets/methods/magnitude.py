@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from bert_tickets.methods.base import LevelContext, Method
 
 if TYPE_CHECKING:
-    from bert_tickets.masks import Mask
+    from bert_tickets.engine.masks import Mask
 
 
 class MagnitudePruning(Method):
@@ -17,7 +17,7 @@ class MagnitudePruning(Method):
     prunes_by_magnitude = True
 
     def level_mask(self, run: LevelContext, k: int) -> Mask:
-        from bert_tickets.masks import magnitude_mask
+        from bert_tickets.engine.masks import magnitude_mask
 
         theta0 = run.theta0_prunable()
         return magnitude_mask(theta0, run.level_mask(0), run.sparsities[k], run.pruning.scope)

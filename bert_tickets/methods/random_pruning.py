@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from bert_tickets.methods.base import LevelContext, Method
 
 if TYPE_CHECKING:
-    from bert_tickets.masks import Mask
+    from bert_tickets.engine.masks import Mask
 
 
 class RandomPruning(Method):
@@ -16,6 +16,6 @@ class RandomPruning(Method):
     help = "a random mask at the same sparsity, on θ0"
 
     def level_mask(self, run: LevelContext, k: int) -> Mask:
-        from bert_tickets.masks import random_mask
+        from bert_tickets.engine.masks import random_mask
 
         return random_mask(run.theta0_prunable(), run.sparsities[k], seed=run.seed)

@@ -15,12 +15,12 @@ class ShuffledTicket(GivenTicket):
     baseline = True
 
     def shuffle(self, weights: State, names: list[str], seed: int) -> State:
-        from bert_tickets.modeling import shuffled_weights
+        from bert_tickets.engine.modeling import shuffled_weights
 
         return shuffled_weights(weights, names, seed)
 
     def rewound_encoder(self, run: LevelContext, state: State | None, seed: int) -> tuple[State | None, bool]:
-        from bert_tickets.masks import select_prunable
+        from bert_tickets.engine.masks import select_prunable
 
         names = list(select_prunable(run.theta0(), run.pruning.prunable))
         return self.shuffle(state if state is not None else run.theta0(), names, seed), False

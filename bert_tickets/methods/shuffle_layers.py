@@ -16,6 +16,6 @@ class LayerShuffledTicket(ShuffledTicket):
     weights = "θ0 with the encoder's layers' prunable matrices permuted across layers"
 
     def shuffle(self, weights: State, names: list[str], seed: int) -> State:
-        from bert_tickets.modeling import layer_shuffled_weights
+        from bert_tickets.engine.modeling import layer_shuffled_weights
 
         return layer_shuffled_weights(weights, names, seed)

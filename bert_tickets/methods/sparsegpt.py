@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bert_tickets.files import atomic_write
 from bert_tickets.methods.base import LevelContext, Method, State
 from bert_tickets.methods.wanda import beyond_model_mask, in_model
 from bert_tickets.ranks import is_main_process
-from bert_tickets.runs import atomic_write
 
 if TYPE_CHECKING:
-    from bert_tickets.masks import Mask
+    from bert_tickets.engine.masks import Mask
 
 RECONSTRUCTED = "sparsegpt_weights.safetensors"
 
@@ -25,8 +25,8 @@ class SparseGPTMask(Method):
 
     def prune(self, run: LevelContext, k: int) -> tuple[State, Mask]:
         """SparseGPT over the θ0 encoder, layer by layer: its reconstructed weights and its mask."""
-        from bert_tickets.masks import encoder_of
-        from bert_tickets.pruners import sparsegpt_encoder
+        from bert_tickets.engine.masks import encoder_of
+        from bert_tickets.engine.pruners import sparsegpt_encoder
 
         theta0, encoder = run.theta0_prunable(), encoder_of(run.build_model(run.seed))
         inside = in_model(theta0, encoder)

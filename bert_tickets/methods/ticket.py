@@ -8,7 +8,7 @@ from bert_tickets.errors import UserError
 from bert_tickets.methods.base import LevelContext, Method
 
 if TYPE_CHECKING:
-    from bert_tickets.masks import Mask
+    from bert_tickets.engine.masks import Mask
 
 
 class GivenTicket(Method):
@@ -27,7 +27,7 @@ class GivenTicket(Method):
 
     def check(self, run: LevelContext) -> None:
         """The ticket's mask fits this model and covers its prunable matrices, at the run's sparsity."""
-        from bert_tickets.masks import OPTIONAL_KEYS, fit_mask, sparsity_report
+        from bert_tickets.engine.masks import OPTIONAL_KEYS, fit_mask, sparsity_report
         from bert_tickets.ticket import Ticket
 
         k = len(run.sparsities) - 1

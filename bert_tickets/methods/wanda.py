@@ -7,7 +7,7 @@ from bert_tickets.methods.base import LevelContext, Method, State
 if TYPE_CHECKING:
     import torch
 
-    from bert_tickets.masks import Mask
+    from bert_tickets.engine.masks import Mask
 
 
 class WandaPruning(Method):
@@ -18,9 +18,9 @@ class WandaPruning(Method):
     help = "prune θ0 once by |W|·‖X‖ over calibration inputs (Wanda; pruning.calibration, wanda_group)"
 
     def level_mask(self, run: LevelContext, k: int) -> Mask:
-        from bert_tickets.calibration import input_statistics
-        from bert_tickets.masks import encoder_of
-        from bert_tickets.pruners import wanda_mask, wanda_scores
+        from bert_tickets.engine.calibration import input_statistics
+        from bert_tickets.engine.masks import encoder_of
+        from bert_tickets.engine.pruners import wanda_mask, wanda_scores
 
         theta0, encoder = run.theta0_prunable(), encoder_of(run.build_model(run.seed))
         inside = in_model(theta0, encoder)
@@ -37,7 +37,7 @@ def in_model(theta0: State, encoder: torch.nn.Module) -> list[str]:
 
 def beyond_model_mask(theta0: State, inside: list[str], sparsity: float) -> Mask:
     """Each prunable θ0 matrix the model has no layer for (masked LM's pooler), by its magnitude at `sparsity`."""
-    from bert_tickets.masks import full_mask, magnitude_mask
+    from bert_tickets.engine.masks import full_mask, magnitude_mask
 
     beyond = {n: w for n, w in theta0.items() if n not in inside}
     return magnitude_mask(beyond, full_mask(beyond), sparsity, "layerwise") if beyond else {}

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from bert_tickets import paths
 from bert_tickets.config import Config
 from bert_tickets.errors import UserError
+from bert_tickets.files import write_json
 from bert_tickets.methods import METHODS, baselines, get_method
 from bert_tickets.metrics import format_mean_std, metric_label
-from bert_tickets.runs import write_json
 from bert_tickets.stats import is_matching, matching_mark
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def baseline_config(config: Config, method: str, ticket_path: Path, ticket_spars
 
 def compare(config: Config, ticket: Ticket, baselines: list[str]) -> list[Row]:
     """Dense, the ticket, then each baseline at the ticket's sparsity; written to the ticket's comparison.json."""
-    from bert_tickets.imp import ImpRun
+    from bert_tickets.engine.run import ImpRun
 
     rows = [Row(DENSE, ticket.info["metrics"]["dense"]), Row(ticket.info["method"], ticket.info["metrics"]["ticket"])]
     for method in baselines:

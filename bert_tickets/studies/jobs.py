@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from bert_tickets import paths
 from bert_tickets.config import Config
-from bert_tickets.imp import ImpRun
+from bert_tickets.engine.run import ImpRun
+from bert_tickets.files import read_json
 from bert_tickets.methods import IMP, get_method
 from bert_tickets.ranks import log
 from bert_tickets.results import TicketInfo
-from bert_tickets.runs import read_json
 from bert_tickets.studies.baselines import baseline_config
 from bert_tickets.studies.sources import Source
 from bert_tickets.studies.spec import StudySpec

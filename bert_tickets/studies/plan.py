@@ -9,12 +9,12 @@ from pathlib import Path
 
 from bert_tickets import paths
 from bert_tickets.config import CHOICES
+from bert_tickets.engine.precision import resolved_precision
+from bert_tickets.engine.run import ImpRun
+from bert_tickets.engine.run_folder import FineTunings, count_fine_tunings
 from bert_tickets.errors import UserError
-from bert_tickets.imp import ImpRun
-from bert_tickets.precision import resolved_precision
+from bert_tickets.files import read_json, write_json
 from bert_tickets.results import TicketInfo
-from bert_tickets.run_folder import FineTunings, count_fine_tunings
-from bert_tickets.runs import read_json, write_json
 from bert_tickets.studies.jobs import JOB_KINDS, Job, Recipe
 from bert_tickets.studies.spec import StudySpec, parse_spec
 from bert_tickets.studies.transfer import TransferMatrix

@@ -19,10 +19,10 @@ from typing import Any
 
 from bert_tickets import paths
 from bert_tickets.errors import UserError
-from bert_tickets.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
+from bert_tickets.files import usable_folder, write_json, write_text
 from bert_tickets.ranks import log
-from bert_tickets.release_folder import inside, replace_owned, staging
-from bert_tickets.runs import usable_folder, write_json, write_text
+from bert_tickets.release.folder import inside, replace_owned, staging
+from bert_tickets.release.hub import PushOptions, check_repo_id, export_ticket, push_to_hub
 from bert_tickets.studies.jobs import TicketJob
 from bert_tickets.studies.plan import load_plan
 from bert_tickets.studies.report import report_files, write_report

@@ -21,14 +21,15 @@ from typing import Any
 import torch
 
 from bert_tickets import paths
+from bert_tickets.engine.masks import MATRIX_TYPES, full_mask, jaccard, load_mask, magnitude_mask, matrix_type
+from bert_tickets.engine.precision import resolved_precision
+from bert_tickets.engine.training import FAILED_RULE
 from bert_tickets.errors import UserError
-from bert_tickets.masks import MATRIX_TYPES, full_mask, jaccard, load_mask, magnitude_mask, matrix_type
+from bert_tickets.files import sha256, write_bytes, write_json, write_text
 from bert_tickets.methods import IMP
 from bert_tickets.metrics import metric_label
-from bert_tickets.precision import resolved_precision
 from bert_tickets.results import Arm as ResultArm
 from bert_tickets.results import TicketInfo
-from bert_tickets.runs import sha256, write_bytes, write_json, write_text
 from bert_tickets.stats import (
     MATCHING_RULE,
     Paired,
@@ -50,7 +51,6 @@ from bert_tickets.studies.transfer import Cell
 from bert_tickets.studies.transfer_tables import long_csv, write_heatmap
 from bert_tickets.tasks import get_task
 from bert_tickets.tasks.base import raw_constant_score
-from bert_tickets.training import FAILED_RULE
 
 
 def collect(plan: StudyPlan) -> Finished:

@@ -12,9 +12,9 @@ from typing import Any
 from bert_tickets import paths
 from bert_tickets.config import Config, preset_names, read_yaml_text, task_config, yaml_mapping
 from bert_tickets.errors import UserError
+from bert_tickets.files import write_text
 from bert_tickets.methods import METHODS, validated
 from bert_tickets.methods import baselines as all_baselines
-from bert_tickets.runs import write_text
 from bert_tickets.studies.baselines import DENSE, parse_baselines
 from bert_tickets.studies.sources import CONTROLS, SOURCES, parse_source
 from bert_tickets.tasks import get_task

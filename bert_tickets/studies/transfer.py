@@ -15,10 +15,10 @@ from typing import Any
 
 from bert_tickets import paths
 from bert_tickets.config import Config, hashed_settings, settings_hash
-from bert_tickets.imp import ImpRun
+from bert_tickets.engine.run import ImpRun
+from bert_tickets.files import write_json, write_text
 from bert_tickets.ranks import log
 from bert_tickets.results import TicketInfo
-from bert_tickets.runs import write_json, write_text
 from bert_tickets.stats import by_seed, failed_seeds, paired, shared_seed_matching
 from bert_tickets.studies.baselines import DENSE
 from bert_tickets.studies.sources import CONTROLS, RANDOM, Source, parse_source

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from bert_tickets.runs import write_bytes
+from bert_tickets.files import write_bytes
 from bert_tickets.stats import MATCHING_RULE, Paired
 from bert_tickets.studies.baselines import DENSE
 from bert_tickets.studies.sources import RANDOM, parse_source

@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from bert_tickets.engine.modeling import resolve_model_path
 from bert_tickets.errors import UserError
-from bert_tickets.modeling import resolve_model_path
 from bert_tickets.ranks import log
 
 CONFIG_FILES = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")

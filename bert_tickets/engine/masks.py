@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from bert_tickets.errors import UserError
-from bert_tickets.runs import atomic_write
+from bert_tickets.files import atomic_write
 
 Mask = dict[str, torch.Tensor]
 # 1: one boolean per weight; 2: bitmasks; 3: bitmasks with compressed-tensors' sparsity config exactly (all load)

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from bert_tickets.calibration import Batch, input_statistics, linear_of
-from bert_tickets.masks import Mask, full_mask, magnitude_mask
+from bert_tickets.engine.calibration import Batch, input_statistics, linear_of
+from bert_tickets.engine.masks import Mask, full_mask, magnitude_mask
 
 SPARSEGPT_BLOCK = 128
 SPARSEGPT_DAMPING = 0.01

@@ -44,14 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bert_tickets.batching import SEQUENCE_COLUMNS, PaddedTensors, can_pre_pad
 from bert_tickets.config import TrainingConfig
-from bert_tickets.device_batches import DeviceBatches
-from bert_tickets.errors import UserError
-from bert_tickets.flat_update import FlatUpdate
-from bert_tickets.masks import Mask, MaskEnforcer
-from bert_tickets.tasks import PreparedData, TaskAdapter
-from bert_tickets.training import (
+from bert_tickets.engine.batching import SEQUENCE_COLUMNS, PaddedTensors, can_pre_pad
+from bert_tickets.engine.device_batches import DeviceBatches
+from bert_tickets.engine.flat_update import FlatUpdate
+from bert_tickets.engine.masks import Mask, MaskEnforcer
+from bert_tickets.engine.training import (
     FitResult,
     bucket_multiple,
     chance_loss,
@@ -62,6 +60,8 @@ from bert_tickets.training import (
     training_batches,
     with_4d_mask,
 )
+from bert_tickets.errors import UserError
+from bert_tickets.tasks import PreparedData, TaskAdapter
 
 
 # --- stacked layers ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """A run folder, read-only: where an engine run keeps each level, seed and ticket, and what is done.
 
-The study, the transfer matrix and the report ask it (never training); `bert_tickets.imp.ImpRun` extends it with
+The study, the transfer matrix and the report ask it (never training); `bert_tickets.engine.run.ImpRun` extends it with
 the training that fills the folder.
 """
 
@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 from bert_tickets import paths
 from bert_tickets.config import Config, PruningConfig, dense_hash, final_recipe, run_hash
 from bert_tickets.errors import UserError
+from bert_tickets.files import is_whole, read_json
 from bert_tickets.methods import get_method, validated
 from bert_tickets.results import ARMS, Arm, TicketInfo
-from bert_tickets.runs import is_whole, read_json
 from bert_tickets.tasks import get_task, task_for
 
 KINDS = ARMS  # the evaluation's two arms, each fine-tuned once per seed

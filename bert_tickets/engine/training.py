@@ -21,12 +21,12 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from bert_tickets.batching import LengthGroupedBatches, PaddedTensors, can_pre_pad
-from bert_tickets.checkpoints import Checkpointer
 from bert_tickets.config import TrainingConfig
+from bert_tickets.engine.batching import LengthGroupedBatches, PaddedTensors, can_pre_pad
+from bert_tickets.engine.checkpoints import Checkpointer
+from bert_tickets.engine.masks import MaskEnforcer, encoder_of
+from bert_tickets.engine.precision import resolved_precision
 from bert_tickets.errors import UserError
-from bert_tickets.masks import MaskEnforcer, encoder_of
-from bert_tickets.precision import resolved_precision
 from bert_tickets.ranks import world_size
 from bert_tickets.tasks import PreparedData, TaskAdapter
 from bert_tickets.tracking import LogFn
@@ -52,7 +52,7 @@ class FitResult:
     chance_loss: float | None = None  # the loss of the best constant prediction (None: not defined for the task)
     eval_loss: dict[str, float] = field(default_factory=dict)  # per evaluation split, where the model gives one
     drift: dict[str, float] = field(default_factory=dict)  # ||θ_T − θ_start|| / ||θ_start|| of the prunable weights
-    pack_size: int = 1  # fine-tunings trained as one computation (bert_tickets.packed); `seconds` is the pack's
+    pack_size: int = 1  # fine-tunings trained as one computation (bert_tickets.engine.packed); `seconds` is the pack's
     primary_metric: str | None = None  # the task's metric that verdicts read
     chance_score: float | None = None  # the best constant prediction's score in it, on the same examples
     # with training.eval_every_steps: every scoring made, {step, metrics}, the last one after training; `metrics`

@@ -6,7 +6,7 @@ level has its own folder (`bert_tickets.paths`); `metrics.json` is written last 
 skips it and a killed run resumes.
 
 The public surface of a run, for the command line, transfer, studies, workers and tests: what its folder holds
-(`bert_tickets.run_folder.RunFolder`: levels, seeds, done checks), and here `run`, `run_levels`, `evaluate_ticket`,
+(`run_folder.RunFolder`: levels, seeds, done checks), and here `run`, `run_levels`, `evaluate_ticket`,
 `run_seed_job` (one of the evaluation's independent fine-tunings; `seed_rounds` splits them over local workers),
 `lock`, `level_mask`, `build_model` and `resources` (what the run loads: θ0, data, accelerator). The rest is
 private; the methods (`bert_tickets.methods`) read `trained_prunable` and `resources` to make their masks.
@@ -26,13 +26,12 @@ from typing import Any, cast
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from bert_tickets import packed, paths, progress
-from bert_tickets.calibration import calibration_batches
-from bert_tickets.checkpoints import remove_checkpoint
+from bert_tickets import paths, progress
 from bert_tickets.config import Config, TrainingConfig, final_recipe, non_default_settings, reproduce_command, run_hash
-from bert_tickets.errors import UserError
-from bert_tickets.locks import folder_lock, holds_lock, result_lock
-from bert_tickets.masks import (
+from bert_tickets.engine import packed
+from bert_tickets.engine.calibration import calibration_batches
+from bert_tickets.engine.checkpoints import remove_checkpoint
+from bert_tickets.engine.masks import (
     Mask,
     collapse_warning,
     full_mask,
@@ -44,14 +43,13 @@ from bert_tickets.masks import (
     save_mask,
     sparsity_report,
 )
-from bert_tickets.modeling import head_state_of
-from bert_tickets.precision import resolved_precision
-from bert_tickets.provenance import data_source, model_source, package_version
-from bert_tickets.ranks import barrier, is_main_process, log, rank0_sees
-from bert_tickets.resources import RunResources
-from bert_tickets.results import ARMS, Arm, FineTuningSummary, MetricSummary, TicketInfo, read_ticket_info
-from bert_tickets.run_folder import RunFolder
-from bert_tickets.runs import (
+from bert_tickets.engine.modeling import head_state_of
+from bert_tickets.engine.precision import resolved_precision
+from bert_tickets.engine.resources import RunResources
+from bert_tickets.engine.run_folder import RunFolder
+from bert_tickets.engine.training import FAILED_RULE, FitResult, encoder_state, expected_steps, fine_tune
+from bert_tickets.errors import UserError
+from bert_tickets.files import (
     atomic_write,
     check_output_location,
     copy_file,
@@ -60,9 +58,12 @@ from bert_tickets.runs import (
     read_json_if_exists,
     write_json,
 )
+from bert_tickets.locks import folder_lock, holds_lock, result_lock
+from bert_tickets.provenance import data_source, model_source, package_version
+from bert_tickets.ranks import barrier, is_main_process, log, rank0_sees
+from bert_tickets.results import ARMS, Arm, FineTuningSummary, MetricSummary, TicketInfo, read_ticket_info
 from bert_tickets.stats import MATCHING_RULE, failed_count, is_matching, mean_std
 from bert_tickets.ticket import Ticket
-from bert_tickets.training import FAILED_RULE, FitResult, encoder_state, expected_steps, fine_tune
 from bert_tickets.workers import JobRounds
 
 
@@ -331,7 +332,7 @@ def tracked_fine_tune(run: ImpRun, model: torch.nn.Module, mask: Mask | None, jo
 
 def run_seed_packs(run: ImpRun) -> None:
     """The evaluation's pending fine-tunings (ticket seeds of a rewinding method, dense seeds) in packs of up to
-    `training.pack`, each trained as one computation (`bert_tickets.packed`); nothing with `pack` 1, or where
+    `training.pack`, each trained as one computation (`bert_tickets.engine.packed`); nothing with `pack` 1, or where
     they cannot be packed (then one at a time, as always)."""
     training, r = run.final_training, run.resources
     jobs = packable_jobs(run, run.seed_jobs())

@@ -21,8 +21,8 @@ from accelerate import Accelerator
 from bert_tickets import paths
 from bert_tickets.config import TrainingConfig
 from bert_tickets.errors import UserError
+from bert_tickets.files import read_json, sha256, write_json
 from bert_tickets.ranks import barrier, is_main_process, log
-from bert_tickets.runs import read_json, sha256, write_json
 
 PROGRESS = "progress.json"  # written last: a checkpoint without it is incomplete
 

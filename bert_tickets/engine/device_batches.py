@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from bert_tickets.batching import SEQUENCE_COLUMNS, PaddedTensors
+from bert_tickets.engine.batching import SEQUENCE_COLUMNS, PaddedTensors
 
 
 def index_stream(loader: DataLoader) -> Iterator[list[int]]:

@@ -22,9 +22,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 
 from bert_tickets.errors import UserError
+from bert_tickets.files import TEMP_SUFFIX, UMASK, sha256, write_json
 from bert_tickets.locks import file_lock
 from bert_tickets.ranks import log
-from bert_tickets.runs import TEMP_SUFFIX, UMASK, sha256, write_json
 
 MANIFEST = ".bert-tickets-export.json"  # never uploaded (see `UPLOAD_IGNORE`)
 STAGING = ".bert-tickets-staging"  # inside the destination, under its lock: one name, ours alone

@@ -10,13 +10,13 @@ from typing import Any
 import torch
 
 from bert_tickets.config import Config, flat_settings, non_default_settings, run_hash
+from bert_tickets.engine.masks import magnitude_outliers, select_prunable
+from bert_tickets.engine.modeling import Pretrained, load_pretrained, load_tokenizer
+from bert_tickets.engine.training import make_accelerator
 from bert_tickets.errors import UserError
-from bert_tickets.masks import magnitude_outliers, select_prunable
-from bert_tickets.modeling import Pretrained, load_pretrained, load_tokenizer
 from bert_tickets.ranks import log
 from bert_tickets.tasks import TaskAdapter
 from bert_tickets.tracking import Tracker
-from bert_tickets.training import make_accelerator
 
 
 class RunResources:

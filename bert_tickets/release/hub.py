@@ -22,18 +22,18 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model
 
 from bert_tickets import paths
-from bert_tickets.card_sections import citation, recipe_table, sparsity_line
+from bert_tickets.engine.masks import save_mask, sparsity_config, sparsity_report
+from bert_tickets.engine.modeling import MINILM_ALIASES, load_pretrained, resolve_model_path
 from bert_tickets.errors import UserError
+from bert_tickets.files import usable_folder, write_json
 from bert_tickets.logs import quiet
-from bert_tickets.masks import save_mask, sparsity_config, sparsity_report
 from bert_tickets.methods import get_method
 from bert_tickets.metrics import display_value, format_mean_std, metric_label
-from bert_tickets.modeling import MINILM_ALIASES, load_pretrained, resolve_model_path
 from bert_tickets.ranks import log
-from bert_tickets.release_folder import UPLOAD_IGNORE, check_replaceable, replace_owned, staging
+from bert_tickets.release.cards import citation, recipe_table, sparsity_line
+from bert_tickets.release.folder import UPLOAD_IGNORE, check_replaceable, replace_owned, staging
+from bert_tickets.release.sentence_modules import base_model_folder, copy_sentence_modules
 from bert_tickets.results import ARMS, TicketInfo
-from bert_tickets.runs import usable_folder, write_json
-from bert_tickets.sentence_modules import base_model_folder, copy_sentence_modules
 from bert_tickets.stats import matching_mark
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import Ticket
@@ -46,7 +46,7 @@ def export_ticket(ticket_dir: str | Path, out: str | Path, repo_id: str, fine_tu
     """Write the Hub-ready folder `out`, verified before anything in `out` changes: the ticket (an upstream sparse
     encoder), or with `fine_tuned` one of its evaluation's fine-tuned task models (`seed`, default the best by the
     dev metric). Into an earlier export, only the files that export wrote are replaced
-    (`bert_tickets.release_folder`): nothing else in `out` is touched."""
+    (`bert_tickets.release.folder`): nothing else in `out` is touched."""
     check_repo_id(repo_id)
     ticket = Ticket.load(ticket_dir)
     if not get_method(ticket.info["method"]).exportable:
@@ -385,7 +385,7 @@ def _card_data(ticket: Ticket, repo_id: str, pipeline_tag: str, results: list[Ev
 def random_baseline(ticket: Ticket) -> dict[str, Any] | None:
     """The random-pruning run beside the ticket (same recipe, seeds and sparsity), if it was run: its scores."""
     from bert_tickets.config import run_hash, task_config
-    from bert_tickets.run_folder import RunFolder
+    from bert_tickets.engine.run_folder import RunFolder
     from bert_tickets.studies.baselines import baseline_config
 
     try:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from bert_tickets.masks import MaskEnforcer
+from bert_tickets.engine.masks import MaskEnforcer
 
 
 class KeepMask(TrainerCallback):
