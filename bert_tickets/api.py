@@ -111,19 +111,16 @@ def find(task: str, sparsity: float | None = None, *, method: str | None = None,
             found = run.run()  # in-process; after local workers, only what they left
         if not chosen:
             return FindResult(run, found)
-        rows = compare(run.config, found, chosen)
+        rows = compare(run, found, chosen)
     return FindResult(run, found, rows, verdict(rows, found.info["primary_metric"], found.sparsity))
 
 
 def _find_fine_tunings(run: ImpRun, baselines: list[str]) -> Any:
     """The run's fine-tunings and its baselines' (built as `compare` builds them; never trains)."""
-    from bert_tickets.engine.run import ImpRun
     from bert_tickets.engine.run_folder import count_fine_tunings
-    from bert_tickets.studies.baselines import baseline_config
+    from bert_tickets.studies.baselines import baseline_run
 
-    ticket = run.ticket_dir()
-    others = [ImpRun(baseline_config(run.config, method, ticket, run.config.pruning.sparsity)) for method in baselines]
-    return count_fine_tunings([run, *others])
+    return count_fine_tunings([run, *(baseline_run(run, method) for method in baselines)])
 
 
 def _watching(label: str, counted: Any) -> Any:

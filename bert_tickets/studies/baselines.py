@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 from bert_tickets import paths
 from bert_tickets.config import Config
 from bert_tickets.errors import UserError
-from bert_tickets.files import write_json
+from bert_tickets.files import read_json, write_json
 from bert_tickets.methods import METHODS, baselines, get_method
 from bert_tickets.metrics import format_mean_std, metric_label
 from bert_tickets.stats import is_matching, matching_mark
 
 if TYPE_CHECKING:
+    from bert_tickets.engine.run import ImpRun
     from bert_tickets.ticket import Ticket
 
 DENSE = "dense"  # the reference arm beside every method's
@@ -60,13 +61,23 @@ def baseline_config(config: Config, method: str, ticket_path: Path, ticket_spars
     return other
 
 
-def compare(config: Config, ticket: Ticket, baselines: list[str]) -> list[Row]:
-    """Dense, the ticket, then each baseline at the ticket's sparsity; written to the ticket's comparison.json."""
+def baseline_run(ticket_run: ImpRun, method: str) -> ImpRun:
+    """A baseline beside a ticket's run, built here for every command (`find --baselines`, its progress count, a
+    study's baseline jobs): the run's settings with only the method changed, and for the methods that take the
+    ticket's mask, its folder and measured sparsity (the target's until the ticket exists)."""
     from bert_tickets.engine.run import ImpRun
 
+    ticket = ticket_run.ticket_dir()
+    info = paths.ticket_info(ticket)
+    sparsity = read_json(info)["sparsity"] if info.exists() else ticket_run.config.pruning.sparsity
+    return ImpRun(baseline_config(ticket_run.config, method, ticket, sparsity))
+
+
+def compare(ticket_run: ImpRun, ticket: Ticket, baselines: list[str]) -> list[Row]:
+    """Dense, the ticket, then each baseline at the ticket's sparsity; written to the ticket's comparison.json."""
     rows = [Row(DENSE, ticket.info["metrics"]["dense"]), Row(ticket.info["method"], ticket.info["metrics"]["ticket"])]
     for method in baselines:
-        other = ImpRun(baseline_config(config, method, ticket.path, ticket.sparsity)).run()
+        other = baseline_run(ticket_run, method).run()
         rows.append(Row(method, other.info["metrics"]["ticket"]))
     primary = ticket.info["primary_metric"]
     write_json(paths.comparison(ticket.path), {

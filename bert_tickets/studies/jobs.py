@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from bert_tickets import paths
 from bert_tickets.config import Config
 from bert_tickets.engine.run import ImpRun
-from bert_tickets.files import read_json
 from bert_tickets.methods import IMP, get_method
 from bert_tickets.ranks import log
 from bert_tickets.results import TicketInfo
-from bert_tickets.studies.baselines import baseline_config
+from bert_tickets.studies.baselines import baseline_run
 from bert_tickets.studies.sources import Source
 from bert_tickets.studies.spec import StudySpec
 from bert_tickets.studies.transfer import Cell, TransferMatrix, plan
@@ -153,10 +152,7 @@ class BaselineJob(Job):
         return [cls(t, s, m) for t in spec.tasks for s in recipe.baseline_sparsities for m in spec.baselines]
 
     def engine_run(self, recipe: Recipe) -> ImpRun:
-        imp = recipe.ticket_run(self.task, self.sparsity)
-        info = paths.ticket_info(imp.ticket_dir())
-        ticket_sparsity = read_json(info)["sparsity"] if info.exists() else self.sparsity
-        return ImpRun(baseline_config(imp.config, self.method, imp.ticket_dir(), ticket_sparsity))
+        return baseline_run(recipe.ticket_run(self.task, self.sparsity), self.method)
 
     def run(self, recipe: Recipe) -> None:
         if get_method(self.method).needs_ticket:  # the ticket's mask: find it first
