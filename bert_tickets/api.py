@@ -310,12 +310,12 @@ def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, 
     jobs = plan.jobs()
     mine = share(jobs, cell)
     call = {"function": "study", "kwargs": {"spec": spec, "output_dir": str(plan.folder), "cell": cell}}
-    rounds = study_rounds(plan.recipe, jobs, mine, plan.folder)
+    rounds = study_rounds(plan, jobs, mine, plan.folder)
     live_report = None if cell or worker else partial(_live_report, plan)
     with _watching(f"study {plan.spec.name}", plan.fine_tunings(mine)):
         if run_share_or_start_workers(rounds, call, worker, worker_count(workers), live_report):
             return None
-        run_jobs(plan.recipe, mine, plan.spec.name, live_report)  # in-process; after local workers, all is done
+        run_jobs(plan, mine, plan.spec.name, live_report)  # in-process; after local workers, all is done
     return None if cell else write_report(plan) / "README.md"
 
 

@@ -17,35 +17,25 @@ from bert_tickets.files import read_json, write_json
 from bert_tickets.results import TicketInfo
 from bert_tickets.studies.jobs import JOB_KINDS, Job, Recipe
 from bert_tickets.studies.spec import StudySpec, parse_spec
-from bert_tickets.studies.transfer import TransferMatrix
 
 
-class StudyPlan:
+class StudyPlan(Recipe):
+    """A study in its folder: its recipe (how its runs are configured, what jobs build theirs from) and every job
+    its spec implies."""
+
     def __init__(self, spec: StudySpec, folder: Path):
-        self.spec, self.folder = spec, Path(folder)
-        self.runs_dir = paths.study_runs(self.folder)
-        self.recipe = Recipe(spec, self.runs_dir)
-
-    def ticket_run(self, task: str, sparsity: float, search: int = 0) -> ImpRun:
-        return self.recipe.ticket_run(task, sparsity, search)
-
-    @property
-    def matrix(self) -> TransferMatrix | None:
-        return self.recipe.matrix
-
-    @property
-    def baseline_sparsities(self) -> list[float]:
-        return self.recipe.baseline_sparsities
+        self.folder = Path(folder)
+        super().__init__(spec, paths.study_runs(self.folder))
 
     def jobs(self) -> list[Job]:
         """Every kind's jobs, in the registry's order (tickets first: baselines and cells reuse them)."""
         jobs: list[Job] = []
         for kind in JOB_KINDS:
-            jobs += [job for job in kind.plan(self.recipe) if job not in jobs]
+            jobs += [job for job in kind.plan(self) if job not in jobs]
         return jobs
 
     def engine_run(self, job: Job) -> ImpRun:
-        return job.engine_run(self.recipe)
+        return job.engine_run(self)
 
     def fine_tunings(self, jobs: list[Job] | None = None) -> FineTunings:
         """The fine-tunings the jobs imply (shared runs counted once), those still to train, the recorded
@@ -54,10 +44,10 @@ class StudyPlan:
 
     def finished(self, job: Job) -> TicketInfo | None:
         """The job's ticket.json if its run is done over its seeds; None otherwise. Never trains."""
-        return job.finished(self.recipe)
+        return job.finished(self)
 
     def run_job(self, job: Job) -> None:
-        job.run(self.recipe)
+        job.run(self)
 
 
 def load_plan(folder: str | Path) -> StudyPlan:

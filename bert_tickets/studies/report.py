@@ -696,7 +696,7 @@ class Transfer(Section):
             return ""
         matrix = copy.copy(plan.matrix)  # the report's view: only complete targets; the plan's matrix stays whole
         every = [Cell(s, t) for s in matrix.rows for t in matrix.targets]
-        cells = {c: info for c in every if (info := finished.results.get(CellJob.of(c, plan.recipe))) is not None}
+        cells = {c: info for c in every if (info := finished.results.get(CellJob.of(c, plan))) is not None}
         owns = {t: info for t in matrix.targets
                 if (info := finished.results.get(TicketJob(t, matrix.sparsity))) is not None}
         complete = [t for t in matrix.targets if all(Cell(s, t) in cells for s in matrix.rows)
