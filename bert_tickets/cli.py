@@ -447,11 +447,11 @@ def print_summary(run: Any, info: dict[str, Any]) -> None:
         metrics = run.level_record(k)["metrics"]
         print(f"{k:>5}  {run.sparsities[k]:>8.2%}  {display_value(primary, metrics[primary]):>18.2f}")
     seeds = ", ".join(map(str, info["seeds"]))
-    print(f"\nticket at sparsity {info['sparsity']:.2%} vs dense (seeds {seeds}; mean ± std)")
+    print(f"\nticket at sparsity {info['sparsity']:.2%} vs dense (seeds {seeds}; mean ± std; scores × 100)")
     print(f"{'metric':<24} {'ticket':>18} {'dense':>18}")
     for name, t in info["metrics"]["ticket"].items():
         d = info["metrics"]["dense"][name]
-        print(f"{metric_label(name):<24} {format_mean_std(name, t):>18} {format_mean_std(name, d):>18}")
+        print(f"{name:<24} {format_mean_std(name, t):>18} {format_mean_std(name, d):>18}")
     failed = {arm: info["metrics"][arm][primary].get("failed") for arm in ("ticket", "dense")}
     if any(count is not None for count in failed.values()):
         runs = len(info["seeds"])

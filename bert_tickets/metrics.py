@@ -78,10 +78,16 @@ def metric_label(metric: str) -> str:
 
 
 def format_mean_std(metric: str, summary: Mapping[str, Any]) -> str:
-    """'mean ± std' over seeds in the metric's unit (`display_value`; the table's label names it, `metric_label`):
-    '84.31 ± 0.52' (accuracy, %), '87.12 ± 0.31' (Pearson r × 100), '11.02 ± 0.10' (perplexity); one seed has no
-    spread: '84.31 (n = 1)'."""
+    """'mean ± std' over seeds in the metric's unit (`display_value`): '84.31 ± 0.52 %' (accuracy), '87.12 ± 0.31'
+    (Pearson r × 100), '11.02 ± 0.10' (perplexity); one seed has no spread: '84.31 % (n = 1)'."""
+    suffix = " %" if is_percent(metric) else ""
     mean = display_value(metric, summary["mean"])
     if len(summary.get("values", [None, None])) == 1:
-        return f"{mean:.2f} (n = 1)"
-    return f"{mean:.2f} ± {display_value(metric, summary['std']):.2f}"
+        return f"{mean:.2f}{suffix} (n = 1)"
+    return f"{mean:.2f} ± {display_value(metric, summary['std']):.2f}{suffix}"
+
+
+def index_value(metric: str, value: float) -> float:
+    """A score in a model card's model-index (read by machines, not people): percentages in %, a correlation, loss
+    or perplexity as `evaluate` computes it, as the Hub's other cards give them."""
+    return 100 * value if is_percent(metric) else value

@@ -97,7 +97,7 @@ def test_a_verdict_compares_the_seeds_both_arms_ran():
 def test_one_seed_is_never_shown_with_a_spread_of_zero():
     assert summary_text([0.804]) == "80.4 (n = 1)"
     assert summary_text([0.80, 0.82]) == "81.0 ± 1.4 (n = 2)"
-    assert format_mean_std("accuracy", {"mean": 0.8, "std": 0.0, "values": [0.8]}) == "80.00 (n = 1)"
+    assert format_mean_std("accuracy", {"mean": 0.8, "std": 0.0, "values": [0.8]}) == "80.00 % (n = 1)"
     assert format_mean_std("pearson", {"mean": 0.8, "std": 0.0, "values": [0.8]}) == "80.00 (n = 1)"
 
 

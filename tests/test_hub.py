@@ -37,7 +37,7 @@ def test_dry_run_folder_loads_in_plain_transformers(tiny_bert, glue_dir, tmp_pat
     card = ModelCard.load(out / "README.md")
     assert not card.data.eval_results and card.data.pipeline_tag == "feature-extraction"  # no score of its own
     accuracy = ticket.info["metrics"]["ticket"]["accuracy"]["mean"]
-    assert f"| accuracy (%) | {100 * accuracy:.2f} (n = 1) |" in card.text  # the evidence, in the body
+    assert f"| accuracy | {100 * accuracy:.2f} % (n = 1) |" in card.text  # the evidence, in the body
     assert "evidence, not this checkpoint's score" in card.text and "| random pruning |" in card.text
     assert card.data.datasets == ["nyu-mll/glue"] and "lottery-ticket" in card.data.tags
     assert card.data.base_model is None  # a local checkpoint folder is not a Hub id

@@ -72,7 +72,7 @@ def test_squad_module_is_the_official_v1_1_computation():
 
 
 def test_one_unit_for_every_score_the_papers():
-    assert metrics.format_mean_std("matched_accuracy", {"mean": 0.8431, "std": 0.0052}) == "84.31 ± 0.52"
+    assert metrics.format_mean_std("matched_accuracy", {"mean": 0.8431, "std": 0.0052}) == "84.31 ± 0.52 %"
     assert metrics.format_mean_std("pearson", {"mean": 0.87123, "std": 0.0031}) == "87.12 ± 0.31"
     assert metrics.format_mean_std("matthews_correlation", {"mean": 0.4, "std": 0.02}) == "40.00 ± 2.00"
     assert metrics.format_mean_std("perplexity", {"mean": 11.02, "std": 0.1}) == "11.02 ± 0.10"

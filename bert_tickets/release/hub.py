@@ -28,7 +28,7 @@ from bert_tickets.errors import UserError
 from bert_tickets.files import usable_folder, write_json
 from bert_tickets.logs import quiet
 from bert_tickets.methods import get_method
-from bert_tickets.metrics import display_value, format_mean_std, metric_label
+from bert_tickets.metrics import display_value, format_mean_std, index_value
 from bert_tickets.ranks import log
 from bert_tickets.release.cards import citation, recipe_table, sparsity_line
 from bert_tickets.release.folder import UPLOAD_IGNORE, check_replaceable, replace_owned, staging
@@ -159,7 +159,7 @@ def finetuned_card(ticket: Ticket, repo_id: str, seed: int, encoder_prefix: str,
     data = _card_data(ticket, repo_id, task.task_type, card_results(ticket, own, f"seed {seed}"),
                       {"release": "fine-tuned", "seed": seed, "encoder_prefix": encoder_prefix})
     metrics = list(info["metrics"]["ticket"])
-    header = "| seed | " + " | ".join(map(metric_label, metrics)) + " |\n|---|" + "---|" * len(metrics)
+    header = "| seed | " + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics)
     rows = [f"| {s}{' (this model)' if s == seed else ''} | "
             + " | ".join(f"{display_value(m, info['metrics']['ticket'][m]['values'][i]):.2f}" for m in metrics) + " |"
             for i, s in enumerate(info["seeds"])]
@@ -248,7 +248,7 @@ def card_results(ticket: Ticket, scores: dict[str, dict[str, Any]], what: str) -
         results.append(EvalResult(
             task_type=task.task_type, dataset_type=dataset_id or "text", dataset_name=dataset_name,
             dataset_config=task.hub_dataset_config if dataset_id else None, dataset_split=split,
-            metric_type=metric_id, metric_value=round(display_value(metric, summary["mean"]), 4),
+            metric_type=metric_id, metric_value=round(index_value(metric, summary["mean"]), 4),
             metric_name=name))
     return results
 
@@ -346,7 +346,7 @@ def ticket_card(ticket: Ticket, repo_id: str, folder: Path | None = None) -> Mod
                       {"release": "ticket", "matching": info["matching"], "encoder_prefix": ""}, sizes)
     random = random_baseline(ticket)
     dense = info["metrics"]["dense"]
-    rows = "\n".join(f"| {metric_label(m)} | {format_mean_std(m, s)} | {format_mean_std(m, dense[m])} | "
+    rows = "\n".join(f"| {m} | {format_mean_std(m, s)} | {format_mean_std(m, dense[m])} | "
                      f"{format_mean_std(m, random[m]) if random and m in random else 'not run'} |"
                      for m, s in info["metrics"]["ticket"].items())
     body = TICKET_CARD.format(
@@ -591,8 +591,8 @@ task score of its own: fine-tune it on a task, keeping the mask fixed (below). `
 ## What fine-tuning it gave: evidence, not this checkpoint's score
 
 Fine-tuned on {task} with the recipe in `ticket.json` ({n_seeds} seed(s), mean ± std), beside the dense pre-trained
-model and a random mask of the same sparsity, same recipe and seeds.{random_note} Accuracy, F1 and exact match in %;
-correlations, loss and perplexity as they are.
+model and a random mask of the same sparsity, same recipe and seeds.{random_note} Scores × 100 (accuracy, F1 and
+exact match in %); loss and perplexity as they are.
 
 | metric | ticket | dense | random pruning |
 |---|---|---|---|
@@ -658,7 +658,8 @@ FINETUNED_CARD = """
 The lottery ticket found by `{method}` ({method_label}) with {project} on {data} ({sparsity:.1f}% of the encoder's
 attention and feed-forward matrices exactly zero), fine-tuned on {task} with the mask kept fixed: evaluation seed
 {seed}, the best of {n_seeds} by the dev metric unless chosen. The model-index above holds **this model's own** dev
-scores; every seed's are below. Accuracy, F1 and exact match in %; correlations as they are.{notes}
+scores; every seed's are below. Scores × 100 (accuracy, F1 and exact match in %); loss and perplexity as they
+are (the model-index above: percentages in %, correlations as `evaluate` gives them).{notes}
 
 {sparsity_line}
 
