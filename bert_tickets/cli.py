@@ -167,7 +167,7 @@ def _add_study_and_report(sub: Any) -> None:
     study.add_argument("--output-dir", help="the study folder (default: runs/studies/<name>)")
     study.add_argument("--cell", help="i/N: compute only this worker's share of the study's runs (e.g. a job array)")
     study.add_argument("--plan", action="store_true", help="list the study's runs and which are done; train nothing")
-    _add_worker_flags(study, "runs (tickets first, then baselines and transfer cells)")
+    _add_worker_flags(study, "runs (tickets and the masks made from θ0 first, then what reuses a ticket)")
     report = sub.add_parser("report", help="write a study's report from its finished runs (never trains)")
     report.add_argument("study_dir", help="a study folder (holding study.yaml)")
 

@@ -261,3 +261,22 @@ def test_local_workers_run_the_tickets_first_and_train_each_run_once(tiny_bert, 
     trained = {name: len(re.findall(r"level \d+ done:|\] (ticket|dense): seed", text)) for name, text in logs.items()}
     assert sum(trained.values()) == alone and all(trained.values())
     assert {p.name for p in (tmp_path / "workers" / "report").iterdir()} == REPORT_FILES | {REPORT_MANIFEST}
+
+
+def test_masks_made_from_theta0_train_in_the_first_round_beside_the_tickets(tiny_bert, glue_dir, tmp_path):
+    """The first round of local workers holds every job that needs no ticket, so a task's chain of IMP levels does
+    not leave the other workers idle; what takes a ticket's mask (shuffle, transfer cells) waits for the second."""
+    from bert_tickets.studies.jobs import BaselineJob, CellJob, TicketJob
+    from bert_tickets.studies.plan import StudyPlan
+    from bert_tickets.studies.shares import study_rounds
+    from bert_tickets.studies.spec import parse_spec
+
+    plan = StudyPlan(parse_spec(tiny_spec(tiny_bert, glue_dir), "tiny.yaml"), tmp_path / "s")
+    jobs = plan.jobs()
+    rounds = study_rounds(plan, jobs, jobs, plan.folder).rounds
+    first = {job for unit in rounds["tickets"] for job in unit}
+    second = {job for unit in rounds["runs"] for job in unit}
+    assert BaselineJob("sst2", 0.2, "random") in first and BaselineJob("sst2", 0.2, "shuffle") in second
+    assert all(isinstance(job, TicketJob | BaselineJob) for job in first)
+    assert any(isinstance(job, CellJob) for job in second) and first.isdisjoint(second)
+    assert first | second == set(jobs)

@@ -76,10 +76,15 @@ class MatrixRecipe:
 class Job:
     """One engine run of a study. Subclasses are frozen dataclasses: equal jobs are the same run."""
 
-    phase: ClassVar[str] = "runs"  # local workers run the "tickets" phase first: the other jobs reuse tickets
     # the report's section for this kind's results (`sections.Section`), shown after the built-in ones; None: the
     # built-in sections cover it
     report_section: ClassVar[type[Section] | None] = None
+
+    @property
+    def phase(self) -> str:
+        """Local workers run the "tickets" round first (the tickets, and what needs none), then "runs" (what reuses
+        a ticket)."""
+        return "runs"
 
     @classmethod
     def plan(cls, recipe: Recipe) -> list[Job]:
@@ -112,7 +117,10 @@ class TicketJob(Job):
     task: str
     sparsity: float
     search: int = 0
-    phase: ClassVar[str] = "tickets"
+
+    @property
+    def phase(self) -> str:
+        return "tickets"
 
     @classmethod
     def plan(cls, recipe: Recipe) -> list[Job]:
@@ -145,6 +153,12 @@ class BaselineJob(Job):
     task: str
     sparsity: float
     method: str
+
+    @property
+    def phase(self) -> str:
+        """A mask made from θ0 alone (magnitude, Wanda, SparseGPT, random) needs no ticket: it trains in the first
+        round beside the tickets, on the workers their chains of levels leave idle."""
+        return "runs" if get_method(self.method).needs_ticket else "tickets"
 
     @classmethod
     def plan(cls, recipe: Recipe) -> list[Job]:

@@ -18,8 +18,8 @@ def share(items: list[Any], cell: str | None) -> list[Any]:
 
 
 def study_rounds(recipe: Recipe, jobs: list[Job], mine: list[Job], folder: Any) -> JobRounds[Job]:
-    """Each phase's units, in order (tickets first: the others reuse them); a unit is one chain of jobs (a mask
-    search's sparsities share its levels), restricted to this machine's share."""
+    """Each phase's units, in order ("tickets" first: tickets and what needs none; then what reuses them); a unit
+    is one chain of jobs (a mask search's sparsities share its levels), restricted to this machine's share."""
     rounds: dict[str, list[list[Job]]] = {}
     for job in jobs:
         units = rounds.setdefault(job.phase, [])
