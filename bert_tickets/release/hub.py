@@ -577,6 +577,20 @@ def _first_line(exc: Exception) -> str:
     return re.sub(r"hf_[A-Za-z0-9]+", "hf_***", text)[:200]
 
 
+# the end both cards share: how to rerun the recipe, and what to cite
+REPRODUCE_AND_CITE = """## Reproduce
+
+Base model: {model_pin}.
+
+```bash
+{command}
+```
+
+## Citation
+
+{citation}
+"""
+
 TICKET_CARD = """
 # {repo_id}: a {sparsity:.0f}%-sparse lottery ticket of {base} (found on {found_on})
 
@@ -632,18 +646,7 @@ The mask's search and the fine-tunings above, with the same settings for ticket,
 
 {recipe}
 
-## Reproduce
-
-Base model: {model_pin}.
-
-```bash
-{command}
-```
-
-## Citation
-
-{citation}
-"""
+""" + REPRODUCE_AND_CITE
 
 
 SENTENCE_NOTE = """
@@ -678,15 +681,4 @@ multiplied like any other weight unless a sparse kernel or format is used. `mask
 
 {recipe}
 
-## Reproduce
-
-Base model: {model_pin}.
-
-```bash
-{command}
-```
-
-## Citation
-
-{citation}
-"""
+""" + REPRODUCE_AND_CITE

@@ -7,13 +7,12 @@ figure and the CSV behind each, and says which runs are missing.
 from __future__ import annotations
 
 import copy
-import csv
 import io
 import json
 import re
 import textwrap
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from bert_tickets.stats import (
 from bert_tickets.studies.baselines import DENSE, arm_label
 from bert_tickets.studies.jobs import JOB_KINDS, BaselineJob, CellJob, TicketJob
 from bert_tickets.studies.plan import StudyPlan
-from bert_tickets.studies.sections import WRITTEN, Finished, Section
+from bert_tickets.studies.sections import WRITTEN, Finished, Section, TableSection, write_csv
 from bert_tickets.studies.sources import RANDOM, parse_source
 from bert_tickets.studies.transfer import Cell
 from bert_tickets.studies.transfer_tables import long_csv, write_heatmap
@@ -225,14 +224,15 @@ def _cell(row: dict[str, Any]) -> str:
     return f"{100 * row['mean']:.1f}{spread}{mark}"
 
 
-class Table2(Section):
+class Table2(TableSection):
     """The paper's Table 2: each task's ticket against every arm at its highest matching sparsity."""
 
-    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
-        rows = table2_rows(plan, finished)
-        if not rows:
-            return ""
-        write_csv(out / "table2.csv", rows)
+    csv_file = "table2.csv"
+
+    def rows(self, plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
+        return table2_rows(plan, finished)
+
+    def text(self, plan: StudyPlan, finished: Finished, out: Path, rows: list[dict[str, Any]]) -> str:
         if seeds := seed_rows(finished):
             write_csv(out / "seeds.csv", seeds)
         tasks = list(dict.fromkeys(r["task"] for r in rows))
@@ -327,14 +327,18 @@ def paired_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     return rows
 
 
-class PairedDifferences(Section):
+class PairedDifferences(TableSection):
     """Each arm's paired difference to dense and to IMP by seed, at every sparsity."""
 
-    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
-        rows = paired_rows(plan, finished)
-        if len({r["sparsity"] for r in rows}) < 2:
-            return ""  # one sparsity (or none): Table 2's paired rows say it all
-        write_csv(out / "paired.csv", rows)
+    csv_file = "paired.csv"
+
+    def rows(self, plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
+        return paired_rows(plan, finished)
+
+    def shown(self, rows: list[dict[str, Any]]) -> bool:
+        return len({r["sparsity"] for r in rows}) >= 2  # at one sparsity Table 2's paired rows say it all
+
+    def text(self, plan: StudyPlan, finished: Finished, out: Path, rows: list[dict[str, Any]]) -> str:
         lines = ["| task | sparsity | arm | failed | − dense, by seed | − IMP ticket, by seed |",
                  "|---|---|---|---|---|---|"]
         for r in rows:
@@ -373,14 +377,15 @@ def search_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     return rows
 
 
-class RepeatedSearches(Section):
+class RepeatedSearches(TableSection):
     """Repeated IMP mask searches: how far their tickets' scores spread."""
 
-    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
-        rows = search_rows(plan, finished)
-        if not rows:
-            return ""
-        write_csv(out / "searches.csv", rows)
+    csv_file = "searches.csv"
+
+    def rows(self, plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
+        return search_rows(plan, finished)
+
+    def text(self, plan: StudyPlan, finished: Finished, out: Path, rows: list[dict[str, Any]]) -> str:
         lines = ["| task | sparsity | search (level seed) | ticket, all seeds | − search 1, by seed | failed "
                  "| matching |",
                  "|---|---|---|---|---|---|---|"]
@@ -434,14 +439,15 @@ def _curve_point(task: str, method: str, sparsity: float, info: TicketInfo, scor
             "values": " ".join(f"{v:.6f}" for v in score["values"])}
 
 
-class Curves(Section):
+class Curves(TableSection):
     """Score against sparsity for every arm (the paper's figure of curves)."""
 
-    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
-        rows = curve_rows(plan, finished)
-        if not rows:
-            return ""
-        write_csv(out / "curves.csv", rows)
+    csv_file = "curves.csv"
+
+    def rows(self, plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
+        return curve_rows(plan, finished)
+
+    def text(self, plan: StudyPlan, finished: Finished, out: Path, rows: list[dict[str, Any]]) -> str:
         subtitle = recipe_line(plan)
         chance = {task: constant_score(plan, task) for task in dict.fromkeys(r["task"] for r in rows)}
         searches = [f"{IMP}{SEARCH}{k + 1}" for k in range(1, plan.spec.searches)]
@@ -480,14 +486,15 @@ def cost_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["task"], r["sparsity"], r["total_seconds"]))
 
 
-class Cost(Section):
+class Cost(TableSection):
     """What each mask cost to find, against its score."""
 
-    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
-        rows = cost_rows(plan, finished)
-        if not rows:
-            return ""
-        write_csv(out / "cost.csv", rows)
+    csv_file = "cost.csv"
+
+    def rows(self, plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
+        return cost_rows(plan, finished)
+
+    def text(self, plan: StudyPlan, finished: Finished, out: Path, rows: list[dict[str, Any]]) -> str:
         dense = {r["task"]: r for r in curve_rows(plan, finished) if r["method"] == DENSE}
         _save_figure(out / "cost.png", lambda: _plot_cost(rows, dense, recipe_line(plan)))
         lines = ["| task | sparsity | arm | score | fine-tuning steps | seconds finding the mask | of IMP's |",
@@ -888,14 +895,15 @@ def drift_rows(plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
     return rows
 
 
-class Drift(Section):
+class Drift(TableSection):
     """How far fine-tuning moves the weights that masks keep."""
 
-    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
-        rows = drift_rows(plan, finished)
-        if not rows:
-            return ""
-        write_csv(out / "drift.csv", rows)
+    csv_file = "drift.csv"
+
+    def rows(self, plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
+        return drift_rows(plan, finished)
+
+    def text(self, plan: StudyPlan, finished: Finished, out: Path, rows: list[dict[str, Any]]) -> str:
         kinds = [key.removeprefix("drift_") for key in rows[0] if key.startswith("drift_") and key != "drift_all"]
         lines = ["| task | level (sparsity) | all | " + " | ".join(kinds) + " | mask vs θ0 magnitude (Jaccard) |",
                  "|---" * (len(kinds) + 4) + "|"]
@@ -944,15 +952,6 @@ def _plot_layers(rows: list[dict[str, Any]], sparsity: float, subtitle: str = ""
 
 
 # --- files -------------------------------------------------------------------------------------------------
-def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    rows = list(rows)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else [])
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(Section.file(path), out.getvalue())
-
-
 def _save_figure(path: Path, make) -> None:
     """Save the figure `make()` returns atomically (not at all if the same PNG is there)."""
     import matplotlib

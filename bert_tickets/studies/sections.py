@@ -9,11 +9,15 @@ the study carries them); "" when the runs hold nothing for it yet.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import io
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from bert_tickets.files import write_text
 
 if TYPE_CHECKING:
     from bert_tickets.results import TicketInfo
@@ -46,6 +50,39 @@ class Section:
         if (written := WRITTEN.get()) is not None:
             written.append(path.name)
         return path
+
+
+class TableSection(Section):
+    """A section over rows that also go to one CSV file beside it (`csv_file`): none shown when `shown(rows)` is false;
+    else the CSV, and the Markdown `text` makes of the rows."""
+
+    csv_file: ClassVar[str]
+
+    def rows(self, plan: StudyPlan, finished: Finished) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def shown(self, rows: list[dict[str, Any]]) -> bool:
+        return bool(rows)
+
+    def text(self, plan: StudyPlan, finished: Finished, out: Path, rows: list[dict[str, Any]]) -> str:
+        raise NotImplementedError
+
+    def render(self, plan: StudyPlan, finished: Finished, out: Path) -> str:
+        rows = self.rows(plan, finished)
+        if not self.shown(rows):
+            return ""
+        write_csv(out / self.csv_file, rows)
+        return self.text(plan, finished, out, rows)
+
+
+def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Rows as a CSV file, recorded as one of the report's files."""
+    rows = list(rows)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(Section.file(path), out.getvalue())
 
 
 # The names of the files the report being written has written (None outside `report.write_report`).
