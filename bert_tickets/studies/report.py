@@ -287,8 +287,7 @@ def seed_rows(finished: Finished) -> list[dict[str, Any]]:
         for kind in ("ticket", "dense"):
             if kind == "dense" and not isinstance(job, TicketJob):
                 continue  # a baseline's dense seeds are its ticket's
-            recorded: list[Any] = info.get("runs", {}).get(kind) or []
-            runs = recorded or [{} for _ in info["seeds"]]
+            runs: list[Any] = info.get("runs", {}).get(kind) or [{} for _ in info["seeds"]]
             for seed, score, run in zip(info["seeds"], by_seed(info, kind).values(), runs, strict=True):
                 rows.append({"task": job.task, "sparsity": job.sparsity, "method": job.method,
                              "search": getattr(job, "search", 0), "arm": kind, "seed": seed,

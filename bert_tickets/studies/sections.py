@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,4 +87,3 @@ def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 # The names of the files the report being written has written (None outside `report.write_report`).
 WRITTEN: ContextVar[list[str] | None] = ContextVar("report_files", default=None)
-SectionMaker = Callable[[], Section]
