@@ -87,12 +87,13 @@ def find(task: str, sparsity: float | None = None, *, method: str | None = None,
     """`find` (or, with `evaluate`, `evaluate`: the given ticket's mask with its recipe, on `task`) with every option:
     `baselines` beside the ticket at its sparsity, `workers` local processes for the evaluation seeds."""
     from bert_tickets.config import task_config
-    from bert_tickets.engine.run import ImpRun, seed_rounds
+    from bert_tickets.engine.run import ImpRun
     from bert_tickets.methods import validated
     from bert_tickets.methods.ticket import GivenTicket
     from bert_tickets.studies.baselines import compare, parse_baselines, verdict
+    from bert_tickets.studies.jobs import BaselineJob, RunJob, RunRecipe
+    from bert_tickets.studies.runner import Work, run_work
     from bert_tickets.ticket import Ticket
-    from bert_tickets.workers import run_share_or_start_workers, worker_count
 
     chosen = parse_baselines(",".join(baselines or []))  # a bad name fails before any training
     inherited = Ticket.from_pretrained(_folder(ticket)).inherited_settings() if ticket is not None else {}
@@ -103,31 +104,19 @@ def find(task: str, sparsity: float | None = None, *, method: str | None = None,
     run = ImpRun(validated(task_config(task, config, inherited | own)))
     call = {"function": "find", "kwargs": {"task": task, "sparsity": sparsity, "method": method, "config": config,
                                            "ticket": _folder(ticket) if ticket is not None else None,
-                                           "evaluate": evaluate, "settings": settings}}
-    with _watching(f"{run.task.name} {run.method.name}", _find_fine_tunings(run, chosen)):
-        with run.lock():
-            if run_share_or_start_workers(seed_rounds(run), call, worker, worker_count(workers)):
-                return FindResult(run, None)
-            found = run.run()  # in-process; after local workers, only what they left
-        if not chosen:
-            return FindResult(run, found)
-        rows = compare(run, found, chosen)
+                                           "evaluate": evaluate, "baselines": chosen, "settings": settings}}
+    task_name, target = run.task.name, run.config.pruning.sparsity
+    jobs: list[Job] = [RunJob(task_name, target, run.method.name)]
+    jobs += [BaselineJob(task_name, target, name) for name in chosen]  # a small study: the ticket beside each
+    results = run_work(Work(RunRecipe(run), jobs, f"{task_name} {run.method.name}", run.root), call,
+                       worker=worker, workers=workers)
+    if results is None:
+        return FindResult(run, None)  # a local worker: its share only
+    found = Ticket.load(run.ticket_dir())
+    if not chosen:
+        return FindResult(run, found)
+    rows = compare(found, [(job.method, info) for job, info in results if isinstance(job, BaselineJob)])
     return FindResult(run, found, rows, verdict(rows, found.info["primary_metric"], found.sparsity))
-
-
-def _find_fine_tunings(run: ImpRun, baselines: list[str]) -> Any:
-    """The run's fine-tunings and its baselines' (built as `compare` builds them; never trains)."""
-    from bert_tickets.engine.run_folder import count_fine_tunings
-    from bert_tickets.studies.baselines import baseline_run
-
-    return count_fine_tunings([run, *(baseline_run(run, method) for method in baselines)])
-
-
-def _watching(label: str, counted: Any) -> Any:
-    """The command's outer progress bar over the fine-tunings counted (`run_folder.FineTunings`)."""
-    from bert_tickets import progress
-
-    return progress.watching(label, counted.total, counted.total - counted.pending, counted.recorded_seconds)
 
 
 @_takes_settings
@@ -220,11 +209,10 @@ def transfer(sources: list[str], targets: list[str], sparsity: float, *, seeds: 
     `task_settings` {task: {key: value}}: settings for one task's runs only (over `settings`); `cell` i/N: this
     machine's share of the cells (its outputs are written by a call without `cell`, once all shares are done)."""
     from bert_tickets.config import task_config
-    from bert_tickets.engine.run_folder import count_fine_tunings
-    from bert_tickets.studies.shares import share, transfer_rounds
+    from bert_tickets.studies.jobs import CellJob, MatrixRecipe, matrix_jobs
+    from bert_tickets.studies.runner import Work, run_work
     from bert_tickets.studies.transfer import TransferMatrix, plan
     from bert_tickets.tasks import get_task
-    from bert_tickets.workers import run_share_or_start_workers, worker_count
 
     chosen = _settings(kwargs, settings)
     per_task = {get_task(t).name: dict(s) for t, s in (task_settings or {}).items()}
@@ -236,20 +224,21 @@ def transfer(sources: list[str], targets: list[str], sparsity: float, *, seeds: 
     matrix = TransferMatrix(list(sources), list(targets), sparsity, seeds, output_dir=output_dir,
                             config_for=config_for)
     cells = plan(matrix.sources, matrix.targets)
-    mine = share(cells, cell)
     call = {"function": "transfer", "kwargs": {
         "sources": list(sources), "targets": list(targets), "sparsity": sparsity, "seeds": seeds, "config": config,
         "output_dir": output_dir, "task_settings": per_task, "cell": cell, "settings": chosen}}
-    rounds = transfer_rounds(matrix, mine)
-    runs = [job.engine_run(rounds.context) for units in rounds.rounds.values() for unit in units for job in unit]
-    with _watching("transfer", count_fine_tunings(runs)):
-        if run_share_or_start_workers(rounds, call, worker, worker_count(workers)):
-            return TransferResult(matrix.folder, None)
-        results = matrix.run(mine)  # in-process; after local workers, everything is cached
+    recipe = MatrixRecipe(matrix)
+    work = Work(recipe, matrix_jobs(recipe), "transfer", matrix.folder, {"tickets": "shared", "runs": "cells"})
+    done = run_work(work, call, cell=cell, worker=worker, workers=workers)
+    if done is None:
+        return TransferResult(matrix.folder, None)  # a local worker: its share only
     if cell:
-        return TransferResult(matrix.folder, None, len(mine), len(cells))
-    matrix.write_outputs(results)
-    return TransferResult(matrix.folder, matrix.table(results), len(cells), len(cells))
+        mine = {job for job, _ in done}
+        return TransferResult(matrix.folder, None, sum(CellJob.of(c, recipe) in mine for c in cells), len(cells))
+    results = {c: matrix.finished_cell(c) for c in cells}  # every job ran: each cell reads its ticket.json
+    typed = {c: info for c, info in results.items() if info is not None}
+    matrix.write_outputs(typed)
+    return TransferResult(matrix.folder, matrix.table(typed), len(cells), len(cells))
 
 
 # --- studies ----------------------------------------------------------------------------------------------------
@@ -294,12 +283,10 @@ def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, 
     yet, then its report; returns the report's README.md (None for one machine's share, `cell` i/N: `report` writes
     it once every share is done)."""
     from bert_tickets.files import check_output_location
-    from bert_tickets.studies.jobs import run_jobs
     from bert_tickets.studies.plan import StudyPlan, pin_precision
     from bert_tickets.studies.report import write_report
-    from bert_tickets.studies.shares import share, study_rounds
+    from bert_tickets.studies.runner import Work, run_work
     from bert_tickets.studies.spec import save_spec
-    from bert_tickets.workers import run_share_or_start_workers, worker_count
 
     plan, text = _study_plan(spec, output_dir)
     if not worker:
@@ -307,16 +294,11 @@ def study(spec: str, *, output_dir: str | None = None, cell: str | None = None, 
         save_spec(plan.folder, text, plan.spec)  # refuses a folder of another study before anything is written
         pin_precision(plan.spec, plan.folder, write=True)
         plan = StudyPlan(plan.spec, plan.folder)
-    jobs = plan.jobs()
-    mine = share(jobs, cell)
     call = {"function": "study", "kwargs": {"spec": spec, "output_dir": str(plan.folder), "cell": cell}}
-    rounds = study_rounds(plan, jobs, mine, plan.folder)
     live_report = None if cell or worker else partial(_live_report, plan)
-    with _watching(f"study {plan.spec.name}", plan.fine_tunings(mine)):
-        if run_share_or_start_workers(rounds, call, worker, worker_count(workers), live_report):
-            return None
-        run_jobs(plan, mine, plan.spec.name, live_report)  # in-process; after local workers, all is done
-    return None if cell else write_report(plan) / "README.md"
+    done = run_work(Work(plan, plan.jobs(), f"study {plan.spec.name}", plan.folder), call, cell=cell, worker=worker,
+                    workers=workers, after_each=live_report)
+    return None if cell or done is None else write_report(plan) / "README.md"
 
 
 def _live_report(plan: StudyPlan) -> None:

@@ -58,6 +58,7 @@ class JobRounds(Generic[AnyJob]):
 
     def run_unit(self, unit: list[AnyJob]) -> None:
         for job in unit:
+            log(f"worker job: {job}")  # what this worker's log is about, in its own words
             job.run(self.context)
 
     def is_done(self, unit: list[AnyJob]) -> bool:

@@ -58,3 +58,25 @@ def test_the_api_functions_survive_importing_every_module():
             importlib.import_module(module.name)
     for name in bt.API:
         assert callable(getattr(bt, name)) and getattr(bt, name).__module__ == "bert_tickets.api", name
+
+
+def test_find_with_baselines_is_a_small_study_through_the_one_runner(tiny_bert, glue_dir, tmp_path):
+    """`find --baselines` plans its run and a baseline job each, and the study's runner runs them: with two local
+    workers the ticket and the masks made from θ0 alone share the first round, what takes the ticket's mask the
+    second; the comparison is the one a single process writes."""
+    import json
+
+    recipe = dict(model=tiny_bert, data_dir=str(glue_dir), max_steps=2, training__batch_size=8, rate=0.2,
+                  settings={"data.max_length": 32})
+    alone = bt.find_ticket("rte", 0.2, baselines=["random", "reinit"], output_dir=str(tmp_path / "alone"), **recipe)
+    shared = bt.find_ticket("rte", 0.2, baselines=["random", "reinit"], output_dir=str(tmp_path / "shared"),
+                            workers=2, **recipe)
+    logs = {p.name: p.read_text() for p in next((tmp_path / "shared").rglob("workers")).glob("*.log")}
+    assert set(logs) == {"tickets_0.log", "tickets_1.log", "runs_0.log"}
+    assert "worker job: rte imp at 20%" in logs["tickets_0.log"] and "rte random at 20%" in logs["tickets_1.log"]
+    assert "worker job: rte reinit at 20%" in logs["runs_0.log"] and "reinit" not in logs["tickets_0.log"]
+
+    def rows(ticket) -> list:
+        return [(r["method"], r["metrics"]) for r in json.loads((ticket.path / "comparison.json").read_text())["rows"]]
+
+    assert rows(shared) == rows(alone) and [m for m, _ in rows(alone)] == ["dense", "imp", "random", "reinit"]

@@ -447,6 +447,9 @@ class SeedJob:
     def is_done(self, run: ImpRun) -> bool:
         return is_whole(run.result_path(self.kind, self.seed))  # as `seed_jobs` counts it
 
+    def __str__(self) -> str:
+        return f"{self.kind} seed {self.seed}"
+
 
 def seed_rounds(run: ImpRun) -> JobRounds[SeedJob]:
     """A run's evaluation seeds for local workers, once its levels are done (one after another by nature)."""

@@ -21,6 +21,7 @@ from bert_tickets.stats import is_matching, matching_mark
 
 if TYPE_CHECKING:
     from bert_tickets.engine.run import ImpRun
+    from bert_tickets.results import TicketInfo
     from bert_tickets.ticket import Ticket
 
 DENSE = "dense"  # the reference arm beside every method's
@@ -73,12 +74,11 @@ def baseline_run(ticket_run: ImpRun, method: str) -> ImpRun:
     return ImpRun(baseline_config(ticket_run.config, method, ticket, sparsity))
 
 
-def compare(ticket_run: ImpRun, ticket: Ticket, baselines: list[str]) -> list[Row]:
-    """Dense, the ticket, then each baseline at the ticket's sparsity; written to the ticket's comparison.json."""
+def compare(ticket: Ticket, baselines: list[tuple[str, TicketInfo]]) -> list[Row]:
+    """Dense, the ticket, then each baseline's results at the ticket's sparsity; written to the ticket's
+    comparison.json."""
     rows = [Row(DENSE, ticket.info["metrics"]["dense"]), Row(ticket.info["method"], ticket.info["metrics"]["ticket"])]
-    for method in baselines:
-        other = baseline_run(ticket_run, method).run()
-        rows.append(Row(method, other.info["metrics"]["ticket"]))
+    rows += [Row(method, info["metrics"]["ticket"]) for method, info in baselines]
     primary = ticket.info["primary_metric"]
     write_json(paths.comparison(ticket.path), {
         "task": ticket.task, "sparsity": ticket.sparsity, "seeds": ticket.info["seeds"], "primary_metric": primary,

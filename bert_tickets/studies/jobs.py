@@ -73,6 +73,17 @@ class MatrixRecipe:
         return self.matrix.source_run(task)
 
 
+class RunRecipe:
+    """The recipe of one command's run (`find`, `evaluate`): it is the ticket its baselines stand beside."""
+
+    def __init__(self, run: ImpRun):
+        self.run = run
+
+    def ticket_run(self, task: str, sparsity: float, search: int = 0) -> ImpRun:
+        assert task == self.run.task.name and not search, "a command's baselines stand beside its own run"
+        return self.run
+
+
 class Job:
     """One engine run of a study. Subclasses are frozen dataclasses: equal jobs are the same run."""
 
@@ -147,6 +158,25 @@ class TicketJob(Job):
 
 
 @dataclass(frozen=True)
+class RunJob(Job):
+    """The run a command asked for (`find`, `evaluate`: any method), built by its `RunRecipe`."""
+
+    task: str
+    sparsity: float
+    method: str
+
+    @property
+    def phase(self) -> str:
+        return "tickets"
+
+    def engine_run(self, recipe: RunRecipe) -> ImpRun:  # type: ignore[override]
+        return recipe.run
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.method} at {paths.sparsity_percent(self.sparsity)}%"
+
+
+@dataclass(frozen=True)
 class BaselineJob(Job):
     """A baseline beside the IMP ticket: the same recipe and seeds; reinit and shuffle take the ticket's mask."""
 
@@ -188,14 +218,14 @@ class CellJob(Job):
     sparsity: float
 
     @classmethod
-    def plan(cls, recipe: Recipe) -> list[Job]:
+    def plan(cls, recipe: Recipe | MatrixRecipe) -> list[Job]:
         if (matrix := recipe.matrix) is None:
             return []
         order = sorted(plan(matrix.sources, matrix.targets), key=lambda c: c.source.ticket_task != c.target)
         return [cls.of(c, recipe) for c in order if not matrix.is_own_ticket(c)]
 
     @classmethod
-    def of(cls, cell: Cell, recipe: Recipe) -> Job:
+    def of(cls, cell: Cell, recipe: Recipe | MatrixRecipe) -> Job:
         """A cell's job; a target's own ticket (fully fine-tuned) is that ticket's job: one run."""
         matrix = recipe.matrix
         assert matrix is not None
@@ -230,11 +260,21 @@ class CellJob(Job):
 JOB_KINDS: list[type[Job]] = [TicketJob, BaselineJob, CellJob]
 
 
-def run_jobs(recipe: Recipe, jobs: list[Job], name: str, after_each: Callable[[], None] | None = None) -> None:
+def matrix_jobs(recipe: MatrixRecipe) -> list[Job]:
+    """A transfer matrix's jobs (`bert-tickets transfer`): its sources' tickets (each target's own cell among
+    them), then every other cell in the order a study runs them (`CellJob.plan`)."""
+    matrix = recipe.matrix
+    tickets: list[Job] = [TicketJob(task, matrix.sparsity) for source in matrix.sources
+                          if (task := source.ticket_task) is not None]
+    return list(dict.fromkeys([*tickets, *CellJob.plan(recipe)]))
+
+
+def run_jobs(recipe: Any, jobs: list[Job], label: str, after_each: Callable[[], None] | None = None) -> None:
     """Run the jobs not finished yet, in order; `after_each` (the live report) after each one that ran."""
     for i, job in enumerate(jobs, 1):
         if job.finished(recipe) is None:
-            log(f"study {name}: job {i}/{len(jobs)}: {job}")
+            if len(jobs) > 1:
+                log(f"{label}: job {i}/{len(jobs)}: {job}")
             job.run(recipe)
             if after_each is not None:
                 after_each()

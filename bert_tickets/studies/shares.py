@@ -1,4 +1,4 @@
-"""Splitting a study's jobs or a transfer matrix's cells: this machine's share (`--cell i/N`) and the rounds local
+"""Splitting a command's jobs (`studies.runner.Work`): this machine's share (`--cell i/N`) and the rounds local
 workers take (`bert_tickets.workers.JobRounds`, the one implementation shared with a run's evaluation seeds).
 """
 
@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bert_tickets import paths
-from bert_tickets.studies.jobs import CellJob, Job, MatrixRecipe, Recipe, TicketJob
-from bert_tickets.studies.transfer import Cell, TransferMatrix
+from bert_tickets.studies.jobs import Job, Recipe
 from bert_tickets.workers import JobRounds, cells_of_worker, parse_share
 
 
@@ -31,15 +30,3 @@ def study_rounds(recipe: Recipe, jobs: list[Job], mine: list[Job], folder: Any) 
     kept = {phase: [[job for job in unit if job in mine] for unit in units] for phase, units in rounds.items()}
     return JobRounds(recipe, {phase: [u for u in units if u] for phase, units in kept.items()},
                      paths.workers(folder))
-
-
-def transfer_rounds(matrix: TransferMatrix, cells: list[Cell]) -> JobRounds[Job]:
-    """The shared runs first (each source's ticket, and one cell per other target: it trains the dense run), then
-    every cell."""
-    tickets = list(dict.fromkeys(task for c in cells if (task := c.source.ticket_task) is not None))
-    firsts = {c.target: c for c in reversed(cells) if c.target not in tickets}
-    shared: list[Job] = [TicketJob(task, matrix.sparsity) for task in tickets]
-    shared += [CellJob(c.source, c.target, matrix.sparsity) for c in firsts.values()]
-    every: list[Job] = [CellJob(c.source, c.target, matrix.sparsity) for c in cells]
-    return JobRounds(MatrixRecipe(matrix), {"shared": [[j] for j in shared], "cells": [[j] for j in every]},
-                     paths.workers(matrix.folder))

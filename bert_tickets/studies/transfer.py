@@ -102,12 +102,6 @@ class TransferMatrix:
         task = source.ticket_task
         return self.source_run(task).ticket_dir() if task is not None else None
 
-    def run(self, cells: list[Cell]) -> dict[Cell, TicketInfo]:
-        # A target's own ticket first: its level 0 is the dense run that the target's other cells then share.
-        order = sorted(cells, key=lambda cell: cell.source.ticket_task != cell.target)
-        results = {cell: self.run_cell(cell) for cell in order}
-        return {cell: results[cell] for cell in cells}
-
     # --- outputs ---------------------------------------------------------------------------------
     def write_outputs(self, results: dict[Cell, TicketInfo]) -> dict[str, Path]:
         rows = self.long_rows(results)
