@@ -7,6 +7,7 @@ longer attention reduction rounds differently: weights agree within 1e-6, losses
 scores within 1e-3 (a tiny random model's Pearson moves in its fifth digit); masks and token counts exactly."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -275,3 +276,49 @@ def test_packed_records_do_not_depend_on_the_pack_or_on_what_ran_before(tiny_ber
         for arm in ("ticket", "dense"):
             for a, b in zip(infos[name]["runs"][arm], infos["grown"]["runs"][arm], strict=True):
                 assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6), (name, arm, a["seed"])
+
+
+class Interrupted(Exception):
+    """Stands for a kill in the middle of a pack (after a checkpoint was written)."""
+
+
+def test_a_pack_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(tiny_bert, glue_dir, tmp_path, capsys):
+    """A pack trains in the one training loop a lone fine-tuning does: it saves its state every checkpoint_steps, and
+    a rerun of the same members resumes from it and ends bit for bit as an unbroken pack (dropout on: the dropout
+    counter is part of the state); a checkpoint saved by other members is discarded with one line."""
+    task, tokenizer, data, pretrained, masks, training = setup(tiny_bert, glue_dir, "sst2")
+    training.checkpoint_steps = 3
+    pack = [(0, masks[2]), (1, None)]
+
+    def train(checkpoint=None, on_step=None, members=pack):
+        built = [Member(pretrained.build(seed), seed, mask) for seed, mask in members]
+        fits = fine_tune_packed(built, data, task, tokenizer, training, make_accelerator(training),
+                                on_step=on_step, checkpoint=checkpoint)
+        return built, fits
+
+    whole, whole_fits = train()
+
+    def killed_at_step_7(step):
+        if step == 7:
+            raise Interrupted
+
+    folder = tmp_path / "pack.checkpoint"
+    with pytest.raises(Interrupted):
+        train(folder, killed_at_step_7)
+    assert read_json(folder / "progress.json")["step"] == 6 and (folder / packed.PACK_STATE).is_file()
+    capsys.readouterr()
+    resumed, resumed_fits = train(folder)
+    assert "resuming at step 6" in capsys.readouterr().err
+    for a, b in zip(whole, resumed, strict=True):
+        assert max_difference(a.model, b.model) == 0.0
+    for a, b in zip(whole_fits, resumed_fits, strict=True):
+        assert (a.train_loss, a.final_train_loss, a.tokens, a.metrics, a.steps) == \
+            (b.train_loss, b.final_train_loss, b.tokens, b.metrics, b.steps)
+
+    shutil.rmtree(folder)  # the engine removes a pack's checkpoint once its records are written
+    with pytest.raises(Interrupted):
+        train(folder, killed_at_step_7)
+    capsys.readouterr()
+    other, _ = train(folder, members=[(0, masks[1]), (1, None)])  # another mask: another pack's checkpoint
+    err = capsys.readouterr().err
+    assert "was saved by other fine-tunings (another pack): discarded" in err and "resuming" not in err

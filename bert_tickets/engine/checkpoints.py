@@ -1,10 +1,10 @@
 """Resuming inside a fine-tuning: the training state (model, optimizer, scheduler, RNG, data position and the
-running loss) saved with accelerate's `save_state` every `training.checkpoint_minutes` (or `checkpoint_steps`),
-atomically, so a killed level restarts from its last checkpoint instead of step 0, with the same result as an
-uninterrupted run. One checkpoint per fine-tuning, deleted once its result is written. `progress.json` holds the
-SHA-256 of every file of the checkpoint: one that is damaged or partial (a truncated file, a missing one, a
-checkpoint from before the digests) is discarded with one line, and its fine-tuning starts again from step 0,
-which gives the uninterrupted result.
+running loss) saved with accelerate's `save_state` (a pack's: `packed.PackedLoop.save_state`) every
+`training.checkpoint_minutes` (or `checkpoint_steps`), atomically, so a killed level restarts from its last
+checkpoint instead of step 0, with the same result as an uninterrupted run. One checkpoint per fine-tuning (or
+pack), deleted once its result is written. `progress.json` holds the SHA-256 of every file of the checkpoint: one
+that is damaged or partial (a truncated file, a missing one, a checkpoint from before the digests) is discarded with
+one line, and its fine-tuning starts again from step 0, which gives the uninterrupted result.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
@@ -39,11 +39,23 @@ def remove_checkpoint(result: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
+class TrainingState(Protocol):
+    """What a checkpoint saves and restores: accelerate's state (a lone fine-tuning) or a pack's (`PackedLoop`)."""
+
+    def save_state(self, output_dir: str) -> Any: ...
+
+    def load_state(self, input_dir: str) -> Any: ...
+
+
 class Checkpointer:
-    def __init__(self, folder: Path | None, accelerator: Accelerator, training: TrainingConfig, clock_every: int):
+    def __init__(self, folder: Path | None, accelerator: Accelerator, training: TrainingConfig, clock_every: int,
+                 state: TrainingState | None = None, identity: dict[str, Any] | None = None):
         # the clock is read only every `clock_every` steps, where the training loop syncs with the device anyway:
         # under data parallel the ranks must agree on it (an all-reduce), which would otherwise cost a sync a step
         self.folder, self.accelerator, self.clock_every = folder, accelerator, clock_every
+        self.state: TrainingState = accelerator if state is None else state
+        # what else a checkpoint must have been saved by (a pack: its members); another one is discarded
+        self.identity = identity
         self.every_steps, self.every_seconds = training.checkpoint_steps, 60 * training.checkpoint_minutes
         self.last = time.perf_counter()
 
@@ -77,14 +89,15 @@ class Checkpointer:
                         if not (self.folder / name).is_file() or sha256(self.folder / name) != digest), None)
         except (UserError, OSError, KeyError, TypeError, AttributeError):
             bad = PROGRESS
-        if bad is None:
+        if bad is None and progress.get("identity") == self.identity:
             return progress
-        log(f"checkpoint {self.folder} is damaged ({bad}): discarded, the fine-tuning starts again from step 0")
+        why = f"is damaged ({bad})" if bad is not None else "was saved by other fine-tunings (another pack)"
+        log(f"checkpoint {self.folder} {why}: discarded, the fine-tuning starts again from step 0")
         return None
 
     def restore(self) -> None:
         assert self.folder is not None
-        self.accelerator.load_state(str(self.folder))
+        self.state.load_state(str(self.folder))
 
     def due(self, step: int) -> bool:
         if self.folder is None:
@@ -107,11 +120,12 @@ class Checkpointer:
             shutil.rmtree(new, ignore_errors=True)
         barrier()
         try:
-            self.accelerator.save_state(str(new))
+            self.state.save_state(str(new))
             barrier()  # every rank's files are written before the main one reads their digests
             if is_main_process():
                 files = {str(f.relative_to(new)): sha256(f) for f in sorted(new.rglob("*")) if f.is_file()}
-                write_json(new / PROGRESS, {**progress, "files": files})
+                identity = {"identity": self.identity} if self.identity is not None else {}
+                write_json(new / PROGRESS, {**progress, **identity, "files": files})
         except BaseException:  # a full disk, a signal: no half-written checkpoint is left to fill the disk
             if is_main_process():
                 shutil.rmtree(new, ignore_errors=True)

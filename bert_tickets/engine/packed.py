@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,11 +46,14 @@ from torch import nn
 
 from bert_tickets.config import TrainingConfig
 from bert_tickets.engine.batching import SEQUENCE_COLUMNS, PaddedTensors, can_pre_pad
+from bert_tickets.engine.checkpoints import Checkpointer
 from bert_tickets.engine.device_batches import DeviceBatches
 from bert_tickets.engine.flat_update import FlatUpdate
-from bert_tickets.engine.masks import Mask, MaskEnforcer
+from bert_tickets.engine.masks import Mask, MaskEnforcer, mask_digest
 from bert_tickets.engine.training import (
+    SYNC_EVERY,
     FitResult,
+    TrainingLoop,
     bucket_multiple,
     chance_loss,
     chance_score,
@@ -213,6 +216,7 @@ class PackedDropout(nn.Module):
 
 
 PACKED_ATTENTION = "bert_tickets_packed"
+PACK_STATE = "pack_state.pt"  # a pack's checkpoint (`PackedLoop.save_state`)
 
 
 def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -344,17 +348,19 @@ def stack_batches(batches: Sequence[dict[str, torch.Tensor]], pad_id: int) -> di
     return stacked
 
 
-class PackedLoop:
+class PackedLoop(TrainingLoop):
     """The packed training state: the stacked model, its masks, AdamW over the stacked parameters, the schedule,
-    and each member's running losses and tokens (kept on the device, read at the end)."""
+    and each member's running losses and tokens (kept on the device, read at the end), trained by the one training
+    loop (`training.TrainingLoop`: bar, checkpoints, resuming) as a lone fine-tuning is."""
 
-    def __init__(self, members: Sequence[Member], training: TrainingConfig, steps: int, device: torch.device,
-                 precision: str, longest: int):
-        self.k, self.training, self.device = len(members), training, device
-        self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    def __init__(self, members: Sequence[Member], training: TrainingConfig, steps: int, accelerator: Any,
+                 longest: int):
+        super().__init__(accelerator, training, steps)
+        self.k, self.device = len(members), accelerator.device
+        self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
         masked = self._mask_members(members)  # before stacking: the stacked weights start masked
-        self.streams = DropoutStreams([m.seed for m in members], training.batch_size, longest, device)
-        self.packed = pack_models([m.model for m in members], self.streams).to(device)
+        self.streams = DropoutStreams([m.seed for m in members], training.batch_size, longest, self.device)
+        self.packed = pack_models([m.model for m in members], self.streams).to(self.device)
         self.forward: Callable[..., Any] = self.packed  # or its torch.compile wrapper
         # re-seats the parameters as flat views; the stacked masks live on in its one flat mask only
         self.update = FlatUpdate(self.packed, self.k, self._stacked_masks(masked), training)
@@ -362,12 +368,48 @@ class PackedLoop:
                               if isinstance(m, PackedEmbedding) and m.padding_idx is not None]
         self.optimizer = self.update.optimizer
         self.scheduler = linear_schedule(self.optimizer, training, steps)
-        zeros = torch.zeros(self.k, device=device)
+        zeros = torch.zeros(self.k, device=self.device)
         self.loss_sum, self.tail_loss_sum = zeros.clone(), zeros.clone()
-        self.tokens = torch.zeros(self.k, dtype=torch.long, device=device)
-        self.step = self.tail_batches = 0
-        self.tail_from = steps - max(1, steps // 4)
-        self.step_ends: list[float] = []
+        self.tokens = torch.zeros(self.k, dtype=torch.long, device=self.device)
+        self.tail_batches = 0
+
+    # --- as the training loop asks -------------------------------------------------------------------
+    def train_batch(self, batch: dict[str, torch.Tensor]) -> bool:
+        self.train_step(batch)
+        self.micro_batches += 1
+        return True
+
+    def mean_loss(self) -> float:
+        return (self.loss_sum / max(self.step, 1)).mean().item()
+
+    def callback_model(self) -> nn.Module:
+        return self.packed
+
+    def state_progress(self) -> dict[str, Any]:
+        return {"tail_batches": self.tail_batches}
+
+    def restore_progress(self, progress: dict[str, Any]) -> None:
+        self.tail_batches = progress["tail_batches"]
+
+    def save_state(self, output_dir: str) -> None:
+        """The pack's whole state (its flat weights, AdamW's moments, the schedule, the dropout counter, the
+        members' running sums) in one file: the checkpoint `checkpoints.Checkpointer` swaps in atomically."""
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        torch.save({"decay": self.update.decay.data, "rest": self.update.rest.data,
+                    "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "dropout_step": self.streams.step, "loss_sum": self.loss_sum,
+                    "tail_loss_sum": self.tail_loss_sum, "tokens": self.tokens}, Path(output_dir) / PACK_STATE)
+
+    def load_state(self, input_dir: str) -> None:
+        state = torch.load(Path(input_dir) / PACK_STATE, map_location=self.device, weights_only=True)
+        with torch.no_grad():  # in place: every parameter is a view of these buffers
+            self.update.decay.data.copy_(state["decay"])
+            self.update.rest.data.copy_(state["rest"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for name in ("loss_sum", "tail_loss_sum", "tokens"):
+            getattr(self, name).copy_(state[name])
+        self.streams.step.copy_(state["dropout_step"])
 
     def _mask_members(self, members: Sequence[Member]) -> dict[str, list[torch.Tensor | None]]:
         """Mask each member's weights (MaskEnforcer, as alone); full parameter name -> each member's mask."""
@@ -420,9 +462,11 @@ class PackedLoop:
 
 def fine_tune_packed(members: Sequence[Member], data: PreparedData, task: TaskAdapter, tokenizer: Any,
                      training: TrainingConfig, accelerator: Any, on_step: Callable[[int], None] | None = None,
-                     compile_model: bool = False) -> list[FitResult]:
+                     compile_model: bool = False, checkpoint: Path | None = None,
+                     desc: str = "packed fine-tunings") -> list[FitResult]:
     """Train the members as one computation; then each member's weights go back into its own model, which is scored
-    by `training.evaluate`, as alone. Returns each member's FitResult, in order."""
+    by `training.evaluate`, as alone. Returns each member's FitResult, in order. With a `checkpoint` folder the
+    pack's state is saved there now and then, and a rerun of the same members resumes from it."""
     device = accelerator.device
     model = members[0].model
     reason = why_not_packable(type(model), model.config, task, training, accelerator.num_processes)
@@ -435,20 +479,16 @@ def fine_tune_packed(members: Sequence[Member], data: PreparedData, task: TaskAd
         if can_pre_pad(collate, tokenizer, data.train) else None
     loaders = [training_batches(data.train, collate, tokenizer, training, m.seed, multiple, padded) for m in members]
     steps = total_steps(training, len(loaders[0]))
-    loop = PackedLoop(members, training, steps, device, accelerator.mixed_precision, _longest(data, padded, multiple))
+    loop = PackedLoop(members, training, steps, accelerator, _longest(data, padded, multiple))
     if compile_model:
         loop.forward = torch.compile(loop.packed)
     loop.packed.train()
-    start = time.perf_counter()
-    for batch in _step_batches(loaders, padded, tokenizer.pad_token_id, device):
-        loop.train_step(batch)
-        loop.step_ends.append(time.perf_counter())
-        if on_step:
-            on_step(loop.step)
-        if loop.step >= steps:
-            break
-    seconds = time.perf_counter() - start
-    return _member_results(members, loop, data, task, tokenizer, training, accelerator, seconds)
+    # a checkpoint belongs to these members (seeds and masks): another pack's is discarded
+    identity = {"members": [[m.seed, None if m.mask is None else mask_digest(m.mask)] for m in members]}
+    checkpoints = Checkpointer(checkpoint, accelerator, training, SYNC_EVERY, state=loop, identity=identity)
+    loop.run(_step_batches(loaders, padded, tokenizer.pad_token_id, device), checkpoints,
+             (lambda step, _: on_step(step)) if on_step else None, desc, None)
+    return _member_results(members, loop, data, task, tokenizer, training, accelerator, loop.seconds)
 
 
 def _step_batches(loaders: Sequence[Any], padded: PaddedTensors | None, pad_token_id: int,

@@ -385,7 +385,8 @@ def _seed_pack(run: ImpRun, jobs: list[tuple[Arm, int]]) -> None:
         steps = expected_steps(run.final_training, len(r.data.train))
         with progress.fine_tuning(f"{run.task.name} {run.method.name} {names}", steps, len(jobs)) as on_step:
             fits = packed.fine_tune_packed(members, r.data, run.task, r.tokenizer, run.final_training,
-                                           r.accelerator, on_step=on_step)
+                                           r.accelerator, on_step=on_step, desc=names,
+                                           checkpoint=paths.checkpoint(run.result_path(*jobs[0])))
         failures = []
         for (kind, seed), level, member, start, trained, fit in zip(jobs, levels, members, starts, params, fits,
                                                                    strict=True):

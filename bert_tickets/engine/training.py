@@ -199,7 +199,7 @@ def fine_tune(model: nn.Module, data: PreparedData, task: TaskAdapter, tokenizer
         with torch.no_grad():
             return evaluate(model, data, task, eval_collate, training.eval_batch_size, accelerator)
 
-    loop = _Loop(accelerator, model, optimizer, scheduler, enforcer, training, steps, score_now)
+    loop = LoneLoop(accelerator, model, optimizer, scheduler, enforcer, training, steps, score_now)
     loop.run(train_loader, Checkpointer(checkpoint, accelerator, training, SYNC_EVERY), on_step, desc, log)
     # the one wait for the device, once training is over; data parallel: over every process's share of the batches
     tokens_seen = int(accelerator.reduce(loop.tokens, reduction="sum"))
@@ -232,27 +232,43 @@ def reported_scores(evaluations: list[dict[str, Any]], primary: str, reported: s
     return max(scored, key=lambda e: e["metrics"][primary])["metrics"]
 
 
-class _Loop:
-    """The training loop's state: steps, micro-batches, the running loss and tokens (on the device, read at the
-    end or at a checkpoint), so that a checkpoint can save it and a resumed run go on from it exactly."""
+class TrainingLoop:
+    """The one training loop of every fine-tuning, lone (`LoneLoop`) or packed (`packed.PackedLoop`): it steps over
+    the batches, shows the bar and logs the running loss, scores what is due, saves checkpoints and resumes from one
+    (the data order replayed batch by batch, then the state restored, so a resumed run ends as an unbroken one),
+    and records when each step ended. A subclass trains one batch (`train_batch`) and says what its state is
+    beyond the loop's own (`state_progress`, `restore_progress`) and which model the step callbacks see."""
 
-    def __init__(self, accelerator: Accelerator, model: nn.Module, optimizer: Any, scheduler: Any,
-                 enforcer: MaskEnforcer | None, training: TrainingConfig, steps: int,
+    def __init__(self, accelerator: Accelerator, training: TrainingConfig, steps: int,
                  score_now: Callable[[], dict[str, float]] | None = None):
-        self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
+        self.accelerator, self.training, self.steps = accelerator, training, steps
         self.score_now = score_now  # scores the evaluation splits, every training.eval_every_steps
         self.evaluations: list[dict[str, Any]] = []  # {step, metrics}, kept in checkpoints
-        self.unwrapped = accelerator.unwrap_model(model)  # what `with_sdpa_mask` reads the attention kind from
-        self.enforcer, self.training, self.steps = enforcer, training, steps
         self.step = self.micro_batches = 0
-        self.loss_sum = torch.zeros((), device=accelerator.device)
-        self.tail_loss_sum = torch.zeros((), device=accelerator.device)  # the last quarter of the steps
-        self.tail_batches = 0
         self.tail_from = steps - max(1, steps // 4)  # steps completed before the last quarter begins
-        self.tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
         self.step_ends: list[float] = []
         self.seconds, self.earlier_seconds = 0.0, 0.0
 
+    # --- what a kind of loop defines ---------------------------------------------------------------
+    def train_batch(self, batch: dict[str, torch.Tensor]) -> bool:
+        """One batch forward and backward; True when it completed an optimizer step."""
+        raise NotImplementedError
+
+    def mean_loss(self) -> float:
+        """The running training loss so far (a read from the device)."""
+        raise NotImplementedError
+
+    def callback_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def state_progress(self) -> dict[str, Any]:
+        """What a checkpoint's progress.json keeps of this loop beyond the steps, batches, seconds and scores."""
+        return {}
+
+    def restore_progress(self, progress: dict[str, Any]) -> None:
+        """Take back what `state_progress` kept."""
+
+    # --- the loop ------------------------------------------------------------------------------------
     def run(self, loader: Any, checkpoints: Checkpointer, on_step: StepCallback | None, desc: str,
             log: LogFn | None) -> None:
         resume = checkpoints.resume_point()
@@ -260,7 +276,6 @@ class _Loop:
         start = time.perf_counter()
         bar = tqdm(total=self.steps, desc=desc, disable=not self.accelerator.is_local_main_process, leave=False)
         try:  # the bar is cleared however training ends, so an error message starts its own line
-            self.model.train()
             while self.step < self.steps:
                 for batch in loader:
                     if self.micro_batches < skip:  # replay the data order (its generator), not the training
@@ -268,34 +283,69 @@ class _Loop:
                         if self.micro_batches == skip:
                             self._resume(resume or {}, checkpoints, bar)
                         continue
-                    if not self._micro_batch(batch):
+                    if not self.train_batch(batch):
                         continue
-                    self.step_ends.append(time.perf_counter())
-                    bar.update()
-                    if on_step:
-                        on_step(self.step, self.accelerator.unwrap_model(self.model))
-                    if self.step % SYNC_EVERY == 0 or self.step == self.steps:
-                        mean_loss = (self.loss_sum / self.micro_batches).item()
-                        bar.set_postfix(loss=f"{mean_loss:.4f}")
-                        if log:
-                            log({"train_loss": mean_loss}, self.step)
+                    self._after_step(bar, on_step, log)
                     if self.step >= self.steps:
                         break
                     self._score_if_due()
                     if checkpoints.due(self.step):
                         self.seconds = self.earlier_seconds + time.perf_counter() - start
-                        checkpoints.save(self._progress())
+                        checkpoints.save(self.progress())
         finally:
             bar.close()
         self.seconds = self.earlier_seconds + time.perf_counter() - start
+
+    def _after_step(self, bar: Any, on_step: StepCallback | None, log: LogFn | None) -> None:
+        self.step_ends.append(time.perf_counter())
+        bar.update()
+        if on_step:
+            on_step(self.step, self.callback_model())
+        if self.step % SYNC_EVERY == 0 or self.step == self.steps:
+            mean_loss = self.mean_loss()
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            if log:
+                log({"train_loss": mean_loss}, self.step)
 
     def _score_if_due(self) -> None:
         every = self.training.eval_every_steps
         if every and self.score_now is not None and self.step % every == 0:
             self.evaluations.append({"step": self.step, "metrics": self.score_now()})
 
-    def _micro_batch(self, batch: dict[str, torch.Tensor]) -> bool:
-        """One forward/backward; True when it completed an optimizer step."""
+    def progress(self) -> dict[str, Any]:
+        return {"step": self.step, "micro_batches": self.micro_batches, **self.state_progress(),
+                "seconds": self.seconds, "evaluations": self.evaluations}
+
+    def _resume(self, progress: dict[str, Any], checkpoints: Checkpointer, bar: Any) -> None:
+        checkpoints.restore()  # after the replay: the RNG states are the checkpoint's, as in an unbroken run
+        checkpoints.log_resume(progress)
+        self.step, self.earlier_seconds = progress["step"], progress["seconds"]
+        self.evaluations = progress.get("evaluations", [])
+        self.restore_progress(progress)
+        bar.update(self.step)
+
+
+class LoneLoop(TrainingLoop):
+    """One fine-tuning through accelerate: its running loss and tokens on the device (read at the end or at a
+    checkpoint), gradient accumulation, data parallel, mixed precision."""
+
+    def __init__(self, accelerator: Accelerator, model: nn.Module, optimizer: Any, scheduler: Any,
+                 enforcer: MaskEnforcer | None, training: TrainingConfig, steps: int,
+                 score_now: Callable[[], dict[str, float]] | None = None):
+        super().__init__(accelerator, training, steps, score_now)
+        self.model, self.optimizer, self.scheduler, self.enforcer = model, optimizer, scheduler, enforcer
+        self.unwrapped = accelerator.unwrap_model(model)  # what `with_sdpa_mask` reads the attention kind from
+        self.loss_sum = torch.zeros((), device=accelerator.device)
+        self.tail_loss_sum = torch.zeros((), device=accelerator.device)  # the last quarter of the steps
+        self.tail_batches = 0
+        self.tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
+
+    def run(self, loader: Any, checkpoints: Checkpointer, on_step: StepCallback | None, desc: str,
+            log: LogFn | None) -> None:
+        self.model.train()
+        super().run(loader, checkpoints, on_step, desc, log)
+
+    def train_batch(self, batch: dict[str, torch.Tensor]) -> bool:
         accelerator = self.accelerator
         inputs = with_sdpa_mask(self.unwrapped, batch)
         # accumulate: skips the gradient all-reduce until the last micro-batch; backward divides the loss
@@ -316,21 +366,21 @@ class _Loop:
             self.step += 1
         return accelerator.sync_gradients
 
-    def _progress(self) -> dict[str, Any]:
-        return {"step": self.step, "micro_batches": self.micro_batches, "loss_sum": self.loss_sum.item(),
-                "tail_loss_sum": self.tail_loss_sum.item(), "tail_batches": self.tail_batches,
-                "tokens": int(self.tokens.item()), "seconds": self.seconds, "evaluations": self.evaluations}
+    def mean_loss(self) -> float:
+        return (self.loss_sum / self.micro_batches).item()
 
-    def _resume(self, progress: dict[str, Any], checkpoints: Checkpointer, bar: Any) -> None:
-        checkpoints.restore()  # after the replay: the RNG states are the checkpoint's, as in an unbroken run
-        checkpoints.log_resume(progress)
-        self.step, self.earlier_seconds = progress["step"], progress["seconds"]
+    def callback_model(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    def state_progress(self) -> dict[str, Any]:
+        return {"loss_sum": self.loss_sum.item(), "tail_loss_sum": self.tail_loss_sum.item(),
+                "tail_batches": self.tail_batches, "tokens": int(self.tokens.item())}
+
+    def restore_progress(self, progress: dict[str, Any]) -> None:
         self.loss_sum.fill_(progress["loss_sum"])
         self.tail_loss_sum.fill_(progress.get("tail_loss_sum", 0.0))  # checkpoints from before it was kept: 0
         self.tail_batches = progress.get("tail_batches", 0)
         self.tokens.fill_(progress["tokens"])
-        self.evaluations = progress.get("evaluations", [])
-        bar.update(self.step)
 
 
 def with_sdpa_mask(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
