@@ -17,6 +17,7 @@ from bert_tickets import progress
 from bert_tickets.engine.run import seed_rounds
 from bert_tickets.engine.run_folder import count_fine_tunings
 from bert_tickets.errors import UserError
+from bert_tickets.ranks import barrier
 from bert_tickets.results import TicketInfo
 from bert_tickets.studies.jobs import Job, run_jobs
 from bert_tickets.studies.shares import share, study_rounds
@@ -64,6 +65,7 @@ def run_work(work: Work, call: ApiCall, *, cell: str | None = None, worker: str 
         if run_share_or_start_workers(work.rounds(mine), call, worker, worker_count(workers), after_each):
             return None
         run_jobs(work.recipe, mine, work.label, after_each)  # in-process; after local workers, only what is left
+    barrier()  # data parallel: what the main process wrote last (a ticket.json) is there for every rank to read
     return [(job, finished(work.recipe, job)) for job in mine]
 
 
