@@ -235,10 +235,10 @@ def transfer(sources: list[str], targets: list[str], sparsity: float, *, seeds: 
     if cell:
         mine = {job for job, _ in done}
         return TransferResult(matrix.folder, None, sum(CellJob.of(c, recipe) in mine for c in cells), len(cells))
-    results = {c: matrix.finished_cell(c) for c in cells}  # every job ran: each cell reads its ticket.json
-    typed = {c: info for c, info in results.items() if info is not None}
-    matrix.write_outputs(typed)
-    return TransferResult(matrix.folder, matrix.table(typed), len(cells), len(cells))
+    by_job = dict(done)  # the runner's results, each checked there: a cell is its job's ticket.json
+    results = {c: by_job[CellJob.of(c, recipe)] for c in cells}
+    matrix.write_outputs(results)
+    return TransferResult(matrix.folder, matrix.table(results), len(cells), len(cells))
 
 
 # --- studies ----------------------------------------------------------------------------------------------------
