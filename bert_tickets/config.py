@@ -123,6 +123,11 @@ class TrainingConfig:
                         "optimizer and dropout stream: its result never depends on K or its packmates, but its "
                         "dropout masks are not a lone run's, so packed (> 1) or not is part of the run hash); 1: one "
                         "at a time. Capped by the device's free memory")
+    pack_step: str = setting("eager", "how a pack's step is launched (engine.step_graph): eager, operation by "
+                             "operation; compiled, torch.compile of the forward with the losses and of the flat "
+                             "update; graph, the whole step captured as one CUDA graph per batch shape and replayed "
+                             "(CUDA only; elsewhere, or where capture fails, eager, said in one line). Within float32 "
+                             "rounding of eager, so not part of the run hash; a record says which ran")
 
 
 SCOPES = ("global", "layerwise")
@@ -217,6 +222,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "training.finetune": ("full", "lora"),
     "training.report_to": ("none", "wandb", "tensorboard", "all"),
     "training.reported_score": ("final", "best"),
+    "training.pack_step": ("eager", "compiled", "graph"),
 }
 
 
@@ -298,7 +304,7 @@ class Config:
 # Settings that change where results are written or how many are gathered, never what a level computes.
 NOT_HASHED = {"output_dir", "pruning.sparsity", "pruning.seeds", "training.report_to", "training.eval_batch_size",
               "training.wandb_project", "training.study", "training.checkpoint_minutes", "training.checkpoint_steps",
-              "training.keep_finetuned", "training.pack"}
+              "training.keep_finetuned", "training.pack", "training.pack_step"}
 
 
 def flat_settings(config: Config) -> dict[str, Any]:

@@ -10,8 +10,12 @@ BERT-base-shaped config with random weights):
   4. K = 1, 2, 4, ... engine fine-tunings in K processes at once on the same device, the cores split between
      them on a CPU (what `--workers K` does): aggregate samples/s;
   5. K = 1, 2, 4, 8, 16 fine-tunings packed into one computation (`bert_tickets.engine.packed`, `--packs`), dense and
-     70%-masked, optionally compiled (`--compile-pack K`): aggregate samples/s and model FLOPs utilisation (MFU)
-     against the device's datasheet peak and against a matrix product timed in the same run.
+     70%-masked, per task (`--pack-tasks`: SST-2's short sentences, RTE's long pairs) and, at the largest K, per
+     step launch (`--pack-modes`: eager, compiled, one CUDA graph; `bert_tickets.engine.step_graph`): aggregate
+     samples/s, model FLOPs utilisation (MFU) against the device's datasheet peak and against a matrix product
+     timed in the same run, and where the step's time goes: the host's time per step (its clock between steps),
+     the device's (the kernels' own time, from `torch.profiler` over the last `--profile-steps` steps, which are
+     not timed) and the kernel launches (aten operator calls on a CPU) per step.
 Steps before `--warmup` are not timed. Step times are the host clock between steps: with no per-step device
 sync, a full launch queue makes them the device's pace. Prints a table and writes every figure as JSON.
 
@@ -43,13 +47,13 @@ from bert_tickets.workers import in_new_process
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"steps": 12, "warmup": 2, "rounds": 2, "batch_size": 16, "max_length": 64, "train_samples": 2000,
             "concurrency": "1,2", "models": "minilm,bert-base", "bert_base_steps": 6, "packs": "1,2,4",
-            "masked_packs": "4", "compile_pack": 0, "compile_models": "minilm", "pack_steps": 8, "fp32": 1,
-            "bert_base_packs": "1,2,4"},
+            "masked_packs": "4", "pack_modes": "eager", "pack_tasks": "sst2", "profile_steps": 2, "pack_steps": 8,
+            "fp32": 1, "bert_base_packs": "1,2,4"},
     # processes sharing the GPU were measured before (docs/results/minilm-gpu: 12 of them, 1.3x one): not rerun
     "gpu": {"steps": 150, "warmup": 30, "rounds": 1, "batch_size": 32, "max_length": 128, "train_samples": 20000,
             "concurrency": "", "models": "minilm,bert-base", "bert_base_steps": 100, "packs": "1,2,4,8,16",
-            "masked_packs": "16", "compile_pack": 16, "compile_models": "minilm", "pack_steps": 100, "fp32": 1,
-            "bert_base_packs": "1,2,4,8,16"},
+            "masked_packs": "16", "pack_modes": "eager,compiled,graph", "pack_tasks": "sst2,rte",
+            "profile_steps": 5, "pack_steps": 100, "fp32": 1, "bert_base_packs": "1,2,4,8,16"},
 }
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks (SXM datasheets)
 
@@ -67,13 +71,13 @@ class Timing:
 
 
 # --- data and models ----------------------------------------------------------------------------------
-def prepare(args: argparse.Namespace, tokenizer: Any) -> Any:
+def prepare(args: argparse.Namespace, tokenizer: Any, task: str = "sst2") -> Any:
     from bert_tickets.config import DataConfig
     from bert_tickets.tasks import get_task
 
-    config = DataConfig(task="sst2", data_dir=args.data_dir, max_length=args.max_length,
+    config = DataConfig(task=task, data_dir=args.data_dir, max_length=args.max_length,
                         max_train_samples=args.train_samples or None, max_eval_samples=8)
-    return get_task("sst2").prepare(tokenizer, config)
+    return get_task(task).prepare(tokenizer, config)
 
 
 def model_folder(name: str, scratch: Path) -> str:
@@ -207,41 +211,74 @@ def run_concurrent(folder: str, args: argparse.Namespace, steps: int, k: int) ->
     return {"k": k, "samples_per_s": k * steps * args.batch_size / wall, "wall_s": wall}
 
 
-def run_packed(folder: str, args: argparse.Namespace, steps: int, k: int, sparsity: float = 0.0,
-               compiled: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PackVariant:
+    """One packed measurement: K members on a task, dense or masked, with a way of launching the step."""
+
+    k: int
+    task: str = "sst2"
+    sparsity: float = 0.0
+    step_mode: str = "eager"
+
+    def __str__(self) -> str:
+        return (f"{self.k} packed on {self.task}" + (", 70% masked" if self.sparsity else "")
+                + (f", {self.step_mode} step" if self.step_mode != "eager" else ""))
+
+
+def run_packed(folder: str, args: argparse.Namespace, steps: int, variant: PackVariant) -> dict[str, Any]:
     """K fine-tunings (seeds 0 … K−1, each its own head and data order) packed into one computation; the steps
-    after `--warmup` are timed between two device syncs."""
+    after `--warmup` are timed between two device syncs, then the last `--profile-steps` are profiled."""
+    from torch.profiler import ProfilerActivity, profile
+
     from bert_tickets.engine.modeling import load_pretrained, load_tokenizer
     from bert_tickets.engine.packed import Member, fine_tune_packed
     from bert_tickets.engine.training import make_accelerator
     from bert_tickets.tasks import PreparedData, get_task
 
-    task = get_task("sst2")
+    task = get_task(variant.task)
     tokenizer = load_tokenizer(folder)
-    data = prepare(args, tokenizer)
+    data = prepare(args, tokenizer, variant.task)
     pretrained = load_pretrained(folder, task, tokenizer)
-    mask = magnitude_mask_of(pretrained, sparsity) if sparsity else None
-    members = [Member(pretrained.build(seed), seed, mask) for seed in range(k)]
+    mask = magnitude_mask_of(pretrained, variant.sparsity) if variant.sparsity else None
+    members = [Member(pretrained.build(seed), seed, mask) for seed in range(variant.k)]
     training = training_config(args, steps)
+    timed_end = steps - args.profile_steps  # timed: warmup … timed_end; profiled: timed_end … steps
+    cuda = torch.cuda.is_available()
+    prof = profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])])
     clock: dict[int, float] = {}
 
     def on_step(step: int) -> None:
-        if step in (args.warmup, steps):
-            if torch.cuda.is_available():
+        if step in (args.warmup, timed_end, steps):
+            if cuda:
                 torch.cuda.synchronize()
             clock[step] = time.perf_counter()
+        if args.profile_steps and step == timed_end:
+            prof.start()
+        elif args.profile_steps and step == steps:
+            prof.stop()
 
     started = time.perf_counter()
     results = fine_tune_packed(members, PreparedData(data.train, {}, {}), task, tokenizer, training,
-                               make_accelerator(training), on_step=on_step, compile_model=compiled)
-    timed = steps - args.warmup
-    seconds = clock[steps] - clock[args.warmup]
-    gaps = [b - a for a, b in zip(results[0].step_ends[args.warmup:], results[0].step_ends[args.warmup + 1:],
-                                  strict=False)]
-    return {"k": k, "sparsity": sparsity, "compiled": compiled, "steps": steps, "seconds": seconds,
-            "samples": k * timed * args.batch_size, "tokens": sum(r.tokens for r in results) * timed / steps,
-            "median": statistics.median(gaps), "revived": sum(r.revived_weights for r in results),
-            "wall": time.perf_counter() - started}
+                               make_accelerator(training), on_step=on_step, step_mode=variant.step_mode)
+    timed = timed_end - args.warmup
+    host_gaps = [b - a for a, b in zip(results[0].step_ends[args.warmup:timed_end],
+                                       results[0].step_ends[args.warmup + 1:timed_end], strict=False)]
+    return {**asdict(variant), "ran": results[0].pack_step, "steps": steps,
+            "seconds": clock[timed_end] - clock[args.warmup], "samples": variant.k * timed * args.batch_size,
+            "tokens": sum(r.tokens for r in results) * timed / steps, "median": statistics.median(host_gaps),
+            "revived": sum(r.revived_weights for r in results), "wall": time.perf_counter() - started,
+            **(profile_per_step(prof, args.profile_steps, cuda) if args.profile_steps else {})}
+
+
+def profile_per_step(prof: Any, steps: int, cuda: bool) -> dict[str, float | None]:
+    """The device's own time (kernels, CUDA only) and the launches (kernels; aten operator calls on a CPU) a step."""
+    events = prof.key_averages()
+    if cuda:
+        device_ms = sum(e.self_device_time_total for e in events) / 1000 / steps
+        launches = sum(e.count for e in events if e.device_type.name == "CUDA")
+    else:
+        device_ms, launches = None, sum(e.count for e in events if e.key.startswith("aten::"))
+    return {"device_ms_per_step": device_ms, "launches_per_step": launches / steps}
 
 
 def magnitude_mask_of(pretrained: Any, sparsity: float) -> Any:
@@ -273,32 +310,41 @@ def matmul_tflops() -> float:
 
 def packed_figures(folder: str, args: argparse.Namespace, raw: dict[str, Any], measured: float) -> dict[str, Any]:
     """samples/s, TFLOP/s on non-padding tokens (6 x parameters per token plus attention) and MFU."""
-    timed = raw["steps"] - args.warmup
+    timed = raw["steps"] - args.profile_steps - args.warmup
     flops = train_flops_per_step(folder, raw["k"] * args.batch_size, raw["tokens"] / timed) * timed
     tflops = flops / raw["seconds"] / 1e12
     peak = peak_tflops()
-    return {**{k: raw[k] for k in ("k", "sparsity", "compiled", "revived", "wall")},
+    timed_step_ms = 1000 * raw["seconds"] / timed
+    return {**{k: raw[k] for k in ("k", "task", "sparsity", "step_mode", "ran", "revived", "wall")},
             "samples_per_s": raw["samples"] / raw["seconds"], "tokens_per_s": raw["tokens"] / raw["seconds"],
+            "step_ms": timed_step_ms, "host_ms_per_step": 1000 * raw["median"],
+            "device_ms_per_step": raw.get("device_ms_per_step"), "launches_per_step": raw.get("launches_per_step"),
             "median_step_ms": 1000 * raw["median"], "tflops": tflops,
             "mfu_datasheet": tflops / peak if peak else None, "mfu_measured_matmul": tflops / measured}
 
 
+def pack_plan(name: str, args: argparse.Namespace) -> list[PackVariant]:
+    """Every K dense on the first task, the masked packs, then at the largest K each other task and step mode."""
+    packs = args.packs if name == "minilm" else args.bert_base_packs
+    if not packs:
+        return []
+    first, largest = args.pack_tasks[0], max(packs)
+    plan = [PackVariant(k, first) for k in packs] + [PackVariant(k, first, 0.7) for k in args.masked_packs]
+    plan += [PackVariant(largest, task) for task in args.pack_tasks[1:]]
+    return plan + [PackVariant(largest, task, 0.0, mode) for task in args.pack_tasks for mode in args.pack_modes
+                   if mode != "eager"]
+
+
 def bench_packs(name: str, folder: str, args: argparse.Namespace, measured: float) -> list[dict[str, Any]]:
     steps = args.pack_steps
-    packs = args.packs if name == "minilm" else args.bert_base_packs
-    plan = [(k, 0.0, False) for k in packs] + [(k, 0.7, False) for k in args.masked_packs]
-    if args.compile_pack and name in args.compile_models.split(","):
-        plan.append((args.compile_pack, 0.0, True))
     figures = []
-    for k, sparsity, compiled in plan:
-        label = f"{k} packed" + (", 70% masked" if sparsity else "") + (", compiled" if compiled else "")
-        print(f"[bench] {name}: {label}", file=sys.stderr, flush=True)
+    for variant in pack_plan(name, args):
+        print(f"[bench] {name}: {variant}", file=sys.stderr, flush=True)
         try:
-            figures.append(packed_figures(folder, args, run_packed(folder, args, steps, k, sparsity, compiled),
-                                          measured))
+            figures.append(packed_figures(folder, args, run_packed(folder, args, steps, variant), measured))
         except Exception as error:  # noqa: BLE001 - one variant (a compile, memory) failing keeps the rest
-            print(f"[bench] {name}: {label} failed: {type(error).__name__}: {error}"[:500], file=sys.stderr)
-            figures.append({"k": k, "sparsity": sparsity, "compiled": compiled, "error": str(error)[:500]})
+            print(f"[bench] {name}: {variant} failed: {type(error).__name__}: {error}"[:500], file=sys.stderr)
+            figures.append({**asdict(variant), "error": str(error)[:500]})
         partial = Path(args.out).with_suffix(".partial.json")  # a bench stopped mid-model keeps its packs' figures
         partial.parent.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps({"model": name, "packed": figures}, indent=2))
@@ -373,25 +419,29 @@ def bench_model(name: str, args: argparse.Namespace, scratch: Path) -> dict[str,
 
 def packed_table(results: list[dict[str, Any]], measured: float) -> str:
     peak = peak_tflops()
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name() if cuda else "CPU"
     lines = [f"Packed fine-tunings (MFU: model FLOPs on non-padding tokens / peak; datasheet peak: "
              f"{f'{peak:.0f} TFLOP/s dense bf16 ({device})' if peak else 'none known for ' + device}; measured "
-             f"peak: a {'bf16 8192' if torch.cuda.is_available() else 'fp32 1024'}-square matrix product in this "
-             f"run, {measured:.1f} TFLOP/s)", "",
-             "| model | K | encoder | compiled | samples/s | x Trainer | x engine alone | TFLOP/s | MFU datasheet | "
-             "MFU measured | median step (ms) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"peak: a {'bf16 8192' if cuda else 'fp32 1024'}-square matrix product in this run, {measured:.1f} "
+             "TFLOP/s). Step: wall time between device syncs; host: the host's clock between steps (median); "
+             f"device: the kernels' own time; {'kernel launches' if cuda else 'aten operator calls'} a step", "",
+             "| model | task | K | encoder | step launch | samples/s | x Trainer | x engine alone | step ms | "
+             "host ms | device ms | launches | TFLOP/s | MFU datasheet | MFU measured |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         for f in res["packed"]:
             mask = "70% masked" if f["sparsity"] else "dense"
+            head = f"| {res['model']} | {f['task']} | {f['k']} | {mask} | {f.get('ran', f['step_mode'])} |"
             if "error" in f:
-                lines.append(f"| {res['model']} | {f['k']} | {mask} | {'yes' if f['compiled'] else 'no'} | "
-                             f"failed: {f['error'][:60]} | | | | | | |")
+                lines.append(f"{head} failed: {f['error'][:60]} |" + " |" * 9)
                 continue
             datasheet = f"{100 * f['mfu_datasheet']:.1f}%" if f["mfu_datasheet"] is not None else "n/a"
-            lines.append(f"| {res['model']} | {f['k']} | {mask} | {'yes' if f['compiled'] else 'no'} | "
-                         f"{f['samples_per_s']:.0f} | {f['over_trainer']:.2f} | {f['over_engine_alone']:.2f} | "
-                         f"{f['tflops']:.2f} | {datasheet} | {100 * f['mfu_measured_matmul']:.1f}% | "
-                         f"{f['median_step_ms']:.1f} |")
+            device_ms = f"{f['device_ms_per_step']:.1f}" if f["device_ms_per_step"] is not None else "–"
+            launches = f"{f['launches_per_step']:.0f}" if f["launches_per_step"] is not None else "–"
+            lines.append(f"{head} {f['samples_per_s']:.0f} | {f['over_trainer']:.2f} | {f['over_engine_alone']:.2f} | "
+                         f"{f['step_ms']:.1f} | {f['host_ms_per_step']:.1f} | {device_ms} | {launches} | "
+                         f"{f['tflops']:.2f} | {datasheet} | {100 * f['mfu_measured_matmul']:.1f}% |")
     return "\n".join(lines)
 
 
@@ -438,10 +488,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.masked_packs = [int(k) for k in str(args.masked_packs).split(",") if k]
     args.bert_base_packs = [int(k) for k in str(args.bert_base_packs).split(",") if k]
     args.models = [m.strip() for m in args.models.split(",")]
+    args.pack_tasks = [t.strip() for t in args.pack_tasks.split(",") if t.strip()] or ["sst2"]
+    args.pack_modes = [m.strip() for m in args.pack_modes.split(",") if m.strip()]
+    if unknown := sorted(set(args.pack_modes) - {"eager", "compiled", "graph"}):
+        parser.error(f"--pack-modes: {unknown[0]} is not one of eager, compiled, graph")
     if not (Path(args.data_dir) / "SST-2" / "train.tsv").exists():
         parser.error(f"no SST-2 under {args.data_dir} (give --data-dir, the glue_data folder)")
     if args.steps <= args.warmup + 2 or args.bert_base_steps <= args.warmup + 2:
         parser.error("--steps must exceed --warmup by at least 3")
+    if args.pack_steps <= args.warmup + args.profile_steps + 2:
+        parser.error("--pack-steps must exceed --warmup plus --profile-steps by at least 3")
     return args
 
 

@@ -54,7 +54,7 @@ def profiled_pack(args: argparse.Namespace) -> tuple[Any, list[float]]:
             prof.stop()
 
     fine_tune_packed(members, PreparedData(data.train, {}, {}), task, tokenizer, training,
-                     make_accelerator(training), on_step=on_step, compile_model=args.compile)
+                     make_accelerator(training), on_step=on_step, step_mode=args.step_mode)
     return prof, ends[args.warmup:]
 
 
@@ -72,7 +72,7 @@ def summary(prof: Any, ends: list[float], args: argparse.Namespace) -> str:
     per_step = max(args.steps, 1)
     device = torch.cuda.get_device_name() if cuda else "CPU"
     lines = [f"# Packed step profile: {device}, K = {args.k}, batch {args.batch_size}, length {args.max_length}, "
-             f"{args.model}, {'compiled' if args.compile else 'eager'}",
+             f"{args.model}, {args.step_mode} step",
              "", f"`python scripts/step_profile.py {' '.join(sys.argv[1:])}` (torch {torch.__version__})", "",
              "| per step | value |", "|---|---|",
              f"| wall time (median) | {wall_ms:.1f} ms |",
@@ -99,7 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=5, help="profiled steps")
     parser.add_argument("--sparsity", type=float, default=0.0, help="each member masked by θ0's magnitude")
     parser.add_argument("--precision", default=None, help="bf16 or no (default: bf16 where native)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the packed model")
+    parser.add_argument("--step-mode", choices=["eager", "compiled", "graph"], default="eager",
+                        help="how the step is launched (training.pack_step; graph: one CUDA graph per shape)")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--scratch", default="runs/bench")
     parser.add_argument("--out", default=None, help="write the Markdown here too")

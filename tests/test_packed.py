@@ -18,7 +18,7 @@ import bert_tickets.engine.run as imp
 from bert_tickets import paths
 from bert_tickets.config import DataConfig, PruningConfig, TrainingConfig
 from bert_tickets.engine import packed
-from bert_tickets.engine.masks import full_mask, global_magnitude_mask, random_mask, select_prunable
+from bert_tickets.engine.masks import MaskEnforcer, full_mask, global_magnitude_mask, random_mask, select_prunable
 from bert_tickets.engine.modeling import load_pretrained, load_tokenizer
 from bert_tickets.engine.packed import Member, fine_tune_packed, pack_models, stack_batches
 from bert_tickets.engine.run import ImpRun
@@ -140,20 +140,37 @@ def test_a_packed_forward_and_loss_with_dropout_trace_as_one_graph(tiny_bert, gl
     assert 0.05 < 1 - first.float().mean() < 0.15  # about p dropped
 
 
-def test_the_compiled_pack_steps_as_the_eager_pack(tiny_bert, glue_dir):
-    """Dropout on: the compiled pack draws the same counter-based masks as the eager one."""
+def test_the_compiled_step_equals_the_eager_step(tiny_bert, glue_dir):
+    """Dropout on, masked: the whole compiled step (forward with the losses, its backward, and the flat update with
+    its masking, per-member clip and AdamW under a tensor learning rate) trains as the eager step does, within
+    inductor's rounding, and says so in the records; the schedule's learning rate reaches the compiled update."""
     task, tokenizer, data, pretrained, masks, training = setup(tiny_bert, glue_dir, "sst2")
-    training.max_steps = 4
+    training.max_steps, training.max_grad_norm = 4, 0.05  # a clip that bites, so the per-member norm matters
     runs = []
-    for compiled in (False, True):
+    for mode in ("eager", "compiled"):
         members = [Member(pretrained.build(seed), seed, masks[1]) for seed in (0, 1)]
-        fits = fine_tune_packed(members, data, task, tokenizer, training, make_accelerator(training),
-                                compile_model=compiled)
+        fits = fine_tune_packed(members, data, task, tokenizer, training, make_accelerator(training), step_mode=mode)
         runs.append((members, fits))
     (eager, eager_fits), (compiled, compiled_fits) = runs
+    start = pretrained.build(0)
+    assert max_difference(eager[0].model, start) > 1e-4  # it trained: the comparison below means something
     for a, b, fa, fb in zip(eager, compiled, eager_fits, compiled_fits, strict=True):
         assert max_difference(a.model, b.model) < 1e-5  # inductor's fused kernels round differently
         assert fb.train_loss == pytest.approx(fa.train_loss, rel=1e-5) and fb.revived_weights == 0
+        assert fb.final_learning_rate == pytest.approx(fa.final_learning_rate)
+        assert "pack_step" not in fa.to_dict() and fb.to_dict()["pack_step"] == "compiled"
+    for member in compiled:  # the weights written back into each member's model: pruned ones exactly zero
+        enforcer = MaskEnforcer(member.model, member.mask)
+        assert all(bool((p[m == 0] == 0).all()) for p, m in zip(enforcer.params, enforcer.masks, strict=True))
+
+
+def test_a_cuda_graph_step_off_cuda_steps_eagerly_and_says_so(tiny_bert, glue_dir, capsys):
+    task, tokenizer, data, pretrained, masks, training = setup(tiny_bert, glue_dir, "sst2")
+    training.max_steps = 2
+    members = [Member(pretrained.build(seed), seed) for seed in (0, 1)]
+    fits = fine_tune_packed(members, data, task, tokenizer, training, make_accelerator(training), step_mode="graph")
+    assert "CUDA graphs need a CUDA device" in capsys.readouterr().err
+    assert "pack_step" not in fits[0].to_dict()  # what ran: eager
 
 
 def test_a_smaller_member_batch_gets_filler_rows_that_count_for_nothing():

@@ -52,7 +52,8 @@ class FlatGroup:
 class FlatUpdate:
     """Masked, per-member clipped AdamW over a pack's parameters, re-seated as views of flat buffers."""
 
-    def __init__(self, packed: nn.Module, k: int, masks: dict[str, torch.Tensor], training: TrainingConfig):
+    def __init__(self, packed: nn.Module, k: int, masks: dict[str, torch.Tensor], training: TrainingConfig,
+                 tensor_lr: bool = False):
         device = next(packed.parameters()).device
         named = list(packed.named_parameters())
         self.k, self.max_grad_norm = k, training.max_grad_norm
@@ -68,7 +69,14 @@ class FlatUpdate:
             flat.grad = group.grad
         groups = [{"params": [flats[0]], "weight_decay": training.weight_decay},
                   {"params": [flats[1]], "weight_decay": 0.0}]
-        self.optimizer = torch.optim.AdamW(groups, lr=training.learning_rate, fused=device.type == "cuda")
+        # a tensor learning rate, updated in place by the schedule, for a captured or compiled step
+        # (`step_graph`); capturable keeps AdamW's step counts on the device, as a CUDA graph needs
+        lr: float | torch.Tensor = torch.tensor(training.learning_rate, device=device) if tensor_lr \
+            else training.learning_rate
+        cuda = device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(groups, lr=lr, fused=cuda, capturable=cuda and tensor_lr)
+        # AdamW's own step, before a learning-rate schedule wraps it in a counter torch.compile will not trace into
+        self._adamw_step = self.optimizer.step
 
     def _flat_mask(self, masks: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """(K, N) over the decayed buffer: each member's mask where it has one, ones elsewhere; None unmasked."""
@@ -98,6 +106,6 @@ class FlatUpdate:
             coef = (self.max_grad_norm / (norm + 1e-6)).clamp(max=1.0).unsqueeze(1).to(self.decay.grad.dtype)
             self.decay.grad.mul_(coef)
             self.rest.grad.mul_(coef)
-        self.optimizer.step()
+        self._adamw_step()
         self.decay.grad.zero_()
         self.rest.grad.zero_()

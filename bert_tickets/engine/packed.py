@@ -50,6 +50,7 @@ from bert_tickets.engine.checkpoints import Checkpointer
 from bert_tickets.engine.device_batches import DeviceBatches
 from bert_tickets.engine.flat_update import FlatUpdate
 from bert_tickets.engine.masks import Mask, MaskEnforcer, mask_digest
+from bert_tickets.engine.step_graph import make_step, needs_tensor_learning_rate
 from bert_tickets.engine.training import (
     SYNC_EVERY,
     FitResult,
@@ -354,20 +355,26 @@ class PackedLoop(TrainingLoop):
     loop (`training.TrainingLoop`: bar, checkpoints, resuming) as a lone fine-tuning is."""
 
     def __init__(self, members: Sequence[Member], training: TrainingConfig, steps: int, accelerator: Any,
-                 longest: int):
+                 longest: int, step_mode: str | None = None):
         super().__init__(accelerator, training, steps)
         self.k, self.device = len(members), accelerator.device
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
         masked = self._mask_members(members)  # before stacking: the stacked weights start masked
         self.streams = DropoutStreams([m.seed for m in members], training.batch_size, longest, self.device)
         self.packed = pack_models([m.model for m in members], self.streams).to(self.device)
-        self.forward: Callable[..., Any] = self.packed  # or its torch.compile wrapper
+        mode = step_mode or training.pack_step
+        tensor_lr = needs_tensor_learning_rate(mode, self.device)
         # re-seats the parameters as flat views; the stacked masks live on in its one flat mask only
-        self.update = FlatUpdate(self.packed, self.k, self._stacked_masks(masked), training)
+        self.update = FlatUpdate(self.packed, self.k, self._stacked_masks(masked), training, tensor_lr=tensor_lr)
         self.padded_tables = [m for m in self.packed.modules()
                               if isinstance(m, PackedEmbedding) and m.padding_idx is not None]
         self.optimizer = self.update.optimizer
         self.scheduler = linear_schedule(self.optimizer, training, steps)
+        self.optimizer._opt_called = True  # type: ignore[attr-defined]  # FlatUpdate steps AdamW unwrapped, each step
+        if tensor_lr:  # the schedule's factors times a float: filled into the tensor with no read from the device
+            self.scheduler.base_lrs = [training.learning_rate] * len(self.optimizer.param_groups)
+        self.autocast_cache = mode != "graph"  # a captured graph must not keep autocast's cast weights
+        self.stepper = make_step(mode, self, self.device)
         zeros = torch.zeros(self.k, device=self.device)
         self.loss_sum, self.tail_loss_sum = zeros.clone(), zeros.clone()
         self.tokens = torch.zeros(self.k, dtype=torch.long, device=self.device)
@@ -434,16 +441,9 @@ class PackedLoop(TrainingLoop):
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> None:
         labels, real = batch.pop("labels"), batch.pop("real")
-        inputs = with_4d_mask(batch)  # what sdpa and the packed attention take as they are
-        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
-            logits = self.forward(**inputs).logits
-        losses = member_losses(logits, labels, real, self.k)
-        with warnings.catch_warnings():  # the flat views' gradients are strided on purpose (FlatUpdate)
-            warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
-            losses.sum().backward()  # the members' parameters are disjoint: each gets its own loss's gradient
-        self._masked_clipped_step()
-        self.streams.advance()
-        detached = losses.detach()
+        # what sdpa and the packed attention take as they are; the step as `training.pack_step` launches it
+        detached = self.stepper(with_4d_mask(batch), labels, real)
+        self.scheduler.step()
         self.loss_sum += detached
         if self.step >= self.tail_from:
             self.tail_loss_sum += detached
@@ -451,18 +451,32 @@ class PackedLoop(TrainingLoop):
         self.tokens += (batch["attention_mask"].sum(dim=1) * real).reshape(self.k, -1).sum(dim=1)
         self.step += 1
 
-    def _masked_clipped_step(self) -> None:
+    # --- the step's parts, as `step_graph`'s strategies launch them ------------------------------------
+    def forward_losses(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
+                       real: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None,
+                            cache_enabled=self.autocast_cache):
+            logits = self.packed(**inputs).logits
+        return member_losses(logits, labels, real, self.k)
+
+    def backward(self, losses: torch.Tensor) -> None:
+        with warnings.catch_warnings():  # the flat views' gradients are strided on purpose (FlatUpdate)
+            warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+            losses.sum().backward()  # the members' parameters are disjoint: each gets its own loss's gradient
+
+    def after_backward(self) -> None:
         """As `training._optimizer_step`, per member: mask the gradients, clip each member's global norm, step
-        (`FlatUpdate`: a few operations over flat buffers, not hundreds over the stacked tensors)."""
+        (`FlatUpdate`: a few operations over flat buffers, not hundreds over the stacked tensors); then the
+        dropout counter moves on. The schedule is stepped by the caller, outside any graph."""
         for table in self.padded_tables:  # each has a padding index and a gradient (it took part in the step)
             table.weight.grad.select(1, table.padding_idx).zero_()  # type: ignore[union-attr, arg-type]
         self.update.step()
-        self.scheduler.step()
+        self.streams.advance()
 
 
 def fine_tune_packed(members: Sequence[Member], data: PreparedData, task: TaskAdapter, tokenizer: Any,
                      training: TrainingConfig, accelerator: Any, on_step: Callable[[int], None] | None = None,
-                     compile_model: bool = False, checkpoint: Path | None = None,
+                     step_mode: str | None = None, checkpoint: Path | None = None,
                      desc: str = "packed fine-tunings") -> list[FitResult]:
     """Train the members as one computation; then each member's weights go back into its own model, which is scored
     by `training.evaluate`, as alone. Returns each member's FitResult, in order. With a `checkpoint` folder the
@@ -479,9 +493,7 @@ def fine_tune_packed(members: Sequence[Member], data: PreparedData, task: TaskAd
         if can_pre_pad(collate, tokenizer, data.train) else None
     loaders = [training_batches(data.train, collate, tokenizer, training, m.seed, multiple, padded) for m in members]
     steps = total_steps(training, len(loaders[0]))
-    loop = PackedLoop(members, training, steps, accelerator, _longest(data, padded, multiple))
-    if compile_model:
-        loop.forward = torch.compile(loop.packed)
+    loop = PackedLoop(members, training, steps, accelerator, _longest(data, padded, multiple), step_mode)
     loop.packed.train()
     # a checkpoint belongs to these members (seeds and masks): another pack's is discarded
     identity = {"members": [[m.seed, None if m.mask is None else mask_digest(m.mask)] for m in members]}
@@ -534,6 +546,6 @@ def _member_results(members: Sequence[Member], loop: PackedLoop, data: PreparedD
             tokens=tokens[k], precision=accelerator.mixed_precision, final_learning_rate=final_lr,
             step_ends=loop.step_ends, final_train_loss=tails[k] if loop.tail_batches else None,
             chance_loss=chance, eval_loss=eval_losses, pack_size=len(members), primary_metric=task.primary_metric,
-            chance_score=constant))
+            chance_score=constant, pack_step=loop.stepper.ran))
     accelerator.free_memory()
     return results

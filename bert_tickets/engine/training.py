@@ -53,6 +53,7 @@ class FitResult:
     eval_loss: dict[str, float] = field(default_factory=dict)  # per evaluation split, where the model gives one
     drift: dict[str, float] = field(default_factory=dict)  # ||θ_T − θ_start|| / ||θ_start|| of the prunable weights
     pack_size: int = 1  # fine-tunings trained as one computation (bert_tickets.engine.packed); `seconds` is the pack's
+    pack_step: str = "eager"  # how a packed step was launched (engine.step_graph); recorded where not eager
     primary_metric: str | None = None  # the task's metric that verdicts read
     chance_score: float | None = None  # the best constant prediction's score in it, on the same examples
     # with training.eval_every_steps: every scoring made, {step, metrics}, the last one after training; `metrics`
@@ -75,6 +76,7 @@ class FitResult:
                 "trainable_parameters": self.trainable_parameters, "tokens": self.tokens,
                 "precision": self.precision, "final_learning_rate": self.final_learning_rate,
                 "processes": self.processes, **({"pack_size": self.pack_size} if self.pack_size > 1 else {}),
+                **({"pack_step": self.pack_step} if self.pack_step != "eager" else {}),
                 **({"evaluations": self.evaluations, "reported": self.reported} if self.evaluations else {})}
 
 
