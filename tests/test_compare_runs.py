@@ -42,6 +42,19 @@ def test_two_identical_runs_compare_equal_and_a_flipped_mask_bit_does_not(tiny_b
     assert changed.returncode == 1
     assert "tensors differ: sst2/imp_" in changed.stdout and "records differ: rte/ticket_<hash>/" in changed.stdout
 
+    # --within: a relative change of 1e-9 passes (a rounding difference), 1% does not, nor does the mask bit
+    loose = subprocess.run([sys.executable, str(SCRIPT), "--within", "1e-4", str(tmp_path / "first"),
+                            str(tmp_path / "second")], capture_output=True, text=True, timeout=120)
+    assert loose.returncode == 1 and "records differ: rte/ticket_<hash>/" in loose.stdout
+    save_mask(mask_file, load_mask(paths.mask(tmp_path / "first" / ticket.relative_to(tmp_path / "second"))))
+    record["metrics"]["accuracy"] -= 0.01
+    record["train_loss"] *= 1 + 1e-9
+    write_json(metrics, record)
+    assert _compare(tmp_path / "first", tmp_path / "second").returncode == 1  # not bit-identical
+    loose = subprocess.run([sys.executable, str(SCRIPT), "--within", "1e-4", str(tmp_path / "first"),
+                            str(tmp_path / "second")], capture_output=True, text=True, timeout=120)
+    assert loose.returncode == 0 and "0 difference(s)" in loose.stdout, loose.stdout
+
 
 def test_arm_pairs_pairs_two_arms_by_seed_from_a_report(tmp_path):
     """scripts/arm_pairs.py on a report's seeds.csv: the paired difference of two arms, as the report's statistics

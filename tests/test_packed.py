@@ -339,3 +339,38 @@ def test_a_pack_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(ti
     other, _ = train(folder, members=[(0, masks[1]), (1, None)])  # another mask: another pack's checkpoint
     err = capsys.readouterr().err
     assert "was saved by other fine-tunings (another pack): discarded" in err and "resuming" not in err
+
+
+def test_a_study_packs_its_runs_evaluations_together_and_each_record_is_its_own(tiny_bert, glue_dir, tmp_path,
+                                                                               monkeypatch, caplog):
+    """`find --baselines` with --pack 8: the ticket's and the random baseline's evaluation seeds (the first phase's
+    runs) train in one pack; every record equals the one each run's own packs write (dropout on), only its
+    pack_size says more members shared it. The comparison is the same."""
+    import logging
+
+    import bert_tickets as bt
+    import bert_tickets.studies.jobs as jobs
+
+    recipe = dict(model=tiny_bert, data_dir=str(glue_dir), max_steps=3, training__batch_size=8, rate=0.2, seeds=2,
+                  baselines=["random", "reinit"], settings={"data.max_length": 32, "training.pack": 8})
+    with caplog.at_level(logging.INFO, logger="bert_tickets"):
+        together = bt.find_ticket("rte", 0.2, output_dir=str(tmp_path / "together"), **recipe)
+    packed_logs = [r.getMessage() for r in caplog.records if "fine-tunings packed" in r.getMessage()]
+    assert any("imp 20% ticket seed 1" in m and "random 20% ticket seed 0" in m for m in packed_logs), packed_logs
+    monkeypatch.setattr(jobs, "pack_across_runs", lambda runs: None)  # each run packs its own seeds only
+    apart = bt.find_ticket("rte", 0.2, output_dir=str(tmp_path / "apart"), **recipe)
+
+    def records(root):
+        found = {p.relative_to(root): read_json(p) for p in root.rglob("*.json") if "train_loss" in p.read_text()}
+        return {path: r for path, r in found.items() if "train_loss" in r}
+
+    mine, theirs = records(tmp_path / "together"), records(tmp_path / "apart")
+    assert mine.keys() == theirs.keys() and len(mine) >= 7  # levels, ticket, dense, random and reinit seeds
+    for path, record in mine.items():
+        other = theirs[path]
+        assert record["train_loss"] == pytest.approx(other["train_loss"], rel=1e-5), path
+        assert record["metrics"] == pytest.approx(other["metrics"], rel=1e-4, abs=1e-6), path
+        assert record["revived_weights"] == 0 and record.get("pack_size", 1) >= other.get("pack_size", 1)
+    assert max(r.get("pack_size", 1) for r in mine.values()) > max(r.get("pack_size", 1) for r in theirs.values())
+    comparisons = [read_json(t.path / "comparison.json")["rows"] for t in (together, apart)]
+    assert [r["method"] for r in comparisons[0]] == [r["method"] for r in comparisons[1]]

@@ -15,6 +15,8 @@ private; the methods (`bert_tickets.methods`) read `trained_prunable` and `resou
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
 import time
 from contextlib import AbstractContextManager, ExitStack, nullcontext
@@ -119,7 +121,7 @@ class ImpRun(RunFolder):
         `training.pack` > 1, as a pack of one where it can be packed (every record of the folder alike)."""
         path = self.result_path(kind, seed)
         if (kind, seed) in packable_jobs(self, [(kind, seed)]):
-            _seed_pack(self, [(kind, seed)])
+            _seed_pack([PackEntry(self, kind, seed)])
             return read_json(path)
         with result_lock(path):  # dense seeds are shared between runs: the second to come waits and reuses
             return read_json(path) if rank0_sees(path) else self._seed_run(kind, seed, path)
@@ -334,16 +336,76 @@ def run_seed_packs(run: ImpRun) -> None:
     """The evaluation's pending fine-tunings (ticket seeds of a rewinding method, dense seeds) in packs of up to
     `training.pack`, each trained as one computation (`bert_tickets.engine.packed`); nothing with `pack` 1, or where
     they cannot be packed (then one at a time, as always)."""
-    training, r = run.final_training, run.resources
-    jobs = packable_jobs(run, run.seed_jobs())
-    if not jobs:
+    _train_packs([PackEntry(run, kind, seed) for kind, seed in packable_jobs(run, run.seed_jobs())])
+
+
+def pack_across_runs(runs: list[ImpRun]) -> None:
+    """Several runs' evaluation fine-tunings packed together (a study's methods, sparsities and seeds on one task),
+    so a pack fills up to `training.pack` members where one run has only its few seeds. Each run's levels come
+    first (one after another by nature, under its folder's lock); then every pending packable fine-tuning of the
+    runs, grouped by what a pack shares (`pack_key`: model, task data, final recipe), trains in packs. A member's
+    record depends on its own seed, mask and starting weights only (`engine.packed`), whichever runs it shares a
+    pack with. A dense seed two runs share is trained once."""
+    entries: dict[Path, PackEntry] = {}
+    for run in runs:
+        if run.finished_ticket() is not None:
+            continue
+        with run.lock():
+            if not run.is_done():
+                run.run_levels()
+        for kind, seed in packable_jobs(run, run.seed_jobs()):
+            entries.setdefault(run.result_path(kind, seed), PackEntry(run, kind, seed))
+    groups: dict[str, list[PackEntry]] = {}
+    for entry in entries.values():
+        groups.setdefault(pack_key(entry.run), []).append(entry)
+    for group in groups.values():
+        _train_packs(group)
+
+
+def pack_key(run: ImpRun) -> str:
+    """What the members of one pack must share: the model, the task's prepared data (its settings and the seed
+    that subsamples it) and the final fine-tunings' recipe; each member's seed is its own."""
+    c = run.config
+    recipe = {k: v for k, v in dataclasses.asdict(run.final_training).items() if k != "seed"}
+    return json.dumps({"model": dataclasses.asdict(c.model), "data": dataclasses.asdict(c.data),
+                       "data_seed": c.training.seed, "recipe": recipe}, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class PackEntry:
+    """One fine-tuning of a run's evaluation, as a pack's member: the ticket's mask (or none, dense) from a seed."""
+
+    run: ImpRun
+    kind: Arm
+    seed: int
+
+    @property
+    def path(self) -> Path:
+        return self.run.result_path(self.kind, self.seed)
+
+    @property
+    def level(self) -> int:
+        return len(self.run.sparsities) - 1 if self.kind == "ticket" else 0
+
+    def name(self, alone: bool) -> str:
+        """Its name in the logs: with its run's method and sparsity where the pack holds other runs' members."""
+        own = f"{self.kind} seed {self.seed}"
+        if alone or self.kind == "dense":
+            return own
+        return f"{self.run.method.name} {paths.sparsity_percent(self.run.sparsities[self.level])}% {own}"
+
+
+def _train_packs(entries: list[PackEntry]) -> None:
+    """The entries in packs of up to `training.pack` (fewer where the device's memory would not hold them)."""
+    if not entries:
         return
-    pretrained = r.pretrained
+    run = entries[0].run
+    training, pretrained = run.final_training, run.resources.pretrained
     parameters = sum(t.numel() for t in pretrained.theta0.values())
     size = packed.pack_limit(training.pack, parameters, pretrained.config, training, run.config.data.max_length,
-                             r.accelerator.device)
-    for first in range(0, len(jobs), size):
-        _seed_pack(run, jobs[first:first + size])
+                             run.resources.accelerator.device)
+    for first in range(0, len(entries), size):
+        _seed_pack(entries[first:first + size])
 
 
 def packable_jobs(run: ImpRun, jobs: list[tuple[Arm, int]]) -> list[tuple[Arm, int]]:
@@ -363,40 +425,41 @@ def packable_jobs(run: ImpRun, jobs: list[tuple[Arm, int]]) -> list[tuple[Arm, i
     return [(kind, seed) for kind, seed in jobs if kind == "dense" or run.method.rewinds]
 
 
-def _seed_pack(run: ImpRun, jobs: list[tuple[Arm, int]]) -> None:
+def _seed_pack(entries: list[PackEntry]) -> None:
     """One pack: each member's record is written as its lone run would write it (plus `pack_size`); a member whose
-    record fails to be written does not keep the others' from being written."""
-    last = len(run.sparsities) - 1
+    record fails to be written does not keep the others' from being written. The data, recipe and device are the
+    first member's run's (`pack_key`: the same for every member)."""
     with ExitStack() as locks:
-        for path in sorted(run.result_path(kind, seed) for kind, seed in jobs):  # one order: no deadlock
+        for path in sorted(entry.path for entry in entries):  # one order: no deadlock
             locks.enter_context(result_lock(path))
-        jobs = [(kind, seed) for kind, seed in jobs if not rank0_sees(run.result_path(kind, seed))]
-        if not jobs:
+        entries = [entry for entry in entries if not rank0_sees(entry.path)]
+        if not entries:
             return
-        levels = [last if kind == "ticket" else 0 for kind, _ in jobs]
-        members = [packed.Member(run.build_model(seed, rewound=level > 0), seed,
-                                 run.level_mask(level) if level > 0 else None)
-                   for (kind, seed), level in zip(jobs, levels, strict=True)]
-        params = [prunable_parameters(m.model, run.config.pruning.prunable) for m in members]  # trained in place
+        members = [packed.Member(e.run.build_model(e.seed, rewound=e.level > 0), e.seed,
+                                 e.run.level_mask(e.level) if e.level > 0 else None) for e in entries]
+        params = [prunable_parameters(m.model, e.run.config.pruning.prunable)  # trained in place
+                  for m, e in zip(members, entries, strict=True)]
         starts = [masked_start(p, m.mask) for p, m in zip(params, members, strict=True)]
-        names = ", ".join(f"{kind} seed {seed}" for kind, seed in jobs)
-        log(f"{len(jobs)} fine-tunings packed: {names}")
+        run = entries[0].run
+        alone = all(e.run is run for e in entries)
+        names = ", ".join(e.name(alone) for e in entries)
+        log(f"{len(entries)} fine-tunings packed: {names}")
         r = run.resources
         steps = expected_steps(run.final_training, len(r.data.train))
-        with progress.fine_tuning(f"{run.task.name} {run.method.name} {names}", steps, len(jobs)) as on_step:
+        label = f"{run.task.name} {run.method.name if alone else 'study'} {names}"
+        with progress.fine_tuning(label, steps, len(entries)) as on_step:
             fits = packed.fine_tune_packed(members, r.data, run.task, r.tokenizer, run.final_training,
                                            r.accelerator, on_step=on_step, desc=names,
-                                           checkpoint=paths.checkpoint(run.result_path(*jobs[0])))
+                                           checkpoint=paths.checkpoint(entries[0].path))
         failures = []
-        for (kind, seed), level, member, start, trained, fit in zip(jobs, levels, members, starts, params, fits,
-                                                                   strict=True):
+        for entry, member, start, trained, fit in zip(entries, members, starts, params, fits, strict=True):
             try:
                 fit.drift = relative_drift(start, trained)
-                check_zeros(fit, level)
-                if kind == "ticket":
-                    keep_finetuned(run, member.model, seed)
-                write_json_record(run.result_path(kind, seed),
-                                  {"seed": seed, "sparsity": run.sparsities[level], **fit.to_dict()})
+                check_zeros(fit, entry.level)
+                if entry.kind == "ticket":
+                    keep_finetuned(entry.run, member.model, entry.seed)
+                write_json_record(entry.path, {"seed": entry.seed, "sparsity": entry.run.sparsities[entry.level],
+                                               **fit.to_dict()})
             except Exception as error:  # noqa: BLE001 - the other members' records are still written
                 failures.append(error)
         if failures:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from bert_tickets import paths
 from bert_tickets.config import Config
-from bert_tickets.engine.run import ImpRun
+from bert_tickets.engine.run import ImpRun, pack_across_runs
 from bert_tickets.methods import IMP, get_method
 from bert_tickets.ranks import log
 from bert_tickets.results import TicketInfo
@@ -115,6 +115,11 @@ class Job:
     def is_done(self, recipe: Recipe) -> bool:
         return self.finished(recipe) is not None
 
+    def is_ready(self, recipe: Recipe) -> bool:
+        """Whether what its run starts from is there (a ticket whose mask it reuses), so that its levels and
+        evaluation can be made now; never trains to say so."""
+        return True
+
     @property
     def chain(self) -> Any:
         """Jobs of one chain go to one local worker together (they share levels); by default each its own."""
@@ -198,6 +203,10 @@ class BaselineJob(Job):
     def engine_run(self, recipe: Recipe) -> ImpRun:
         return baseline_run(recipe.ticket_run(self.task, self.sparsity), self.method)
 
+    def is_ready(self, recipe: Recipe) -> bool:
+        return not get_method(self.method).needs_ticket or \
+            recipe.ticket_run(self.task, self.sparsity).finished_ticket() is not None
+
     def run(self, recipe: Recipe) -> None:
         if get_method(self.method).needs_ticket:  # the ticket's mask: find it first
             ticket = recipe.ticket_run(self.task, self.sparsity)
@@ -247,6 +256,12 @@ class CellJob(Job):
         assert matrix is not None
         return matrix.cell_run(self.cell, matrix.source_ticket_dir(self.source))
 
+    def is_ready(self, recipe: Recipe) -> bool:
+        matrix = recipe.matrix
+        assert matrix is not None
+        task = self.source.ticket_task
+        return task is None or matrix.source_run(task).finished_ticket() is not None
+
     def run(self, recipe: Recipe) -> None:
         matrix = recipe.matrix
         assert matrix is not None
@@ -270,11 +285,36 @@ def matrix_jobs(recipe: MatrixRecipe) -> list[Job]:
 
 
 def run_jobs(recipe: Any, jobs: list[Job], label: str, after_each: Callable[[], None] | None = None) -> None:
-    """Run the jobs not finished yet, in order; `after_each` (the live report) after each one that ran."""
-    for i, job in enumerate(jobs, 1):
-        if job.finished(recipe) is None:
-            if len(jobs) > 1:
-                log(f"{label}: job {i}/{len(jobs)}: {job}")
-            job.run(recipe)
-            if after_each is not None:
-                after_each()
+    """Run the jobs not finished yet, in order; `after_each` (the live report) after each one that ran. With
+    `training.pack` > 1, phase by phase (tickets and what needs none, then what reuses a ticket), each phase's
+    evaluation fine-tunings first packed across its runs (`engine.run.pack_across_runs`)."""
+    done_before = 0
+    for phase in _phases(recipe, jobs):
+        if len(phase) > 1 and _packs(recipe, phase):
+            pending = [job for job in phase if job.finished(recipe) is None and job.is_ready(recipe)]
+            if len(pending) > 1:
+                log(f"{label}: packing the evaluations of {len(pending)} runs ({phase[0].phase} phase)")
+                pack_across_runs([job.engine_run(recipe) for job in pending])
+        for i, job in enumerate(phase, done_before + 1):
+            if job.finished(recipe) is None:
+                if len(jobs) > 1:
+                    log(f"{label}: job {i}/{len(jobs)}: {job}")
+                job.run(recipe)
+                if after_each is not None:
+                    after_each()
+        done_before += len(phase)
+
+
+def _packs(recipe: Any, jobs: list[Job]) -> bool:
+    return jobs[0].engine_run(recipe).config.training.pack > 1
+
+
+def _phases(recipe: Any, jobs: list[Job]) -> list[list[Job]]:
+    """The jobs as they run: in one list, in order, unless they are packed across runs; then the "tickets" phase's
+    (tickets, and what needs none) before the others' (what reuses a ticket), each in order."""
+    if len(jobs) < 2 or not _packs(recipe, jobs):
+        return [jobs]
+    phases: dict[str, list[Job]] = {}
+    for job in jobs:
+        phases.setdefault(job.phase, []).append(job)
+    return [phases[name] for name in sorted(phases, key=lambda name: name != "tickets")]
