@@ -128,6 +128,9 @@ class TrainingConfig:
                              "update; graph, the whole step captured as one CUDA graph per batch shape and replayed "
                              "(CUDA only; elsewhere, or where capture fails, eager, said in one line). Within float32 "
                              "rounding of eager, so not part of the run hash; a record says which ran")
+    pack_unpad: bool = setting(False, "packs compute on each step's real tokens only, laid end to end member by "
+                               "member (engine.unpadded; BERT-family encoders; steps eagerly): within float32 "
+                               "rounding of the padded pack, so not part of the run hash; a record says so")
 
 
 SCOPES = ("global", "layerwise")
@@ -304,7 +307,8 @@ class Config:
 # Settings that change where results are written or how many are gathered, never what a level computes.
 NOT_HASHED = {"output_dir", "pruning.sparsity", "pruning.seeds", "training.report_to", "training.eval_batch_size",
               "training.wandb_project", "training.study", "training.checkpoint_minutes", "training.checkpoint_steps",
-              "training.keep_finetuned", "training.pack", "training.pack_step"}
+              "training.keep_finetuned", "training.pack", "training.pack_step",
+              "training.pack_unpad"}
 
 
 def flat_settings(config: Config) -> dict[str, Any]:

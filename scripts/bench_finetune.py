@@ -11,7 +11,8 @@ BERT-base-shaped config with random weights):
      them on a CPU (what `--workers K` does): aggregate samples/s;
   5. K = 1, 2, 4, 8, 16 fine-tunings packed into one computation (`bert_tickets.engine.packed`, `--packs`), dense and
      70%-masked, per task (`--pack-tasks`: SST-2's short sentences, RTE's long pairs) and, at the largest K, per
-     step launch (`--pack-modes`: eager, compiled, one CUDA graph; `bert_tickets.engine.step_graph`): aggregate
+     step launch (`--pack-modes`: eager, compiled, one CUDA graph; `bert_tickets.engine.step_graph`) and unpadded
+     (`--pack-unpad 1`: the real tokens only, `bert_tickets.engine.unpadded`): aggregate
      samples/s, model FLOPs utilisation (MFU) against the device's datasheet peak and against a matrix product
      timed in the same run, and where the step's time goes: the host's time per step (its clock between steps),
      the device's (the kernels' own time, from `torch.profiler` over the last `--profile-steps` steps, which are
@@ -47,12 +48,12 @@ from bert_tickets.workers import in_new_process
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"steps": 12, "warmup": 2, "rounds": 2, "batch_size": 16, "max_length": 64, "train_samples": 2000,
             "concurrency": "1,2", "models": "minilm,bert-base", "bert_base_steps": 6, "packs": "1,2,4",
-            "masked_packs": "4", "pack_modes": "eager", "pack_tasks": "sst2", "profile_steps": 2, "pack_steps": 8,
-            "fp32": 1, "bert_base_packs": "1,2,4"},
+            "masked_packs": "4", "pack_modes": "eager", "pack_tasks": "sst2", "pack_unpad": 1, "profile_steps": 2,
+            "pack_steps": 8, "fp32": 1, "bert_base_packs": "1,2,4"},
     # processes sharing the GPU were measured before (docs/results/minilm-gpu: 12 of them, 1.3x one): not rerun
     "gpu": {"steps": 150, "warmup": 30, "rounds": 1, "batch_size": 32, "max_length": 128, "train_samples": 20000,
             "concurrency": "", "models": "minilm,bert-base", "bert_base_steps": 100, "packs": "1,2,4,8,16",
-            "masked_packs": "16", "pack_modes": "eager,compiled,graph", "pack_tasks": "sst2,rte",
+            "masked_packs": "16", "pack_modes": "eager,compiled,graph", "pack_tasks": "sst2,rte", "pack_unpad": 1,
             "profile_steps": 5, "pack_steps": 100, "fp32": 1, "bert_base_packs": "1,2,4,8,16"},
 }
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks (SXM datasheets)
@@ -219,10 +220,12 @@ class PackVariant:
     task: str = "sst2"
     sparsity: float = 0.0
     step_mode: str = "eager"
+    unpad: bool = False
 
     def __str__(self) -> str:
         return (f"{self.k} packed on {self.task}" + (", 70% masked" if self.sparsity else "")
-                + (f", {self.step_mode} step" if self.step_mode != "eager" else ""))
+                + (f", {self.step_mode} step" if self.step_mode != "eager" else "")
+                + (", unpadded" if self.unpad else ""))
 
 
 def run_packed(folder: str, args: argparse.Namespace, steps: int, variant: PackVariant) -> dict[str, Any]:
@@ -242,6 +245,7 @@ def run_packed(folder: str, args: argparse.Namespace, steps: int, variant: PackV
     mask = magnitude_mask_of(pretrained, variant.sparsity) if variant.sparsity else None
     members = [Member(pretrained.build(seed), seed, mask) for seed in range(variant.k)]
     training = training_config(args, steps)
+    training.pack_unpad = variant.unpad
     timed_end = steps - args.profile_steps  # timed: warmup … timed_end; profiled: timed_end … steps
     cuda = torch.cuda.is_available()
     prof = profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])])
@@ -315,7 +319,7 @@ def packed_figures(folder: str, args: argparse.Namespace, raw: dict[str, Any], m
     tflops = flops / raw["seconds"] / 1e12
     peak = peak_tflops()
     timed_step_ms = 1000 * raw["seconds"] / timed
-    return {**{k: raw[k] for k in ("k", "task", "sparsity", "step_mode", "ran", "revived", "wall")},
+    return {**{k: raw[k] for k in ("k", "task", "sparsity", "step_mode", "unpad", "ran", "revived", "wall")},
             "samples_per_s": raw["samples"] / raw["seconds"], "tokens_per_s": raw["tokens"] / raw["seconds"],
             "step_ms": timed_step_ms, "host_ms_per_step": 1000 * raw["median"],
             "device_ms_per_step": raw.get("device_ms_per_step"), "launches_per_step": raw.get("launches_per_step"),
@@ -331,6 +335,7 @@ def pack_plan(name: str, args: argparse.Namespace) -> list[PackVariant]:
     first, largest = args.pack_tasks[0], max(packs)
     plan = [PackVariant(k, first) for k in packs] + [PackVariant(k, first, 0.7) for k in args.masked_packs]
     plan += [PackVariant(largest, task) for task in args.pack_tasks[1:]]
+    plan += [PackVariant(largest, task, unpad=True) for task in args.pack_tasks if args.pack_unpad]
     return plan + [PackVariant(largest, task, 0.0, mode) for task in args.pack_tasks for mode in args.pack_modes
                    if mode != "eager"]
 
@@ -432,7 +437,8 @@ def packed_table(results: list[dict[str, Any]], measured: float) -> str:
     for res in results:
         for f in res["packed"]:
             mask = "70% masked" if f["sparsity"] else "dense"
-            head = f"| {res['model']} | {f['task']} | {f['k']} | {mask} | {f.get('ran', f['step_mode'])} |"
+            launch = f.get("ran", f["step_mode"] + (", unpadded" if f.get("unpad") else ""))
+            head = f"| {res['model']} | {f['task']} | {f['k']} | {mask} | {launch} |"
             if "error" in f:
                 lines.append(f"{head} failed: {f['error'][:60]} |" + " |" * 9)
                 continue

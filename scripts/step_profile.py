@@ -40,6 +40,7 @@ def profiled_pack(args: argparse.Namespace) -> tuple[Any, list[float]]:
     members = [Member(pretrained.build(seed), seed, mask) for seed in range(args.k)]
     steps = args.warmup + args.steps
     training = training_config(args, steps, args.precision)
+    training.pack_unpad = args.unpad
     cuda = torch.cuda.is_available()
     prof = profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])])
     ends: list[float] = []
@@ -72,7 +73,7 @@ def summary(prof: Any, ends: list[float], args: argparse.Namespace) -> str:
     per_step = max(args.steps, 1)
     device = torch.cuda.get_device_name() if cuda else "CPU"
     lines = [f"# Packed step profile: {device}, K = {args.k}, batch {args.batch_size}, length {args.max_length}, "
-             f"{args.model}, {args.step_mode} step",
+             f"{args.model}, {args.step_mode} step{', unpadded' if args.unpad else ''}",
              "", f"`python scripts/step_profile.py {' '.join(sys.argv[1:])}` (torch {torch.__version__})", "",
              "| per step | value |", "|---|---|",
              f"| wall time (median) | {wall_ms:.1f} ms |",
@@ -101,6 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", default=None, help="bf16 or no (default: bf16 where native)")
     parser.add_argument("--step-mode", choices=["eager", "compiled", "graph"], default="eager",
                         help="how the step is launched (training.pack_step; graph: one CUDA graph per shape)")
+    parser.add_argument("--unpad", action="store_true", help="the real tokens only (training.pack_unpad)")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--scratch", default="runs/bench")
     parser.add_argument("--out", default=None, help="write the Markdown here too")

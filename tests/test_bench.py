@@ -31,12 +31,15 @@ def test_bench_script_reports_every_figure(tmp_path):
     assert result["masked"]["extra"]["revived_weights"] == 0  # the 70% mask held through training
     assert result["engine_over_trainer_samples"] > 0 and result["masked_over_dense_step_time"] > 0
     assert [c["k"] for c in result["concurrent"]] == [1]
-    packs = result["packed"]  # 2 dense and 2 masked on SST-2, then 2 dense on RTE; each with where its step went
-    assert [(f["task"], f["k"], f["sparsity"]) for f in packs] == [("sst2", 2, 0.0), ("sst2", 2, 0.7), ("rte", 2, 0.0)]
+    packs = result["packed"]  # 2 dense and 2 masked on SST-2, 2 dense on RTE, then each task unpadded
+    assert [(f["task"], f["k"], f["sparsity"], f["unpad"]) for f in packs] == [
+        ("sst2", 2, 0.0, False), ("sst2", 2, 0.7, False), ("rte", 2, 0.0, False), ("sst2", 2, 0.0, True),
+        ("rte", 2, 0.0, True)]
     for figure in packs:
         assert figure["samples_per_s"] > 0 and figure["host_ms_per_step"] > 0 and figure["launches_per_step"] > 100
-        assert figure["ran"] == "eager" and figure["revived"] == 0
+        assert figure["ran"] == ("eager, unpadded" if figure["unpad"] else "eager") and figure["revived"] == 0
     assert "| minilm | rte | 2 | dense | eager |" in done.stdout
+    assert "| minilm | rte | 2 | dense | eager, unpadded |" in done.stdout
     if native_bf16():  # bf16 autocast (the default here) side by side with fp32
         assert result["precision"] == "bf16" and result["fp32"]["samples_per_s"] > 0
         assert result["bf16_over_fp32_samples"] > 0 and "bf16 autocast / fp32" in done.stdout

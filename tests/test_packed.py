@@ -374,3 +374,48 @@ def test_a_study_packs_its_runs_evaluations_together_and_each_record_is_its_own(
     assert max(r.get("pack_size", 1) for r in mine.values()) > max(r.get("pack_size", 1) for r in theirs.values())
     comparisons = [read_json(t.path / "comparison.json")["rows"] for t in (together, apart)]
     assert [r["method"] for r in comparisons[0]] == [r["method"] for r in comparisons[1]]
+
+
+@pytest.mark.parametrize("task_name", ["sst2", "rte"])
+def test_an_unpadded_pack_trains_as_the_padded_pack(tiny_bert, glue_dir, task_name, monkeypatch):
+    """Dropout on, masked, members of other lengths at each step: the pack that computes on the real tokens only
+    ends with the padded pack's weights and losses within float32 rounding; pruned weights stay exactly zero."""
+    task, tokenizer, data, pretrained, masks, training = setup(tiny_bert, glue_dir, task_name)
+    sizes = []  # the tokens each grouped product saw: the real ones only
+
+    def counted(x, weight, bias, counts):
+        sizes.append(sum(counts))
+        return grouped_linear(x, weight, bias, counts)
+
+    from bert_tickets.engine.unpadded import grouped_linear
+    monkeypatch.setattr(packed, "grouped_linear", counted)
+    training.max_steps = 4
+    runs = []
+    for unpad in (False, True):
+        training.pack_unpad = unpad
+        members = [Member(pretrained.build(seed), seed, masks[seed % 3]) for seed in range(3)]
+        runs.append((members, fine_tune_packed(members, data, task, tokenizer, training, make_accelerator(training))))
+    (padded, padded_fits), (unpadded, unpadded_fits) = runs
+    assert max_difference(padded[0].model, pretrained.build(0)) > 1e-4  # it trained
+    for a, b, fa, fb in zip(padded, unpadded, padded_fits, unpadded_fits, strict=True):
+        assert max_difference(a.model, b.model) < 1e-5
+        assert fb.train_loss == pytest.approx(fa.train_loss, rel=1e-5) and fb.tokens == fa.tokens
+        assert fb.revived_weights == 0 and fb.to_dict()["pack_step"] == "eager, unpadded"
+        assert "pack_step" not in fa.to_dict()
+    layers = TINY["num_hidden_layers"]
+    assert len(sizes) == 4 * 6 * layers  # 4 steps, 6 products a layer (q, k, v, out, up, down) took the real tokens
+    real = sum(f.tokens for f in unpadded_fits)  # and only those: the real rows' tokens, and a filler row's first
+    assert real <= sum(sizes) // (6 * layers) <= real + 3 * training.batch_size
+
+
+def test_the_unpadded_layout_takes_the_real_tokens_and_puts_them_back():
+    from bert_tickets.engine.unpadded import Unpadded
+
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]])  # two members of two rows
+    layout = Unpadded(mask, k=2)
+    ids = torch.arange(16).reshape(4, 4)
+    assert layout.flat(ids).tolist() == [[0, 1, 2, 4, 5, 8, 12, 13, 14, 15]]
+    assert layout.counts == [5, 5] and layout.members.tolist() == [0] * 5 + [1] * 5
+    assert layout.starts.tolist() == [0, 3, 5, 6]  # each row's first (CLS) token among the real ones
+    back = layout.pad(layout.flat(ids)[0])
+    assert torch.equal(back, ids * mask) and torch.equal(layout.unpad(back), layout.flat(ids)[0])

@@ -36,6 +36,7 @@ import copy
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,17 @@ from bert_tickets.engine.training import (
     training_batches,
     with_4d_mask,
 )
+from bert_tickets.engine.unpadded import (
+    PackedPooler,
+    PackLayout,
+    Unpadded,
+    grouped_affine,
+    grouped_linear,
+    unpadded_attention,
+    why_not_unpaddable,
+)
 from bert_tickets.errors import UserError
+from bert_tickets.ranks import log
 from bert_tickets.tasks import PreparedData, TaskAdapter
 
 
@@ -77,8 +88,12 @@ class PackedLinear(nn.Module):
         self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in members]))
         has_bias = members[0].bias is not None
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in members])) if has_bias else None
+        self.layout: PackLayout | None = None  # an unpadded pack's (`engine.unpadded`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout is not None and (unpadded := self.layout.of(x)) is not None:
+            out = grouped_linear(x.reshape(-1, x.shape[-1]), self.weight, self.bias, unpadded.counts)
+            return out.reshape(*x.shape[:-1], out.shape[-1])
         k = self.weight.shape[0]
         rows = x.reshape(k, -1, x.shape[-1])
         weight_t = self.weight.transpose(1, 2)
@@ -95,9 +110,13 @@ class PackedLayerNorm(nn.Module):
         self.eps = members[0].eps
         self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in members]))
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in members]))
+        self.layout: PackLayout | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, h = self.weight.shape
+        if self.layout is not None and (unpadded := self.layout.of(x)) is not None:
+            tokens = F.layer_norm(x.reshape(-1, h), (h,), eps=self.eps)
+            return grouped_affine(tokens, self.weight, self.bias, unpadded.counts).reshape(x.shape)
         rows = F.layer_norm(x.reshape(k, -1, h), (h,), eps=self.eps)
         return torch.addcmul(self.bias.unsqueeze(1), rows, self.weight.unsqueeze(1)).reshape(x.shape)
 
@@ -109,9 +128,12 @@ class PackedEmbedding(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in members]))
         self.padding_idx = members[0].padding_idx  # its gradient row is zeroed before each step, as nn.Embedding does
+        self.layout: PackLayout | None = None
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         k, h = self.weight.shape[0], self.weight.shape[-1]
+        if self.layout is not None and (unpadded := self.layout.of(ids)) is not None:
+            return self.weight[unpadded.members, ids.reshape(-1)].reshape(*ids.shape, h)
         members = torch.arange(k, device=ids.device).unsqueeze(1)
         rows = self.weight[members, ids.reshape(k, -1)]  # one gather; the table may be a strided flat view
         return rows.reshape(*ids.shape, h)
@@ -202,8 +224,14 @@ class PackedDropout(nn.Module):
         super().__init__()
         self.p, self.streams = p, streams
         self.site = streams.new_site()  # hidden states draw at 2·site, attention probabilities at 2·site + 1
+        self.layout: PackLayout | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout is not None and (unpadded := self.layout.of(x)) is not None and self.training and self.p:
+            # the draws its tokens have in the padded layout: the same masks as a padded pack's
+            keep = self.streams.keep(torch.Size([unpadded.rows, unpadded.length, *x.shape[2:]]), self.p, (1,),
+                                     2 * self.site)
+            return x * unpadded.unpad(keep).reshape(x.shape).to(x.dtype) / (1 - self.p)
         return self._drop(x, (1,) if x.ndim == 3 else (), 2 * self.site)
 
     def attention(self, weights: torch.Tensor) -> torch.Tensor:
@@ -225,7 +253,12 @@ def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
                      **kwargs: Any) -> tuple[torch.Tensor, None]:
     """Attention for packs: torch's sdpa where no dropout applies (evaluation, dropout 0); with dropout, the same
     product written out so the probabilities go through the member's own dropout stream (sdpa would draw them
-    from the global generator, inside its kernel). `attention_mask`: boolean (rows, 1, 1 or L, L), True = attend."""
+    from the global generator, inside its kernel). `attention_mask`: boolean (rows, 1, 1 or L, L), True = attend.
+    In an unpadded pack (`engine.unpadded`) the tokens are padded back into their sequences for it."""
+    layout = getattr(getattr(module, "dropout", None), "layout", None)
+    if layout is not None and (unpadded := layout.of(query.transpose(1, 2))) is not None:
+        return unpadded_attention(unpadded, packed_attention, module, query, key, value, dropout=dropout,
+                                  scaling=scaling, **kwargs), None
     if not dropout:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -244,9 +277,11 @@ def _register_packed_attention() -> None:
     AttentionInterface.register(PACKED_ATTENTION, packed_attention)
 
 
-def pack_models(models: Sequence[nn.Module], streams: DropoutStreams | None = None) -> nn.Module:
+def pack_models(models: Sequence[nn.Module], streams: DropoutStreams | None = None,
+                layout: PackLayout | None = None) -> nn.Module:
     """One model whose every parameter is the members' parameters stacked (names unchanged); with `streams`, its
-    dropout draws each member's masks from the member's own stream."""
+    dropout draws each member's masks from the member's own stream; with `layout` (and `streams`), it computes on
+    the real tokens only while the layout holds a step's (`engine.unpadded`)."""
     packed: Any = copy.deepcopy(models[0])
     for name, module in models[0].named_modules():
         if streams is not None and isinstance(module, nn.Dropout):
@@ -265,7 +300,19 @@ def pack_models(models: Sequence[nn.Module], streams: DropoutStreams | None = No
     if streams is not None:
         _register_packed_attention()
         packed.config._attn_implementation = PACKED_ATTENTION  # the pack's own copy of the config
+        if layout is not None:
+            _lay_out(packed, layout)
     return packed
+
+
+def _lay_out(packed: nn.Module, layout: PackLayout) -> None:
+    """Every packed layer shares the layout; BERT's pooler finds the sequences' first tokens in it."""
+    for name, module in list(packed.named_modules()):
+        if isinstance(module, (PackedLinear, PackedLayerNorm, PackedEmbedding, PackedDropout)):
+            module.layout = layout
+        elif type(module).__name__ == "BertPooler":
+            parent, _, child = name.rpartition(".")
+            setattr(packed.get_submodule(parent) if parent else packed, child, PackedPooler(module, layout))
 
 
 def unpack_into(packed: nn.Module, k: int, model: nn.Module) -> None:
@@ -361,8 +408,12 @@ class PackedLoop(TrainingLoop):
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
         masked = self._mask_members(members)  # before stacking: the stacked weights start masked
         self.streams = DropoutStreams([m.seed for m in members], training.batch_size, longest, self.device)
-        self.packed = pack_models([m.model for m in members], self.streams).to(self.device)
+        self.layout = self._unpadded_layout(members[0].model.config, training)
+        self.packed = pack_models([m.model for m in members], self.streams, self.layout).to(self.device)
         mode = step_mode or training.pack_step
+        if self.layout is not None and mode != "eager":
+            log(f"pack step: an unpadded pack's shapes change every step; stepping eagerly, not {mode}")
+            mode = "eager"
         tensor_lr = needs_tensor_learning_rate(mode, self.device)
         # re-seats the parameters as flat views; the stacked masks live on in its one flat mask only
         self.update = FlatUpdate(self.packed, self.k, self._stacked_masks(masked), training, tensor_lr=tensor_lr)
@@ -451,11 +502,30 @@ class PackedLoop(TrainingLoop):
         self.tokens += (batch["attention_mask"].sum(dim=1) * real).reshape(self.k, -1).sum(dim=1)
         self.step += 1
 
+    @staticmethod
+    def _unpadded_layout(model_config: Any, training: TrainingConfig) -> PackLayout | None:
+        if not training.pack_unpad:
+            return None
+        if (reason := why_not_unpaddable(model_config)) is not None:
+            log(f"training.pack_unpad: padded ({reason})")
+            return None
+        return PackLayout()
+
+    @property
+    def how_stepped(self) -> str:
+        """What a member's record says of its step (`pack_step`)."""
+        return self.stepper.ran + (", unpadded" if self.layout is not None else "")
+
     # --- the step's parts, as `step_graph`'s strategies launch them ------------------------------------
     def forward_losses(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
                        real: torch.Tensor) -> torch.Tensor:
+        unpadded = None
+        if self.layout is not None:  # the real tokens only, end to end: (1, T)
+            unpadded = Unpadded(inputs["attention_mask"][:, 0, 0, :], self.k)
+            inputs = {name: unpadded.flat(t) for name, t in inputs.items() if name != "attention_mask"}
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None,
-                            cache_enabled=self.autocast_cache):
+                            cache_enabled=self.autocast_cache), \
+                self.layout.using(unpadded) if self.layout is not None and unpadded is not None else nullcontext():
             logits = self.packed(**inputs).logits
         return member_losses(logits, labels, real, self.k)
 
@@ -546,6 +616,6 @@ def _member_results(members: Sequence[Member], loop: PackedLoop, data: PreparedD
             tokens=tokens[k], precision=accelerator.mixed_precision, final_learning_rate=final_lr,
             step_ends=loop.step_ends, final_train_loss=tails[k] if loop.tail_batches else None,
             chance_loss=chance, eval_loss=eval_losses, pack_size=len(members), primary_metric=task.primary_metric,
-            chance_score=constant, pack_step=loop.stepper.ran))
+            chance_score=constant, pack_step=loop.how_stepped))
     accelerator.free_memory()
     return results
