@@ -10,10 +10,12 @@
 #                                       # then find with 8 seeds packed -> $OUT/find_packed.txt
 # Issue 36's (the step at the device's speed): the step profile at K = 16 and 1, then the bench, in one run:
 #     bash scripts/gpu_run.sh step      # -> $OUT/step_profile_k{16,1}.md, $OUT/bench_gpu.*
-# Issue 36, round two (the step as one CUDA graph), in one run of under 10 minutes: the profile at K = 16 eager and
-# graph, the bench (MiniLM and BERT-base, SST-2 and RTE, K = 16, eager/compiled/graph: host and device time, MFU),
+# Issue 36, round two (the step as one CUDA graph), in one run of under 10 minutes: the profile at K = 16 eager,
+# graph and unpadded, the bench (MiniLM and BERT-base, SST-2 and RTE, K = 16, eager/compiled/graph/unpadded: host
+# and device time, MFU),
 # then one packed find's evaluation stepped eagerly and as a graph, its records compared within 1e-3:
-#     bash scripts/gpu_run.sh graph     # -> $OUT/step_profile_{eager,graph}.md, $OUT/bench_gpu.*, $OUT/find_graph.txt
+#     bash scripts/gpu_run.sh graph     # -> $OUT/step_profile_{eager,graph,unpadded}.md, $OUT/bench_gpu.*,
+#                                       #    $OUT/find_graph.txt
 set -euo pipefail
 part=${1:?usage: scripts/gpu_run.sh bench|imp|study|packs|step|graph}
 source .carry/on-device.sh
@@ -75,12 +77,13 @@ case $part in
       --data-dir "$BERT_TICKETS_DATA/glue" --out "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.log" \
       | tee "$OUT/bench_gpu.txt" || echo "bench stopped: exit $?" ;;
   graph)
-    for mode in eager graph; do
-      timeout --kill-after=10 90 python3 scripts/step_profile.py --k 16 --step-mode $mode --warmup 5 \
-        --data-dir "$BERT_TICKETS_DATA/glue" --out "$OUT/step_profile_$mode.md" 2> "$OUT/step_profile_$mode.log" \
-        || echo "profile $mode stopped: exit $?"
+    for how in eager graph unpadded; do
+      flags=(--step-mode "${how/unpadded/eager}"); [ "$how" = unpadded ] && flags+=(--unpad)
+      timeout --kill-after=10 60 python3 scripts/step_profile.py --k 16 "${flags[@]}" --warmup 5 \
+        --data-dir "$BERT_TICKETS_DATA/glue" --out "$OUT/step_profile_$how.md" 2> "$OUT/step_profile_$how.log" \
+        || echo "profile $how stopped: exit $?"
     done
-    timeout --kill-after=10 "${BENCH_SECONDS:-240}" python3 scripts/bench_finetune.py --preset gpu --packs 16 \
+    timeout --kill-after=10 "${BENCH_SECONDS:-200}" python3 scripts/bench_finetune.py --preset gpu --packs 16 \
       --masked-packs 16 --bert-base-packs 16 --pack-steps 60 --steps 60 --bert-base-steps 40 ${BENCH_ARGS:-} \
       --data-dir "$BERT_TICKETS_DATA/glue" --out "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.log" \
       | tee "$OUT/bench_gpu.txt" || echo "bench stopped: exit $?"
@@ -89,11 +92,11 @@ case $part in
     find_args=(--task stsb --sparsity 0.5 --rate 0.5 --config minilm --seeds 4 --pack 8 --model "$BERT_TICKETS_MINILM"
                --data-dir "$BERT_TICKETS_DATA/glue" --set data.max_train_samples=2000)
     start=$(date +%s)
-    (cd /tmp && timeout 100 python3 -m bert_tickets.cli find "${find_args[@]}" --output-dir /tmp/eager) \
+    (cd /tmp && timeout 90 python3 -m bert_tickets.cli find "${find_args[@]}" --output-dir /tmp/eager) \
       2>&1 | tr '\r' '\n' | grep -v "it/s" > "$OUT/find_graph.txt" || echo "eager find stopped" >> "$OUT/find_graph.txt"
     cp -r /tmp/eager /tmp/graph
     find /tmp/graph \( -path '*/seeds/seed_*.json' -o -path '*/dense_*/seed_*.json' -o -name ticket.json \) -delete
-    (cd /tmp && timeout 100 python3 -m bert_tickets.cli find "${find_args[@]}" --set training.pack_step=graph \
+    (cd /tmp && timeout 90 python3 -m bert_tickets.cli find "${find_args[@]}" --set training.pack_step=graph \
       --output-dir /tmp/graph) 2>&1 | tr '\r' '\n' | grep -v "it/s" >> "$OUT/find_graph.txt" || true
     python3 scripts/compare_runs.py --within 1e-3 /tmp/eager /tmp/graph >> "$OUT/find_graph.txt" 2>&1 || true
     grep -ho '"pack_step": "[a-z]*"' -r /tmp/graph --include 'seed_*.json' | sort | uniq -c >> "$OUT/find_graph.txt" || true
