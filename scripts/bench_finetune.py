@@ -507,6 +507,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def emit_markdown(text: str, out: str | None) -> None:
+    """A script's Markdown on stdout, and in `out` too where given."""
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+
+
 def write_report(out: Path, device: str, args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     report = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
               "datasheet_peak_tflops": peak_tflops(), "measured_matmul_tflops": args.measured_tflops,

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_finetune import model_folder, prepare, training_config  # noqa: E402
+from bench_finetune import emit_markdown, model_folder, prepare, training_config  # noqa: E402
 
 
 def padding_share(task_name: str, k: int, args: argparse.Namespace) -> dict[str, float]:
@@ -79,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             "the pack's longest); in brackets, the share if each member's real tokens were laid end to end in one row "
             "padded to the longest member's (unpadding within the batched products, `torch.bmm` as now).")
     text = "\n".join(lines) + f"\n\n{note}\n"
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    emit_markdown(text, args.out)
     return 0
 
 

@@ -22,7 +22,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_finetune import magnitude_mask_of, model_folder, prepare, training_config  # noqa: E402
+from bench_finetune import emit_markdown, magnitude_mask_of, model_folder, prepare, training_config  # noqa: E402
 
 
 def profiled_pack(args: argparse.Namespace) -> tuple[Any, list[float]]:
@@ -113,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     prof, ends = profiled_pack(args)
     text = summary(prof, ends, args)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    emit_markdown(text, args.out)
     return 0
 
 
