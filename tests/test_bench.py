@@ -68,3 +68,19 @@ def test_the_step_profile_counts_the_profiled_steps_operators(tmp_path):
     calls = int(text.split("| aten operator calls | ")[1].split(" ")[0])
     assert calls > 100  # a MiniLM step is hundreds of operators: the profiler saw the steps themselves
     assert "| `aten::bmm` |" in text and "| wall time (median) |" in text
+
+
+def test_the_padding_count_says_what_share_of_a_packs_tokens_is_real(tmp_path):
+    """scripts/pack_padding.py on real SST-2: alone, laid end to end, every token is real; a pack of 4 pads its
+    members to the longest row, so less of it is, and laying each member's tokens end to end recovers some."""
+    script = SCRIPT.parent / "pack_padding.py"
+    out = tmp_path / "padding.md"
+    done = subprocess.run([sys.executable, str(script), "--tasks", "sst2", "--ks", "1,4", "--steps", "5",
+                           "--train-samples", "200", "--batch-size", "8", "--data-dir", str(shared_glue()),
+                           "--scratch", str(tmp_path), "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| sst2 |"))
+    alone, pack = [cell.strip() for cell in row.strip("|").split("|")[1:]]
+    assert alone.endswith("(100%)")  # one member's real tokens end to end: no padding at all
+    share, flat = (int(x.strip("%()")) for x in pack.split())
+    assert share < int(alone.split("%")[0]) and share <= flat <= 100
