@@ -227,20 +227,21 @@ class PackedDropout(nn.Module):
         self.layout: PackLayout | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.layout is not None and (unpadded := self.layout.of(x)) is not None and self.training and self.p:
-            # the draws its tokens have in the padded layout: the same masks as a padded pack's
-            keep = self.streams.keep(torch.Size([unpadded.rows, unpadded.length, *x.shape[2:]]), self.p, (1,),
-                                     2 * self.site)
-            return x * unpadded.unpad(keep).reshape(x.shape).to(x.dtype) / (1 - self.p)
-        return self._drop(x, (1,) if x.ndim == 3 else (), 2 * self.site)
+        unpadded = self.layout.of(x) if self.layout is not None else None
+        return self._drop(x, (1,) if x.ndim == 3 else (), 2 * self.site, unpadded)
 
     def attention(self, weights: torch.Tensor) -> torch.Tensor:
         return self._drop(weights, (2, 3), 2 * self.site + 1)
 
-    def _drop(self, x: torch.Tensor, sequence_dims: tuple[int, ...], site: int) -> torch.Tensor:
+    def _drop(self, x: torch.Tensor, sequence_dims: tuple[int, ...], site: int,
+              unpadded: Unpadded | None = None) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = self.streams.keep(x.shape, self.p, sequence_dims, site)
+        if unpadded is None:
+            keep = self.streams.keep(x.shape, self.p, sequence_dims, site)
+        else:  # the draws its tokens have in the padded layout: the same masks as a padded pack's
+            padded = torch.Size([unpadded.rows, unpadded.length, *x.shape[2:]])
+            keep = unpadded.unpad(self.streams.keep(padded, self.p, sequence_dims, site)).reshape(x.shape)
         return x * keep.to(x.dtype) / (1 - self.p)
 
 

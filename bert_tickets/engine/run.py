@@ -15,8 +15,6 @@ private; the methods (`bert_tickets.methods`) read `trained_prunable` and `resou
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
 import math
 import time
 from contextlib import AbstractContextManager, ExitStack, nullcontext
@@ -343,7 +341,8 @@ def pack_across_runs(runs: list[ImpRun]) -> None:
     """Several runs' evaluation fine-tunings packed together (a study's methods, sparsities and seeds on one task),
     so a pack fills up to `training.pack` members where one run has only its few seeds. Each run's levels come
     first (one after another by nature, under its folder's lock); then every pending packable fine-tuning of the
-    runs, grouped by what a pack shares (`pack_key`: model, task data, final recipe), trains in packs. A member's
+    runs, grouped by what a pack shares (model, task data, final recipe: what names the runs' shared dense folder,
+    `dense_dir`, whose dense seeds are theirs alike), trains in packs. A member's
     record depends on its own seed, mask and starting weights only (`engine.packed`), whichever runs it shares a
     pack with. A dense seed two runs share is trained once."""
     entries: dict[Path, PackEntry] = {}
@@ -355,20 +354,11 @@ def pack_across_runs(runs: list[ImpRun]) -> None:
                 run.run_levels()
         for kind, seed in packable_jobs(run, run.seed_jobs()):
             entries.setdefault(run.result_path(kind, seed), PackEntry(run, kind, seed))
-    groups: dict[str, list[PackEntry]] = {}
+    groups: dict[Path, list[PackEntry]] = {}
     for entry in entries.values():
-        groups.setdefault(pack_key(entry.run), []).append(entry)
+        groups.setdefault(entry.run.dense_dir(), []).append(entry)
     for group in groups.values():
         _train_packs(group)
-
-
-def pack_key(run: ImpRun) -> str:
-    """What the members of one pack must share: the model, the task's prepared data (its settings and the seed
-    that subsamples it) and the final fine-tunings' recipe; each member's seed is its own."""
-    c = run.config
-    recipe = {k: v for k, v in dataclasses.asdict(run.final_training).items() if k != "seed"}
-    return json.dumps({"model": dataclasses.asdict(c.model), "data": dataclasses.asdict(c.data),
-                       "data_seed": c.training.seed, "recipe": recipe}, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -428,7 +418,7 @@ def packable_jobs(run: ImpRun, jobs: list[tuple[Arm, int]]) -> list[tuple[Arm, i
 def _seed_pack(entries: list[PackEntry]) -> None:
     """One pack: each member's record is written as its lone run would write it (plus `pack_size`); a member whose
     record fails to be written does not keep the others' from being written. The data, recipe and device are the
-    first member's run's (`pack_key`: the same for every member)."""
+    first member's run's (the same for every member: `pack_across_runs` groups them by `dense_dir`)."""
     with ExitStack() as locks:
         for path in sorted(entry.path for entry in entries):  # one order: no deadlock
             locks.enter_context(result_lock(path))

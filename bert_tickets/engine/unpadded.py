@@ -20,8 +20,9 @@ has one `torch.bmm`): on a CPU that costs nothing next to the arithmetic saved; 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +39,7 @@ class Unpadded:
         per_row = real.sum(dim=1)
         self.counts: list[int] = per_row.reshape(k, -1).sum(dim=1).tolist()  # the products' sizes: read on the host
         self.tokens = sum(self.counts)
-        self.members = torch.repeat_interleave(torch.arange(k, device=real.device),
-                                               torch.tensor(self.counts, device=real.device))
+        self.members = self.index // (self.rows // k * self.length)  # each member owns rows // k whole rows
         self.starts = torch.cumsum(per_row, 0) - per_row  # each row's first token among the real ones
         self.mask = real[:, None, None, :]  # what attention takes, as the padded pack's
 
@@ -98,14 +98,14 @@ def grouped_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, co
                                                                       strict=True)])
 
 
-def unpadded_attention(layout: Unpadded, attention: object, module: nn.Module, query: torch.Tensor,
-                       key: torch.Tensor, value: torch.Tensor, **kwargs: object) -> torch.Tensor:
+def unpadded_attention(layout: Unpadded, attention: Callable[..., tuple[torch.Tensor, Any]], module: nn.Module,
+                       query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs: Any) -> torch.Tensor:
     """Attention over the real tokens: (1, heads, T, d) padded back into sequences, attended with the padded pack's
     mask, and its output (rows, length, heads, d) taken back to (1, T, heads, d)."""
     def padded(t: torch.Tensor) -> torch.Tensor:
         return layout.pad(t[0].transpose(0, 1)).transpose(1, 2)  # (rows, heads, length, d)
 
-    out, _ = attention(module, padded(query), padded(key), padded(value), layout.mask, **kwargs)  # type: ignore
+    out, _ = attention(module, padded(query), padded(key), padded(value), layout.mask, **kwargs)
     return layout.unpad(out).unsqueeze(0)
 
 
